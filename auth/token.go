@@ -1,0 +1,110 @@
+// Package auth turns tokens into principals: it makes and hashes tokens,
+// looks them up, runs the SASL exchanges SMTP clients use, and throttles
+// addresses that keep failing.
+package auth
+
+import (
+	"crypto/sha256"
+	"errors"
+	"time"
+
+	"github.com/postern/postern/store"
+)
+
+// ErrInvalidToken means the token is unknown (or empty). Callers answer
+// with one message whatever the reason, so a guess learns nothing.
+var ErrInvalidToken = errors.New("auth: invalid token")
+
+// prefixLen is how much of a token is kept in clear to tell tokens apart.
+const prefixLen = 8
+
+// NewToken returns a random token in UUID (version 4) form, as Postmark's.
+func NewToken() string { return store.NewID() }
+
+// Hash is what the store keeps of a token. A token carries 122 random bits,
+// so a fast hash is enough: there is nothing to brute-force offline that a
+// slow hash would protect. Looking tokens up by hash also makes the
+// comparison independent of the token's bytes: timing can reveal at most
+// where a hash sorts, which says nothing usable about any token.
+func Hash(token string) []byte {
+	sum := sha256.Sum256([]byte(token))
+	return sum[:]
+}
+
+// Mask shows a token the way listings do: its prefix only.
+func Mask(prefix string) string { return prefix + "-****-****-****-************" }
+
+// StoreToken makes the store record of a token.
+func StoreToken(token string) store.NewToken {
+	return store.NewToken{Hash: Hash(token), Token: store.Token{Prefix: token[:min(prefixLen, len(token))]}}
+}
+
+// TokenStore is what auth needs of the store.
+type TokenStore interface {
+	LookupToken(hash []byte) (store.Token, error)
+}
+
+// Authenticator resolves tokens to what they grant.
+type Authenticator struct {
+	tokens TokenStore
+}
+
+// NewAuthenticator returns an Authenticator over a token store.
+func NewAuthenticator(tokens TokenStore) *Authenticator {
+	return &Authenticator{tokens: tokens}
+}
+
+// Lookup returns what a token grants, or ErrInvalidToken.
+func (a *Authenticator) Lookup(token string) (store.Token, error) {
+	if token == "" {
+		return store.Token{}, ErrInvalidToken
+	}
+	t, err := a.tokens.LookupToken(Hash(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Token{}, ErrInvalidToken
+	}
+	return t, err
+}
+
+// Installation is what Init created, with the tokens in clear: the only
+// time they are ever shown.
+type Installation struct {
+	AccountID    int64
+	AccountToken string
+	ServerID     int64
+	ServerName   string
+	ServerToken  string
+}
+
+// DefaultServerName is the name of the server Init creates.
+const DefaultServerName = "Default"
+
+// Init creates the installation's operator account with an owner token,
+// and a Sandbox server named "Default" with a server token. It fails with
+// store.ErrInitialized on a store that was initialised before.
+func Init(s *store.Store, now time.Time) (Installation, error) {
+	accountToken, serverToken := NewToken(), NewToken()
+	at := StoreToken(accountToken)
+	at.Role = store.RoleOwner
+	acct, srv, err := s.Initialize(store.InitParams{
+		AccountName:  "Operator",
+		AccountToken: at,
+		Server: store.Server{
+			Name:             DefaultServerName,
+			Color:            "Purple",
+			DeliveryType:     store.DeliverySandbox,
+			SmtpApiActivated: true,
+		},
+		ServerToken: StoreToken(serverToken),
+	}, now)
+	if err != nil {
+		return Installation{}, err
+	}
+	return Installation{
+		AccountID:    acct.ID,
+		AccountToken: accountToken,
+		ServerID:     srv.ID,
+		ServerName:   srv.Name,
+		ServerToken:  serverToken,
+	}, nil
+}

@@ -1,0 +1,270 @@
+// Command postern is Postern's one binary: the SMTP relay (serve) and the
+// operator's tools. It only parses flags and wires the packages together.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
+	"github.com/postern/postern/smtpd"
+	"github.com/postern/postern/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `Usage: postern <command> [flags]
+
+Commands:
+  serve     run the SMTP relay (creates and initialises ./postern-data if new)
+  init      create a data directory: an account, its owner token, and a Sandbox server "Default" with its token
+  settings  list every setting with its environment variable and default
+  version   print the version
+
+Run "postern <command> -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = serve(rest, stdout, stderr)
+	case "init":
+		err = initCmd(rest, stdout, stderr)
+	case "settings":
+		err = settingsCmd(stdout)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "postern", versionString())
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "postern: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "postern:", err)
+		return 1
+	}
+	return 0
+}
+
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return version
+}
+
+// loadConfig parses a subcommand's flags (extra declares its own) and
+// loads the settings.
+func loadConfig(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, error) {
+	var cfg config.Config
+	fs := config.FlagSet(name, &cfg)
+	fs.SetOutput(stderr)
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	if err := config.Load(fs, &cfg, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func initCmd(args []string, stdout, stderr io.Writer) error {
+	var asJSON bool
+	cfg, err := loadConfig("init", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	st, err := store.Open(store.Path(cfg.DataDir), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	inst, err := auth.Init(st, time.Now())
+	if errors.Is(err, store.ErrInitialized) {
+		return fmt.Errorf("%s is already initialised; nothing was changed", cfg.DataDir)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(struct {
+			AccountID    int64
+			AccountToken string
+			ServerID     int64
+			ServerName   string
+			ServerToken  string
+		}{inst.AccountID, inst.AccountToken, inst.ServerID, inst.ServerName, inst.ServerToken})
+	}
+	printInstallation(stdout, cfg, inst)
+	return nil
+}
+
+// printInstallation shows new tokens, the one time they can be shown.
+func printInstallation(w io.Writer, cfg *config.Config, inst auth.Installation) {
+	addr := cfg.SMTPAddr
+	if config.Off(addr) {
+		addr = "127.0.0.1:2525"
+	}
+	fmt.Fprintf(w, `Postern initialised in %s
+
+  Account %d, owner token:     %s
+  Server %q (ID %d, Sandbox), server token: %s
+
+These tokens are shown only now; Postern keeps only their hashes.
+The server token is the SMTP username and password. Try it:
+
+  swaks --server %s --tls --auth PLAIN \
+    --auth-user %s --auth-password %s \
+    --from app@example.com --to someone@example.net
+
+`, cfg.DataDir, inst.AccountID, inst.AccountToken, inst.ServerName, inst.ServerID, inst.ServerToken,
+		addr, inst.ServerToken, inst.ServerToken)
+}
+
+func settingsCmd(stdout io.Writer) error {
+	for _, s := range config.Settings() {
+		fmt.Fprintf(stdout, "-%s (%s, default %q)\n    %s\n", s.Name, s.Env, s.Default, s.Usage)
+	}
+	return nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig("serve", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	st, err := store.Open(store.Path(cfg.DataDir), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if ok, err := st.Initialized(); err != nil {
+		return err
+	} else if !ok {
+		inst, err := auth.Init(st, time.Now())
+		if err != nil {
+			return err
+		}
+		printInstallation(stdout, cfg, inst)
+	}
+	tlsConfig, err := cfg.TLSConfig()
+	if err != nil {
+		return err
+	}
+	srv, err := smtpd.New(smtpd.Config{
+		Hostname:           cfg.Hostname,
+		Store:              st,
+		Credentials:        auth.NewAuthenticator(st),
+		Throttle:           auth.NewThrottle(auth.ThrottleConfig{Failures: cfg.AuthMaxFailures, Window: cfg.AuthFailureWindow}),
+		TLSConfig:          tlsConfig,
+		MaxMessageBytes:    cfg.MaxMessageSize,
+		MaxRecipients:      cfg.MaxRecipients,
+		MaxLineLength:      cfg.MaxLineLength,
+		CommandTimeout:     cfg.CommandTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		SessionTimeout:     cfg.SessionTimeout,
+		MaxSessions:        cfg.MaxSessions,
+		AllowPlaintextAuth: cfg.AllowPlaintextAuth,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+
+	failed := make(chan error, 2)
+	for _, l := range []struct {
+		name, addr string
+		serve      func(net.Listener) error
+	}{{"smtp", cfg.SMTPAddr, srv.Serve}, {"smtps", cfg.SMTPSAddr, srv.ServeTLS}} {
+		if config.Off(l.addr) {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("%s-addr: %w", l.name, err)
+		}
+		log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
+		go func() {
+			if err := l.serve(ln); err != nil {
+				failed <- fmt.Errorf("%s listener: %w", l.name, err)
+			}
+		}()
+	}
+	log.Info("postern started", "version", versionString(), "data", cfg.DataDir, "hostname", cfg.Hostname)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	case runErr = <-failed:
+		log.Error("listener failed; shutting down", "err", runErr)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	if err := st.Close(); err != nil {
+		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
+	}
+	log.Info("postern stopped")
+	return runErr
+}
+

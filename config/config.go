@@ -1,0 +1,267 @@
+// Package config holds Postern's settings: their defaults, which live here
+// in code, and how a configuration file, POSTERN_* environment variables
+// and command-line flags override them, validated with errors that name
+// the setting.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is every setting of `postern serve`.
+type Config struct {
+	ConfigFile string
+	DataDir    string
+	Hostname   string
+
+	SMTPAddr  string // STARTTLS listener; "" or "off" turns it off
+	SMTPSAddr string // implicit TLS listener
+	TLSCert   string
+	TLSKey    string
+
+	MaxMessageSize     int64
+	MaxRecipients      int
+	MaxLineLength      int
+	MaxSessions        int
+	CommandTimeout     time.Duration
+	WriteTimeout       time.Duration
+	SessionTimeout     time.Duration
+	AllowPlaintextAuth bool
+	AuthMaxFailures    int
+	AuthFailureWindow  time.Duration
+
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// Setting documents one setting: its name (the flag, and the key in the
+// configuration file), its environment variable and its meaning.
+type Setting struct {
+	Name    string
+	Env     string
+	Default string
+	Usage   string
+}
+
+// bind declares every setting on fs, bound to c, with the defaults in code.
+// It is the one place settings are defined.
+func bind(fs *flag.FlagSet, c *Config) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	fs.StringVar(&c.ConfigFile, "config", "", "configuration file (name = value lines); none needed")
+	fs.StringVar(&c.DataDir, "data", "./postern-data", "data directory: the store, and the self-signed certificate when none is configured")
+	fs.StringVar(&c.Hostname, "hostname", host, "name in the SMTP greeting, Received fields and Message-IDs (default: the machine's hostname)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", "127.0.0.1:2525", `SMTP submission listener with STARTTLS ("off" turns it off)`)
+	fs.StringVar(&c.SMTPSAddr, "smtps-addr", "off", `SMTP listener with implicit TLS, e.g. :465 ("off" turns it off)`)
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate chain, PEM (default: a self-signed one generated into the data directory)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key, PEM (with tls-cert)")
+	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 10<<20, "largest message accepted, in bytes")
+	fs.IntVar(&c.MaxRecipients, "max-recipients", 50, "most recipients of one message")
+	fs.IntVar(&c.MaxLineLength, "max-line-length", 4096, "longest command or message line, in bytes")
+	fs.IntVar(&c.MaxSessions, "max-sessions", 1000, "most concurrent SMTP connections; more get 421 4.3.2")
+	fs.DurationVar(&c.CommandTimeout, "command-timeout", 5*time.Minute, "how long a client may take to send a command, and to send a message's data")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", time.Minute, "how long a reply may take to reach a client")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", time.Hour, "the longest an SMTP connection may last")
+	fs.BoolVar(&c.AllowPlaintextAuth, "allow-plaintext-auth", false, "allow AUTH without TLS from non-loopback clients (loopback clients may always)")
+	fs.IntVar(&c.AuthMaxFailures, "auth-max-failures", 5, "failed AUTH attempts from one address, within auth-failure-window, that shut it out (0: never)")
+	fs.DurationVar(&c.AuthFailureWindow, "auth-failure-window", 5*time.Minute, "how far back AUTH failures count, and how long a shut-out address waits")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long open sessions may take to finish on SIGTERM or SIGINT")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (recipient addresses appear at debug only)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+}
+
+// EnvName is a setting's environment variable.
+func EnvName(name string) string {
+	return "POSTERN_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Settings lists every setting with its default, in declaration order.
+func Settings() []Setting {
+	fs := flag.NewFlagSet("postern", flag.ContinueOnError)
+	bind(fs, &Config{})
+	var out []Setting
+	fs.VisitAll(func(f *flag.Flag) {
+		out = append(out, Setting{Name: f.Name, Env: EnvName(f.Name), Default: f.DefValue, Usage: f.Usage})
+	})
+	return out
+}
+
+// FlagSet returns a flag set for a subcommand with every setting declared,
+// bound to c.
+func FlagSet(name string, c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	bind(fs, c)
+	return fs
+}
+
+// Load reads the settings: the defaults in code, then the configuration
+// file, then the environment, then the command line, each overriding the
+// one before. fs must come from FlagSet(…, c) and be parsed already.
+// lookupEnv is os.LookupEnv outside tests. A variable set to the empty
+// string counts as set: for a listener address it means "off".
+func Load(fs *flag.FlagSet, c *Config, lookupEnv func(string) (string, bool)) error {
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+
+	if !onCommandLine["config"] {
+		if v, ok := lookupEnv(EnvName("config")); ok {
+			c.ConfigFile = v
+		}
+	}
+	var fromFile map[string]fileValue
+	if c.ConfigFile != "" {
+		f, err := os.Open(c.ConfigFile)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		fromFile, err = parseFile(f, c.ConfigFile, fs)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if onCommandLine[f.Name] || f.Name == "config" {
+			return
+		}
+		if v, ok := lookupEnv(EnvName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("config: %s (from %s): invalid value %q: %v", f.Name, EnvName(f.Name), v, unwrapFlagErr(err)))
+			}
+			return
+		}
+		if fv, ok := fromFile[f.Name]; ok {
+			if err := fs.Set(f.Name, fv.value); err != nil {
+				errs = append(errs, fmt.Errorf("config: %s (%s:%d): invalid value %q: %v", f.Name, c.ConfigFile, fv.line, fv.value, unwrapFlagErr(err)))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return c.Validate()
+}
+
+func unwrapFlagErr(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+type fileValue struct {
+	value string
+	line  int
+}
+
+// parseFile reads "name = value" lines; blank lines and lines starting
+// with # are ignored, and a value may be quoted.
+func parseFile(r io.Reader, path string, fs *flag.FlagSet) (map[string]fileValue, error) {
+	out := map[string]fileValue{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("config: %s:%d: expected \"name = value\", got %q", path, n, line)
+		}
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+			value = value[1 : len(value)-1]
+		}
+		if fs.Lookup(name) == nil || name == "config" {
+			return nil, fmt.Errorf("config: %s:%d: unknown setting %q", path, n, name)
+		}
+		if prev, dup := out[name]; dup {
+			return nil, fmt.Errorf("config: %s:%d: %s already set on line %d", path, n, name, prev.line)
+		}
+		out[name] = fileValue{value: value, line: n}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// Off reports whether a listener address turns the listener off.
+func Off(addr string) bool { return addr == "" || strings.EqualFold(addr, "off") }
+
+// Validate checks the settings, naming the setting at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data", "must not be empty")
+	}
+	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
+		bad("hostname", "must be a host name, got %q", c.Hostname)
+	}
+	for _, a := range []struct{ name, value string }{{"smtp-addr", c.SMTPAddr}, {"smtps-addr", c.SMTPSAddr}} {
+		if Off(a.value) {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.value); err != nil || port == "" {
+			bad(a.name, "must be host:port or \"off\", got %q", a.value)
+		}
+	}
+	if Off(c.SMTPAddr) && Off(c.SMTPSAddr) {
+		bad("smtp-addr", "and smtps-addr are both off: Postern would accept no mail")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert", "and tls-key must be set together")
+	}
+	if c.MaxMessageSize < 1024 {
+		bad("max-message-size", "must be at least 1024 bytes, got %d", c.MaxMessageSize)
+	}
+	if c.MaxRecipients < 1 {
+		bad("max-recipients", "must be at least 1, got %d", c.MaxRecipients)
+	}
+	if c.MaxLineLength < 1000 {
+		bad("max-line-length", "must be at least 1000 (RFC 5321), got %d", c.MaxLineLength)
+	}
+	if c.MaxSessions < 1 {
+		bad("max-sessions", "must be at least 1, got %d", c.MaxSessions)
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"command-timeout", c.CommandTimeout}, {"write-timeout", c.WriteTimeout}, {"session-timeout", c.SessionTimeout}, {"shutdown-timeout", c.ShutdownTimeout}} {
+		if d.value <= 0 {
+			bad(d.name, "must be positive, got %s", d.value)
+		}
+	}
+	if c.AuthMaxFailures < 0 {
+		bad("auth-max-failures", "must not be negative, got %d", c.AuthMaxFailures)
+	}
+	if c.AuthMaxFailures > 0 && c.AuthFailureWindow <= 0 {
+		bad("auth-failure-window", "must be positive, got %s", c.AuthFailureWindow)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log-format", "must be text or json, got %q", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}

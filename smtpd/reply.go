@@ -1,0 +1,157 @@
+package smtpd
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// Reply codes Postern uses (RFC 5321 §4.2.3, RFC 4954, RFC 3463).
+const (
+	codeAuthOK            = 235
+	codeOK                = 250
+	codeClosing           = 421
+	codeLocalError        = 451
+	codeInsufficientSpace = 452
+	codeTempAuthFailure   = 454
+	codeSyntaxError       = 501
+	codeBadSequence       = 503
+	codeParamNotImpl      = 504
+	codeAuthRequired      = 530
+	codeAuthInvalid       = 535
+	codeEncryptRequired   = 538
+	codeMailboxUnavail    = 550
+	codeExceededStorage   = 552
+	codeTransactionFailed = 554
+)
+
+// Error is an SMTP refusal: the reply the client sees, and the cause that
+// only the operator's log sees.
+type Error struct {
+	Code     int
+	Enhanced smtp.EnhancedCode
+	// Message is safe to show the client: it names no internal detail.
+	Message string
+	// Cause is why, for the log; never sent to the client.
+	Cause error
+	// Close asks for the connection to be closed once the reply is sent.
+	Close bool
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.Enhanced[0], e.Enhanced[1], e.Enhanced[2], e.Message)
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// Temporary reports whether the client may try again later (a 4xx reply).
+func (e *Error) Temporary() bool { return e.Code/100 == 4 }
+
+// smtpError is the form go-smtp writes as a reply: it type-asserts
+// *smtp.SMTPError and does not unwrap.
+func (e *Error) smtpError() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: e.Code, EnhancedCode: e.Enhanced, Message: e.Message}
+}
+
+func reply(code int, class, subject, detail int, msg string) *Error {
+	return &Error{Code: code, Enhanced: smtp.EnhancedCode{class, subject, detail}, Message: msg}
+}
+
+// The replies of the design's SMTP table, and the few others Postern gives.
+func errAuthInvalid() *Error {
+	return reply(codeAuthInvalid, 5, 7, 8, "Authentication credentials invalid")
+}
+
+func errSMTPDisabled(server string) *Error {
+	return reply(codeAuthInvalid, 5, 7, 8, fmt.Sprintf(
+		"Authentication credentials invalid: SMTP is turned off for server %q; turn on SmtpApiActivated to send over SMTP", server))
+}
+
+func errTooManyFailures(until time.Time) *Error {
+	e := reply(codeClosing, 4, 7, 0, fmt.Sprintf(
+		"Too many failed authentication attempts from your address; try again after %s", until.UTC().Format("15:04:05 MST")))
+	e.Close = true
+	return e
+}
+
+func errEncryptionRequired() *Error {
+	return reply(codeEncryptRequired, 5, 7, 11, "Encryption required for requested authentication mechanism")
+}
+
+func errAuthRequired() *Error { return reply(codeAuthRequired, 5, 7, 0, "Authentication required") }
+
+func errAlreadyAuthenticated() *Error {
+	return reply(codeBadSequence, 5, 5, 1, "Already authenticated")
+}
+
+func errMechanism(mech string) *Error {
+	return reply(codeParamNotImpl, 5, 5, 4, fmt.Sprintf("Unsupported authentication mechanism %q; use PLAIN or LOGIN", mech))
+}
+
+func errAuthUnavailable(cause error) *Error {
+	e := reply(codeTempAuthFailure, 4, 7, 0, "Temporary authentication failure; try again later")
+	e.Cause = cause
+	return e
+}
+
+func errBadSender() *Error { return reply(codeSyntaxError, 5, 1, 3, "Bad sender address syntax") }
+
+func errBadRecipient() *Error { return reply(codeSyntaxError, 5, 1, 3, "Bad recipient address syntax") }
+
+func errTooManyRecipients(limit int) *Error {
+	return reply(codeInsufficientSpace, 4, 5, 3, fmt.Sprintf("Too many recipients; at most %d per message", limit))
+}
+
+func errTooBig(limit int64) *Error {
+	return reply(codeExceededStorage, 5, 3, 4, fmt.Sprintf("Message too big; the limit is %s (%d bytes)", byteSize(limit), limit))
+}
+
+func errUnknownStream(stream string) *Error {
+	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
+		"Message stream %q does not exist on this server; remove X-PM-Message-Stream or use \"outbound\"", stream))
+}
+
+func errBadMessage(what string) *Error {
+	return reply(codeTransactionFailed, 5, 6, 0, what)
+}
+
+func errStorage(cause error) *Error {
+	e := reply(codeLocalError, 4, 3, 0, "Temporary storage failure; the message was not accepted, try again later")
+	e.Cause = cause
+	return e
+}
+
+func errServerGone() *Error {
+	return reply(codeLocalError, 4, 3, 0, "This server is no longer available; authenticate again")
+}
+
+func errTooManySessions() *Error {
+	return reply(codeClosing, 4, 3, 2, "Too many concurrent sessions; try again later")
+}
+
+// Success replies. go-smtp writes fixed texts for these, so Postern hands
+// them over in the shape of an error: go-smtp writes any *SMTPError it gets
+// as the reply, whatever its code.
+func replyAuthOK() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: codeAuthOK, EnhancedCode: smtp.EnhancedCode{2, 7, 0}, Message: "Authentication successful"}
+}
+
+func replyQueued(messageID string) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: codeOK, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: queued as " + messageID}
+}
+
+// byteSize says a size the way people read limits.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

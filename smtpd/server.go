@@ -1,0 +1,379 @@
+// Package smtpd is Postern's SMTP listener: it authenticates each session
+// with a server token, applies per-command policy, and files each accepted
+// message durably in that server's part of the store before it answers 250.
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/store"
+)
+
+// Store is what the listener needs of the store.
+type Store interface {
+	Server(id int64) (store.Server, error)
+	Enqueue(msg *store.Message, raw []byte) error
+}
+
+// Credentials resolves an SMTP login to a server token.
+type Credentials interface {
+	SMTPCredentials(username, password string) (store.Token, error)
+}
+
+// Config is the listener's configuration. Zero limits take the defaults.
+type Config struct {
+	Hostname    string // in the greeting and Received fields
+	Store       Store
+	Credentials Credentials
+	Throttle    *auth.Throttle // nil: no throttling
+	// TLSConfig enables STARTTLS on Serve and is required by ServeTLS.
+	TLSConfig *tls.Config
+
+	MaxMessageBytes int64         // default 10 MiB
+	MaxRecipients   int           // default 50
+	MaxLineLength   int           // default 4096
+	CommandTimeout  time.Duration // per command line and per DATA; default 5 min
+	WriteTimeout    time.Duration // default 1 min
+	SessionTimeout  time.Duration // a connection's whole life; default 1 h
+	MaxSessions     int           // concurrent connections; default 1000
+
+	// AllowPlaintextAuth allows AUTH without TLS from any address. Without
+	// it, only loopback clients may authenticate in plaintext.
+	AllowPlaintextAuth bool
+	// IsLocal says whether a client address may authenticate without TLS
+	// (unless AllowPlaintextAuth). Nil means loopback addresses only.
+	IsLocal func(net.Addr) bool
+
+	Logger *slog.Logger     // nil: discard
+	Now    func() time.Time // nil: time.Now
+}
+
+// Defaults of Config's limits.
+const (
+	DefaultMaxMessageBytes = 10 << 20
+	DefaultMaxRecipients   = 50
+	DefaultMaxLineLength   = 4096
+	DefaultCommandTimeout  = 5 * time.Minute
+	DefaultWriteTimeout    = time.Minute
+	DefaultSessionTimeout  = time.Hour
+	DefaultMaxSessions     = 1000
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxRecipients <= 0 {
+		c.MaxRecipients = DefaultMaxRecipients
+	}
+	if c.MaxLineLength <= 0 {
+		c.MaxLineLength = DefaultMaxLineLength
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = DefaultCommandTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.IsLocal == nil {
+		c.IsLocal = isLoopback
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+func isLoopback(a net.Addr) bool {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.IP.IsLoopback()
+	}
+	return false
+}
+
+// Server is the SMTP listener. One Server serves any number of listeners,
+// with STARTTLS (Serve) or implicit TLS (ServeTLS).
+type Server struct {
+	cfg      Config
+	starttls *smtp.Server // plaintext, offering STARTTLS when configured
+	implicit *smtp.Server // behind a TLS listener: STARTTLS not offered
+	sessions chan struct{}
+
+	mu        sync.Mutex
+	listeners []net.Listener
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Hostname == "" {
+		return nil, errors.New("smtpd: Config.Hostname is empty")
+	}
+	if cfg.Store == nil || cfg.Credentials == nil {
+		return nil, errors.New("smtpd: Config.Store and Config.Credentials are required")
+	}
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, sessions: make(chan struct{}, cfg.MaxSessions)}
+	s.starttls = s.newSMTPServer(cfg.TLSConfig)
+	s.implicit = s.newSMTPServer(nil)
+	return s, nil
+}
+
+func (s *Server) newSMTPServer(tlsConfig *tls.Config) *smtp.Server {
+	srv := smtp.NewServer(&backend{srv: s})
+	srv.Domain = s.cfg.Hostname
+	srv.TLSConfig = tlsConfig
+	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
+	srv.MaxLineLength = s.cfg.MaxLineLength
+	srv.ReadTimeout = s.cfg.CommandTimeout
+	srv.WriteTimeout = s.cfg.WriteTimeout
+	// Postern decides itself who may authenticate without TLS (see
+	// Session.Auth), so go-smtp must always offer AUTH.
+	srv.AllowInsecureAuth = true
+	srv.EnableSMTPUTF8 = true
+	srv.ErrorLog = slogAdapter{s.cfg.Logger}
+	return srv
+}
+
+// Serve accepts plaintext connections on l, offering STARTTLS when the
+// configuration has a certificate. It returns nil after Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	return s.starttls.Serve(s.track(&listener{Listener: l, srv: s}))
+}
+
+// ServeTLS accepts implicit-TLS connections (port 465) on l.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.cfg.TLSConfig == nil {
+		return errors.New("smtpd: implicit TLS needs Config.TLSConfig")
+	}
+	return s.implicit.Serve(s.track(&listener{Listener: l, srv: s, tls: s.cfg.TLSConfig}))
+}
+
+func (s *Server) track(l net.Listener) net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listeners = append(s.listeners, l)
+	return l
+}
+
+// Shutdown stops accepting connections, lets open sessions finish until ctx
+// is done, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	errs := make(chan error, 2)
+	for _, srv := range []*smtp.Server{s.starttls, s.implicit} {
+		go func() { errs <- srv.Shutdown(ctx) }()
+	}
+	err := errors.Join(<-errs, <-errs)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return errors.Join(fmt.Errorf("smtpd: sessions still open at shutdown deadline"), s.starttls.Close(), s.implicit.Close())
+	}
+	return nil
+}
+
+// slogAdapter sends go-smtp's own log lines (I/O errors of single
+// connections) to the debug level: they are about one client, not the
+// service.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Printf(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Println(v ...any)               { a.l.Debug(fmt.Sprint(v...)) }
+
+// listener counts sessions, refuses those over the limit, and wraps each
+// connection (in TLS first, for implicit TLS).
+type listener struct {
+	net.Listener
+	srv *Server
+	tls *tls.Config
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		raw, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.srv.sessions <- struct{}{}:
+		default:
+			go l.refuse(raw)
+			continue
+		}
+		c := &conn{
+			Conn:             raw,
+			hostname:         l.srv.cfg.Hostname,
+			handshakeTimeout: l.srv.cfg.WriteTimeout,
+			release:          func() { <-l.srv.sessions },
+			logger:           l.srv.cfg.Logger,
+			opened:           time.Now(),
+		}
+		if l.tls != nil {
+			c.tls = tls.Server(raw, l.tls)
+			c.Conn = c.tls
+		}
+		c.lifetime = time.AfterFunc(l.srv.cfg.SessionTimeout, func() { c.Close() })
+		return c, nil
+	}
+}
+
+// refuse answers a connection over the session limit and closes it.
+func (l *listener) refuse(raw net.Conn) {
+	defer raw.Close()
+	if l.tls != nil {
+		return // a reply would need a TLS handshake: just close
+	}
+	e := errTooManySessions()
+	raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(raw, "%d %d.%d.%d %s\r\n", e.Code, e.Enhanced[0], e.Enhanced[1], e.Enhanced[2], e.Message)
+}
+
+// conn is one client connection as go-smtp sees it. It replaces go-smtp's
+// fixed greeting with Postern's, can close itself right after a reply (for
+// 421 replies, which end the session), and knows its TLS state when TLS was
+// set up beneath go-smtp (implicit TLS).
+type conn struct {
+	net.Conn
+	hostname         string
+	tls              *tls.Conn // implicit TLS
+	handshakeTimeout time.Duration
+	release          func()
+	lifetime         *time.Timer
+
+	logger *slog.Logger
+	opened time.Time
+
+	mu              sync.Mutex
+	greeted         bool
+	closeAfterWrite bool
+	closed          bool
+	serverID        int64 // the last server authenticated, for the log
+	nAccepted       int
+	nRefused        int
+	nAuthFailed     int
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	first := !c.greeted
+	c.greeted = true
+	closeAfter := c.closeAfterWrite
+	c.mu.Unlock()
+	if first {
+		// go-smtp's first write is its greeting, "220 <Domain> ESMTP
+		// Service Ready", which it does not let us word.
+		if c.tls != nil {
+			// go-smtp only bounds the handshake of a *tls.Conn it
+			// can see; this one is beneath it.
+			c.tls.SetDeadline(time.Now().Add(c.handshakeTimeout))
+			if err := c.tls.Handshake(); err != nil {
+				return 0, err
+			}
+			c.tls.SetDeadline(time.Time{})
+		}
+		if _, err := io.WriteString(c.Conn, "220 "+c.hostname+" ESMTP Postern\r\n"); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	n, err := c.Conn.Write(p)
+	if closeAfter {
+		c.Close()
+	}
+	return n, err
+}
+
+// closeAfterNextWrite makes the next reply the last.
+func (c *conn) closeAfterNextWrite() {
+	c.mu.Lock()
+	c.closeAfterWrite = true
+	c.mu.Unlock()
+}
+
+func (c *conn) Close() error {
+	c.mu.Lock()
+	already := c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if already {
+		return nil
+	}
+	c.lifetime.Stop()
+	c.release()
+	err := c.Conn.Close()
+	c.mu.Lock()
+	c.logger.Info("smtp session end", "remote", c.RemoteAddr().String(), "server", c.serverID,
+		"accepted", c.nAccepted, "refused", c.nRefused, "auth_failures", c.nAuthFailed,
+		"duration", time.Since(c.opened).Round(time.Millisecond))
+	c.mu.Unlock()
+	return err
+}
+
+// underlying finds Postern's conn beneath what go-smtp holds (after
+// STARTTLS it holds a *tls.Conn over it).
+func underlying(c net.Conn) *conn {
+	switch v := c.(type) {
+	case *conn:
+		return v
+	case *tls.Conn:
+		if pc, ok := v.NetConn().(*conn); ok {
+			return pc
+		}
+	}
+	return nil
+}
+
+// Per-connection counters for the session-end log line.
+func (c *conn) authenticated(serverID int64) {
+	c.mu.Lock()
+	c.serverID = serverID
+	c.mu.Unlock()
+}
+
+func (c *conn) accepted() {
+	c.mu.Lock()
+	c.nAccepted++
+	c.mu.Unlock()
+}
+
+func (c *conn) refused() {
+	c.mu.Lock()
+	c.nRefused++
+	c.mu.Unlock()
+}
+
+func (c *conn) authFailed() {
+	c.mu.Lock()
+	c.nAuthFailed++
+	c.mu.Unlock()
+}
+
+func tls2string(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLSv1.0"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return fmt.Sprintf("TLS(0x%04x)", v)
+}

@@ -1,0 +1,324 @@
+package smtpd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/store"
+)
+
+type backend struct{ srv *Server }
+
+// NewSession runs at EHLO (and again after STARTTLS, which starts over).
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	pc := underlying(c.Conn())
+	if pc == nil {
+		return nil, errors.New("smtpd: connection not accepted by smtpd's listener")
+	}
+	return &session{srv: b.srv, cfg: &b.srv.cfg, c: c, pc: pc}, nil
+}
+
+// session is one SMTP session: the state between EHLO and the end of the
+// connection (or STARTTLS).
+type session struct {
+	srv *Server
+	cfg *Config
+	c   *smtp.Conn
+	pc  *conn
+
+	server *store.Server // set by a successful AUTH; kept across RSET
+	from   string
+	rcpts  []string
+}
+
+var (
+	_ smtp.Session     = (*session)(nil)
+	_ smtp.AuthSession = (*session)(nil)
+)
+
+// clientIP is the throttling key: the address without the port.
+func (s *session) clientIP() string {
+	addr := s.pc.RemoteAddr().String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+// tlsState returns the TLS state whether go-smtp set TLS up (STARTTLS) or
+// the listener did (implicit TLS).
+func (s *session) tlsState() (version string, ok bool) {
+	if st, ok := s.c.TLSConnectionState(); ok {
+		return tls2string(st.Version), true
+	}
+	if s.pc.tls != nil {
+		return tls2string(s.pc.tls.ConnectionState().Version), true
+	}
+	return "", false
+}
+
+// refuse logs a refusal's cause and gives go-smtp the reply to write.
+func (s *session) refuse(e *Error) error {
+	if e.Cause != nil {
+		s.cfg.Logger.Warn("smtp refusal", "code", e.Code, "remote", s.clientIP(), "err", e.Cause)
+	}
+	if e.Close {
+		s.pc.closeAfterNextWrite()
+	}
+	s.pc.refused()
+	return e.smtpError()
+}
+
+func (s *session) AuthMechanisms() []string { return auth.Mechanisms }
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.server != nil {
+		return nil, s.refuse(errAlreadyAuthenticated())
+	}
+	if blocked, until := s.cfg.Throttle.Blocked(s.clientIP()); blocked {
+		return nil, s.refuse(errTooManyFailures(until))
+	}
+	if _, isTLS := s.tlsState(); !isTLS && !s.cfg.AllowPlaintextAuth && !s.cfg.IsLocal(s.pc.RemoteAddr()) {
+		return nil, s.refuse(errEncryptionRequired())
+	}
+	inner := auth.NewSASLServer(mech, s.checkCredentials)
+	if inner == nil {
+		return nil, s.refuse(errMechanism(mech))
+	}
+	return authReply{inner}, nil
+}
+
+// authReply words the success reply as the design has it ("235 2.7.0
+// Authentication successful"); go-smtp's own is fixed.
+type authReply struct{ sasl.Server }
+
+func (a authReply) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := a.Server.Next(response)
+	if err == nil && done {
+		return nil, false, replyAuthOK()
+	}
+	return challenge, done, err
+}
+
+// checkCredentials is the SASL callback: it resolves the token and decides
+// the reply. What it logs names the reason, never the credentials.
+func (s *session) checkCredentials(username, password string) error {
+	ip := s.clientIP()
+	tok, err := s.cfg.Credentials.SMTPCredentials(username, password)
+	if err != nil {
+		if !errors.Is(err, auth.ErrInvalidToken) && !errors.Is(err, auth.ErrAccountTokenOverSMTP) && !errors.Is(err, auth.ErrAmbiguousCredentials) {
+			return s.refuse(errAuthUnavailable(err))
+		}
+		s.cfg.Logger.Info("smtp auth failed", "remote", ip, "reason", err.Error())
+		s.pc.authFailed()
+		if s.cfg.Throttle.Fail(ip) {
+			_, until := s.cfg.Throttle.Blocked(ip)
+			return s.refuse(errTooManyFailures(until))
+		}
+		return s.refuse(errAuthInvalid())
+	}
+	srv, err := s.cfg.Store.Server(tok.ServerID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.cfg.Logger.Info("smtp auth failed", "remote", ip, "reason", "token of a deleted server")
+		return s.refuse(errAuthInvalid())
+	}
+	if err != nil {
+		return s.refuse(errAuthUnavailable(err))
+	}
+	if !srv.SmtpApiActivated {
+		s.cfg.Logger.Info("smtp auth refused", "remote", ip, "server", srv.ID, "reason", "SMTP turned off for the server")
+		return s.refuse(errSMTPDisabled(srv.Name))
+	}
+	s.cfg.Throttle.Succeed(ip)
+	s.server = &srv
+	s.pc.authenticated(srv.ID)
+	return nil
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.server == nil {
+		return s.refuse(errAuthRequired())
+	}
+	// The null sender is allowed: some applications send notifications
+	// that must never bounce.
+	if from != "" && !validAddress(from) {
+		return s.refuse(errBadSender())
+	}
+	s.from, s.rcpts = from, s.rcpts[:0]
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.server == nil {
+		return s.refuse(errAuthRequired())
+	}
+	if !validAddress(to) {
+		return s.refuse(errBadRecipient())
+	}
+	for _, r := range s.rcpts {
+		if strings.EqualFold(r, to) {
+			return nil // a repeated recipient gets one copy
+		}
+	}
+	if len(s.rcpts) >= s.cfg.MaxRecipients {
+		return s.refuse(errTooManyRecipients(s.cfg.MaxRecipients))
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if s.server == nil {
+		return s.refuse(errAuthRequired())
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(r); err != nil {
+		if errors.Is(err, smtp.ErrDataTooLarge) {
+			return s.refuse(errTooBig(s.cfg.MaxMessageBytes))
+		}
+		return s.refuse(&Error{Code: codeLocalError, Enhanced: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again", Cause: err})
+	}
+	now := s.cfg.Now().UTC()
+	id := store.NewID()
+	res, err := intake(buf.Bytes(), stamp{
+		received:  s.receivedField(id, now),
+		messageID: "<" + id + "@" + s.cfg.Hostname + ">",
+		date:      now,
+	})
+	if err != nil {
+		return s.refuse(errBadMessage(err.Error()))
+	}
+	if res.stream != DefaultStream {
+		return s.refuse(errUnknownStream(res.stream))
+	}
+	msg := &store.Message{
+		MessageID:     id,
+		ServerID:      s.server.ID,
+		EnvelopeFrom:  s.from,
+		From:          res.from,
+		To:            storeAddresses(res.to),
+		Cc:            storeAddresses(res.cc),
+		Bcc:           storeAddresses(res.bcc),
+		Recipients:    append([]string(nil), s.rcpts...),
+		Subject:       res.subject,
+		Tag:           res.tag,
+		Metadata:      res.metadata,
+		MessageStream: res.stream,
+		ReceivedAt:    now,
+		Size:          len(res.stored),
+		Status:        store.StatusQueued,
+	}
+	if err := s.cfg.Store.Enqueue(msg, res.stored); err != nil {
+		if errors.Is(err, store.ErrServerMissing) {
+			return s.refuse(errServerGone())
+		}
+		return s.refuse(errStorage(err))
+	}
+	s.pc.accepted()
+	if s.cfg.Logger.Enabled(nil, slog.LevelDebug) {
+		s.cfg.Logger.Debug("message accepted", "server", s.server.ID, "message_id", id, "size", msg.Size, "recipients", msg.Recipients)
+	}
+	return replyQueued(id)
+}
+
+func (s *session) Reset() { s.from, s.rcpts = "", s.rcpts[:0] }
+
+func (s *session) Logout() error { return nil }
+
+// receivedField is the Received field Postern adds (RFC 5321 §4.4): the
+// client's HELO name and address, as every MTA records them, and nothing
+// of its credentials.
+func (s *session) receivedField(id string, now time.Time) string {
+	with := "ESMTPA"
+	tlsNote := ""
+	if v, ok := s.tlsState(); ok {
+		with = "ESMTPSA"
+		tlsNote = " (" + v + ")"
+	}
+	return fmt.Sprintf("Received: from %s ([%s])\r\n\tby %s (Postern) with %s%s id %s;\r\n\t%s",
+		sanitizeHelo(s.c.Hostname()), s.clientIP(), s.cfg.Hostname, with, tlsNote, id, now.Format(time.RFC1123Z))
+}
+
+func storeAddresses(in []address) []store.Address {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]store.Address, len(in))
+	for i, a := range in {
+		out[i] = store.Address{Email: a.email, Name: a.name}
+	}
+	return out
+}
+
+// sanitizeHelo keeps the characters a host name or address literal may
+// have, so a client cannot put anything else into the Received field.
+func sanitizeHelo(helo string) string {
+	var b strings.Builder
+	for _, r := range helo {
+		if b.Len() >= 255 {
+			break
+		}
+		if r < 128 && (r == '.' || r == '-' || r == '_' || r == ':' || r == '[' || r == ']' ||
+			(r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')) {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}
+
+// validAddress checks the syntax of an envelope address leniently enough
+// for real applications (UTF-8 allowed, as with SMTPUTF8) and strictly
+// enough to refuse what cannot be delivered: one local part, an "@", and a
+// domain of valid labels or an address literal.
+func validAddress(a string) bool {
+	if len(a) > 320 {
+		return false
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || at > 64+2 {
+		return false
+	}
+	local, domain := a[:at], a[at+1:]
+	quoted := len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"'
+	for i := 0; i < len(local); i++ {
+		c := local[i]
+		if c < 0x20 || c == 0x7f || (c == ' ' && !quoted) {
+			return false
+		}
+	}
+	return validDomain(domain)
+}
+
+func validDomain(d string) bool {
+	if len(d) > 255 {
+		return false
+	}
+	if d[0] == '[' {
+		return d[len(d)-1] == ']' && net.ParseIP(strings.TrimPrefix(d[1:len(d)-1], "IPv6:")) != nil
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(d, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 0x80 || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+				return false
+			}
+		}
+	}
+	return true
+}

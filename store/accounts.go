@@ -1,0 +1,293 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Account owns servers and, later, sending domains.
+type Account struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+// Delivery types of a server.
+const (
+	DeliveryLive    = "Live"
+	DeliverySandbox = "Sandbox"
+)
+
+// Server is one Postmark-style server: a client's or an environment's own
+// stream of mail, with its own token, messages and settings.
+type Server struct {
+	ID               int64
+	AccountID        int64
+	Name             string
+	Color            string
+	DeliveryType     string
+	SmtpApiActivated bool
+	CreatedAt        time.Time
+}
+
+// Token roles and kinds.
+type (
+	// TokenKind says what a token opens: a whole account or one server.
+	TokenKind string
+	// Role is an account token's role.
+	Role string
+)
+
+const (
+	KindAccount TokenKind = "account"
+	KindServer  TokenKind = "server"
+
+	RoleOwner Role = "owner"
+	RoleAdmin Role = "admin"
+)
+
+// Token is what the store keeps of a token: never the token itself, only
+// its hash (the key) and what it grants.
+type Token struct {
+	Prefix    string // first characters, to tell tokens apart in listings
+	Kind      TokenKind
+	AccountID int64
+	ServerID  int64 // for KindServer
+	Role      Role  // for KindAccount
+	CreatedAt time.Time
+}
+
+// NewToken is a token to be stored: its hash and its record.
+type NewToken struct {
+	Hash []byte
+	Token
+}
+
+// InitParams describe the installation that Initialize creates.
+type InitParams struct {
+	AccountName  string
+	AccountToken NewToken
+	Server       Server // ID and AccountID are assigned
+	ServerToken  NewToken
+}
+
+// Initialize creates the first account with its owner token and a first
+// server with its token, all in one transaction. It fails with
+// ErrInitialized, changing nothing, if the store was initialised before.
+func (s *Store) Initialize(p InitParams, now time.Time) (Account, Server, error) {
+	var acct Account
+	var srv Server
+	err := s.update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyInitialized) != nil {
+			return ErrInitialized
+		}
+		var err error
+		acct, err = createAccount(tx, p.AccountName, now)
+		if err != nil {
+			return err
+		}
+		at := p.AccountToken
+		at.Kind, at.AccountID, at.CreatedAt = KindAccount, acct.ID, now
+		if err := putToken(tx, at); err != nil {
+			return err
+		}
+		srv = p.Server
+		srv.AccountID = acct.ID
+		if srv, err = createServer(tx, srv, now); err != nil {
+			return err
+		}
+		st := p.ServerToken
+		st.Kind, st.AccountID, st.ServerID, st.CreatedAt = KindServer, acct.ID, srv.ID, now
+		if err := putToken(tx, st); err != nil {
+			return err
+		}
+		return meta.Put(keyInitialized, []byte(now.UTC().Format(time.RFC3339)))
+	})
+	return acct, srv, err
+}
+
+// Initialized reports whether Initialize has run on this store.
+func (s *Store) Initialized() (bool, error) {
+	var ok bool
+	err := s.view(func(tx *bolt.Tx) error {
+		ok = tx.Bucket(bucketMeta).Get(keyInitialized) != nil
+		return nil
+	})
+	return ok, err
+}
+
+// CreateAccount adds an account.
+func (s *Store) CreateAccount(name string, now time.Time) (Account, error) {
+	var a Account
+	err := s.update(func(tx *bolt.Tx) error {
+		var err error
+		a, err = createAccount(tx, name, now)
+		return err
+	})
+	return a, err
+}
+
+// CreateServer adds a server to an existing account, with its first token.
+func (s *Store) CreateServer(srv Server, token NewToken, now time.Time) (Server, error) {
+	var out Server
+	err := s.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketAccounts).Get(itob(srv.AccountID)) == nil {
+			return fmt.Errorf("store: account %d: %w", srv.AccountID, ErrNotFound)
+		}
+		var err error
+		if out, err = createServer(tx, srv, now); err != nil {
+			return err
+		}
+		token.Kind, token.AccountID, token.ServerID, token.CreatedAt = KindServer, out.AccountID, out.ID, now
+		return putToken(tx, token)
+	})
+	return out, err
+}
+
+// UpdateServer replaces a server's editable fields.
+func (s *Store) UpdateServer(srv Server) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketServers)
+		old := b.Get(itob(srv.ID))
+		if old == nil {
+			return ErrNotFound
+		}
+		var prev Server
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return err
+		}
+		srv.AccountID, srv.CreatedAt = prev.AccountID, prev.CreatedAt
+		return putJSON(b, itob(srv.ID), srv)
+	})
+}
+
+// Server returns one server.
+func (s *Store) Server(id int64) (Server, error) {
+	var srv Server
+	err := s.view(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketServers), itob(id), &srv)
+	})
+	return srv, err
+}
+
+// Account returns one account.
+func (s *Store) Account(id int64) (Account, error) {
+	var a Account
+	err := s.view(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketAccounts), itob(id), &a)
+	})
+	return a, err
+}
+
+// LookupToken returns the record of the token whose hash is given.
+func (s *Store) LookupToken(hash []byte) (Token, error) {
+	var t Token
+	err := s.view(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketTokens), hash, &t)
+	})
+	return t, err
+}
+
+// AddToken stores another token for an existing account or server.
+func (s *Store) AddToken(t NewToken) error {
+	return s.update(func(tx *bolt.Tx) error {
+		switch t.Kind {
+		case KindServer:
+			if tx.Bucket(bucketServers).Get(itob(t.ServerID)) == nil {
+				return ErrServerMissing
+			}
+		case KindAccount:
+			if tx.Bucket(bucketAccounts).Get(itob(t.AccountID)) == nil {
+				return fmt.Errorf("store: account %d: %w", t.AccountID, ErrNotFound)
+			}
+		default:
+			return fmt.Errorf("store: token kind %q", t.Kind)
+		}
+		return putToken(tx, t)
+	})
+}
+
+func createAccount(tx *bolt.Tx, name string, now time.Time) (Account, error) {
+	b := tx.Bucket(bucketAccounts)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return Account{}, err
+	}
+	a := Account{ID: int64(seq), Name: name, CreatedAt: now.UTC()}
+	return a, putJSON(b, itob(a.ID), a)
+}
+
+func createServer(tx *bolt.Tx, srv Server, now time.Time) (Server, error) {
+	b := tx.Bucket(bucketServers)
+	if err := b.ForEach(func(_, v []byte) error {
+		var other Server
+		if err := json.Unmarshal(v, &other); err != nil {
+			return err
+		}
+		if other.AccountID == srv.AccountID && strings.EqualFold(other.Name, srv.Name) {
+			return fmt.Errorf("store: server name %q: %w", srv.Name, ErrDuplicate)
+		}
+		return nil
+	}); err != nil {
+		return Server{}, err
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return Server{}, err
+	}
+	srv.ID = int64(seq)
+	srv.CreatedAt = now.UTC()
+	if err := putJSON(b, itob(srv.ID), srv); err != nil {
+		return Server{}, err
+	}
+	mail, err := tx.Bucket(bucketMail).CreateBucket(itob(srv.ID))
+	if err != nil {
+		return Server{}, err
+	}
+	for _, name := range [][]byte{bucketMessages, bucketRaw, bucketByTime} {
+		if _, err := mail.CreateBucket(name); err != nil {
+			return Server{}, err
+		}
+	}
+	return srv, nil
+}
+
+func putToken(tx *bolt.Tx, t NewToken) error {
+	if len(t.Hash) == 0 {
+		return fmt.Errorf("store: token without hash")
+	}
+	b := tx.Bucket(bucketTokens)
+	if b.Get(t.Hash) != nil {
+		return fmt.Errorf("store: token: %w", ErrDuplicate)
+	}
+	return putJSON(b, t.Hash, t.Token)
+}
+
+// itob encodes an ID as a big-endian key, so keys sort by ID.
+func itob(v int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(v))
+	return b
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, data)
+}
+
+func getJSON(b *bolt.Bucket, key []byte, v any) error {
+	data := b.Get(key)
+	if data == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(data, v)
+}

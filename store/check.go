@@ -1,0 +1,130 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Check verifies the store's consistency: bbolt's own page checks, then
+// Postern's invariants: every server has its mail bucket; every message has
+// its raw MIME and its time index entry and no index entry dangles; every
+// queue entry names an existing message of its server; every token names
+// an existing principal. It returns all problems found, joined.
+func (s *Store) Check() error {
+	var problems []error
+	err := s.view(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			problems = append(problems, fmt.Errorf("bbolt: %w", err))
+		}
+		servers := tx.Bucket(bucketServers)
+		mail := tx.Bucket(bucketMail)
+		accounts := tx.Bucket(bucketAccounts)
+		if err := servers.ForEach(func(k, v []byte) error {
+			var srv Server
+			if err := json.Unmarshal(v, &srv); err != nil {
+				problems = append(problems, fmt.Errorf("server %x: %w", k, err))
+				return nil
+			}
+			if accounts.Get(itob(srv.AccountID)) == nil {
+				problems = append(problems, fmt.Errorf("server %d: account %d missing", srv.ID, srv.AccountID))
+			}
+			mb := mail.Bucket(k)
+			if mb == nil {
+				problems = append(problems, fmt.Errorf("server %d: mail bucket missing", srv.ID))
+				return nil
+			}
+			problems = append(problems, checkMail(srv.ID, mb)...)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := mail.ForEachBucket(func(k []byte) error {
+			if servers.Get(k) == nil {
+				problems = append(problems, fmt.Errorf("mail bucket %x: no such server", k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
+			var e QueueEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				problems = append(problems, fmt.Errorf("queue %x: %w", k, err))
+				return nil
+			}
+			if want := queueKey(e); string(want) != string(k) {
+				problems = append(problems, fmt.Errorf("queue entry %s: key does not match its value", e.MessageID))
+			}
+			mb := mail.Bucket(itob(e.ServerID))
+			if mb == nil || mb.Bucket(bucketMessages).Get([]byte(e.MessageID)) == nil {
+				problems = append(problems, fmt.Errorf("queue entry %s: message of server %d missing", e.MessageID, e.ServerID))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+			var t Token
+			if err := json.Unmarshal(v, &t); err != nil {
+				problems = append(problems, fmt.Errorf("token %s: %w", t.Prefix, err))
+				return nil
+			}
+			switch {
+			case t.Kind == KindServer && servers.Get(itob(t.ServerID)) == nil:
+				problems = append(problems, fmt.Errorf("token %s: server %d missing", t.Prefix, t.ServerID))
+			case t.Kind == KindAccount && accounts.Get(itob(t.AccountID)) == nil:
+				problems = append(problems, fmt.Errorf("token %s: account %d missing", t.Prefix, t.AccountID))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		problems = append(problems, err)
+	}
+	return errors.Join(problems...)
+}
+
+func checkMail(serverID int64, mb *bolt.Bucket) []error {
+	var problems []error
+	msgs, raw, byTime := mb.Bucket(bucketMessages), mb.Bucket(bucketRaw), mb.Bucket(bucketByTime)
+	if msgs == nil || raw == nil || byTime == nil {
+		return []error{fmt.Errorf("server %d: mail sub-bucket missing", serverID)}
+	}
+	indexed := 0
+	_ = byTime.ForEach(func(k, _ []byte) error {
+		indexed++
+		if len(k) < 8 || msgs.Get(k[8:]) == nil {
+			problems = append(problems, fmt.Errorf("server %d: index entry %x has no message", serverID, k))
+		}
+		return nil
+	})
+	count := 0
+	_ = msgs.ForEach(func(k, v []byte) error {
+		count++
+		var m Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			problems = append(problems, fmt.Errorf("server %d: message %s: %w", serverID, k, err))
+			return nil
+		}
+		if m.ServerID != serverID {
+			problems = append(problems, fmt.Errorf("server %d: message %s claims server %d", serverID, k, m.ServerID))
+		}
+		if raw.Get(k) == nil {
+			problems = append(problems, fmt.Errorf("server %d: message %s has no raw MIME", serverID, k))
+		}
+		if byTime.Get(timeIDKey(m.ReceivedAt, m.MessageID)) == nil {
+			problems = append(problems, fmt.Errorf("server %d: message %s not in the time index", serverID, k))
+		}
+		return nil
+	})
+	if count != indexed {
+		problems = append(problems, fmt.Errorf("server %d: %d messages but %d index entries", serverID, count, indexed))
+	}
+	if n := raw.Stats().KeyN; n != count {
+		problems = append(problems, fmt.Errorf("server %d: %d messages but %d raw bodies", serverID, count, n))
+	}
+	return problems
+}

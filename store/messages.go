@@ -1,0 +1,177 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Message statuses.
+const (
+	StatusQueued = "Queued"
+)
+
+// Address is a mailbox as written in a header: an address and a display name.
+type Address struct {
+	Email string
+	Name  string `json:",omitempty"`
+}
+
+// Message is the metadata of one accepted message. Its raw MIME is stored
+// beside it and read with RawMessage.
+type Message struct {
+	MessageID     string // UUID; also the key
+	ServerID      int64
+	EnvelopeFrom  string
+	From          string // the From header as sent, decoded
+	To            []Address
+	Cc            []Address
+	Bcc           []Address
+	Recipients    []string // envelope recipients: where the message goes
+	Subject       string
+	Tag           string            `json:",omitempty"`
+	Metadata      map[string]string `json:",omitempty"`
+	MessageStream string
+	ReceivedAt    time.Time
+	Size          int
+	Status        string
+}
+
+// QueueEntry is a message waiting for delivery, ordered by Due.
+type QueueEntry struct {
+	Due       time.Time
+	ServerID  int64
+	MessageID string
+	Attempts  int
+}
+
+// Enqueue stores a message, its raw MIME and its queue entry in one
+// transaction and returns once that transaction is on disk. On error
+// nothing of the message was written.
+func (s *Store) Enqueue(msg *Message, raw []byte) error {
+	if msg.MessageID == "" || msg.ServerID == 0 {
+		return fmt.Errorf("store: enqueue: message without ID or server")
+	}
+	meta, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	entry := QueueEntry{Due: msg.ReceivedAt, ServerID: msg.ServerID, MessageID: msg.MessageID}
+	entryJSON, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	id := []byte(msg.MessageID)
+	timeKey := timeIDKey(msg.ReceivedAt, msg.MessageID)
+	queueKey := queueKey(entry)
+	return s.update(func(tx *bolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(msg.ServerID))
+		if mail == nil {
+			return ErrServerMissing
+		}
+		msgs := mail.Bucket(bucketMessages)
+		if msgs.Get(id) != nil {
+			return fmt.Errorf("store: message %s: %w", msg.MessageID, ErrDuplicate)
+		}
+		if err := msgs.Put(id, meta); err != nil {
+			return err
+		}
+		if err := mail.Bucket(bucketRaw).Put(id, raw); err != nil {
+			return err
+		}
+		if err := mail.Bucket(bucketByTime).Put(timeKey, nil); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketQueue).Put(queueKey, entryJSON)
+	})
+}
+
+// Message returns a message's metadata. A message of another server is
+// not found.
+func (s *Store) Message(serverID int64, messageID string) (Message, error) {
+	var m Message
+	err := s.view(func(tx *bolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return ErrNotFound
+		}
+		return getJSON(mail.Bucket(bucketMessages), []byte(messageID), &m)
+	})
+	return m, err
+}
+
+// RawMessage returns a copy of a message's raw MIME.
+func (s *Store) RawMessage(serverID int64, messageID string) ([]byte, error) {
+	var raw []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return ErrNotFound
+		}
+		v := mail.Bucket(bucketRaw).Get([]byte(messageID))
+		if v == nil {
+			return ErrNotFound
+		}
+		raw = bytes.Clone(v)
+		return nil
+	})
+	return raw, err
+}
+
+// Messages returns a server's messages, newest first, at most limit.
+func (s *Store) Messages(serverID int64, limit int) ([]Message, error) {
+	var out []Message
+	err := s.view(func(tx *bolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return ErrNotFound
+		}
+		msgs := mail.Bucket(bucketMessages)
+		c := mail.Bucket(bucketByTime).Cursor()
+		for k, _ := c.Last(); k != nil && len(out) < limit; k, _ = c.Prev() {
+			var m Message
+			if err := getJSON(msgs, k[8:], &m); err != nil {
+				return fmt.Errorf("store: index entry %x: %w", k, err)
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Queue returns the queue entries in due order, at most limit.
+func (s *Store) Queue(limit int) ([]QueueEntry, error) {
+	var out []QueueEntry
+	err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketQueue).Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			var e QueueEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// timeIDKey orders a server's messages by time of receipt.
+func timeIDKey(t time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	return append(k, id...)
+}
+
+// queueKey orders the global queue by due time, then server, then message.
+func queueKey(e QueueEntry) []byte {
+	k := make([]byte, 16, 16+len(e.MessageID))
+	binary.BigEndian.PutUint64(k, uint64(e.Due.UnixNano()))
+	binary.BigEndian.PutUint64(k[8:], uint64(e.ServerID))
+	return append(k, e.MessageID...)
+}

@@ -1,0 +1,244 @@
+// Package store keeps all of Postern's persistent state in one embedded bbolt
+// file, behind operation-level methods; no bbolt type leaves this package.
+package store
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// FileName is the store's file inside the data directory.
+const FileName = "postern.db"
+
+// Errors callers branch on.
+var (
+	ErrNotFound      = errors.New("store: not found")
+	ErrInitialized   = errors.New("store: already initialised")
+	ErrClosed        = errors.New("store: closed")
+	ErrServerMissing = errors.New("store: server does not exist")
+	ErrDuplicate     = errors.New("store: already exists")
+)
+
+// Options tune how the store is opened. The zero value is what production uses.
+type Options struct {
+	// LockTimeout bounds the wait for another process's lock on the file;
+	// bbolt would otherwise wait forever. Default 5s.
+	LockTimeout time.Duration
+	// MaxBatch caps how many writes share one commit. Default 512.
+	MaxBatch int
+	// BeforeCommit, when set, runs inside every write transaction just
+	// before it commits; an error aborts the transaction. It is the fault
+	// injection point for tests of write failures (disk full, I/O errors).
+	BeforeCommit func() error
+	// OnCommit, when set, is told how many writes shared each successful
+	// commit and how long the commit took (for metrics).
+	OnCommit func(writes int, took time.Duration)
+}
+
+// Store is the open store. Its methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	opts Options
+
+	writes  chan *write
+	closing chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// write is one unit of work for the group committer.
+type write struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// Top-level buckets.
+var (
+	bucketMeta     = []byte("meta")
+	bucketAccounts = []byte("accounts")
+	bucketServers  = []byte("servers")
+	bucketTokens   = []byte("tokens")
+	bucketQueue    = []byte("queue")
+	bucketMail     = []byte("mail") // one sub-bucket per server
+
+	// Inside each server's mail bucket.
+	bucketMessages = []byte("messages") // MessageID → metadata JSON
+	bucketRaw      = []byte("raw")      // MessageID → raw MIME
+	bucketByTime   = []byte("bytime")   // ReceivedAt (8 bytes) + MessageID → empty
+
+	keyInitialized = []byte("initialized")
+)
+
+var topBuckets = [][]byte{bucketMeta, bucketAccounts, bucketServers, bucketTokens, bucketQueue, bucketMail}
+
+// Path returns the store's file path inside a data directory.
+func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// Exists reports whether a store file is present in dataDir.
+func Exists(dataDir string) bool {
+	_, err := os.Stat(Path(dataDir))
+	return err == nil
+}
+
+// Open opens (creating if needed) the store file at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 5 * time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("store: %s is locked by another process (is postern already running?)", path)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range topBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: prepare %s: %w", path, err)
+	}
+	s := &Store{
+		db:      db,
+		opts:    opts,
+		writes:  make(chan *write, opts.MaxBatch),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+// Close waits for pending writes, then closes the file.
+func (s *Store) Close() error {
+	var err error
+	s.once.Do(func() {
+		close(s.closing)
+		<-s.done
+		err = s.db.Close()
+	})
+	return err
+}
+
+// update runs fn in a write transaction shared with whatever other writes
+// are waiting (group commit), and returns once that transaction is synced
+// to disk. fn may run more than once (when another write in its batch
+// fails, the batch is retried without it), so it must not have effects
+// outside the transaction.
+func (s *Store) update(fn func(*bolt.Tx) error) error {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- w:
+	case <-s.closing:
+		return ErrClosed
+	}
+	return <-w.done
+}
+
+// commitLoop is the group committer. Unlike bbolt's Batch it never waits for
+// a batch to fill: it takes whatever writes queued up while the previous
+// commit was syncing. A lone client therefore pays one fsync per write, and
+// concurrent clients share fsyncs in proportion to how many are waiting.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	batch := make([]*write, 0, s.opts.MaxBatch)
+	for {
+		var first *write
+		select {
+		case first = <-s.writes:
+		case <-s.closing:
+			// Writers that got into the channel before closing still get
+			// their answer.
+			for {
+				select {
+				case w := <-s.writes:
+					s.commit([]*write{w})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case w := <-s.writes:
+				batch = append(batch, w)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction. If one write's function fails,
+// that write alone gets its error and the rest are retried without it.
+func (s *Store) commit(batch []*write) {
+	for len(batch) > 0 {
+		failed := -1
+		start := time.Now()
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, w := range batch {
+				if err := w.fn(tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			if s.opts.BeforeCommit != nil {
+				return s.opts.BeforeCommit()
+			}
+			return nil
+		})
+		if err == nil {
+			if s.opts.OnCommit != nil {
+				s.opts.OnCommit(len(batch), time.Since(start))
+			}
+			for _, w := range batch {
+				w.done <- nil
+			}
+			return
+		}
+		if failed < 0 {
+			// The commit itself failed (disk full, I/O error): nothing
+			// of the batch is on disk, and every writer must know.
+			for _, w := range batch {
+				w.done <- err
+			}
+			return
+		}
+		batch[failed].done <- err
+		batch = append(batch[:failed:failed], batch[failed+1:]...)
+	}
+}
+
+// view runs a read-only transaction.
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	return s.db.View(fn)
+}
+
+// NewID returns a random UUID (version 4), the form of Postmark's IDs.
+func NewID() string {
+	var b [16]byte
+	// crypto/rand.Read never returns an error on supported platforms.
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
