@@ -1,0 +1,230 @@
+package relay
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+)
+
+// DKIMKey is one DKIM signing key of a domain and the DNS record that
+// publishes its public half.
+type DKIMKey struct {
+	Algorithm  string // the k= tag: "ed25519" or "rsa"
+	Selector   string
+	PrivateKey []byte // PKCS#8, DER
+	Host       string // where the TXT record goes: <selector>._domainkey.<domain>
+	TextValue  string // the TXT record: v=DKIM1; k=...; p=...
+}
+
+// DomainKeys are a domain's two DKIM keys. Messages are signed with both:
+// Ed25519 (RFC 8463) is small and cheap, RSA is what every verifier knows.
+type DomainKeys struct {
+	Domain  string
+	Ed25519 DKIMKey
+	RSA     DKIMKey
+}
+
+// rsaKeyBits is the size of generated RSA keys: 2048 is what large
+// receivers expect; larger keys no longer fit one TXT character-string
+// and cost more per signature.
+const rsaKeyBits = 2048
+
+// GenerateKeys makes a new Ed25519 key and a new RSA-2048 key for domain.
+//
+// Selectors read "pstrn-ed-YYYYMMDD-xxxx" and "pstrn-rsa-YYYYMMDD-xxxx":
+// "pstrn" tells whose key a record is, the date (UTC) when it was made,
+// and xxxx, random and shared by the pair, keeps two rotations on one day
+// from reusing a selector, whose old record resolvers may still cache.
+func GenerateKeys(domain string) (DomainKeys, error) {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	if domain == "" {
+		return DomainKeys{}, errors.New("dkim: no domain")
+	}
+	var suffix [2]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return DomainKeys{}, err
+	}
+	stamp := time.Now().UTC().Format("20060102") + "-" + hex.EncodeToString(suffix[:])
+
+	edPublic, edPrivate, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return DomainKeys{}, fmt.Errorf("dkim: generate Ed25519 key: %w", err)
+	}
+	rsaPrivate, err := rsa.GenerateKey(rand.Reader, rsaKeyBits)
+	if err != nil {
+		return DomainKeys{}, fmt.Errorf("dkim: generate RSA key: %w", err)
+	}
+	rsaPublic, err := x509.MarshalPKIXPublicKey(&rsaPrivate.PublicKey)
+	if err != nil {
+		return DomainKeys{}, fmt.Errorf("dkim: encode RSA public key: %w", err)
+	}
+
+	// RFC 8463 §4.2: an Ed25519 record holds the bare 32-byte key, an RSA
+	// record the DER SubjectPublicKeyInfo (RFC 6376 §3.6.1).
+	ed, err := newDKIMKey(domain, "ed25519", "pstrn-ed-"+stamp, edPrivate, edPublic)
+	if err != nil {
+		return DomainKeys{}, err
+	}
+	rs, err := newDKIMKey(domain, "rsa", "pstrn-rsa-"+stamp, rsaPrivate, rsaPublic)
+	if err != nil {
+		return DomainKeys{}, err
+	}
+	return DomainKeys{Domain: domain, Ed25519: ed, RSA: rs}, nil
+}
+
+func newDKIMKey(domain, algorithm, selector string, private crypto.PrivateKey, public []byte) (DKIMKey, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(private)
+	if err != nil {
+		return DKIMKey{}, fmt.Errorf("dkim: encode %s private key: %w", algorithm, err)
+	}
+	return DKIMKey{
+		Algorithm:  algorithm,
+		Selector:   selector,
+		PrivateKey: der,
+		Host:       selector + "._domainkey." + domain,
+		TextValue:  "v=DKIM1; k=" + algorithm + "; p=" + base64.StdEncoding.EncodeToString(public),
+	}, nil
+}
+
+// signedHeaders are the header fields a signature covers, when present:
+// those a reader sees or that change how the message displays, From
+// first (RFC 6376 §5.4.1). Trace and transport fields stay out: servers
+// on the way add and rewrite them.
+var signedHeaders = []string{
+	"From", "To", "Cc", "Subject", "Date", "Message-ID",
+	"Reply-To", "In-Reply-To", "References",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+	"List-Unsubscribe", "List-Unsubscribe-Post", "List-ID", "Feedback-ID",
+}
+
+// Signer signs messages with a domain's keys.
+type Signer struct {
+	domain string
+	keys   []signingKey // RSA first, see Sign
+}
+
+type signingKey struct {
+	selector string
+	signer   crypto.Signer
+}
+
+// NewSigner parses the private keys of keys once, for many messages.
+func NewSigner(keys DomainKeys) (*Signer, error) {
+	s := &Signer{domain: keys.Domain}
+	for _, k := range []DKIMKey{keys.RSA, keys.Ed25519} {
+		parsed, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
+		if err != nil {
+			return nil, fmt.Errorf("dkim: %s key %s: %w", k.Algorithm, k.Selector, err)
+		}
+		var signer crypto.Signer
+		switch key := parsed.(type) {
+		case *rsa.PrivateKey:
+			signer = key
+		case ed25519.PrivateKey:
+			signer = key
+		default:
+			return nil, fmt.Errorf("dkim: key %s is a %T, want RSA or Ed25519", k.Selector, parsed)
+		}
+		s.keys = append(s.keys, signingKey{selector: k.Selector, signer: signer})
+	}
+	return s, nil
+}
+
+// Sign signs msg, a whole message with CRLF line ends, with every key of
+// the domain, relaxed/relaxed, and returns the DKIM-Signature fields to
+// send before it. Returning the fields rather than the signed message
+// lets the caller send them ahead of the stored bytes without a copy.
+//
+// The RSA signature comes first: verifiers that check only the topmost
+// signature tend to be those that know nothing of Ed25519.
+func (s *Signer) Sign(msg []byte) ([]byte, error) {
+	headerKeys := presentHeaders(msg)
+	if len(headerKeys) == 0 || headerKeys[0] != "From" {
+		return nil, errors.New("dkim: the message has no From field")
+	}
+	// Naming From once more than it occurs makes a From added later on
+	// break the signature (RFC 6376 §8.15).
+	headerKeys = append(headerKeys, "From")
+
+	signers := make([]*dkim.Signer, 0, len(s.keys))
+	writers := make([]io.Writer, 0, len(s.keys))
+	closeAll := func() {
+		for _, sg := range signers {
+			sg.Close()
+		}
+	}
+	for _, k := range s.keys {
+		sg, err := dkim.NewSigner(&dkim.SignOptions{
+			Domain:                 s.domain,
+			Selector:               k.selector,
+			Signer:                 k.signer,
+			Hash:                   crypto.SHA256,
+			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderKeys:             headerKeys,
+		})
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		signers = append(signers, sg)
+		writers = append(writers, sg)
+	}
+	if _, err := io.MultiWriter(writers...).Write(msg); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
+	var fields bytes.Buffer
+	for _, sg := range signers {
+		if err := sg.Close(); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("dkim: %w", err)
+		}
+		fields.WriteString(sg.Signature())
+	}
+	return fields.Bytes(), nil
+}
+
+// presentHeaders returns the names of signedHeaders in msg's header, in
+// the order of signedHeaders, each as many times as it occurs there so
+// that every occurrence is signed.
+func presentHeaders(msg []byte) []string {
+	counts := make(map[string]int, len(signedHeaders))
+	for len(msg) > 0 {
+		line := msg
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, msg = msg[:i], msg[i+1:]
+		} else {
+			msg = nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break // end of the header
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			continue // continuation of a folded field
+		}
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok {
+			counts[strings.ToLower(string(bytes.TrimSpace(name)))]++
+		}
+	}
+	var keys []string
+	for _, h := range signedHeaders {
+		for range counts[strings.ToLower(h)] {
+			keys = append(keys, h)
+		}
+	}
+	return keys
+}
