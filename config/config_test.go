@@ -1,0 +1,670 @@
+package config_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/config"
+)
+
+// env is a fake environment for Load.
+type env map[string]string
+
+func (e env) lookup(name string) (string, bool) {
+	v, ok := e[name]
+	return v, ok
+}
+
+// load parses args and loads the settings over env.
+func load(t *testing.T, args []string, e env) (*config.Config, error) {
+	t.Helper()
+	var c config.Config
+	fs := config.FlagSet("serve", &c)
+	fs.SetOutput(new(bytes.Buffer))
+	if err := fs.Parse(args); err != nil {
+		t.Fatalf("Parse(%q): %v", args, err)
+	}
+	return &c, config.Load(fs, &c, e.lookup)
+}
+
+// mustLoad is load that must succeed.
+func mustLoad(t *testing.T, args []string, e env) *config.Config {
+	t.Helper()
+	c, err := load(t, args, e)
+	if err != nil {
+		t.Fatalf("Load(args %q, env %v): %v", args, e, err)
+	}
+	return c
+}
+
+// writeFile writes a configuration file into a temporary directory.
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "postern.conf")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// wantErr checks that err mentions every fragment.
+func wantErr(t *testing.T, err error, fragments ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want one mentioning %q", fragments)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("error %q does not mention %q", err, f)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c := mustLoad(t, nil, env{})
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	want := config.Config{
+		DataDir:           "./postern-data",
+		Hostname:          host,
+		SMTPAddr:          "127.0.0.1:2525",
+		SMTPSAddr:         "off",
+		MaxMessageSize:    10 << 20,
+		MaxRecipients:     50,
+		MaxLineLength:     4096,
+		MaxSessions:       1000,
+		CommandTimeout:    5 * time.Minute,
+		WriteTimeout:      time.Minute,
+		SessionTimeout:    time.Hour,
+		AuthMaxFailures:   5,
+		AuthFailureWindow: 5 * time.Minute,
+		ShutdownTimeout:   30 * time.Second,
+		LogLevel:          "info",
+		LogFormat:         "text",
+	}
+	if *c != want {
+		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
+	}
+	if !config.Off(c.SMTPSAddr) || config.Off(c.SMTPAddr) {
+		t.Errorf("by default smtp-addr should be on and smtps-addr off")
+	}
+}
+
+// TestPrecedence sets a string, an int, a duration and a bool setting in
+// every combination of file, environment and command line: the highest
+// layer present wins (default < file < environment < flag).
+func TestPrecedence(t *testing.T) {
+	type values struct {
+		logLevel       string
+		maxRecipients  int
+		commandTimeout time.Duration
+		plaintextAuth  bool
+	}
+	def := values{"info", 50, 5 * time.Minute, false}
+	file := values{"warn", 10, time.Minute, true}
+	environ := values{"error", 20, 2 * time.Minute, false}
+	flags := values{"debug", 30, 3 * time.Minute, true}
+
+	path := writeFile(t, `# a file setting all four
+log-level = warn
+max-recipients = 10
+command-timeout = "1m"
+allow-plaintext-auth = true
+`)
+	envLayer := env{
+		"POSTERN_LOG_LEVEL":            "error",
+		"POSTERN_MAX_RECIPIENTS":       "20",
+		"POSTERN_COMMAND_TIMEOUT":      "2m",
+		"POSTERN_ALLOW_PLAINTEXT_AUTH": "false",
+	}
+	// Both -name and --name forms, and both -name=value and -name value.
+	flagLayer := []string{"-log-level=debug", "--max-recipients", "30", "-command-timeout=3m", "--allow-plaintext-auth"}
+
+	for mask := range 8 {
+		useFile, useEnv, useFlags := mask&1 != 0, mask&2 != 0, mask&4 != 0
+		name := strings.Join([]string{map[bool]string{true: "file", false: "-"}[useFile], map[bool]string{true: "env", false: "-"}[useEnv], map[bool]string{true: "flags", false: "-"}[useFlags]}, ",")
+		t.Run(name, func(t *testing.T) {
+			e := env{}
+			var args []string
+			want := def
+			if useFile {
+				e["POSTERN_CONFIG"] = path
+				want = file
+			}
+			if useEnv {
+				for k, v := range envLayer {
+					e[k] = v
+				}
+				want = environ
+			}
+			if useFlags {
+				args = flagLayer
+				want = flags
+			}
+			c := mustLoad(t, args, e)
+			got := values{c.LogLevel, c.MaxRecipients, c.CommandTimeout, c.AllowPlaintextAuth}
+			if got != want {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestConfigFileChoice(t *testing.T) {
+	fromEnv := writeFile(t, "max-recipients = 7\n")
+	fromFlag := writeFile(t, "max-recipients = 8\n")
+
+	c := mustLoad(t, nil, env{"POSTERN_CONFIG": fromEnv})
+	if c.ConfigFile != fromEnv || c.MaxRecipients != 7 {
+		t.Errorf("POSTERN_CONFIG: ConfigFile %q, max-recipients %d; want %q, 7", c.ConfigFile, c.MaxRecipients, fromEnv)
+	}
+	c = mustLoad(t, []string{"-config", fromFlag}, env{"POSTERN_CONFIG": fromEnv})
+	if c.ConfigFile != fromFlag || c.MaxRecipients != 8 {
+		t.Errorf("-config over POSTERN_CONFIG: ConfigFile %q, max-recipients %d; want %q, 8", c.ConfigFile, c.MaxRecipients, fromFlag)
+	}
+	// An empty POSTERN_CONFIG means no file.
+	c = mustLoad(t, nil, env{"POSTERN_CONFIG": ""})
+	if c.ConfigFile != "" || c.MaxRecipients != 50 {
+		t.Errorf("empty POSTERN_CONFIG: ConfigFile %q, max-recipients %d; want none, 50", c.ConfigFile, c.MaxRecipients)
+	}
+	missing := filepath.Join(t.TempDir(), "nope.conf")
+	_, err := load(t, nil, env{"POSTERN_CONFIG": missing})
+	wantErr(t, err, missing)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: error %v is not os.ErrNotExist", err)
+	}
+}
+
+func TestFileSyntax(t *testing.T) {
+	path := writeFile(t, `
+# comment
+   # indented comment
+
+  data   =   /srv/postern  
+hostname="mx.example.com"
+smtps-addr = ":465"
+log-format=json
+tls-cert = ""
+`)
+	c := mustLoad(t, []string{"-config", path}, env{})
+	if c.DataDir != "/srv/postern" || c.Hostname != "mx.example.com" || c.SMTPSAddr != ":465" || c.LogFormat != "json" || c.TLSCert != "" {
+		t.Errorf("got data %q, hostname %q, smtps-addr %q, log-format %q, tls-cert %q", c.DataDir, c.Hostname, c.SMTPSAddr, c.LogFormat, c.TLSCert)
+	}
+}
+
+func TestEmptyEnvTurnsListenerOff(t *testing.T) {
+	path := writeFile(t, "smtps-addr = :465\n")
+	c := mustLoad(t, nil, env{"POSTERN_CONFIG": path, "POSTERN_SMTPS_ADDR": ""})
+	if c.SMTPSAddr != "" || !config.Off(c.SMTPSAddr) {
+		t.Errorf("smtps-addr = %q with POSTERN_SMTPS_ADDR empty; want off", c.SMTPSAddr)
+	}
+	c = mustLoad(t, nil, env{"POSTERN_SMTPS_ADDR": "OFF"})
+	if !config.Off(c.SMTPSAddr) {
+		t.Errorf("smtps-addr %q: OFF should turn it off", c.SMTPSAddr)
+	}
+	// Unset stays the file's value.
+	c = mustLoad(t, nil, env{"POSTERN_CONFIG": path})
+	if c.SMTPSAddr != ":465" {
+		t.Errorf("smtps-addr = %q, want :465 from the file", c.SMTPSAddr)
+	}
+	// Both listeners off is refused.
+	_, err := load(t, nil, env{"POSTERN_SMTP_ADDR": "", "POSTERN_SMTPS_ADDR": ""})
+	wantErr(t, err, "smtp-addr", "smtps-addr", "both off")
+}
+
+func TestOff(t *testing.T) {
+	for addr, want := range map[string]bool{"": true, "off": true, "Off": true, "OFF": true, ":465": false, "127.0.0.1:2525": false, "of": false, " off": false} {
+		if got := config.Off(addr); got != want {
+			t.Errorf("Off(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		file      string // written to a file named by POSTERN_CONFIG when set
+		env       env
+		fragments []string // "PATH" stands for the file's path
+	}{
+		{name: "bad int in env", env: env{"POSTERN_MAX_RECIPIENTS": "many"},
+			fragments: []string{"max-recipients (from POSTERN_MAX_RECIPIENTS)", `"many"`}},
+		{name: "bad duration in env", env: env{"POSTERN_COMMAND_TIMEOUT": "5"},
+			fragments: []string{"command-timeout (from POSTERN_COMMAND_TIMEOUT)", `"5"`}},
+		{name: "bad bool in env", env: env{"POSTERN_ALLOW_PLAINTEXT_AUTH": "maybe"},
+			fragments: []string{"allow-plaintext-auth (from POSTERN_ALLOW_PLAINTEXT_AUTH)", `"maybe"`}},
+		{name: "bad int in file", file: "# settings\n\nmax-recipients = many\n",
+			fragments: []string{"max-recipients (PATH:3)", `"many"`}},
+		{name: "bad duration in file", file: "command-timeout = forever\n",
+			fragments: []string{"command-timeout (PATH:1)", `"forever"`}},
+		{name: "bad int64 in file", file: "log-level = info\nmax-message-size = 10MB\n",
+			fragments: []string{"max-message-size (PATH:2)", `"10MB"`}},
+		{name: "unknown key in file", file: "data = x\nmax-recipient = 5\n",
+			fragments: []string{"PATH:2", "unknown setting", `"max-recipient"`}},
+		{name: "config in file", file: "config = other.conf\n",
+			fragments: []string{"PATH:1", "unknown setting", `"config"`}},
+		{name: "duplicate key in file", file: "max-recipients = 5\n# again\nmax-recipients = 6\n",
+			fragments: []string{"PATH:3", "max-recipients", "already set on line 1"}},
+		{name: "malformed line", file: "data = x\nmax-recipients 5\n",
+			fragments: []string{"PATH:2", `expected "name = value"`, `"max-recipients 5"`}},
+		{name: "errors from env and file together", file: "max-sessions = lots\n", env: env{"POSTERN_MAX_RECIPIENTS": "many"},
+			fragments: []string{"max-recipients (from POSTERN_MAX_RECIPIENTS)", "max-sessions (PATH:1)"}},
+		{name: "validation after loading", env: env{"POSTERN_MAX_RECIPIENTS": "0"},
+			fragments: []string{"max-recipients", "at least 1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := env{}
+			for k, v := range tc.env {
+				e[k] = v
+			}
+			path := ""
+			if tc.file != "" {
+				path = writeFile(t, tc.file)
+				e["POSTERN_CONFIG"] = path
+			}
+			_, err := load(t, nil, e)
+			var fragments []string
+			for _, f := range tc.fragments {
+				fragments = append(fragments, strings.ReplaceAll(f, "PATH", path))
+			}
+			wantErr(t, err, fragments...)
+		})
+	}
+}
+
+// A flag beats a bad value in the environment or the file: the bad value
+// is never read.
+func TestFlagHidesBadLowerLayers(t *testing.T) {
+	path := writeFile(t, "max-recipients = many\n")
+	c := mustLoad(t, []string{"-max-recipients=5"}, env{"POSTERN_CONFIG": path})
+	if c.MaxRecipients != 5 {
+		t.Errorf("max-recipients = %d, want 5", c.MaxRecipients)
+	}
+	c = mustLoad(t, []string{"-max-recipients=5"}, env{"POSTERN_MAX_RECIPIENTS": "many"})
+	if c.MaxRecipients != 5 {
+		t.Errorf("max-recipients = %d, want 5", c.MaxRecipients)
+	}
+}
+
+// valid returns the default settings, which are valid.
+func valid(t *testing.T) config.Config {
+	t.Helper()
+	var c config.Config
+	fs := config.FlagSet("serve", &c)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	return c
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*config.Config)
+		setting string // named in the message; "" means valid
+		detail  string
+	}{
+		{"data empty", func(c *config.Config) { c.DataDir = "" }, "data", "must not be empty"},
+		{"hostname empty", func(c *config.Config) { c.Hostname = "" }, "hostname", "must be a host name"},
+		{"hostname with space", func(c *config.Config) { c.Hostname = "mx example" }, "hostname", `"mx example"`},
+		{"hostname with newline", func(c *config.Config) { c.Hostname = "mx\r\nexample" }, "hostname", "must be a host name"},
+		{"smtp-addr without port", func(c *config.Config) { c.SMTPAddr = "localhost" }, "smtp-addr", `"localhost"`},
+		{"smtp-addr empty port", func(c *config.Config) { c.SMTPAddr = "localhost:" }, "smtp-addr", "host:port"},
+		{"smtps-addr without port", func(c *config.Config) { c.SMTPSAddr = "465" }, "smtps-addr", `"465"`},
+		{"smtps-addr port only", func(c *config.Config) { c.SMTPSAddr = ":465" }, "", ""},
+		{"smtp-addr off, smtps-addr on", func(c *config.Config) { c.SMTPAddr, c.SMTPSAddr = "off", "[::1]:465" }, "", ""},
+		{"both listeners off", func(c *config.Config) { c.SMTPAddr, c.SMTPSAddr = "", "off" }, "smtp-addr", "both off"},
+		{"tls-cert without tls-key", func(c *config.Config) { c.TLSCert = "cert.pem" }, "tls-cert", "tls-key must be set together"},
+		{"tls-key without tls-cert", func(c *config.Config) { c.TLSKey = "key.pem" }, "tls-cert", "tls-key must be set together"},
+		{"tls-cert and tls-key", func(c *config.Config) { c.TLSCert, c.TLSKey = "cert.pem", "key.pem" }, "", ""},
+		{"max-message-size too small", func(c *config.Config) { c.MaxMessageSize = 1023 }, "max-message-size", "at least 1024"},
+		{"max-message-size minimum", func(c *config.Config) { c.MaxMessageSize = 1024 }, "", ""},
+		{"max-recipients zero", func(c *config.Config) { c.MaxRecipients = 0 }, "max-recipients", "at least 1"},
+		{"max-line-length below RFC 5321", func(c *config.Config) { c.MaxLineLength = 999 }, "max-line-length", "at least 1000"},
+		{"max-line-length minimum", func(c *config.Config) { c.MaxLineLength = 1000 }, "", ""},
+		{"max-sessions zero", func(c *config.Config) { c.MaxSessions = 0 }, "max-sessions", "at least 1"},
+		{"command-timeout zero", func(c *config.Config) { c.CommandTimeout = 0 }, "command-timeout", "must be positive"},
+		{"write-timeout negative", func(c *config.Config) { c.WriteTimeout = -time.Second }, "write-timeout", "must be positive"},
+		{"session-timeout zero", func(c *config.Config) { c.SessionTimeout = 0 }, "session-timeout", "must be positive"},
+		{"shutdown-timeout zero", func(c *config.Config) { c.ShutdownTimeout = 0 }, "shutdown-timeout", "must be positive"},
+		{"auth-max-failures negative", func(c *config.Config) { c.AuthMaxFailures = -1 }, "auth-max-failures", "must not be negative"},
+		{"auth-failure-window zero", func(c *config.Config) { c.AuthFailureWindow = 0 }, "auth-failure-window", "must be positive"},
+		{"auth-failure-window zero with throttling off", func(c *config.Config) { c.AuthMaxFailures, c.AuthFailureWindow = 0, 0 }, "", ""},
+		{"log-level unknown", func(c *config.Config) { c.LogLevel = "verbose" }, "log-level", `"verbose"`},
+		{"log-level upper case", func(c *config.Config) { c.LogLevel = "INFO" }, "log-level", "debug, info, warn or error"},
+		{"log-format unknown", func(c *config.Config) { c.LogFormat = "xml" }, "log-format", "text or json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := valid(t)
+			tc.mutate(&c)
+			err := c.Validate()
+			if tc.setting == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			wantErr(t, err, "config: "+tc.setting+": ", tc.detail)
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	c := valid(t)
+	c.MaxRecipients, c.LogFormat, c.DataDir = 0, "yaml", ""
+	wantErr(t, c.Validate(), "config: max-recipients: ", "config: log-format: ", "config: data: ")
+}
+
+func TestSettings(t *testing.T) {
+	settings := config.Settings()
+	fs := config.FlagSet("x", &config.Config{})
+	var flags []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
+	if len(settings) != len(flags) {
+		t.Fatalf("Settings() has %d entries, the flag set %d flags", len(settings), len(flags))
+	}
+	envName := regexp.MustCompile(`^POSTERN_[A-Z0-9_]+$`)
+	for i, f := range flags {
+		s := settings[i]
+		if s.Name != f.Name || s.Default != f.DefValue || s.Usage != f.Usage {
+			t.Errorf("setting %d = %+v, flag %q default %q usage %q", i, s, f.Name, f.DefValue, f.Usage)
+		}
+		want := "POSTERN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if s.Env != want || !envName.MatchString(s.Env) || config.EnvName(f.Name) != want {
+			t.Errorf("setting %s: env %q, want %q", s.Name, s.Env, want)
+		}
+		if s.Usage == "" {
+			t.Errorf("setting %s has no usage text", s.Name)
+		}
+	}
+	for _, name := range []string{"config", "data", "hostname", "smtp-addr", "smtps-addr", "tls-cert", "tls-key", "max-recipients", "shutdown-timeout"} {
+		if fs.Lookup(name) == nil {
+			t.Errorf("no setting %q", name)
+		}
+	}
+}
+
+// Every setting can be set from the environment, under its Env name.
+func TestEverySettingFromEnv(t *testing.T) {
+	values := map[string]string{
+		"data": "/srv/p", "hostname": "mx.example.org", "smtp-addr": ":587", "smtps-addr": ":465",
+		"tls-cert": "c.pem", "tls-key": "k.pem", "max-message-size": "2048", "max-recipients": "3",
+		"max-line-length": "2000", "max-sessions": "4", "command-timeout": "1s", "write-timeout": "2s",
+		"session-timeout": "3s", "allow-plaintext-auth": "true", "auth-max-failures": "9",
+		"auth-failure-window": "4s", "shutdown-timeout": "5s", "log-level": "debug", "log-format": "json",
+	}
+	e := env{}
+	for _, s := range config.Settings() {
+		if s.Name == "config" {
+			continue
+		}
+		v, ok := values[s.Name]
+		if !ok {
+			t.Fatalf("setting %q has no test value: add it here", s.Name)
+		}
+		e[s.Env] = v
+	}
+	c := mustLoad(t, nil, e)
+	want := config.Config{
+		DataDir: "/srv/p", Hostname: "mx.example.org", SMTPAddr: ":587", SMTPSAddr: ":465",
+		TLSCert: "c.pem", TLSKey: "k.pem", MaxMessageSize: 2048, MaxRecipients: 3,
+		MaxLineLength: 2000, MaxSessions: 4, CommandTimeout: time.Second, WriteTimeout: 2 * time.Second,
+		SessionTimeout: 3 * time.Second, AllowPlaintextAuth: true, AuthMaxFailures: 9,
+		AuthFailureWindow: 4 * time.Second, ShutdownTimeout: 5 * time.Second, LogLevel: "debug", LogFormat: "json",
+	}
+	if *c != want {
+		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)
+	}
+}
+
+func TestTLSConfigSelfSigned(t *testing.T) {
+	dir := t.TempDir()
+	c := &config.Config{DataDir: dir, Hostname: "mx.test.example"}
+	tc, err := c.TLSConfig()
+	if err != nil {
+		t.Fatalf("TLSConfig: %v", err)
+	}
+	if len(tc.Certificates) != 1 || tc.MinVersion < tls.VersionTLS12 {
+		t.Fatalf("TLSConfig: %d certificates, MinVersion %x", len(tc.Certificates), tc.MinVersion)
+	}
+	certPath, keyPath := filepath.Join(dir, config.SelfSignedCert), filepath.Join(dir, config.SelfSignedKey)
+	if config.SelfSignedCert != "tls-cert.pem" || config.SelfSignedKey != "tls-key.pem" {
+		t.Errorf("file names %q, %q; want tls-cert.pem, tls-key.pem", config.SelfSignedCert, config.SelfSignedKey)
+	}
+	fi, err := os.Stat(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Errorf("key file mode %o, want 600", mode)
+	}
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := tc.Certificates[0].Leaf
+	if leaf == nil {
+		t.Fatal("certificate has no parsed leaf")
+	}
+	if err := leaf.VerifyHostname("mx.test.example"); err != nil {
+		t.Errorf("certificate not for the hostname: %v", err)
+	}
+	if err := leaf.VerifyHostname("localhost"); err != nil {
+		t.Errorf("certificate not for localhost: %v", err)
+	}
+	if err := leaf.VerifyHostname("127.0.0.1"); err != nil {
+		t.Errorf("certificate not for 127.0.0.1: %v", err)
+	}
+
+	// A second call reuses the certificate.
+	tc2, err := c.TLSConfig()
+	if err != nil {
+		t.Fatalf("second TLSConfig: %v", err)
+	}
+	certPEM2, _ := os.ReadFile(certPath)
+	keyPEM2, _ := os.ReadFile(keyPath)
+	if !bytes.Equal(certPEM, certPEM2) || !bytes.Equal(keyPEM, keyPEM2) {
+		t.Error("the second call rewrote the certificate or key")
+	}
+	if !bytes.Equal(tc.Certificates[0].Certificate[0], tc2.Certificates[0].Certificate[0]) {
+		t.Error("the second call returned a different certificate")
+	}
+}
+
+func TestTLSConfigConfigured(t *testing.T) {
+	// Make two self-signed pairs to configure explicitly.
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, err := (&config.Config{DataDir: dirA, Hostname: "a.example"}).TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&config.Config{DataDir: dirB, Hostname: "b.example"}).TLSConfig(); err != nil {
+		t.Fatal(err)
+	}
+	certA, keyA := filepath.Join(dirA, config.SelfSignedCert), filepath.Join(dirA, config.SelfSignedKey)
+	keyB := filepath.Join(dirB, config.SelfSignedKey)
+
+	data := t.TempDir()
+	c := &config.Config{DataDir: data, Hostname: "mx.example", TLSCert: certA, TLSKey: keyA}
+	tc, err := c.TLSConfig()
+	if err != nil {
+		t.Fatalf("TLSConfig with a configured pair: %v", err)
+	}
+	if !bytes.Equal(tc.Certificates[0].Certificate[0], a.Certificates[0].Certificate[0]) {
+		t.Error("the configured certificate was not the one loaded")
+	}
+	if entries, _ := os.ReadDir(data); len(entries) != 0 {
+		t.Errorf("a self-signed certificate was generated although one is configured: %v", entries)
+	}
+
+	c.TLSKey = keyB
+	_, err = c.TLSConfig()
+	wantErr(t, err, "tls-cert/tls-key")
+
+	c.TLSCert, c.TLSKey = filepath.Join(data, "missing.pem"), keyA
+	_, err = c.TLSConfig()
+	wantErr(t, err, "tls-cert/tls-key", "missing.pem")
+}
+
+func TestTLSConfigNoDataDir(t *testing.T) {
+	c := &config.Config{DataDir: filepath.Join(t.TempDir(), "absent"), Hostname: "mx.example"}
+	if _, err := c.TLSConfig(); err == nil {
+		t.Error("TLSConfig wrote into a data directory that does not exist")
+	}
+}
+
+// settingLine is a "name = value" line of the example file, commented out
+// ("#name = value") or not.
+var settingLine = regexp.MustCompile(`^(#?)([a-z][a-z0-9-]*)\s*=(.*)$`)
+
+// TestExampleFile checks config/postern.conf.example, the reference
+// configuration file: it loads; it documents every setting, once, with its
+// environment variable; and the defaults it shows are the defaults in code.
+func TestExampleFile(t *testing.T) {
+	const path = "postern.conf.example"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (a) It loads as it is.
+	if _, err := load(t, []string{"-config", path}, env{}); err != nil {
+		t.Fatalf("the example does not load: %v", err)
+	}
+
+	// (b) Every setting has one "name = value" line, preceded by comments
+	// naming its environment variable.
+	lines := strings.Split(string(raw), "\n")
+	seen := map[string]int{} // name → line number
+	uncommented := make([]string, 0, len(lines))
+	var comments []string // since the previous setting line
+	for i, line := range lines {
+		m := settingLine.FindStringSubmatch(line)
+		if m == nil {
+			uncommented = append(uncommented, line)
+			if strings.HasPrefix(line, "#") {
+				comments = append(comments, line)
+			}
+			continue
+		}
+		name := m[2]
+		if prev, dup := seen[name]; dup {
+			t.Errorf("line %d: %s already shown on line %d", i+1, name, prev)
+		}
+		seen[name] = i + 1
+		doc := strings.Join(comments, "\n")
+		if !strings.Contains(doc, name) || !strings.Contains(doc, config.EnvName(name)) {
+			t.Errorf("line %d: %s is not documented above its line with its name and %s", i+1, name, config.EnvName(name))
+		}
+		comments = nil
+		uncommented = append(uncommented, name+" ="+m[3])
+	}
+	settings := config.Settings()
+	known := map[string]bool{}
+	for _, s := range settings {
+		known[s.Name] = true
+		if s.Name == "config" {
+			continue
+		}
+		if _, ok := seen[s.Name]; !ok {
+			t.Errorf("setting %s (%s) is missing from %s", s.Name, s.Env, path)
+		}
+	}
+	for name, line := range seen {
+		if !known[name] || name == "config" {
+			t.Errorf("line %d: %q is not a setting", line, name)
+		}
+	}
+
+	// With every line uncommented, the file still loads, and what it
+	// shows as defaults are the defaults (but hostname, whose default is
+	// the machine's name).
+	full := filepath.Join(t.TempDir(), "all.conf")
+	if err := os.WriteFile(full, []byte(strings.Join(uncommented, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := load(t, []string{"-config", full}, env{})
+	if err != nil {
+		t.Fatalf("the example with every setting uncommented does not load: %v", err)
+	}
+	want := mustLoad(t, nil, env{})
+	got.ConfigFile, got.Hostname = "", want.Hostname
+	if *got != *want {
+		t.Errorf("the defaults the example shows are not the defaults in code:\n got %+v\nwant %+v", *got, *want)
+	}
+}
+
+// readmeCode matches a code span in Markdown.
+var readmeCode = regexp.MustCompile("`([^`]+)`")
+
+// TestREADMEListsSettings checks that the README's settings table has a
+// row for every setting: a table row with the name as code (`name`, or
+// the flag form `-name` / `-name VALUE`).
+func TestREADMEListsSettings(t *testing.T) {
+	const path = "../README.md"
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s does not exist yet: the README must have a table row for every setting (see config.Settings)", path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTable := tableCode(string(raw))
+	for _, s := range config.Settings() {
+		if s.Name == "config" {
+			continue
+		}
+		if !inTable[s.Name] {
+			t.Errorf("%s has no table row with `%s` (%s)", path, s.Name, s.Env)
+		}
+	}
+}
+
+// tableCode returns the names given as code in Markdown table rows: `name`,
+// `-name`, `--name VALUE` all give name.
+func tableCode(markdown string) map[string]bool {
+	names := map[string]bool{}
+	for _, line := range strings.Split(markdown, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "|") {
+			continue
+		}
+		for _, m := range readmeCode.FindAllStringSubmatch(line, -1) {
+			if f := strings.Fields(strings.TrimLeft(m[1], "-")); len(f) > 0 {
+				names[f[0]] = true
+			}
+		}
+	}
+	return names
+}
+
+func TestTableCode(t *testing.T) {
+	got := tableCode("Run `postern serve -data DIR`.\n\n| flag | variable |\n|---|---|\n| `-smtp-addr ADDR` | `POSTERN_SMTP_ADDR` |\n| `--tls-cert FILE`, `-tls-key FILE` | |\n  | `max-recipients` | 50 |\n| data | no code |\n")
+	for _, name := range []string{"smtp-addr", "POSTERN_SMTP_ADDR", "tls-cert", "tls-key", "max-recipients"} {
+		if !got[name] {
+			t.Errorf("%s not found", name)
+		}
+	}
+	for _, name := range []string{"postern", "data"} {
+		if got[name] {
+			t.Errorf("%s found outside a table row or outside code", name)
+		}
+	}
+}
