@@ -1,0 +1,594 @@
+package smtpd
+
+import (
+	"errors"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// intakeStamp is a fixed stamp, the way session.Data makes one.
+var intakeStamp = stamp{
+	received:  "Received: from app.example ([192.0.2.10])\r\n\tby mx.test.example (Postern) with ESMTPSA id 0b6d2a3e;\r\n\tSat, 01 Mar 2025 12:00:00 +0000",
+	messageID: "<0b6d2a3e-1c5f-4d0e-9a55-8f1e0c3b7d21@mx.test.example>",
+	date:      time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC),
+}
+
+// Pieces intake adds, with the fixed stamp.
+const (
+	addedReceived  = "Received: from app.example ([192.0.2.10])\r\n\tby mx.test.example (Postern) with ESMTPSA id 0b6d2a3e;\r\n\tSat, 01 Mar 2025 12:00:00 +0000\r\n"
+	addedMessageID = "Message-ID: <0b6d2a3e-1c5f-4d0e-9a55-8f1e0c3b7d21@mx.test.example>\r\n"
+	addedDate      = "Date: Sat, 01 Mar 2025 12:00:00 +0000\r\n"
+	stampID        = "<0b6d2a3e-1c5f-4d0e-9a55-8f1e0c3b7d21@mx.test.example>"
+)
+
+func TestParseMessage(t *testing.T) {
+	tests := []struct {
+		name             string
+		raw              string
+		fields           []string // raw bytes of each field
+		names            []string
+		body             string
+		missingSeparator bool
+	}{
+		{
+			name:   "CRLF",
+			raw:    "From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n",
+			fields: []string{"From: a@example.com\r\n", "Subject: hi\r\n"},
+			names:  []string{"From", "Subject"},
+			body:   "body\r\n",
+		},
+		{
+			name:   "bare LF",
+			raw:    "From: a@example.com\nSubject: hi\n\nbody\n",
+			fields: []string{"From: a@example.com\n", "Subject: hi\n"},
+			names:  []string{"From", "Subject"},
+			body:   "body\n",
+		},
+		{
+			name:   "folded, CRLF and LF",
+			raw:    "Subject: one\r\n two\r\n\tthree\r\nTo: a@example.com,\n b@example.com\n\r\nbody",
+			fields: []string{"Subject: one\r\n two\r\n\tthree\r\n", "To: a@example.com,\n b@example.com\n"},
+			names:  []string{"Subject", "To"},
+			body:   "body",
+		},
+		{
+			name:             "no blank line",
+			raw:              "From: a@example.com\nSubject: hi\nThis is the body.\n",
+			fields:           []string{"From: a@example.com\n", "Subject: hi\n"},
+			names:            []string{"From", "Subject"},
+			body:             "This is the body.\n",
+			missingSeparator: true,
+		},
+		{
+			name:   "only headers, no final newline",
+			raw:    "From: a@example.com\r\nSubject: hi",
+			fields: []string{"From: a@example.com\r\n", "Subject: hi"},
+			names:  []string{"From", "Subject"},
+		},
+		{
+			name:             "non-header line in the header section",
+			raw:              "From: a@example.com\r\nthis is not a header\r\nSubject: hi\r\n\r\nbody\r\n",
+			fields:           []string{"From: a@example.com\r\n"},
+			names:            []string{"From"},
+			body:             "this is not a header\r\nSubject: hi\r\n\r\nbody\r\n",
+			missingSeparator: true,
+		},
+		{
+			name:             "space before the colon",
+			raw:              "From: a@example.com\r\nBcc : b@example.com\r\n\r\nbody",
+			fields:           []string{"From: a@example.com\r\n"},
+			names:            []string{"From"},
+			body:             "Bcc : b@example.com\r\n\r\nbody",
+			missingSeparator: true,
+		},
+		{
+			name:             "continuation first",
+			raw:              " folded: x\r\nFrom: a@example.com\r\n\r\n",
+			body:             " folded: x\r\nFrom: a@example.com\r\n\r\n",
+			missingSeparator: true,
+		},
+		{
+			name:   "empty value",
+			raw:    "X-Empty:\r\n\r\n",
+			fields: []string{"X-Empty:\r\n"},
+			names:  []string{"X-Empty"},
+		},
+		{
+			name: "empty",
+			raw:  "",
+		},
+		{
+			name: "only a line ending",
+			raw:  "\r\n",
+		},
+		{
+			name: "blank line first",
+			raw:  "\r\nFrom: a@example.com\r\n",
+			body: "From: a@example.com\r\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := parseMessage([]byte(tc.raw))
+			var fields, names []string
+			for _, f := range p.fields {
+				fields = append(fields, string(f.raw))
+				names = append(names, f.name)
+			}
+			if !slices.Equal(fields, tc.fields) {
+				t.Errorf("fields = %q, want %q", fields, tc.fields)
+			}
+			if !slices.Equal(names, tc.names) {
+				t.Errorf("names = %q, want %q", names, tc.names)
+			}
+			if string(p.body) != tc.body {
+				t.Errorf("body = %q, want %q", p.body, tc.body)
+			}
+			if p.missingSeparator != tc.missingSeparator {
+				t.Errorf("missingSeparator = %v, want %v", p.missingSeparator, tc.missingSeparator)
+			}
+		})
+	}
+}
+
+func TestHeaderFieldValue(t *testing.T) {
+	for raw, want := range map[string]string{
+		"Subject: hello\r\n":                  "hello",
+		"Subject:hello":                       "hello",
+		"Subject:   spaced   \r\n":            "spaced",
+		"Subject: one\r\n two\r\n\tthree\r\n": "one two\tthree",
+		"Subject: one\n two\n":                "one two",
+		"Subject:\r\n":                        "",
+		"Subject: \r\n \r\n":                  "",
+	} {
+		p := parseMessage([]byte(raw))
+		if len(p.fields) != 1 {
+			t.Fatalf("%q: %d fields", raw, len(p.fields))
+		}
+		if got := p.fields[0].value(); got != want {
+			t.Errorf("value of %q = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+func TestIntake(t *testing.T) {
+	tests := []struct {
+		name string
+		raw  string
+		// want is what intake should learn; stored is compared exactly.
+		stored       string
+		from         string
+		subject      string
+		to, cc, bcc  []address
+		tag          string
+		metadata     map[string]string
+		stream       string // "" means DefaultStream
+		messageIDHdr string // "" means the stamp's
+		keptClientID bool
+	}{
+		{
+			name: "Postmark headers",
+			raw: "From: \"App\" <app@example.com>\r\n" +
+				"To: Alice <alice@example.net>, bob@example.org\r\n" +
+				"X-PM-Tag: welcome\r\n" +
+				"X-PM-Metadata-Client-ID: 42\r\n" +
+				"x-pm-metadata-order_number:  A-1 \r\n" +
+				"X-PM-Message-Stream: broadcast\r\n" +
+				"X-PM-TrackOpens: true\r\n" +
+				"x-pm-trackLinks: HtmlAndText\r\n" +
+				"Subject: Hello\r\n" +
+				"Date: Fri, 28 Feb 2025 10:00:00 +0100\r\n" +
+				"\r\n" +
+				"Hello Alice.\r\n",
+			stored: addedReceived +
+				"From: \"App\" <app@example.com>\r\n" +
+				"To: Alice <alice@example.net>, bob@example.org\r\n" +
+				"Subject: Hello\r\n" +
+				"Date: Fri, 28 Feb 2025 10:00:00 +0100\r\n" +
+				addedMessageID +
+				"\r\n" +
+				"Hello Alice.\r\n",
+			from:     `"App" <app@example.com>`,
+			subject:  "Hello",
+			to:       []address{{"alice@example.net", "Alice"}, {"bob@example.org", ""}},
+			tag:      "welcome",
+			metadata: map[string]string{"Client-ID": "42", "order_number": "A-1"},
+			stream:   "broadcast",
+		},
+		{
+			name:     "metadata without a key, empty stream",
+			raw:      "X-PM-Metadata-: lost\r\nX-PM-Message-Stream:\r\nX-PM-Tag:\r\nDate: x\r\n\r\n",
+			stored:   addedReceived + "Date: x\r\n" + addedMessageID + "\r\n",
+			metadata: nil,
+		},
+		{
+			name:     "repeated metadata key: the last wins",
+			raw:      "X-PM-Metadata-k: 1\r\nX-PM-Metadata-k: 2\r\nDate: x\r\n\r\n",
+			stored:   addedReceived + "Date: x\r\n" + addedMessageID + "\r\n",
+			metadata: map[string]string{"k": "2"},
+		},
+		{
+			name: "KeepID true keeps the client's Message-ID",
+			raw: "X-PM-KeepID: true\r\n" +
+				"Message-ID: <client-chosen@example.com>\r\n" +
+				"Date: x\r\n\r\nbody",
+			stored:       addedReceived + "Message-ID: <client-chosen@example.com>\r\nDate: x\r\n\r\nbody",
+			messageIDHdr: "<client-chosen@example.com>",
+			keptClientID: true,
+		},
+		{
+			name: "KeepID is case-insensitive, as is the field name",
+			raw: "Date: x\r\n" +
+				"message-id:\r\n <folded@example.com>\r\n" +
+				"x-pm-keepid: TRUE\r\n\r\n",
+			stored:       addedReceived + "Date: x\r\nmessage-id:\r\n <folded@example.com>\r\n" + "\r\n",
+			messageIDHdr: "<folded@example.com>",
+			keptClientID: true,
+		},
+		{
+			name: "KeepID true keeps the first Message-ID only",
+			raw: "Message-ID: <one@example.com>\r\n" +
+				"Message-ID: <two@example.com>\r\n" +
+				"X-PM-KeepID: true\r\nDate: x\r\n\r\n",
+			stored:       addedReceived + "Message-ID: <one@example.com>\r\nDate: x\r\n\r\n",
+			messageIDHdr: "<one@example.com>",
+			keptClientID: true,
+		},
+		{
+			name:   "KeepID false replaces the Message-ID",
+			raw:    "X-PM-KeepID: false\r\nMessage-ID: <client-chosen@example.com>\r\nDate: x\r\n\r\nbody",
+			stored: addedReceived + "Date: x\r\n" + addedMessageID + "\r\nbody",
+		},
+		{
+			name:   "KeepID other than true replaces the Message-ID",
+			raw:    "X-PM-KeepID: yes\r\nMessage-ID: <client-chosen@example.com>\r\nDate: x\r\n\r\nbody",
+			stored: addedReceived + "Date: x\r\n" + addedMessageID + "\r\nbody",
+		},
+		{
+			name:   "no KeepID replaces every Message-ID",
+			raw:    "Message-ID: <a@example.com>\r\nMESSAGE-ID: <b@example.com>\r\nDate: x\r\n\r\nbody",
+			stored: addedReceived + "Date: x\r\n" + addedMessageID + "\r\nbody",
+		},
+		{
+			name:   "KeepID true without a Message-ID",
+			raw:    "X-PM-KeepID: true\r\nDate: x\r\n\r\nbody",
+			stored: addedReceived + "Date: x\r\n" + addedMessageID + "\r\nbody",
+		},
+		{
+			name: "Bcc removed: plain, folded, lower and upper case",
+			raw: "From: app@example.com\r\n" +
+				"Bcc: one@example.net\r\n" +
+				"To: to@example.net\r\n" +
+				"Bcc: Two <two@example.net>,\r\n" +
+				"\tthree@example.net,\r\n" +
+				"  four@example.net\r\n" +
+				"bcc: five@example.net\r\n" +
+				"BCC: six@example.net\n" +
+				"Date: x\r\n" +
+				"\r\n" +
+				"Bcc: in the body stays\r\n",
+			stored: addedReceived +
+				"From: app@example.com\r\n" +
+				"To: to@example.net\r\n" +
+				"Date: x\r\n" +
+				addedMessageID +
+				"\r\n" +
+				"Bcc: in the body stays\r\n",
+			from: "app@example.com",
+			to:   []address{{"to@example.net", ""}},
+			bcc: []address{{"one@example.net", ""}, {"two@example.net", "Two"}, {"three@example.net", ""},
+				{"four@example.net", ""}, {"five@example.net", ""}, {"six@example.net", ""}},
+		},
+		{
+			name: "folded headers kept byte for byte",
+			raw: "DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=sel;\r\n" +
+				"\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n" +
+				"\tb=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ==\r\n" +
+				"Subject: a subject that goes\r\n" +
+				"   on and on   \r\n" +
+				"To: x@example.net,\n" +
+				" y@example.net\n" +
+				"Cc:   c@example.net  \r\n" +
+				"Date: x\r\n" +
+				"\r\n" +
+				"body",
+			stored: addedReceived +
+				"DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=sel;\r\n" +
+				"\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;\r\n" +
+				"\tb=dGhpcyBpcyBub3QgYSByZWFsIHNpZ25hdHVyZQ==\r\n" +
+				"Subject: a subject that goes\r\n" +
+				"   on and on   \r\n" +
+				"To: x@example.net,\n" +
+				" y@example.net\n" +
+				"Cc:   c@example.net  \r\n" +
+				"Date: x\r\n" +
+				addedMessageID +
+				"\r\n" +
+				"body",
+			subject: "a subject that goes   on and on",
+			to:      []address{{"x@example.net", ""}, {"y@example.net", ""}},
+			cc:      []address{{"c@example.net", ""}},
+		},
+		{
+			name:    "Date added when missing",
+			raw:     "Subject: hi\r\n\r\nbody\r\n",
+			stored:  addedReceived + "Subject: hi\r\n" + addedMessageID + addedDate + "\r\nbody\r\n",
+			subject: "hi",
+		},
+		{
+			name:    "Date kept, in any case, even empty",
+			raw:     "dATE:\r\nSubject: hi\r\n\r\nbody\r\n",
+			stored:  addedReceived + "dATE:\r\nSubject: hi\r\n" + addedMessageID + "\r\nbody\r\n",
+			subject: "hi",
+		},
+		{
+			name:   "Received on top of the client's",
+			raw:    "Received: from laptop by app.example; Fri, 28 Feb 2025 09:00:00 +0000\r\nDate: x\r\n\r\nbody",
+			stored: addedReceived + "Received: from laptop by app.example; Fri, 28 Feb 2025 09:00:00 +0000\r\nDate: x\r\n" + addedMessageID + "\r\nbody",
+		},
+		{
+			name: "encoded words decoded",
+			raw: "From: =?UTF-8?Q?Jos=C3=A9_Garc=C3=ADa?= <jose@example.com>\r\n" +
+				"To: =?UTF-8?B?w4lsb2TDrWU=?= <elodie@example.net>\r\n" +
+				"Subject: =?UTF-8?B?w4l0w6kgw6AgUGFyaXM=?=\r\n" +
+				"X-PM-Tag: =?utf-8?q?r=C3=A9sum=C3=A9?=\r\n" +
+				"X-PM-Metadata-City: =?UTF-8?B?S8O2bG4=?=\r\n" +
+				"Date: x\r\n\r\n",
+			stored: addedReceived +
+				"From: =?UTF-8?Q?Jos=C3=A9_Garc=C3=ADa?= <jose@example.com>\r\n" +
+				"To: =?UTF-8?B?w4lsb2TDrWU=?= <elodie@example.net>\r\n" +
+				"Subject: =?UTF-8?B?w4l0w6kgw6AgUGFyaXM=?=\r\n" +
+				"Date: x\r\n" +
+				addedMessageID + "\r\n",
+			from:     "José García <jose@example.com>",
+			to:       []address{{"elodie@example.net", "Élodíe"}},
+			subject:  "Été à Paris",
+			tag:      "résumé",
+			metadata: map[string]string{"City": "Köln"},
+		},
+		{
+			name:    "unknown charset passed through, malformed word kept as written",
+			raw:     "Subject: =?x-unknown?Q?abc?= and =?UTF-8?B?bad base64?=\r\nDate: x\r\n\r\n",
+			stored:  addedReceived + "Subject: =?x-unknown?Q?abc?= and =?UTF-8?B?bad base64?=\r\nDate: x\r\n" + addedMessageID + "\r\n",
+			subject: "abc and =?UTF-8?B?bad base64?=",
+		},
+		{
+			name:    "first From and Subject count",
+			raw:     "From: a@example.com\r\nFrom: b@example.com\r\nSubject: one\r\nSubject: two\r\nDate: x\r\n\r\n",
+			stored:  addedReceived + "From: a@example.com\r\nFrom: b@example.com\r\nSubject: one\r\nSubject: two\r\nDate: x\r\n" + addedMessageID + "\r\n",
+			from:    "a@example.com",
+			subject: "one",
+		},
+		{
+			name:   "unparsable address list kept as written",
+			raw:    "To: not an address, <broken@\r\nDate: x\r\n\r\n",
+			stored: addedReceived + "To: not an address, <broken@\r\nDate: x\r\n" + addedMessageID + "\r\n",
+			to:     []address{{"not an address", ""}, {"<broken@", ""}},
+		},
+		{
+			name: "bare LF message",
+			raw:  "From: a@example.com\nX-PM-Tag: lf\nBcc: b@example.net\nSubject: hi\n\nline one\nline two\n",
+			stored: addedReceived + "From: a@example.com\nSubject: hi\n" + addedMessageID + addedDate +
+				"\r\nline one\nline two\n",
+			from:    "a@example.com",
+			subject: "hi",
+			tag:     "lf",
+			bcc:     []address{{"b@example.net", ""}},
+		},
+		{
+			name:    "no blank line separator",
+			raw:     "From: a@example.com\r\nSubject: hi\r\nHello, this is the body.\r\n",
+			stored:  addedReceived + "From: a@example.com\r\nSubject: hi\r\n" + addedMessageID + addedDate + "\r\nHello, this is the body.\r\n",
+			from:    "a@example.com",
+			subject: "hi",
+		},
+		{
+			name:    "only headers, no final newline",
+			raw:     "From: a@example.com\r\nX-PM-Tag: t\r\nSubject: hi",
+			stored:  addedReceived + "From: a@example.com\r\nSubject: hi\r\n" + addedMessageID + addedDate + "\r\n",
+			from:    "a@example.com",
+			subject: "hi",
+			tag:     "t",
+		},
+		{
+			name:    "only headers, removed field last without newline",
+			raw:     "Subject: hi\r\nBcc: b@example.net",
+			stored:  addedReceived + "Subject: hi\r\n" + addedMessageID + addedDate + "\r\n",
+			subject: "hi",
+			bcc:     []address{{"b@example.net", ""}},
+		},
+		{
+			name: "non-header line ends the header section",
+			raw:  "From: a@example.com\r\nnot a header\r\nX-PM-Tag: late\r\nBcc: late@example.net\r\n\r\nbody\r\n",
+			// What follows the bad line is body, kept as written.
+			stored: addedReceived + "From: a@example.com\r\n" + addedMessageID + addedDate +
+				"\r\nnot a header\r\nX-PM-Tag: late\r\nBcc: late@example.net\r\n\r\nbody\r\n",
+			from: "a@example.com",
+		},
+		{
+			name:   "empty message",
+			raw:    "",
+			stored: addedReceived + addedMessageID + addedDate + "\r\n",
+		},
+		{
+			name:   "only a line ending",
+			raw:    "\r\n",
+			stored: addedReceived + addedMessageID + addedDate + "\r\n",
+		},
+		{
+			name:   "body only",
+			raw:    "\r\nX-PM-Tag: in the body\r\n",
+			stored: addedReceived + addedMessageID + addedDate + "\r\nX-PM-Tag: in the body\r\n",
+		},
+		{
+			name:   "tag of exactly 1000 characters",
+			raw:    "X-PM-Tag: " + strings.Repeat("é", maxTagLength) + "\r\nDate: x\r\n\r\n",
+			stored: addedReceived + "Date: x\r\n" + addedMessageID + "\r\n",
+			tag:    strings.Repeat("é", maxTagLength),
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := intake([]byte(tc.raw), intakeStamp)
+			if err != nil {
+				t.Fatalf("intake: %v", err)
+			}
+			if string(r.stored) != tc.stored {
+				t.Errorf("stored:\n got %q\nwant %q", r.stored, tc.stored)
+			}
+			if r.from != tc.from {
+				t.Errorf("from = %q, want %q", r.from, tc.from)
+			}
+			if r.subject != tc.subject {
+				t.Errorf("subject = %q, want %q", r.subject, tc.subject)
+			}
+			for _, l := range []struct {
+				name      string
+				got, want []address
+			}{{"to", r.to, tc.to}, {"cc", r.cc, tc.cc}, {"bcc", r.bcc, tc.bcc}} {
+				if !slices.Equal(l.got, l.want) {
+					t.Errorf("%s = %q, want %q", l.name, l.got, l.want)
+				}
+			}
+			if r.tag != tc.tag {
+				t.Errorf("tag = %q, want %q", r.tag, tc.tag)
+			}
+			if !maps.Equal(r.metadata, tc.metadata) {
+				t.Errorf("metadata = %q, want %q", r.metadata, tc.metadata)
+			}
+			wantStream := tc.stream
+			if wantStream == "" {
+				wantStream = DefaultStream
+			}
+			if r.stream != wantStream {
+				t.Errorf("stream = %q, want %q", r.stream, wantStream)
+			}
+			wantID := tc.messageIDHdr
+			if wantID == "" {
+				wantID = stampID
+			}
+			if r.messageIDHdr != wantID || r.keptClientID != tc.keptClientID {
+				t.Errorf("Message-ID = %q (client's kept: %v), want %q (%v)", r.messageIDHdr, r.keptClientID, wantID, tc.keptClientID)
+			}
+			// Whatever the message, the stored form has the properties
+			// the fuzz test checks.
+			checkStoredForm(t, []byte(tc.raw), r.stored, intakeStamp)
+		})
+	}
+}
+
+func TestIntakeTagTooLong(t *testing.T) {
+	for name, raw := range map[string]string{
+		"ASCII":               "X-PM-Tag: " + strings.Repeat("a", maxTagLength+1) + "\r\n\r\nbody",
+		"multibyte":           "Subject: hi\r\nX-PM-Tag: " + strings.Repeat("é", maxTagLength+1) + "\r\n\r\nbody",
+		"folded":              "X-PM-Tag: " + strings.Repeat("a", 600) + "\r\n " + strings.Repeat("b", 401) + "\r\n\r\n",
+		"encoded word":        "X-PM-Tag: =?UTF-8?B?" + strings.Repeat("YWFh", 334) + "?=\r\n\r\n", // 1002 a's
+		"lower case, no body": "x-pm-tag: " + strings.Repeat("z", 5000),
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := intake([]byte(raw), intakeStamp)
+			if !errors.Is(err, errTagTooLong) {
+				t.Fatalf("intake = %v, %v; want errTagTooLong", r, err)
+			}
+			if r != nil {
+				t.Errorf("a refused message has a result: %+v", r)
+			}
+		})
+	}
+	if !strings.Contains(errTagTooLong.Error(), "1000") {
+		t.Errorf("errTagTooLong %q does not name the limit", errTagTooLong)
+	}
+}
+
+// The result does not alias the input: the session's buffer may be reused.
+func TestIntakeDoesNotAliasInput(t *testing.T) {
+	raw := []byte("Subject: hi\r\nDate: x\r\n\r\nbody")
+	r, err := intake(raw, intakeStamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := string(r.stored)
+	for i := range raw {
+		raw[i] = 'X'
+	}
+	if string(r.stored) != want {
+		t.Errorf("stored changed with the input: %q", r.stored)
+	}
+}
+
+func TestParseAddressList(t *testing.T) {
+	for v, want := range map[string][]address{
+		"":                                      nil,
+		"   ":                                   nil,
+		"a@example.com":                         {{"a@example.com", ""}},
+		`"Doe, Jane" <jane@example.com>, b@x.y`: {{"jane@example.com", "Doe, Jane"}, {"b@x.y", ""}},
+		"undisclosed-recipients:;":              nil,
+		"junk, ,more junk":                      {{"junk", ""}, {"more junk", ""}},
+	} {
+		got := parseAddressList(v)
+		if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("parseAddressList(%q) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// checkStoredForm checks what must hold of every stored message, whatever
+// the client sent: it starts with the stamp's Received field; its header
+// section (up to the first empty line) has no X-PM-* or Bcc field and
+// exactly one Message-ID; after the header section comes the message's
+// body, byte for byte.
+func checkStoredForm(t testing.TB, raw, stored []byte, st stamp) {
+	t.Helper()
+	if !strings.HasPrefix(string(stored), st.received+"\r\n") {
+		t.Fatalf("stored message does not start with the Received field:\n%q", stored)
+	}
+	header, body, ok := splitHeader(stored)
+	if !ok {
+		t.Fatalf("stored message has no empty line ending its header section:\n%q", stored)
+	}
+	messageIDs := 0
+	for _, line := range header {
+		lower := strings.ToLower(line)
+		switch {
+		case strings.HasPrefix(lower, "x-pm-"):
+			t.Errorf("X-PM- field in the stored header: %q", line)
+		case strings.HasPrefix(lower, "bcc:"):
+			t.Errorf("Bcc field in the stored header: %q", line)
+		case strings.HasPrefix(lower, "message-id:"):
+			messageIDs++
+		}
+	}
+	if messageIDs != 1 {
+		t.Errorf("%d Message-ID fields in the stored header, want 1:\n%q", messageIDs, stored)
+	}
+	// The body is the part of raw that parseMessage left after the
+	// header section: a suffix of raw, stored unchanged.
+	wantBody := parseMessage(raw).body
+	if !strings.HasSuffix(string(raw), string(wantBody)) {
+		t.Errorf("parsed body %q is not a suffix of the message", wantBody)
+	}
+	if body != string(wantBody) {
+		t.Errorf("stored body %q, want the message's body %q", body, wantBody)
+	}
+}
+
+// splitHeader splits a stored message at its first empty line (CRLF or
+// LF), independently of parseMessage: the header lines, without their line
+// endings, and everything after the empty line.
+func splitHeader(msg []byte) (header []string, body string, ok bool) {
+	s := string(msg)
+	for len(s) > 0 {
+		line, rest, found := strings.Cut(s, "\n")
+		content := strings.TrimRight(line, "\r")
+		if content == "" && found {
+			return header, rest, true
+		}
+		header = append(header, content)
+		s = rest
+	}
+	return header, "", false
+}
