@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,6 +98,7 @@ type Peer struct {
 	served   chan struct{}
 
 	mu          sync.Mutex
+	transcript  strings.Builder
 	messages    []Message
 	connections int
 	open        int
@@ -125,6 +127,7 @@ func New(t testing.TB, opts Options) *Peer {
 	s.MaxMessageBytes = opts.MaxMessageBytes
 	s.EnableSMTPUTF8 = opts.SMTPUTF8
 	s.ErrorLog = log.New(io.Discard, "", 0)
+	s.Debug = transcriptWriter{p}
 	switch {
 	case opts.BrokenTLS:
 		s.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -158,6 +161,22 @@ func (p *Peer) Messages() []Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Message(nil), p.messages...)
+}
+
+// Transcript is everything said on every connection so far, both ways,
+// in clear text also under TLS; scripted Greeting refusals are not in it.
+func (p *Peer) Transcript() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.transcript.String()
+}
+
+type transcriptWriter struct{ p *Peer }
+
+func (w transcriptWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.transcript.Write(b)
 }
 
 // Connections is the number of connections accepted so far.
