@@ -123,6 +123,7 @@ func TestClassifyError(t *testing.T) {
 		{"TLS handshake with a plain server", tlsWithPlainServer(t), Classification{Outcome: Transient}},
 		{"context deadline", context.DeadlineExceeded, Classification{Outcome: Transient}},
 		{"connection closed", io.ErrUnexpectedEOF, Classification{Outcome: Transient}},
+		{"anything else", errors.New("something unforeseen"), Classification{Outcome: Transient}},
 		{"no such domain", &net.DNSError{Err: "no such host", Name: "nowhere.test", IsNotFound: true}, bounced(BounceDNSError)},
 		{"DNS server failure", &net.DNSError{Err: "server misbehaving", Name: "example.test", IsTemporary: true}, Classification{Outcome: Transient}},
 		{"DNS timeout", &net.DNSError{Err: "i/o timeout", Name: "example.test", IsTimeout: true}, Classification{Outcome: Transient}},

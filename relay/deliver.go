@@ -1,6 +1,71 @@
 package relay
 
-import "fmt"
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Envelope is the SMTP envelope of one delivery: a sender and recipients
+// who share a destination.
+type Envelope struct {
+	From string   // the return path; empty for the null sender
+	To   []string // at least one
+	// SMTPUTF8 says the addresses or header fields are not ASCII
+	// (RFC 6531). A server that does not offer SMTPUTF8 cannot take such
+	// a message, which then bounces. (8-bit bodies need no flag: go-smtp
+	// declares BODY=8BITMIME whenever the server offers it, and sends the
+	// body as it is otherwise, as Postfix does by default.)
+	SMTPUTF8 bool
+}
+
+// Message is what is sent after DATA: Prefix, the DKIM-Signature fields
+// from Signer.Sign (or nothing), then Raw, the message as stored. They
+// stay apart so that signing never copies the message.
+type Message struct {
+	Prefix []byte
+	Raw    []byte
+}
+
+// Size is the number of bytes sent, as declared with SIZE.
+func (m Message) Size() int { return len(m.Prefix) + len(m.Raw) }
+
+// RecipientResult is what one delivery attempt did for one recipient.
+type RecipientResult struct {
+	Address string
+	// Reply is the server's reply for this recipient: to RCPT if it was
+	// refused there, else to MAIL or to the end of DATA. For a refusal
+	// Postern decided itself (size, SMTPUTF8) it is composed in the same
+	// form; Code is 0 when no server answered.
+	Reply Reply
+	Classification
+}
+
+// Result is the outcome of one delivery attempt of a message to one
+// destination. It always holds one RecipientResult per recipient of the
+// envelope, in order.
+type Result struct {
+	Recipients []RecipientResult
+	Host       string     // the server of the attempt: an MX host or the smarthost; empty if none was reached
+	IP         netip.Addr // its address, if it was reached
+	TLSVersion uint16     // the TLS version of the session (tls.VersionName), 0 without TLS
+	// TLSError is the failure of STARTTLS on Host that led to the
+	// plaintext session of this result (MXConfig.TLSFallback).
+	TLSError string
+}
 
 // HostError is a failure to use one server at all: it could not be
 // reached, it refused the session at greeting, EHLO, STARTTLS or AUTH, or
@@ -8,9 +73,563 @@ import "fmt"
 // tried, and no recipient bounces because of it.
 type HostError struct {
 	Host string // the server's name
-	Addr string // the address dialed
+	Addr string // the address dialed; empty if the name did not resolve
 	Err  error
 }
 
-func (e *HostError) Error() string { return fmt.Sprintf("%s [%s]: %v", e.Host, e.Addr, e.Err) }
+func (e *HostError) Error() string {
+	if e.Addr == "" {
+		return fmt.Sprintf("%s: %v", e.Host, e.Err)
+	}
+	return fmt.Sprintf("%s [%s]: %v", e.Host, e.Addr, e.Err)
+}
+
 func (e *HostError) Unwrap() error { return e.Err }
+
+// ClientConfig is what MX and smarthost delivery share.
+type ClientConfig struct {
+	// Hostname is the name Postern gives in EHLO. Required.
+	Hostname string
+	// ConnectTimeout bounds dialing; 30 s if zero.
+	ConnectTimeout time.Duration
+	// CommandTimeout bounds the wait for each reply and the TLS
+	// handshake; 5 min if zero (RFC 5321 §4.5.3.2).
+	CommandTimeout time.Duration
+	// DataTimeout bounds sending the message and the wait for the reply
+	// to its end; 10 min if zero (RFC 5321 §4.5.3.2).
+	DataTimeout time.Duration
+	// DialContext opens connections; a net.Dialer's if nil.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// MXResolver is what MX delivery asks of DNS; *Resolver is one. LookupMX
+// returns at least one MX or an error, and classifies as Resolver does.
+type MXResolver interface {
+	LookupMX(ctx context.Context, domain string) ([]MX, error)
+	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// MXConfig configures delivery to the mail exchangers of each domain.
+type MXConfig struct {
+	ClientConfig
+	// Resolver finds mail exchangers and their addresses. Required.
+	Resolver MXResolver
+	// Port is the SMTP port of mail exchangers; 25 if zero.
+	Port int
+	// MaxAddresses bounds the servers tried for one message; 5 if zero,
+	// as Postfix's smtp_mx_address_limit.
+	MaxAddresses int
+	// TLSFallback: when STARTTLS is offered but fails (handshake error,
+	// refused STARTTLS), connect to the same server again once and send
+	// in plaintext, as Postal does, instead of moving on to the next
+	// server. STARTTLS is always tried when offered; certificates are not
+	// verified, as Postfix's "may" level: unverified TLS still defeats
+	// passive eavesdropping (RFC 7435), and many MX certificates would
+	// not verify.
+	TLSFallback bool
+}
+
+// SmarthostConfig configures delivery of everything through one
+// upstream server. TLS is required and the certificate verified.
+type SmarthostConfig struct {
+	ClientConfig
+	// Addr is the upstream's "host:port". Required.
+	Addr string
+	// ImplicitTLS speaks TLS from the first byte (port 465) instead of
+	// requiring STARTTLS.
+	ImplicitTLS bool
+	// Username and Password, if Username is set, authenticate with AUTH
+	// PLAIN (over TLS only).
+	Username, Password string
+	// RootCAs verify the upstream's certificate; the system's if nil.
+	RootCAs *x509.CertPool
+	// InsecureSkipVerify accepts any certificate. For tests.
+	InsecureSkipVerify bool
+}
+
+// MXDeliverer delivers to the mail exchangers of recipient domains.
+type MXDeliverer struct {
+	client       client
+	resolver     MXResolver
+	port         uint16
+	maxAddresses int
+	tlsFallback  bool
+}
+
+// NewMXDeliverer checks cfg and fills in its defaults.
+func NewMXDeliverer(cfg MXConfig) (*MXDeliverer, error) {
+	c, err := newClient(cfg.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Resolver == nil {
+		return nil, errors.New("relay: MX delivery needs a resolver")
+	}
+	if cfg.Port == 0 {
+		cfg.Port = 25
+	}
+	if cfg.Port < 0 || cfg.Port > 65535 {
+		return nil, fmt.Errorf("relay: MX port %d out of range", cfg.Port)
+	}
+	if cfg.MaxAddresses == 0 {
+		cfg.MaxAddresses = 5
+	}
+	return &MXDeliverer{
+		client:       c,
+		resolver:     cfg.Resolver,
+		port:         uint16(cfg.Port),
+		maxAddresses: cfg.MaxAddresses,
+		tlsFallback:  cfg.TLSFallback,
+	}, nil
+}
+
+// DeliverDomain delivers msg to the recipients of env, who are all at
+// domain. It tries the domain's mail exchangers in order of preference,
+// each at each of its addresses, until one takes up the transaction; a
+// server that cannot be used (HostError: refused connection, 421
+// greeting, failed TLS) passes the turn to the next. Whatever the server
+// that took the transaction replied is final for this attempt.
+//
+// A null MX or a domain that does not exist bounces every recipient
+// (DnsError); when no server could be used, every recipient is
+// Transient. The error, if any, says why no server answered.
+func (d *MXDeliverer) DeliverDomain(ctx context.Context, domain string, env Envelope, msg Message) (Result, error) {
+	mxs, err := d.resolver.LookupMX(ctx, domain)
+	if err != nil {
+		return failed(Result{}, env, Reply{Text: err.Error()}, ClassifyError(err)), err
+	}
+	var (
+		hostErrs   []error
+		tried      int
+		unresolved int // MX hosts whose names do not exist
+	)
+servers:
+	for _, mx := range mxs {
+		ips, err := d.resolver.LookupIP(ctx, mx.Host)
+		if err != nil {
+			if isNotFound(err) {
+				unresolved++
+			}
+			hostErrs = append(hostErrs, &HostError{Host: mx.Host, Err: err})
+			continue
+		}
+		for _, ip := range ips {
+			if tried == d.maxAddresses || ctx.Err() != nil {
+				break servers
+			}
+			tried++
+			res, err := d.Deliver(ctx, env, msg, mx.Host, netip.AddrPortFrom(ip, d.port))
+			if err == nil {
+				return res, nil
+			}
+			hostErrs = append(hostErrs, err)
+		}
+	}
+	err = errors.Join(hostErrs...)
+	texts := make([]string, len(hostErrs))
+	for i, e := range hostErrs {
+		texts[i] = e.Error()
+	}
+	verdict := Classification{Outcome: Transient}
+	if unresolved == len(mxs) {
+		// Not one mail exchanger exists: as good as no domain.
+		verdict = Classification{Outcome: Bounced, Bounce: BounceDNSError}
+	}
+	return failed(Result{}, env, Reply{Text: strings.Join(texts, "; ")}, verdict), err
+}
+
+// Deliver runs one SMTP session with the server host at addr. The error
+// is a *HostError when the server could not be used; the recipients then
+// carry its Transient classification.
+func (d *MXDeliverer) Deliver(ctx context.Context, env Envelope, msg Message, host string, addr netip.AddrPort) (Result, error) {
+	r := route{
+		host: host,
+		addr: addr.String(),
+		tls:  tlsOpportunistic,
+		tlsConfig: &tls.Config{
+			ServerName:         host,
+			InsecureSkipVerify: true, // see MXConfig.TLSFallback
+		},
+	}
+	res, err := d.client.transact(ctx, r, env, msg)
+	var tlsErr *tlsFailure
+	if err != nil && d.tlsFallback && errors.As(err, &tlsErr) && ctx.Err() == nil {
+		r.tls = tlsNone
+		res, err = d.client.transact(ctx, r, env, msg)
+		res.TLSError = tlsErr.Error()
+	}
+	return res, err
+}
+
+// Smarthost delivers everything through one upstream server.
+type Smarthost struct {
+	client client
+	route  route
+}
+
+// NewSmarthost checks cfg and fills in its defaults.
+func NewSmarthost(cfg SmarthostConfig) (*Smarthost, error) {
+	c, err := newClient(cfg.ClientConfig)
+	if err != nil {
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("relay: smarthost address %q: %w", cfg.Addr, err)
+	}
+	r := route{
+		host: host,
+		addr: cfg.Addr,
+		tls:  tlsRequired,
+		tlsConfig: &tls.Config{
+			ServerName:         host,
+			RootCAs:            cfg.RootCAs,
+			InsecureSkipVerify: cfg.InsecureSkipVerify,
+		},
+	}
+	if cfg.ImplicitTLS {
+		r.tls = tlsImplicit
+	}
+	if cfg.Username != "" {
+		r.auth = &Credentials{Username: cfg.Username, Password: cfg.Password}
+	}
+	return &Smarthost{client: c, route: r}, nil
+}
+
+// Credentials authenticate with a smarthost.
+type Credentials struct {
+	Username, Password string
+}
+
+// Deliver runs one SMTP session with the smarthost. The error is a
+// *HostError when the smarthost could not be used (unreachable, no TLS,
+// AUTH refused); the recipients are then Transient.
+func (s *Smarthost) Deliver(ctx context.Context, env Envelope, msg Message) (Result, error) {
+	return s.client.transact(ctx, s.route, env, msg)
+}
+
+type tlsMode int
+
+const (
+	tlsOpportunistic tlsMode = iota // STARTTLS if offered
+	tlsNone                         // plaintext, after STARTTLS failed with this server
+	tlsRequired                     // STARTTLS, or no session
+	tlsImplicit                     // TLS from the first byte
+)
+
+// route is one server to talk to and what to demand of it.
+type route struct {
+	host      string // its name: for TLS, and for the result
+	addr      string // where to dial
+	tls       tlsMode
+	tlsConfig *tls.Config
+	auth      *Credentials // nil: no AUTH
+}
+
+// tlsFailure marks a HostError caused by TLS, after which a plaintext
+// session may be tried.
+type tlsFailure struct{ err error }
+
+func (e *tlsFailure) Error() string { return "STARTTLS: " + e.err.Error() }
+func (e *tlsFailure) Unwrap() error { return e.err }
+
+// client is the configured SMTP client side.
+type client struct {
+	cfg ClientConfig
+}
+
+func newClient(cfg ClientConfig) (client, error) {
+	if cfg.Hostname == "" || strings.ContainsAny(cfg.Hostname, " \t\r\n") {
+		return client{}, fmt.Errorf("relay: EHLO hostname %q is not a host name", cfg.Hostname)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 30 * time.Second
+	}
+	if cfg.CommandTimeout == 0 {
+		cfg.CommandTimeout = 5 * time.Minute
+	}
+	if cfg.DataTimeout == 0 {
+		cfg.DataTimeout = 10 * time.Minute
+	}
+	if cfg.DialContext == nil {
+		var d net.Dialer
+		cfg.DialContext = d.DialContext
+	}
+	return client{cfg: cfg}, nil
+}
+
+// failed gives every recipient of env the same reply and verdict.
+func failed(res Result, env Envelope, reply Reply, verdict Classification) Result {
+	res.Recipients = make([]RecipientResult, len(env.To))
+	for i, to := range env.To {
+		res.Recipients[i] = RecipientResult{Address: to, Reply: reply, Classification: verdict}
+	}
+	return res
+}
+
+// transact runs one session with one server: connect, greet, secure,
+// authenticate, then one mail transaction. The error is a *HostError if
+// the transaction could not begin.
+func (c client) transact(ctx context.Context, r route, env Envelope, msg Message) (Result, error) {
+	res := Result{Host: r.host}
+	hostFailed := func(err error) (Result, error) {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+		}
+		hostErr := &HostError{Host: r.host, Addr: r.addr, Err: err}
+		return failed(res, env, Reply{Text: hostErr.Error()}, ClassifyError(hostErr)), hostErr
+	}
+
+	dialCtx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	conn, err := c.cfg.DialContext(dialCtx, "tcp", r.addr)
+	cancel()
+	if err != nil {
+		return hostFailed(err)
+	}
+	defer conn.Close()
+	// go-smtp knows no contexts: closing the connection ends whatever it
+	// is waiting for.
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		res.IP = ap.Addr().Unmap()
+	}
+
+	sc, tlsVersion, err := c.open(ctx, conn, r)
+	if err != nil {
+		return hostFailed(err)
+	}
+	res.TLSVersion = tlsVersion
+	t := transaction{ctx: ctx, conn: conn, sc: sc, timeout: c.cfg.DataTimeout, host: r.host, clean: true}
+	res.Recipients = t.run(env, msg)
+	if t.clean {
+		sc.Quit()
+	}
+	return res, nil
+}
+
+// open greets the server, sets up TLS as r demands and authenticates,
+// and returns the client ready for MAIL and the TLS version (0 if none).
+func (c client) open(ctx context.Context, conn net.Conn, r route) (*smtp.Client, uint16, error) {
+	var version uint16
+	if r.tls == tlsImplicit {
+		tlsConn, err := c.handshake(ctx, conn, r.tlsConfig)
+		if err != nil {
+			return nil, 0, err
+		}
+		version = tlsConn.ConnectionState().Version
+		conn = tlsConn
+	}
+	sc := c.smtpClient(conn)
+	if err := sc.Hello(c.cfg.Hostname); err != nil {
+		return nil, 0, fmt.Errorf("greeting and EHLO: %w", err)
+	}
+
+	if r.tls == tlsOpportunistic || r.tls == tlsRequired {
+		offered, _ := sc.Extension("STARTTLS")
+		switch {
+		case offered:
+			tlsConn, err := c.startTLS(ctx, conn, r.tlsConfig)
+			if err != nil {
+				return nil, 0, &tlsFailure{err}
+			}
+			version = tlsConn.ConnectionState().Version
+			sc = c.smtpClient(&afterSTARTTLS{Conn: tlsConn, greeting: strings.NewReader("220 TLS ready\r\n")})
+			if err := sc.Hello(c.cfg.Hostname); err != nil {
+				return nil, 0, fmt.Errorf("EHLO after STARTTLS: %w", err)
+			}
+		case r.tls == tlsRequired:
+			return nil, 0, errors.New("the server does not offer STARTTLS, and TLS is required")
+		}
+	}
+
+	if r.auth != nil {
+		if !sc.SupportsAuth(sasl.Plain) {
+			return nil, 0, errors.New("the server does not offer AUTH PLAIN")
+		}
+		if err := sc.Auth(sasl.NewPlainClient("", r.auth.Username, r.auth.Password)); err != nil {
+			return nil, 0, fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	return sc, version, nil
+}
+
+func (c client) smtpClient(conn net.Conn) *smtp.Client {
+	sc := smtp.NewClient(conn)
+	sc.CommandTimeout = c.cfg.CommandTimeout
+	sc.SubmissionTimeout = c.cfg.DataTimeout
+	return sc
+}
+
+// startTLS sends STARTTLS and sets up TLS on conn. go-smtp v0.25 offers
+// no STARTTLS on a client that has already said EHLO with our name, so
+// the command is sent here; the server sends nothing after its 220 until
+// the client's TLS hello, so reading that line directly cannot steal
+// bytes from go-smtp's buffer.
+func (c client) startTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	conn.SetDeadline(time.Now().Add(c.cfg.CommandTimeout))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
+		return nil, err
+	}
+	if _, _, err := textproto.NewReader(bufio.NewReaderSize(conn, 512)).ReadResponse(220); err != nil {
+		return nil, err
+	}
+	return c.handshake(ctx, conn, cfg)
+}
+
+func (c client) handshake(ctx context.Context, conn net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CommandTimeout)
+	defer cancel()
+	tlsConn := tls.Client(conn, cfg)
+	if err := tlsConn.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tlsConn, nil
+}
+
+// afterSTARTTLS hands go-smtp's client the 220 greeting it waits for at
+// the start of a connection: after STARTTLS the server sends none
+// (RFC 3207 §4.2), the client just says EHLO again.
+type afterSTARTTLS struct {
+	net.Conn
+	greeting io.Reader
+}
+
+func (c *afterSTARTTLS) Read(p []byte) (int, error) {
+	if n, _ := c.greeting.Read(p); n > 0 {
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// transaction is one mail transaction on an open session.
+type transaction struct {
+	ctx     context.Context
+	conn    net.Conn // the connection under sc, for the DATA deadline
+	sc      *smtp.Client
+	timeout time.Duration // for sending the message
+	host    string
+	// clean is true while the session is in a known state, fit for QUIT:
+	// after a network failure or timeout it only gets closed.
+	clean bool
+}
+
+// run sends MAIL, RCPT for each recipient and, if any was accepted, the
+// message; it returns the verdict on each recipient.
+func (t *transaction) run(env Envelope, msg Message) []RecipientResult {
+	results := make([]RecipientResult, len(env.To))
+	for i, to := range env.To {
+		results[i].Address = to
+	}
+	setAll := func(indexes []int, reply Reply, verdict Classification) {
+		for _, i := range indexes {
+			results[i].Reply, results[i].Classification = reply, verdict
+		}
+	}
+	all := make([]int, len(env.To))
+	for i := range all {
+		all[i] = i
+	}
+
+	// Refusals decided before MAIL: sending would only earn a 5xx later.
+	if ok, _ := t.sc.Extension("SMTPUTF8"); env.SMTPUTF8 && !ok {
+		reply := Reply{Code: 553, Enhanced: EnhancedCode{5, 6, 7}, Text: fmt.Sprintf(
+			"%s does not support SMTPUTF8, which the non-ASCII addresses or header fields of this message need", t.host)}
+		setAll(all, reply, ClassifyReply(reply))
+		return results
+	}
+	size := msg.Size()
+	if limit, ok := t.sc.MaxMessageSize(); ok && limit > 0 && size > limit {
+		reply := Reply{Code: 552, Enhanced: EnhancedCode{5, 3, 4}, Text: fmt.Sprintf(
+			"the message of %d bytes exceeds the limit of %d bytes that %s announces", size, limit, t.host)}
+		setAll(all, reply, ClassifyReply(reply))
+		return results
+	}
+
+	if err := t.sc.Mail(env.From, &smtp.MailOptions{Size: int64(size), UTF8: env.SMTPUTF8}); err != nil {
+		reply, verdict := t.failure(err)
+		setAll(all, reply, verdict)
+		return results
+	}
+	var accepted []int
+	for i, to := range env.To {
+		err := t.sc.Rcpt(to, nil)
+		if err == nil {
+			accepted = append(accepted, i)
+			continue
+		}
+		reply, verdict := t.failure(err)
+		if !t.clean {
+			// The session is gone: the rest get its failure too.
+			setAll(all[i:], reply, verdict)
+			setAll(accepted, reply, verdict)
+			return results
+		}
+		setAll([]int{i}, reply, verdict)
+	}
+	if len(accepted) == 0 {
+		return results
+	}
+
+	reply, verdict := t.data(msg)
+	setAll(accepted, reply, verdict)
+	return results
+}
+
+// data sends the message and returns the reply to its end.
+func (t *transaction) data(msg Message) (Reply, Classification) {
+	w, err := t.sc.Data()
+	if err != nil {
+		return t.failure(err)
+	}
+	// go-smtp bounds only the waits for replies; a server that stops
+	// reading must not hold the writes forever either. The deadline
+	// also covers the reply, for which go-smtp sets its own.
+	t.conn.SetDeadline(time.Now().Add(t.timeout))
+	for _, part := range [][]byte{msg.Prefix, msg.Raw} {
+		if _, err := w.Write(part); err != nil {
+			return t.failure(err)
+		}
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return t.failure(err)
+	}
+	reply := Reply{Code: 250, Text: resp.StatusText}
+	reply.Enhanced, reply.Text = splitEnhancedCode(resp.StatusText)
+	return reply, ClassifyReply(reply)
+}
+
+// failure turns an error of go-smtp into a reply and its verdict. An
+// error that is not a reply means the session broke.
+func (t *transaction) failure(err error) (Reply, Classification) {
+	var smtpErr *smtp.SMTPError
+	if errors.As(err, &smtpErr) {
+		reply := replyOf(smtpErr)
+		return reply, ClassifyReply(reply)
+	}
+	t.clean = false
+	if t.ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", context.Cause(t.ctx), err)
+	}
+	return Reply{Text: fmt.Sprintf("%s: %v", t.host, err)}, ClassifyError(err)
+}
+
+// splitEnhancedCode separates an RFC 2034 enhanced code from the start of
+// a reply text, which go-smtp leaves in place for success replies.
+func splitEnhancedCode(text string) (EnhancedCode, string) {
+	first, rest, _ := strings.Cut(text, " ")
+	parts := strings.Split(first, ".")
+	if len(parts) != 3 {
+		return EnhancedCode{}, text
+	}
+	var code EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return EnhancedCode{}, text
+		}
+		code[i] = n
+	}
+	return code, rest
+}
