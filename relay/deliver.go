@@ -147,7 +147,8 @@ type SmarthostConfig struct {
 	InsecureSkipVerify bool
 }
 
-// MXDeliverer delivers to the mail exchangers of recipient domains.
+// MXDeliverer delivers to the mail exchangers of recipient domains. It
+// is safe for concurrent use.
 type MXDeliverer struct {
 	client       client
 	resolver     MXResolver
@@ -261,7 +262,8 @@ func (d *MXDeliverer) Deliver(ctx context.Context, env Envelope, msg Message, ho
 	return res, err
 }
 
-// Smarthost delivers everything through one upstream server.
+// Smarthost delivers everything through one upstream server. It is safe
+// for concurrent use.
 type Smarthost struct {
 	client client
 	route  route
@@ -291,14 +293,9 @@ func NewSmarthost(cfg SmarthostConfig) (*Smarthost, error) {
 		r.tls = tlsImplicit
 	}
 	if cfg.Username != "" {
-		r.auth = &Credentials{Username: cfg.Username, Password: cfg.Password}
+		r.auth = &credentials{username: cfg.Username, password: cfg.Password}
 	}
 	return &Smarthost{client: c, route: r}, nil
-}
-
-// Credentials authenticate with a smarthost.
-type Credentials struct {
-	Username, Password string
 }
 
 // Deliver runs one SMTP session with the smarthost. The error is a
@@ -323,7 +320,11 @@ type route struct {
 	addr      string // where to dial
 	tls       tlsMode
 	tlsConfig *tls.Config
-	auth      *Credentials // nil: no AUTH
+	auth      *credentials // nil: no AUTH
+}
+
+type credentials struct {
+	username, password string
 }
 
 // tlsFailure marks a HostError caused by TLS, after which a plaintext
@@ -446,7 +447,7 @@ func (c client) open(ctx context.Context, conn net.Conn, r route) (*smtp.Client,
 		if !sc.SupportsAuth(sasl.Plain) {
 			return nil, 0, errors.New("the server does not offer AUTH PLAIN")
 		}
-		if err := sc.Auth(sasl.NewPlainClient("", r.auth.Username, r.auth.Password)); err != nil {
+		if err := sc.Auth(sasl.NewPlainClient("", r.auth.username, r.auth.password)); err != nil {
 			return nil, 0, fmt.Errorf("AUTH: %w", err)
 		}
 	}
@@ -532,11 +533,13 @@ func (t *transaction) run(env Envelope, msg Message) []RecipientResult {
 	}
 
 	// Refusals decided before MAIL: sending would only earn a 5xx later.
-	if ok, _ := t.sc.Extension("SMTPUTF8"); env.SMTPUTF8 && !ok {
-		reply := Reply{Code: 553, Enhanced: EnhancedCode{5, 6, 7}, Text: fmt.Sprintf(
-			"%s does not support SMTPUTF8, which the non-ASCII addresses or header fields of this message need", t.host)}
-		setAll(all, reply, ClassifyReply(reply))
-		return results
+	if env.SMTPUTF8 {
+		if ok, _ := t.sc.Extension("SMTPUTF8"); !ok {
+			reply := Reply{Code: 553, Enhanced: EnhancedCode{5, 6, 7}, Text: fmt.Sprintf(
+				"%s does not support SMTPUTF8, which the non-ASCII addresses or header fields of this message need", t.host)}
+			setAll(all, reply, ClassifyReply(reply))
+			return results
+		}
 	}
 	size := msg.Size()
 	if limit, ok := t.sc.MaxMessageSize(); ok && limit > 0 && size > limit {

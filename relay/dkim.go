@@ -109,7 +109,8 @@ var signedHeaders = []string{
 	"List-Unsubscribe", "List-Unsubscribe-Post", "List-ID", "Feedback-ID",
 }
 
-// Signer signs messages with a domain's keys.
+// Signer signs messages with a domain's keys. It is safe for concurrent
+// use.
 type Signer struct {
 	domain string
 	keys   []signingKey // RSA first, see Sign

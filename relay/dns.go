@@ -23,7 +23,7 @@ var ErrNullMX = errors.New("the domain accepts no mail (null MX, RFC 7505)")
 // *net.DNSError (or wrap ErrNullMX): IsNotFound means the name or record
 // does not exist, which is permanent; every other failure (SERVFAIL,
 // timeout, refused) is temporary and worth a retry. ClassifyError applies
-// this rule.
+// this rule. A Resolver is safe for concurrent use.
 type Resolver struct {
 	r *net.Resolver
 }
