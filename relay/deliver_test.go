@@ -594,3 +594,20 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("smarthost without a port")
 	}
 }
+
+func TestDeliverTriesAtMostMaxAddresses(t *testing.T) {
+	w := newWorld(t)
+	busy := smtptest.New(t, smtptest.Options{Greeting: smtpErr(421, smtp.EnhancedCode{4, 3, 2}, "too busy")})
+	good := peerAt(t, loopback2, busy.Port(), smtptest.Options{})
+	w.mx(loopback1, loopback2)
+	d := w.deliverer(t, busy.Port(), func(c *relay.MXConfig) { c.MaxAddresses = 1 })
+
+	res, err := d.DeliverDomain(testContext(t), "example.net", envelope("bob@example.net"), testMsg)
+	if err == nil {
+		t.Fatal("delivered past the address limit")
+	}
+	checkOutcomes(t, res, relay.Transient)
+	if busy.Connections() != 1 || good.Connections() != 0 {
+		t.Errorf("connections: %d to mx1, %d to mx2; want 1 and 0", busy.Connections(), good.Connections())
+	}
+}
