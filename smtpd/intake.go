@@ -190,7 +190,9 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 			r.bcc = append(r.bcc, parseAddressList(f.value())...)
 			continue
 		case lower == "message-id":
-			if !keepID || r.messageIDHdr != "" {
+			// Only the first non-empty one may be kept: an empty one
+			// would otherwise stay beside the Message-ID given below.
+			if !keepID || r.messageIDHdr != "" || f.value() == "" {
 				continue
 			}
 			r.messageIDHdr, r.keptClientID = f.value(), true

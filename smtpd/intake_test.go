@@ -239,6 +239,24 @@ func TestIntake(t *testing.T) {
 			keptClientID: true,
 		},
 		{
+			name: "KeepID true with an empty Message-ID gives the stamp's",
+			raw: "X-PM-KeepID: true\r\n" +
+				"Message-ID:\r\n" +
+				"message-id: \r\n \r\n" +
+				"Date: x\r\n\r\nbody",
+			stored: addedReceived + "Date: x\r\n" + addedMessageID + "\r\nbody",
+		},
+		{
+			name: "KeepID true keeps the first non-empty Message-ID",
+			raw: "X-PM-KeepID: true\r\n" +
+				"Message-ID:\r\n" +
+				"Message-ID: <second@example.com>\r\n" +
+				"Date: x\r\n\r\nbody",
+			stored:       addedReceived + "Message-ID: <second@example.com>\r\nDate: x\r\n\r\nbody",
+			messageIDHdr: "<second@example.com>",
+			keptClientID: true,
+		},
+		{
 			name:   "KeepID false replaces the Message-ID",
 			raw:    "X-PM-KeepID: false\r\nMessage-ID: <client-chosen@example.com>\r\nDate: x\r\n\r\nbody",
 			stored: addedReceived + "Date: x\r\n" + addedMessageID + "\r\nbody",
