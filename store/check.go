@@ -14,6 +14,11 @@ import (
 // queue entry names an existing message of its server; every token names
 // an existing principal. It returns all problems found, joined.
 func (s *Store) Check() error {
+	select {
+	case <-s.closing:
+		return ErrClosed
+	default:
+	}
 	var problems []error
 	err := s.view(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {

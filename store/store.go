@@ -51,6 +51,8 @@ type Store struct {
 	closing chan struct{}
 	done    chan struct{}
 	once    sync.Once
+	closeMu sync.RWMutex
+	closed  bool
 }
 
 // write is one unit of work for the group committer.
@@ -102,14 +104,28 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	// Create the buckets only when some are missing, so opening an
+	// existing store writes nothing.
+	complete := true
+	if err := db.View(func(tx *bolt.Tx) error {
 		for _, name := range topBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
+			complete = complete && tx.Bucket(name) != nil
 		}
 		return nil
-	})
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: read %s: %w", path, err)
+	}
+	if !complete {
+		err = db.Update(func(tx *bolt.Tx) error {
+			for _, name := range topBuckets {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: prepare %s: %w", path, err)
@@ -129,7 +145,10 @@ func Open(path string, opts Options) (*Store, error) {
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.closeMu.Lock()
+		s.closed = true
 		close(s.closing)
+		s.closeMu.Unlock()
 		<-s.done
 		err = s.db.Close()
 	})
@@ -143,11 +162,15 @@ func (s *Store) Close() error {
 // outside the transaction.
 func (s *Store) update(fn func(*bolt.Tx) error) error {
 	w := &write{fn: fn, done: make(chan error, 1)}
-	select {
-	case s.writes <- w:
-	case <-s.closing:
+	// The read lock keeps Close from closing the committer between the
+	// check and the send, which would leave this write unanswered.
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
 		return ErrClosed
 	}
+	s.writes <- w
+	s.closeMu.RUnlock()
 	return <-w.done
 }
 
@@ -163,8 +186,8 @@ func (s *Store) commitLoop() {
 		select {
 		case first = <-s.writes:
 		case <-s.closing:
-			// Writers that got into the channel before closing still get
-			// their answer.
+			// Every write sent before closing (see update) still gets
+			// its answer.
 			for {
 				select {
 				case w := <-s.writes:
