@@ -135,16 +135,40 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 			ServerToken  string
 		}{inst.AccountID, inst.AccountToken, inst.ServerID, inst.ServerName, inst.ServerToken})
 	}
-	printInstallation(stdout, cfg, inst)
+	var target swaksTarget
+	for _, l := range []struct{ name, addr string }{{"smtp", cfg.SMTPAddr}, {"smtps", cfg.SMTPSAddr}} {
+		if !config.Off(l.addr) {
+			target = target.or(l.name, l.addr)
+		}
+	}
+	printInstallation(stdout, cfg.DataDir, inst, target)
 	return nil
 }
 
-// printInstallation shows new tokens, the one time they can be shown.
-func printInstallation(w io.Writer, cfg *config.Config, inst auth.Installation) {
-	addr := cfg.SMTPAddr
-	if config.Off(addr) {
-		addr = "127.0.0.1:2525"
+// swaksTarget is where the printed swaks command should connect.
+type swaksTarget struct {
+	addr string
+	flag string // --tls (STARTTLS) or --tlsc (implicit TLS)
+}
+
+// or prefers the STARTTLS listener; an unspecified host becomes 127.0.0.1.
+func (t swaksTarget) or(listener, addr string) swaksTarget {
+	if t.flag == "--tls" {
+		return t
 	}
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	if listener == "smtps" {
+		return swaksTarget{addr, "--tlsc"}
+	}
+	return swaksTarget{addr, "--tls"}
+}
+
+// printInstallation shows new tokens, the one time they can be shown.
+func printInstallation(w io.Writer, dataDir string, inst auth.Installation, target swaksTarget) {
 	fmt.Fprintf(w, `Postern initialised in %s
 
   Account %d, owner token:     %s
@@ -153,12 +177,12 @@ func printInstallation(w io.Writer, cfg *config.Config, inst auth.Installation) 
 These tokens are shown only now; Postern keeps only their hashes.
 The server token is the SMTP username and password. Try it:
 
-  swaks --server %s --tls --auth PLAIN \
+  swaks --server %s %s --auth PLAIN \
     --auth-user %s --auth-password %s \
     --from app@example.com --to someone@example.net
 
-`, cfg.DataDir, inst.AccountID, inst.AccountToken, inst.ServerName, inst.ServerID, inst.ServerToken,
-		addr, inst.ServerToken, inst.ServerToken)
+`, dataDir, inst.AccountID, inst.AccountToken, inst.ServerName, inst.ServerID, inst.ServerToken,
+		target.addr, target.flag, inst.ServerToken, inst.ServerToken)
 }
 
 func settingsCmd(stdout io.Writer) error {
@@ -179,6 +203,11 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 func serve(args []string, stdout, stderr io.Writer) error {
+	// Handle signals from the start: a SIGTERM that arrives while Postern
+	// starts must shut it down cleanly, not kill it.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
 	cfg, err := loadConfig("serve", args, stderr, nil)
 	if err != nil {
 		return err
@@ -192,15 +221,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	if ok, err := st.Initialized(); err != nil {
-		return err
-	} else if !ok {
-		inst, err := auth.Init(st, time.Now())
-		if err != nil {
-			return err
-		}
-		printInstallation(stdout, cfg, inst)
-	}
 	tlsConfig, err := cfg.TLSConfig()
 	if err != nil {
 		return err
@@ -225,7 +245,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	failed := make(chan error, 2)
+	// Listen on every address before serving any, so a port in use is
+	// reported before mail is accepted, and the tokens of a new store can
+	// be printed with the addresses really listened on.
+	type listener struct {
+		name  string
+		ln    net.Listener
+		serve func(net.Listener) error
+	}
+	var listeners []listener
 	for _, l := range []struct {
 		name, addr string
 		serve      func(net.Listener) error
@@ -235,20 +263,38 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			srv.Shutdown(context.Background())
+			for _, opened := range listeners {
+				opened.ln.Close()
+			}
 			return fmt.Errorf("%s-addr: %w", l.name, err)
 		}
-		log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
+		listeners = append(listeners, listener{l.name, ln, l.serve})
+	}
+	if ok, err := st.Initialized(); err != nil {
+		return err
+	} else if !ok {
+		inst, err := auth.Init(st, time.Now())
+		if err != nil {
+			return err
+		}
+		submission := swaksTarget{}
+		for _, l := range listeners {
+			submission = submission.or(l.name, l.ln.Addr().String())
+		}
+		printInstallation(stdout, cfg.DataDir, inst, submission)
+	}
+
+	failed := make(chan error, len(listeners))
+	for _, l := range listeners {
+		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
 		go func() {
-			if err := l.serve(ln); err != nil {
+			if err := l.serve(l.ln); err != nil {
 				failed <- fmt.Errorf("%s listener: %w", l.name, err)
 			}
 		}()
 	}
 	log.Info("postern started", "version", versionString(), "data", cfg.DataDir, "hostname", cfg.Hostname)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -267,4 +313,3 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	log.Info("postern stopped")
 	return runErr
 }
-
