@@ -86,7 +86,7 @@ func EnvName(name string) string {
 	return "POSTERN_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
 
-// Settings lists every setting with its default, in declaration order.
+// Settings lists every setting with its default, in alphabetical order.
 func Settings() []Setting {
 	fs := flag.NewFlagSet("postern", flag.ContinueOnError)
 	bind(fs, &Config{})
@@ -113,6 +113,12 @@ func FlagSet(name string, c *Config) *flag.FlagSet {
 func Load(fs *flag.FlagSet, c *Config, lookupEnv func(string) (string, bool)) error {
 	onCommandLine := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	// Only settings come from the file and the environment; flags a
+	// subcommand adds for itself (init -json) are command-line only.
+	isSetting := map[string]bool{}
+	for _, st := range Settings() {
+		isSetting[st.Name] = st.Name != "config"
+	}
 
 	if !onCommandLine["config"] {
 		if v, ok := lookupEnv(EnvName("config")); ok {
@@ -125,7 +131,7 @@ func Load(fs *flag.FlagSet, c *Config, lookupEnv func(string) (string, bool)) er
 		if err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
-		fromFile, err = parseFile(f, c.ConfigFile, fs)
+		fromFile, err = parseFile(f, c.ConfigFile, isSetting)
 		f.Close()
 		if err != nil {
 			return err
@@ -133,7 +139,7 @@ func Load(fs *flag.FlagSet, c *Config, lookupEnv func(string) (string, bool)) er
 	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if onCommandLine[f.Name] || f.Name == "config" {
+		if onCommandLine[f.Name] || !isSetting[f.Name] {
 			return
 		}
 		if v, ok := lookupEnv(EnvName(f.Name)); ok {
@@ -168,7 +174,7 @@ type fileValue struct {
 
 // parseFile reads "name = value" lines; blank lines and lines starting
 // with # are ignored, and a value may be quoted.
-func parseFile(r io.Reader, path string, fs *flag.FlagSet) (map[string]fileValue, error) {
+func parseFile(r io.Reader, path string, isSetting map[string]bool) (map[string]fileValue, error) {
 	out := map[string]fileValue{}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
@@ -184,7 +190,7 @@ func parseFile(r io.Reader, path string, fs *flag.FlagSet) (map[string]fileValue
 		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
 			value = value[1 : len(value)-1]
 		}
-		if fs.Lookup(name) == nil || name == "config" {
+		if !isSetting[name] {
 			return nil, fmt.Errorf("config: %s:%d: unknown setting %q", path, n, name)
 		}
 		if prev, dup := out[name]; dup {

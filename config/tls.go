@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -42,14 +41,15 @@ func (c *Config) TLSConfig() (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// ensureSelfSigned keeps a usable self-signed pair in place: a missing,
+// unreadable, mismatched or nearly expired pair is replaced. The files
+// are Postern's own, so replacing them loses nothing.
 func ensureSelfSigned(certFile, keyFile, hostname string, now time.Time) error {
 	if cert, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
 		leaf, err := x509.ParseCertificate(cert.Certificate[0])
 		if err == nil && now.Add(30*24*time.Hour).Before(leaf.NotAfter) {
 			return nil
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -77,8 +77,35 @@ func ensureSelfSigned(certFile, keyFile, hostname string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	// Each file is written whole and renamed into place; should Postern
+	// stop between the two renames, the mismatched pair is replaced at the
+	// next start.
+	if err := writeFileAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return writeFileAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename there is nothing to remove
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

@@ -105,7 +105,13 @@ func FuzzIntake(f *testing.F) {
 			t.Fatal("intake modified its input")
 		}
 		if err != nil {
-			if !errors.Is(err, errTagTooLong) {
+			switch {
+			case errors.Is(err, errTagTooLong):
+			case errors.Is(err, errBareCR):
+				if !bytes.Contains(bytes.ReplaceAll(raw, []byte("\r\n"), nil), []byte("\r")) {
+					t.Fatalf("errBareCR for a message without a bare CR: %q", raw)
+				}
+			default:
 				t.Fatalf("intake: unexpected error %v", err)
 			}
 			return

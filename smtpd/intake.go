@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -137,7 +138,13 @@ var wordDecoder = &mime.WordDecoder{CharsetReader: passThroughCharset}
 // message over an exotic charset would lose mail.
 func passThroughCharset(_ string, input io.Reader) (io.Reader, error) { return input, nil }
 
-var errTagTooLong = fmt.Errorf("X-PM-Tag is longer than %d characters", maxTagLength)
+var (
+	errTagTooLong = fmt.Errorf("X-PM-Tag is longer than %d characters", maxTagLength)
+	// A CR not followed by LF inside the header section is one line to
+	// Postern and two to some servers downstream, which is how a header
+	// (a Bcc, say) could be smuggled past intake.
+	errBareCR = errors.New("The message header contains a bare CR (carriage return without line feed); fix the line endings")
+)
 
 // stamp is what the receiving side adds to a message.
 type stamp struct {
@@ -162,6 +169,9 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 	out.WriteString(st.received)
 	out.WriteString("\r\n")
 	for _, f := range p.fields {
+		if hasBareCR(f.raw) {
+			return nil, errBareCR
+		}
 		lower := strings.ToLower(f.name)
 		switch {
 		case lower == headerTag:
@@ -262,4 +272,15 @@ func decodeHeader(v string) string {
 		return v
 	}
 	return d
+}
+
+// hasBareCR reports whether b has a CR that does not start a CRLF.
+func hasBareCR(b []byte) bool {
+	for i := bytes.IndexByte(b, '\r'); i >= 0; i = bytes.IndexByte(b, '\r') {
+		if i+1 >= len(b) || b[i+1] != '\n' {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
 }

@@ -610,3 +610,21 @@ func splitHeader(msg []byte) (header []string, body string, ok bool) {
 	}
 	return header, "", false
 }
+
+// A bare CR in the header section could split a field in two downstream
+// (smuggling a Bcc past intake); it is refused. In the body it is data.
+func TestIntakeBareCR(t *testing.T) {
+	for _, raw := range []string{
+		"Subject: one\rBcc: x@example.net\r\n\r\nbody\r\n",
+		"Subject: one\r\n\tfolded\rX-PM-Tag: t\r\n\r\nbody\r\n",
+		"Subject: ends in CR\r",
+	} {
+		if _, err := intake([]byte(raw), intakeStamp); !errors.Is(err, errBareCR) {
+			t.Errorf("intake(%q) = %v, want errBareCR", raw, err)
+		}
+	}
+	r, err := intake([]byte("Subject: ok\r\n\r\nbody with \r a bare CR\r\n"), intakeStamp)
+	if err != nil || !strings.HasSuffix(string(r.stored), "\r\n\r\nbody with \r a bare CR\r\n") {
+		t.Fatalf("bare CR in the body: %v, %q", err, r.stored)
+	}
+}

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,17 @@ func (s *session) clientIP() string {
 	return addr
 }
 
+// throttleKey is the address failures are counted against. An IPv6 client
+// usually holds a whole /64, so failures count against the /64: otherwise
+// it could rotate addresses and never be shut out.
+func (s *session) throttleKey() string {
+	ip := net.ParseIP(s.clientIP())
+	if ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return s.clientIP()
+}
+
 // tlsState returns the TLS state whether go-smtp set TLS up (STARTTLS) or
 // the listener did (implicit TLS).
 func (s *session) tlsState() (version string, ok bool) {
@@ -85,7 +97,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.server != nil {
 		return nil, s.refuse(errAlreadyAuthenticated())
 	}
-	if blocked, until := s.cfg.Throttle.Blocked(s.clientIP()); blocked {
+	if blocked, until := s.cfg.Throttle.Blocked(s.throttleKey()); blocked {
 		return nil, s.refuse(errTooManyFailures(until))
 	}
 	if _, isTLS := s.tlsState(); !isTLS && !s.cfg.AllowPlaintextAuth && !s.cfg.IsLocal(s.pc.RemoteAddr()) {
@@ -113,7 +125,7 @@ func (a authReply) Next(response []byte) ([]byte, bool, error) {
 // checkCredentials is the SASL callback: it resolves the token and decides
 // the reply. What it logs names the reason, never the credentials.
 func (s *session) checkCredentials(username, password string) error {
-	ip := s.clientIP()
+	ip, key := s.clientIP(), s.throttleKey()
 	tok, err := s.cfg.Credentials.SMTPCredentials(username, password)
 	if err != nil {
 		if !errors.Is(err, auth.ErrInvalidToken) && !errors.Is(err, auth.ErrAccountTokenOverSMTP) && !errors.Is(err, auth.ErrAmbiguousCredentials) {
@@ -121,8 +133,8 @@ func (s *session) checkCredentials(username, password string) error {
 		}
 		s.cfg.Logger.Info("smtp auth failed", "remote", ip, "reason", err.Error())
 		s.pc.authFailed()
-		if s.cfg.Throttle.Fail(ip) {
-			_, until := s.cfg.Throttle.Blocked(ip)
+		if s.cfg.Throttle.Fail(key) {
+			_, until := s.cfg.Throttle.Blocked(key)
 			return s.refuse(errTooManyFailures(until))
 		}
 		return s.refuse(errAuthInvalid())
@@ -139,7 +151,7 @@ func (s *session) checkCredentials(username, password string) error {
 		s.cfg.Logger.Info("smtp auth refused", "remote", ip, "server", srv.ID, "reason", "SMTP turned off for the server")
 		return s.refuse(errSMTPDisabled(srv.Name))
 	}
-	s.cfg.Throttle.Succeed(ip)
+	s.cfg.Throttle.Succeed(key)
 	s.server = &srv
 	s.pc.authenticated(srv.ID)
 	return nil
@@ -225,7 +237,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(errStorage(err))
 	}
 	s.pc.accepted()
-	if s.cfg.Logger.Enabled(nil, slog.LevelDebug) {
+	if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		s.cfg.Logger.Debug("message accepted", "server", s.server.ID, "message_id", id, "size", msg.Size, "recipients", msg.Recipients)
 	}
 	return replyQueued(id)
