@@ -4,8 +4,10 @@
 package auth
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/postern/postern/store"
@@ -18,8 +20,16 @@ var ErrInvalidToken = errors.New("auth: invalid token")
 // prefixLen is how much of a token is kept in clear to tell tokens apart.
 const prefixLen = 8
 
-// NewToken returns a random token in UUID (version 4) form, as Postmark's.
-func NewToken() string { return store.NewID() }
+// NewToken returns a random token in UUID (version 4) form, as Postmark's:
+// 122 random bits, nothing derived from time.
+func NewToken() string {
+	var b [16]byte
+	// crypto/rand.Read never returns an error on supported platforms.
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
 
 // Hash is what the store keeps of a token. A token carries 122 random bits,
 // so a fast hash is enough: there is nothing to brute-force offline that a

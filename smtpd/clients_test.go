@@ -294,7 +294,7 @@ func TestNetSMTPClient(t *testing.T) {
 func TestNetSMTPClientRefusals(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testOptions{})
-	wrong := store.NewID()
+	wrong := store.NewMessageID()
 	// Four failures in all: under the throttle's five.
 	for _, cr := range []credentials{
 		{"plain/unknown-token", sasl.Plain, wrong, wrong},
@@ -436,7 +436,7 @@ func TestGoSMTPClient(t *testing.T) {
 func TestGoSMTPClientRefusals(t *testing.T) {
 	t.Parallel()
 	ts := newTestServer(t, testOptions{})
-	wrong := store.NewID()
+	wrong := store.NewMessageID()
 	for _, cr := range []credentials{
 		{"plain/unknown-token", sasl.Plain, wrong, wrong},
 		{"login/unknown-token", sasl.Login, wrong, wrong},
@@ -571,7 +571,7 @@ func TestSwaks(t *testing.T) {
 
 	t.Run("wrong-token", func(t *testing.T) {
 		for _, mech := range []string{"PLAIN", "LOGIN"} {
-			wrong := store.NewID()
+			wrong := store.NewMessageID()
 			args := append(base("swaks wrong token", "--server", host, "--port", port), "--tls",
 				"--auth", mech, "--auth-user", wrong, "--auth-password", wrong)
 			out, code := runTool(t, time.Minute, swaks, args...)
@@ -750,7 +750,7 @@ func TestPythonSMTPLib(t *testing.T) {
 	})
 
 	t.Run("wrong-token", func(t *testing.T) {
-		res := run(t, store.NewID(), "wrong-token")
+		res := run(t, store.NewMessageID(), "wrong-token")
 		if code, msg := reply(t, res, "login_error"); code != 535 || msg != "5.7.8 Authentication credentials invalid" {
 			t.Errorf("login: %v %q, want 535 \"5.7.8 Authentication credentials invalid\"", code, msg)
 		}

@@ -201,7 +201,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(&Error{Code: codeLocalError, Enhanced: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again", Cause: err})
 	}
 	now := s.cfg.Now().UTC()
-	id := store.NewID()
+	id := store.NewMessageID()
 	res, err := intake(buf.Bytes(), stamp{
 		received:  s.receivedField(id, now),
 		messageID: "<" + id + "@" + s.cfg.Hostname + ">",

@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,7 +57,7 @@ func initTest(t *testing.T, s *Store) (Account, Server) {
 
 func testMessage(serverID int64, at time.Time) *Message {
 	return &Message{
-		MessageID:     NewID(),
+		MessageID:     NewMessageID(),
 		ServerID:      serverID,
 		EnvelopeFrom:  "app@example.com",
 		From:          "App <app@example.com>",
@@ -334,16 +336,25 @@ func TestCheckFindsDanglingQueueEntry(t *testing.T) {
 	}
 }
 
-func TestNewIDIsUUIDv4(t *testing.T) {
+func TestNewMessageIDIsTimeOrderedUUIDv7(t *testing.T) {
 	seen := map[string]bool{}
+	prev := ""
 	for i := 0; i < 1000; i++ {
-		id := NewID()
-		if len(id) != 36 || id[14] != '4' || !bytes.ContainsAny([]byte{id[19]}, "89ab") {
-			t.Fatalf("%q is not a UUIDv4", id)
+		id := NewMessageID()
+		if len(id) != 36 || id[14] != '7' || !strings.ContainsAny(id[19:20], "89ab") {
+			t.Fatalf("%q is not a UUIDv7", id)
 		}
 		if seen[id] {
 			t.Fatalf("%q repeated", id)
 		}
 		seen[id] = true
+		if id[:13] < prev {
+			t.Fatalf("%q sorts before the earlier %q", id, prev)
+		}
+		prev = id[:13]
+	}
+	at := time.Date(2026, 11, 27, 8, 0, 0, 500_000, time.UTC)
+	if got := uuidV7(at)[:15]; got != fmt.Sprintf("%08x-%04x-7", uint64(at.UnixMilli())>>16, uint64(at.UnixMilli())&0xffff) {
+		t.Fatalf("timestamp bits: %s", got)
 	}
 }
