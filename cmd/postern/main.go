@@ -111,10 +111,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return err
-	}
-	st, err := store.Open(store.Path(cfg.DataDir), store.Options{})
+	st, err := openStore(cfg)
 	if err != nil {
 		return err
 	}
@@ -143,6 +140,14 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	printInstallation(stdout, cfg.DataDir, inst, target)
 	return nil
+}
+
+// openStore opens the store in the data directory, creating both if new.
+func openStore(cfg *config.Config) (*store.Store, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	return store.Open(store.Path(cfg.DataDir), store.Options{})
 }
 
 // swaksTarget is where the printed swaks command should connect.
@@ -213,10 +218,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return err
-	}
-	st, err := store.Open(store.Path(cfg.DataDir), store.Options{})
+	st, err := openStore(cfg)
 	if err != nil {
 		return err
 	}

@@ -446,9 +446,9 @@ func message(rcpt, subject string) string {
 
 // --- the store, after postern has exited ---
 
-// openStore opens a data directory's store once postern is done with it,
+// openCheckedStore opens a data directory's store once postern is done with it,
 // checks its consistency, and closes it when the test ends.
-func openStore(t *testing.T, dataDir string) *store.Store {
+func openCheckedStore(t *testing.T, dataDir string) *store.Store {
 	t.Helper()
 	st, err := store.Open(store.Path(dataDir), store.Options{})
 	if err != nil {
@@ -751,7 +751,7 @@ func TestServeWithoutConfiguration(t *testing.T) {
 		t.Errorf("the server token was announced %d times:\n%s", n, p.stdout)
 	}
 	func() {
-		st := openStore(t, data)
+		st := openCheckedStore(t, data)
 		wantMessage(t, st, inst.ServerID, id, "first run", "alice@example.net")
 		if err := st.Close(); err != nil {
 			t.Fatal(err)
@@ -770,7 +770,7 @@ func TestServeWithoutConfiguration(t *testing.T) {
 	if strings.Contains(p2.stderr.String(), inst.ServerToken) {
 		t.Errorf("a token appears in the second serve's log:\n%s", p2.stderr)
 	}
-	st := openStore(t, data)
+	st := openCheckedStore(t, data)
 	wantMessage(t, st, inst.ServerID, id, "first run", "alice@example.net")
 	wantMessage(t, st, inst.ServerID, id2, "second run", "bob@example.net")
 }
@@ -808,7 +808,7 @@ func TestServeEnvironmentAndFlags(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "postern-data")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("./postern-data exists (%v) though POSTERN_DATA names another directory", err)
 		}
-		wantMessage(t, openStore(t, envData), inst.ServerID, id, "env and flags", "carol@example.net")
+		wantMessage(t, openCheckedStore(t, envData), inst.ServerID, id, "env and flags", "carol@example.net")
 	})
 
 	t.Run("environment-beats-file", func(t *testing.T) {
@@ -938,7 +938,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if strings.Contains(logs, "still open") || !strings.Contains(logs, "postern stopped") {
 		t.Errorf("the shutdown was not clean:\n%s", logs)
 	}
-	wantMessage(t, openStore(t, filepath.Join(dir, "postern-data")), inst.ServerID, id, "during shutdown", "dora@example.net")
+	wantMessage(t, openCheckedStore(t, filepath.Join(dir, "postern-data")), inst.ServerID, id, "during shutdown", "dora@example.net")
 }
 
 // --- other commands ---
