@@ -250,7 +250,7 @@ func createServer(tx *bolt.Tx, srv Server, now time.Time) (Server, error) {
 	if err != nil {
 		return Server{}, err
 	}
-	for _, name := range [][]byte{bucketMessages, bucketRaw, bucketByTime} {
+	for _, name := range [][]byte{bucketMessages, bucketRaw, bucketByTime, bucketEvents, bucketSuppressed} {
 		if _, err := mail.CreateBucket(name); err != nil {
 			return Server{}, err
 		}

@@ -54,20 +54,26 @@ func (s *Store) Check() error {
 		}); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
-			var e QueueEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				problems = append(problems, fmt.Errorf("queue %x: %w", k, err))
+		queue := tx.Bucket(bucketQueue)
+		if err := queue.ForEachBucket(func(serverKey []byte) error {
+			mb := mail.Bucket(serverKey)
+			return queue.Bucket(serverKey).ForEach(func(k, v []byte) error {
+				var e QueueEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					problems = append(problems, fmt.Errorf("queue %x: %w", k, err))
+					return nil
+				}
+				if string(itob(e.ServerID)) != string(serverKey) || string(queueKey(e)) != string(k) {
+					problems = append(problems, fmt.Errorf("queue entry %s: key does not match its value", e.MessageID))
+				}
+				if mb == nil || mb.Bucket(bucketMessages).Get([]byte(e.MessageID)) == nil {
+					problems = append(problems, fmt.Errorf("queue entry %s: message of server %d missing", e.MessageID, e.ServerID))
+				}
+				if len(e.Pending) == 0 {
+					problems = append(problems, fmt.Errorf("queue entry %s: no pending recipient", e.MessageID))
+				}
 				return nil
-			}
-			if want := queueKey(e); string(want) != string(k) {
-				problems = append(problems, fmt.Errorf("queue entry %s: key does not match its value", e.MessageID))
-			}
-			mb := mail.Bucket(itob(e.ServerID))
-			if mb == nil || mb.Bucket(bucketMessages).Get([]byte(e.MessageID)) == nil {
-				problems = append(problems, fmt.Errorf("queue entry %s: message of server %d missing", e.MessageID, e.ServerID))
-			}
-			return nil
+			})
 		}); err != nil {
 			return err
 		}

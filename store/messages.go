@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,14 +40,25 @@ type Message struct {
 	ReceivedAt    time.Time
 	Size          int
 	Status        string
+	// RecipientStatus is each recipient's final event type (Delivered or
+	// Bounced) once it has one.
+	RecipientStatus map[string]string `json:",omitempty"`
 }
 
-// QueueEntry is a message waiting for delivery, ordered by Due.
+// QueueEntry is a message with recipients still to deliver. Each server
+// has its own queue, ordered by Due, so a scheduler can rotate across
+// servers without reading one server's backlog to find another's mail.
 type QueueEntry struct {
-	Due       time.Time
+	Due       time.Time // when to try next; while leased, when the lease ends
 	ServerID  int64
 	MessageID string
-	Attempts  int
+	Pending   []string // recipients not yet delivered or bounced
+	Attempts  int      // attempts made so far
+	Leased    bool     // claimed by a worker until Due
+	// Signature holds the DKIM header fields made at the first attempt,
+	// so a retried message is not signed again.
+	Signature []byte `json:",omitempty"`
+	Signed    bool   `json:",omitempty"` // signing was done (Signature may be empty: no key)
 }
 
 // Enqueue stores a message, its raw MIME and its queue entry in one
@@ -60,7 +72,7 @@ func (s *Store) Enqueue(msg *Message, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	entry := QueueEntry{Due: msg.ReceivedAt, ServerID: msg.ServerID, MessageID: msg.MessageID}
+	entry := QueueEntry{Due: msg.ReceivedAt, ServerID: msg.ServerID, MessageID: msg.MessageID, Pending: msg.Recipients}
 	entryJSON, err := json.Marshal(entry)
 	if err != nil {
 		return err
@@ -86,7 +98,11 @@ func (s *Store) Enqueue(msg *Message, raw []byte) error {
 		if err := mail.Bucket(bucketByTime).Put(timeKey, nil); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketQueue).Put(queueKey, entryJSON)
+		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists(itob(msg.ServerID))
+		if err != nil {
+			return err
+		}
+		return q.Put(queueKey, entryJSON)
 	})
 }
 
@@ -144,20 +160,27 @@ func (s *Store) Messages(serverID int64, limit int) ([]Message, error) {
 	return out, err
 }
 
-// Queue returns the queue entries in due order, at most limit.
+// Queue returns the queue entries of every server in due order, at most
+// limit.
 func (s *Store) Queue(limit int) ([]QueueEntry, error) {
 	var out []QueueEntry
 	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketQueue).Cursor()
-		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
-			var e QueueEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return err
+		return tx.Bucket(bucketQueue).ForEachBucket(func(k []byte) error {
+			c := tx.Bucket(bucketQueue).Bucket(k).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				var e QueueEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				out = append(out, e)
 			}
-			out = append(out, e)
-		}
-		return nil
+			return nil
+		})
 	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Due.Before(out[j].Due) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
 	return out, err
 }
 
@@ -168,10 +191,5 @@ func timeIDKey(t time.Time, id string) []byte {
 	return append(k, id...)
 }
 
-// queueKey orders the global queue by due time, then server, then message.
-func queueKey(e QueueEntry) []byte {
-	k := make([]byte, 16, 16+len(e.MessageID))
-	binary.BigEndian.PutUint64(k, uint64(e.Due.UnixNano()))
-	binary.BigEndian.PutUint64(k[8:], uint64(e.ServerID))
-	return append(k, e.MessageID...)
-}
+// queueKey orders a server's queue by due time, then message.
+func queueKey(e QueueEntry) []byte { return timeIDKey(e.Due, e.MessageID) }

@@ -1,0 +1,366 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Message statuses once delivery has begun.
+const (
+	StatusSent    = "Sent"           // every recipient delivered
+	StatusBounced = "Bounced"        // every recipient bounced
+	StatusPartial = "Partially sent" // some delivered, some bounced
+)
+
+// Event types, as Postmark's MessageEvents name them.
+const (
+	EventDelivered = "Delivered"
+	EventTransient = "Transient"
+	EventBounced   = "Bounced"
+)
+
+// Event is one thing that happened to one recipient of a message.
+type Event struct {
+	MessageID  string
+	Recipient  string
+	Type       string // EventDelivered, EventTransient or EventBounced
+	ReceivedAt time.Time
+	Details    EventDetails
+}
+
+// EventDetails are an event's particulars, in Postmark's field names where
+// Postmark has them.
+type EventDetails struct {
+	DeliveryMessage   string `json:",omitempty"` // the remote server's reply
+	DestinationServer string `json:",omitempty"`
+	DestinationIP     string `json:",omitempty"`
+	TLS               string `json:",omitempty"` // TLS version used, empty without TLS
+	Summary           string `json:",omitempty"` // for bounces: why, in words
+	BounceType        string `json:",omitempty"` // e.g. HardBounce
+	BounceTypeCode    int    `json:",omitempty"`
+	Signed            string `json:",omitempty"` // DKIM: the signing domain, or why unsigned
+}
+
+// Outcome is what one attempt did for one recipient.
+type Outcome struct {
+	Recipient string
+	Type      string // EventDelivered, EventTransient or EventBounced
+	Details   EventDetails
+	// Inactivate suppresses the recipient for the message's server (a hard
+	// bounce, say): later RCPTs for it on that server are refused.
+	Inactivate bool
+}
+
+// Attempt records one delivery attempt of a claimed queue entry.
+type Attempt struct {
+	Entry    QueueEntry // as returned by Claim
+	At       time.Time
+	Outcomes []Outcome
+	// Retry is when recipients with a Transient outcome are tried again.
+	Retry time.Time
+	// Signature, when Entry was not signed yet, is kept for the retries.
+	Signature []byte
+	Signed    bool
+}
+
+var bucketEvents = []byte("events") // in a server's mail bucket: MessageID + seq → Event
+
+// ClaimRequest says what a scheduler wants from the queue.
+type ClaimRequest struct {
+	Now   time.Time
+	Lease time.Duration // how long a claimed entry stays with the claimer
+	Max   int           // most entries in all
+	// Allow says how many more entries a server may be given now (its
+	// concurrency cap less what it has in flight). Nil: no cap.
+	Allow func(serverID int64) int
+	// After is the server the previous claim started with: this one
+	// starts with the next, so every server gets its turn first.
+	After int64
+}
+
+// Claim leases due entries for delivery, rotating across servers: one
+// entry from each server with due mail, then a second from each, and so
+// on, so one server's backlog cannot hold back another's message. A
+// leased entry comes back due when its lease ends (a worker that dies
+// loses nothing); ReleaseLeases hands every lease back at startup.
+func (s *Store) Claim(req ClaimRequest) ([]QueueEntry, error) {
+	if req.Max <= 0 {
+		return nil, nil
+	}
+	if req.Lease <= 0 {
+		return nil, fmt.Errorf("store: claim without a lease")
+	}
+	var out []QueueEntry
+	err := s.update(func(tx *bolt.Tx) error {
+		out = out[:0]
+		queue := tx.Bucket(bucketQueue)
+		type serverQueue struct {
+			id      int64
+			b       *bolt.Bucket
+			allowed int
+			next    []byte // smallest key not yet looked at
+		}
+		var servers []*serverQueue
+		if err := queue.ForEachBucket(func(k []byte) error {
+			id := int64(binary.BigEndian.Uint64(k))
+			allowed := req.Max
+			if req.Allow != nil {
+				allowed = req.Allow(id)
+			}
+			if allowed > 0 {
+				servers = append(servers, &serverQueue{id: id, b: queue.Bucket(k), allowed: allowed})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		// Start after the server that started last time.
+		start := 0
+		for i, sq := range servers {
+			if sq.id > req.After {
+				start = i
+				break
+			}
+		}
+		servers = append(servers[start:], servers[:start]...)
+		due := timeIDKey(req.Now, "\xff")
+		for len(out) < req.Max {
+			took := false
+			for _, sq := range servers {
+				if len(out) >= req.Max {
+					break
+				}
+				if sq.allowed == 0 {
+					continue
+				}
+				c := sq.b.Cursor()
+				var k, v []byte
+				if sq.next == nil {
+					k, v = c.First()
+				} else {
+					k, v = c.Seek(sq.next)
+				}
+				// Keys sort by due time, and a leased entry is due when
+				// its lease ends: the first key past now ends the scan.
+				if k == nil || bytes.Compare(k, due) > 0 {
+					sq.allowed = 0 // nothing more due here
+					continue
+				}
+				var e QueueEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("store: queue entry %x: %w", k, err)
+				}
+				sq.next = append(bytes.Clone(k), 0)
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				e.Due, e.Leased = req.Now.Add(req.Lease), true
+				if err := putJSON(sq.b, queueKey(e), e); err != nil {
+					return err
+				}
+				out = append(out, e)
+				sq.allowed--
+				took = true
+			}
+			if !took {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ReleaseLeases makes every leased entry due at now. Only one process can
+// have the store open, so at startup every lease is a dead worker's.
+func (s *Store) ReleaseLeases(now time.Time) (int, error) {
+	released := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		released = 0
+		queue := tx.Bucket(bucketQueue)
+		return queue.ForEachBucket(func(sk []byte) error {
+			b := queue.Bucket(sk)
+			var leased []QueueEntry
+			if err := b.ForEach(func(_, v []byte) error {
+				var e QueueEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				if e.Leased {
+					leased = append(leased, e)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, e := range leased {
+				if err := b.Delete(queueKey(e)); err != nil {
+					return err
+				}
+				e.Due, e.Leased = now, false
+				if err := putJSON(b, queueKey(e), e); err != nil {
+					return err
+				}
+				released++
+			}
+			return nil
+		})
+	})
+	return released, err
+}
+
+// NextDue returns when the earliest queue entry is due, or false if the
+// queue is empty.
+func (s *Store) NextDue() (time.Time, bool, error) {
+	var next time.Time
+	found := false
+	err := s.view(func(tx *bolt.Tx) error {
+		queue := tx.Bucket(bucketQueue)
+		return queue.ForEachBucket(func(sk []byte) error {
+			k, _ := queue.Bucket(sk).Cursor().First()
+			if k == nil {
+				return nil
+			}
+			due := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+			if !found || due.Before(next) {
+				next, found = due, true
+			}
+			return nil
+		})
+	})
+	return next, found, err
+}
+
+// RecordAttempt stores what an attempt did, in one transaction: an event
+// per outcome; suppression of recipients to inactivate; the message's
+// status; and the queue entry, removed or, while recipients remain
+// pending, due again at a.Retry.
+func (s *Store) RecordAttempt(a Attempt) error {
+	e := a.Entry
+	return s.update(func(tx *bolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(e.ServerID))
+		queue := tx.Bucket(bucketQueue).Bucket(itob(e.ServerID))
+		if mail == nil || queue == nil {
+			return ErrServerMissing
+		}
+		if queue.Get(queueKey(e)) == nil {
+			return fmt.Errorf("store: queue entry %s (due %s): %w", e.MessageID, e.Due.Format(time.RFC3339Nano), ErrNotFound)
+		}
+		msgs := mail.Bucket(bucketMessages)
+		var msg Message
+		if err := getJSON(msgs, []byte(e.MessageID), &msg); err != nil {
+			return err
+		}
+		events := mail.Bucket(bucketEvents)
+		suppressed := mail.Bucket(bucketSuppressed)
+		outcome := map[string]string{}
+		for _, o := range a.Outcomes {
+			seq, err := events.NextSequence()
+			if err != nil {
+				return err
+			}
+			ev := Event{MessageID: e.MessageID, Recipient: o.Recipient, Type: o.Type, ReceivedAt: a.At.UTC(), Details: o.Details}
+			if err := putJSON(events, eventKey(e.MessageID, seq), ev); err != nil {
+				return err
+			}
+			outcome[strings.ToLower(o.Recipient)] = o.Type
+			if o.Type != EventTransient {
+				if msg.RecipientStatus == nil {
+					msg.RecipientStatus = map[string]string{}
+				}
+				msg.RecipientStatus[o.Recipient] = o.Type
+			}
+			if o.Inactivate {
+				sup := Suppression{Email: strings.ToLower(o.Recipient), Reason: o.Details.BounceType, Since: a.At.UTC(), MessageID: e.MessageID, Details: o.Details.DeliveryMessage}
+				if err := putJSON(suppressed, []byte(sup.Email), sup); err != nil {
+					return err
+				}
+			}
+		}
+		// Recipients without an outcome stay pending, as do Transient ones.
+		var pending []string
+		for _, r := range e.Pending {
+			if t, ok := outcome[strings.ToLower(r)]; !ok || t == EventTransient {
+				pending = append(pending, r)
+			}
+		}
+		msg.Status = messageStatus(msg, len(pending) > 0)
+		if err := putJSON(msgs, []byte(e.MessageID), msg); err != nil {
+			return err
+		}
+		if err := queue.Delete(queueKey(e)); err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if a.Retry.IsZero() {
+			return fmt.Errorf("store: attempt leaves %d recipients of %s pending without a retry time", len(pending), e.MessageID)
+		}
+		next := e
+		next.Due, next.Leased, next.Pending, next.Attempts = a.Retry, false, pending, e.Attempts+1
+		if a.Signed && !e.Signed {
+			next.Signature, next.Signed = a.Signature, true
+		}
+		return putJSON(queue, queueKey(next), next)
+	})
+}
+
+// messageStatus follows the recipients: Queued while any is pending, then
+// Sent, Bounced or Partially sent.
+func messageStatus(m Message, pending bool) string {
+	if pending {
+		return StatusQueued
+	}
+	delivered, bounced := 0, 0
+	for _, t := range m.RecipientStatus {
+		switch t {
+		case EventDelivered:
+			delivered++
+		case EventBounced:
+			bounced++
+		}
+	}
+	switch {
+	case bounced == 0:
+		return StatusSent
+	case delivered == 0:
+		return StatusBounced
+	}
+	return StatusPartial
+}
+
+// Events returns a message's events in the order they happened. A message
+// of another server has none.
+func (s *Store) Events(serverID int64, messageID string) ([]Event, error) {
+	var out []Event
+	err := s.view(func(tx *bolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return ErrNotFound
+		}
+		prefix := []byte(messageID)
+		c := mail.Bucket(bucketEvents).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, v = c.Next() {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return err
+			}
+			out = append(out, ev)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func eventKey(messageID string, seq uint64) []byte {
+	k := make([]byte, len(messageID), len(messageID)+8)
+	copy(k, messageID)
+	return binary.BigEndian.AppendUint64(k, seq)
+}

@@ -1,0 +1,253 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func enqueueN(t *testing.T, s *Store, serverID int64, n int, at time.Time, rcpts ...string) []string {
+	t.Helper()
+	var ids []string
+	for i := 0; i < n; i++ {
+		m := testMessage(serverID, at)
+		if len(rcpts) > 0 {
+			m.Recipients = rcpts
+		}
+		if err := s.Enqueue(m, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.MessageID)
+	}
+	return ids
+}
+
+func secondServer(t *testing.T, s *Store, accountID int64, name string) Server {
+	t.Helper()
+	srv, err := s.CreateServer(Server{AccountID: accountID, Name: name, DeliveryType: DeliveryLive, SmtpApiActivated: true}, testToken(name), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// A server with a backlog does not hold back another server's message.
+func TestClaimRotatesAcrossServers(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, a := initTest(t, s)
+	b := secondServer(t, s, acct.ID, "B")
+	now := time.Now()
+	enqueueN(t, s, a.ID, 500, now.Add(-time.Minute))
+	bIDs := enqueueN(t, s, b.ID, 1, now)
+	got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ServerID == got[1].ServerID {
+		t.Fatalf("claimed %+v, want one of each server", got)
+	}
+	found := false
+	for _, e := range got {
+		found = found || e.MessageID == bIDs[0]
+		if !e.Leased || !e.Due.Equal(now.Add(time.Minute)) {
+			t.Fatalf("entry not leased: %+v", e)
+		}
+	}
+	if !found {
+		t.Fatal("B's message not claimed")
+	}
+	// Rotation: starting after A, B comes first (nothing left there), then A.
+	more, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, After: a.ID})
+	if err != nil || len(more) != 10 {
+		t.Fatalf("claimed %d, %v", len(more), err)
+	}
+}
+
+func TestClaimRespectsAllowAndDueTime(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, a := initTest(t, s)
+	b := secondServer(t, s, acct.ID, "B")
+	now := time.Now()
+	enqueueN(t, s, a.ID, 5, now)
+	enqueueN(t, s, b.ID, 5, now)
+	enqueueN(t, s, b.ID, 5, now.Add(time.Hour)) // not due
+	got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 100, Allow: func(id int64) int {
+		if id == a.ID {
+			return 2
+		}
+		return 100
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perServer := map[int64]int{}
+	for _, e := range got {
+		perServer[e.ServerID]++
+	}
+	if perServer[a.ID] != 2 || perServer[b.ID] != 5 {
+		t.Fatalf("claimed per server %v, want A 2, B 5", perServer)
+	}
+}
+
+// A lease that ends makes the entry due again (a worker that died), and
+// ReleaseLeases makes every lease due at once (restart).
+func TestLeasesComeBack(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	_, a := initTest(t, s)
+	now := time.Now()
+	enqueueN(t, s, a.ID, 3, now)
+	got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 3})
+	if len(got) != 3 {
+		t.Fatalf("claimed %d", len(got))
+	}
+	if again, _ := s.Claim(ClaimRequest{Now: now.Add(30 * time.Second), Lease: time.Minute, Max: 3}); len(again) != 0 {
+		t.Fatalf("claimed %d leased entries", len(again))
+	}
+	if again, _ := s.Claim(ClaimRequest{Now: now.Add(61 * time.Second), Lease: time.Minute, Max: 1}); len(again) != 1 {
+		t.Fatalf("expired lease: claimed %d, want 1", len(again))
+	}
+	n, err := s.ReleaseLeases(now)
+	if err != nil || n != 3 {
+		t.Fatalf("released %d, %v", n, err)
+	}
+	if again, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10}); len(again) != 3 {
+		t.Fatalf("after release: claimed %d, want 3", len(again))
+	}
+}
+
+func TestRecordAttempt(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, a := initTest(t, s)
+	b := secondServer(t, s, acct.ID, "B")
+	now := time.Now()
+	ids := enqueueN(t, s, a.ID, 1, now, "ok@example.net", "later@example.net", "gone@example.org")
+	got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
+	bounce := EventDetails{DeliveryMessage: "550 5.1.1 no such user", BounceType: "HardBounce", BounceTypeCode: 1, DestinationServer: "mx.example.org"}
+	err := s.RecordAttempt(Attempt{Entry: got[0], At: now, Retry: now.Add(5 * time.Minute), Signature: []byte("DKIM-Signature: x\r\n"), Signed: true, Outcomes: []Outcome{
+		{Recipient: "ok@example.net", Type: EventDelivered, Details: EventDetails{DeliveryMessage: "250 2.0.0 ok", DestinationIP: "127.0.0.1"}},
+		{Recipient: "later@example.net", Type: EventTransient, Details: EventDetails{DeliveryMessage: "450 4.2.0 busy"}},
+		{Recipient: "Gone@example.org", Type: EventBounced, Details: bounce, Inactivate: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.Message(a.ID, ids[0])
+	if m.Status != StatusQueued || m.RecipientStatus["ok@example.net"] != EventDelivered {
+		t.Fatalf("message %+v", m)
+	}
+	evs, err := s.Events(a.ID, ids[0])
+	if err != nil || len(evs) != 3 || evs[0].Type != EventDelivered || evs[2].Details.BounceType != "HardBounce" {
+		t.Fatalf("events %+v %v", evs, err)
+	}
+	if other, _ := s.Events(b.ID, ids[0]); len(other) != 0 {
+		t.Fatalf("another server sees events: %+v", other)
+	}
+	sup, ok, err := s.Suppressed(a.ID, "gone@EXAMPLE.org")
+	if err != nil || !ok || sup.Reason != "HardBounce" || sup.MessageID != ids[0] {
+		t.Fatalf("suppression %+v %v %v", sup, ok, err)
+	}
+	if _, ok, _ := s.Suppressed(b.ID, "gone@example.org"); ok {
+		t.Fatal("suppression leaked to another server")
+	}
+	q, _ := s.Queue(10)
+	if len(q) != 1 || q[0].Leased || q[0].Attempts != 1 || fmt.Sprint(q[0].Pending) != "[later@example.net]" ||
+		!q[0].Due.Equal(now.Add(5*time.Minute)) || string(q[0].Signature) != "DKIM-Signature: x\r\n" {
+		t.Fatalf("requeued %+v", q)
+	}
+	// The retry delivers the last recipient: the entry goes, the status
+	// says some were delivered and some bounced.
+	got, _ = s.Claim(ClaimRequest{Now: now.Add(5 * time.Minute), Lease: time.Minute, Max: 1})
+	if len(got) != 1 {
+		t.Fatalf("retry not claimed: %+v", got)
+	}
+	if err := s.RecordAttempt(Attempt{Entry: got[0], At: now, Outcomes: []Outcome{{Recipient: "later@example.net", Type: EventDelivered}}}); err != nil {
+		t.Fatal(err)
+	}
+	if q, _ := s.Queue(10); len(q) != 0 {
+		t.Fatalf("queue %+v", q)
+	}
+	if m, _ := s.Message(a.ID, ids[0]); m.Status != StatusPartial {
+		t.Fatalf("status %q", m.Status)
+	}
+	// Recording the same claim twice fails: its entry is gone.
+	if err := s.RecordAttempt(Attempt{Entry: got[0], At: now}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second record: %v", err)
+	}
+	if err := s.Unsuppress(a.ID, "gone@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Suppressed(a.ID, "gone@example.org"); ok {
+		t.Fatal("still suppressed")
+	}
+}
+
+func TestMessageStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		types []string
+		want  string
+	}{
+		{[]string{EventDelivered, EventDelivered}, StatusSent},
+		{[]string{EventBounced}, StatusBounced},
+		{[]string{EventDelivered, EventBounced}, StatusPartial},
+	} {
+		m := Message{RecipientStatus: map[string]string{}}
+		for i, typ := range tc.types {
+			m.RecipientStatus[fmt.Sprint(i)] = typ
+		}
+		if got := messageStatus(m, false); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.types, got, tc.want)
+		}
+		if got := messageStatus(m, true); got != StatusQueued {
+			t.Errorf("%v pending: %q", tc.types, got)
+		}
+	}
+}
+
+func TestDomains(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, _ := initTest(t, s)
+	other, err := s.CreateAccount("Other", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "Example.COM.", Keys: []DKIMKey{{Algorithm: "ed25519", Selector: "s1", PrivateKey: []byte{1, 2}}}}, time.Now())
+	if err != nil || d.Name != "example.com" || d.ID == 0 {
+		t.Fatalf("%+v %v", d, err)
+	}
+	if _, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "example.com"}, time.Now()); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("same name for another account: %v", err)
+	}
+	got, err := s.DomainByName("EXAMPLE.com")
+	if err != nil || got.AccountID != acct.ID || len(got.Keys) != 1 || got.Keys[0].PrivateKey[1] != 2 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if list, _ := s.Domains(other.ID); len(list) != 0 {
+		t.Fatalf("other account lists %+v", list)
+	}
+	got.DKIMVerified = true
+	got.AccountID = other.ID // not editable
+	if err := s.UpdateDomain(got); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := s.Domains(acct.ID)
+	if len(list) != 1 || !list[0].DKIMVerified {
+		t.Fatalf("%+v", list)
+	}
+}
+
+func TestNextDue(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, a := initTest(t, s)
+	b := secondServer(t, s, acct.ID, "B")
+	if _, ok, _ := s.NextDue(); ok {
+		t.Fatal("empty queue has a next due")
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	enqueueN(t, s, a.ID, 1, now.Add(time.Hour))
+	enqueueN(t, s, b.ID, 1, now)
+	next, ok, err := s.NextDue()
+	if err != nil || !ok || !next.Equal(now) {
+		t.Fatalf("next %v %v %v", next, ok, err)
+	}
+}
