@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -41,7 +42,38 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
+
+	// Delivery (the relay).
+	DNS               string   // DNS server, host:port or host (port 53); "" = the system's resolver
+	MXPort            int      // port of MX hosts
+	Smarthost         string   // host:port relaying outbound mail; "" = direct MX delivery
+	SmarthostUser     string   // AUTH to the smarthost; "" = no AUTH
+	SmarthostPassword string   // with SmarthostUser
+	SmarthostTLS      string   // SmarthostSTARTTLS or SmarthostImplicitTLS; TLS is always required
+	SmarthostDomains  []string // recipient domains sent through the smarthost (lower case); empty = all
+	SenderPolicy      string   // PolicyRegistered, PolicyVerified or PolicyAny
+	ReturnPathDomain  string   // domain of per-message MAIL FROM addresses; "" = the client's MAIL FROM
+	MaxLifetime       time.Duration
+	RetryBase         time.Duration
+	RetryMaxInterval  time.Duration
+	RelayWorkers      int
+	RelayPerServer    int
+	RelayPerDomain    int
+	TLSFallback       bool // after a failed STARTTLS handshake with an MX, retry once without TLS
 }
+
+// Values of SmarthostTLS.
+const (
+	SmarthostSTARTTLS    = "starttls"
+	SmarthostImplicitTLS = "implicit"
+)
+
+// Values of SenderPolicy: which From domains a Live server may send from.
+const (
+	PolicyRegistered = "registered" // a domain of the server's account
+	PolicyVerified   = "verified"   // such a domain whose DKIM records were found in DNS
+	PolicyAny        = "any"        // any domain (messages from unknown domains go unsigned)
+)
 
 // Setting documents one setting: its name (the flag, and the key in the
 // configuration file), its environment variable and its meaning.
@@ -79,6 +111,46 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long open sessions may take to finish on SIGTERM or SIGINT")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error (recipient addresses appear at debug only)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+
+	fs.StringVar(&c.DNS, "dns", "", "DNS server for MX, address and DKIM TXT lookups, host:port or host (port 53) (default: the system's resolver)")
+	fs.IntVar(&c.MXPort, "mx-port", 25, "port to connect to on MX hosts (tests use a high port)")
+	fs.StringVar(&c.Smarthost, "smarthost", "", "host:port of an upstream relay that outbound mail goes through, with TLS required (default: none, direct delivery to MX hosts)")
+	fs.StringVar(&c.SmarthostUser, "smarthost-user", "", "username for AUTH to the smarthost (with smarthost-password; default: no AUTH)")
+	fs.StringVar(&c.SmarthostPassword, "smarthost-password", "", "password for AUTH to the smarthost; prefer POSTERN_SMARTHOST_PASSWORD or the configuration file to a flag, which ps shows")
+	fs.StringVar(&c.SmarthostTLS, "smarthost-tls", SmarthostSTARTTLS, "TLS to the smarthost: starttls (typically port 587) or implicit (port 465); TLS is always required")
+	fs.Var((*domainList)(&c.SmarthostDomains), "smarthost-domains", "comma-separated recipient domains sent through the smarthost, the rest going direct to their MX hosts (default: every domain, when smarthost is set)")
+	fs.StringVar(&c.SenderPolicy, "sender-policy", PolicyRegistered, "which From domains a Live server may send from: registered (a domain of its account), verified (one whose DKIM records are in DNS) or any")
+	fs.StringVar(&c.ReturnPathDomain, "return-path-domain", "", "domain of the per-message envelope sender (MAIL FROM) used for delivery, so bounces can be matched (default: keep the client's MAIL FROM)")
+	fs.DurationVar(&c.MaxLifetime, "max-lifetime", 48*time.Hour, "how long a recipient is retried after temporary failures before it bounces as expired")
+	fs.DurationVar(&c.RetryBase, "retry-base", 5*time.Minute, "wait before the first retry; later waits grow from it, with jitter")
+	fs.DurationVar(&c.RetryMaxInterval, "retry-max-interval", 4*time.Hour, "the longest wait between two retries (at least retry-base)")
+	fs.IntVar(&c.RelayWorkers, "relay-workers", 64, "most deliveries in progress at once")
+	fs.IntVar(&c.RelayPerServer, "relay-per-server", 16, "most deliveries in progress at once for one server")
+	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 8, "most deliveries in progress at once to one recipient domain")
+	fs.BoolVar(&c.TLSFallback, "tls-fallback", true, "after a failed STARTTLS handshake with an MX host, retry once without TLS (Postfix's \"may\" level); never for the smarthost")
+}
+
+// domainList is a comma-separated list of domain names, kept in lower
+// case without trailing dots. Setting it replaces the list, so that each
+// layer (file, environment, flag) overrides the one below.
+type domainList []string
+
+func (l *domainList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+func (l *domainList) Set(v string) error {
+	var out []string
+	if strings.TrimSpace(v) != "" {
+		for _, d := range strings.Split(v, ",") {
+			out = append(out, strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), ".")))
+		}
+	}
+	*l = out
+	return nil
 }
 
 // EnvName is a setting's environment variable.
@@ -269,5 +341,110 @@ func (c *Config) Validate() error {
 	default:
 		bad("log-format", "must be text or json, got %q", c.LogFormat)
 	}
+	c.validateRelay(bad)
 	return errors.Join(errs...)
+}
+
+// validateRelay checks the delivery settings.
+func (c *Config) validateRelay(bad func(name, format string, args ...any)) {
+	if c.DNS != "" && !validServerAddr(c.DNS, false) {
+		bad("dns", "must be host:port, a host or an IP address (port 53), or empty for the system's resolver, got %q", c.DNS)
+	}
+	if c.MXPort < 1 || c.MXPort > 65535 {
+		bad("mx-port", "must be a port number from 1 to 65535, got %d", c.MXPort)
+	}
+	if c.Smarthost != "" && !validServerAddr(c.Smarthost, true) {
+		bad("smarthost", "must be host:port, e.g. smtp.example.net:587, or empty for none, got %q", c.Smarthost)
+	}
+	if c.Smarthost == "" {
+		if c.SmarthostUser != "" {
+			bad("smarthost-user", "is set but smarthost is not: set smarthost too, or remove smarthost-user")
+		}
+		if len(c.SmarthostDomains) > 0 {
+			bad("smarthost-domains", "is set but smarthost is not: set smarthost too, or remove smarthost-domains")
+		}
+	}
+	// The password is never echoed: errors may reach logs.
+	if c.SmarthostUser != "" && c.SmarthostPassword == "" {
+		bad("smarthost-password", "must be set with smarthost-user")
+	}
+	if c.SmarthostUser == "" && c.SmarthostPassword != "" {
+		bad("smarthost-user", "must be set with smarthost-password")
+	}
+	switch c.SmarthostTLS {
+	case SmarthostSTARTTLS, SmarthostImplicitTLS:
+	default:
+		bad("smarthost-tls", "must be starttls or implicit, got %q", c.SmarthostTLS)
+	}
+	for _, d := range c.SmarthostDomains {
+		if !ValidDomainName(d) {
+			bad("smarthost-domains", "%q is not a domain name (the value is a comma-separated list of domains)", d)
+		}
+	}
+	switch c.SenderPolicy {
+	case PolicyRegistered, PolicyVerified, PolicyAny:
+	default:
+		bad("sender-policy", "must be registered, verified or any, got %q", c.SenderPolicy)
+	}
+	if c.ReturnPathDomain != "" && !ValidDomainName(c.ReturnPathDomain) {
+		bad("return-path-domain", "must be a domain name, e.g. bounces.example.com, or empty, got %q", c.ReturnPathDomain)
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{{"max-lifetime", c.MaxLifetime}, {"retry-base", c.RetryBase}, {"retry-max-interval", c.RetryMaxInterval}} {
+		if d.value <= 0 {
+			bad(d.name, "must be positive, got %s", d.value)
+		}
+	}
+	if c.RetryBase > 0 && c.RetryMaxInterval > 0 && c.RetryMaxInterval < c.RetryBase {
+		bad("retry-max-interval", "must be at least retry-base (%s), got %s", c.RetryBase, c.RetryMaxInterval)
+	}
+	for _, n := range []struct {
+		name  string
+		value int
+	}{{"relay-workers", c.RelayWorkers}, {"relay-per-server", c.RelayPerServer}, {"relay-per-domain", c.RelayPerDomain}} {
+		if n.value < 1 {
+			bad(n.name, "must be at least 1, got %d", n.value)
+		}
+	}
+}
+
+// validServerAddr reports whether addr is host:port with a port from 1 to
+// 65535, or, unless needPort, a bare host name or IP address.
+func validServerAddr(addr string, needPort bool) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if needPort {
+			return false
+		}
+		return net.ParseIP(addr) != nil || ValidDomainName(addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || host == "" {
+		return false
+	}
+	return net.ParseIP(host) != nil || ValidDomainName(host)
+}
+
+// ValidDomainName reports whether name is a DNS domain name of letters,
+// digits and hyphens (internationalised names in their xn-- form), with
+// an optional trailing dot.
+func ValidDomainName(name string) bool {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+				return false
+			}
+		}
+	}
+	return true
 }

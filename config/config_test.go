@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -91,8 +92,18 @@ func TestDefaults(t *testing.T) {
 		ShutdownTimeout:   30 * time.Second,
 		LogLevel:          "info",
 		LogFormat:         "text",
+		MXPort:            25,
+		SmarthostTLS:      "starttls",
+		SenderPolicy:      "registered",
+		MaxLifetime:       48 * time.Hour,
+		RetryBase:         5 * time.Minute,
+		RetryMaxInterval:  4 * time.Hour,
+		RelayWorkers:      64,
+		RelayPerServer:    16,
+		RelayPerDomain:    8,
+		TLSFallback:       true,
 	}
-	if *c != want {
+	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
 	}
 	if !config.Off(c.SMTPSAddr) || config.Off(c.SMTPAddr) {
@@ -261,6 +272,14 @@ func TestLoadErrors(t *testing.T) {
 			fragments: []string{"max-recipients (from POSTERN_MAX_RECIPIENTS)", "max-sessions (PATH:1)"}},
 		{name: "validation after loading", env: env{"POSTERN_MAX_RECIPIENTS": "0"},
 			fragments: []string{"max-recipients", "at least 1"}},
+		{name: "bad relay int in env", env: env{"POSTERN_RELAY_WORKERS": "lots"},
+			fragments: []string{"relay-workers (from POSTERN_RELAY_WORKERS)", `"lots"`}},
+		{name: "bad relay duration in file", file: "max-lifetime = 2d\n",
+			fragments: []string{"max-lifetime (PATH:1)", `"2d"`}},
+		{name: "bad tls-fallback in env", env: env{"POSTERN_TLS_FALLBACK": "sometimes"},
+			fragments: []string{"tls-fallback (from POSTERN_TLS_FALLBACK)", `"sometimes"`}},
+		{name: "relay validation after loading", file: "smarthost = relay.example.net\n",
+			fragments: []string{"config: smarthost: ", `"relay.example.net"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -347,6 +366,66 @@ func TestValidate(t *testing.T) {
 		{"log-level unknown", func(c *config.Config) { c.LogLevel = "verbose" }, "log-level", `"verbose"`},
 		{"log-level upper case", func(c *config.Config) { c.LogLevel = "INFO" }, "log-level", "debug, info, warn or error"},
 		{"log-format unknown", func(c *config.Config) { c.LogFormat = "xml" }, "log-format", "text or json"},
+
+		// Delivery settings.
+		{"dns host:port", func(c *config.Config) { c.DNS = "127.0.0.1:5353" }, "", ""},
+		{"dns IPv4 without port", func(c *config.Config) { c.DNS = "192.0.2.53" }, "", ""},
+		{"dns IPv6 without port", func(c *config.Config) { c.DNS = "2001:db8::53" }, "", ""},
+		{"dns IPv6 with port", func(c *config.Config) { c.DNS = "[2001:db8::53]:53" }, "", ""},
+		{"dns host name", func(c *config.Config) { c.DNS = "resolver.example.net" }, "", ""},
+		{"dns bad port", func(c *config.Config) { c.DNS = "127.0.0.1:dns" }, "dns", `"127.0.0.1:dns"`},
+		{"dns port out of range", func(c *config.Config) { c.DNS = "127.0.0.1:65536" }, "dns", "host:port"},
+		{"dns empty host", func(c *config.Config) { c.DNS = ":53" }, "dns", `":53"`},
+		{"dns with space", func(c *config.Config) { c.DNS = "127.0.0.1 53" }, "dns", "host:port"},
+		{"mx-port zero", func(c *config.Config) { c.MXPort = 0 }, "mx-port", "from 1 to 65535, got 0"},
+		{"mx-port too big", func(c *config.Config) { c.MXPort = 65536 }, "mx-port", "got 65536"},
+		{"mx-port maximum", func(c *config.Config) { c.MXPort = 65535 }, "", ""},
+		{"smarthost host:port", func(c *config.Config) { c.Smarthost = "smtp.example.net:587" }, "", ""},
+		{"smarthost IPv6", func(c *config.Config) { c.Smarthost = "[2001:db8::25]:465" }, "", ""},
+		{"smarthost without port", func(c *config.Config) { c.Smarthost = "smtp.example.net" }, "smarthost", `host:port, e.g. smtp.example.net:587, or empty for none, got "smtp.example.net"`},
+		{"smarthost empty port", func(c *config.Config) { c.Smarthost = "smtp.example.net:" }, "smarthost", "host:port"},
+		{"smarthost port zero", func(c *config.Config) { c.Smarthost = "smtp.example.net:0" }, "smarthost", "host:port"},
+		{"smarthost without host", func(c *config.Config) { c.Smarthost = ":587" }, "smarthost", `":587"`},
+		{"smarthost bad host", func(c *config.Config) { c.Smarthost = "smtp_relay:587" }, "smarthost", `"smtp_relay:587"`},
+		{"smarthost-user without smarthost", func(c *config.Config) { c.SmarthostUser, c.SmarthostPassword = "u", "p" }, "smarthost-user", "smarthost is not"},
+		{"smarthost-user without password", func(c *config.Config) { c.Smarthost, c.SmarthostUser = "smtp.example.net:587", "u" }, "smarthost-password", "must be set with smarthost-user"},
+		{"smarthost-password without user", func(c *config.Config) { c.Smarthost, c.SmarthostPassword = "smtp.example.net:587", "p" }, "smarthost-user", "must be set with smarthost-password"},
+		{"smarthost with user and password", func(c *config.Config) {
+			c.Smarthost, c.SmarthostUser, c.SmarthostPassword = "smtp.example.net:587", "u", "p"
+		}, "", ""},
+		{"smarthost-tls implicit", func(c *config.Config) { c.SmarthostTLS = "implicit" }, "", ""},
+		{"smarthost-tls none", func(c *config.Config) { c.SmarthostTLS = "none" }, "smarthost-tls", `starttls or implicit, got "none"`},
+		{"smarthost-tls empty", func(c *config.Config) { c.SmarthostTLS = "" }, "smarthost-tls", "starttls or implicit"},
+		{"smarthost-domains", func(c *config.Config) {
+			c.Smarthost, c.SmarthostDomains = "smtp.example.net:587", []string{"example.com", "xn--bcher-kva.example"}
+		}, "", ""},
+		{"smarthost-domains without smarthost", func(c *config.Config) { c.SmarthostDomains = []string{"example.com"} }, "smarthost-domains", "smarthost is not"},
+		{"smarthost-domains bad name", func(c *config.Config) {
+			c.Smarthost, c.SmarthostDomains = "smtp.example.net:587", []string{"example.com", "bad domain"}
+		}, "smarthost-domains", `"bad domain" is not a domain name`},
+		{"smarthost-domains empty item", func(c *config.Config) {
+			c.Smarthost, c.SmarthostDomains = "smtp.example.net:587", []string{"example.com", ""}
+		}, "smarthost-domains", `"" is not a domain name`},
+		{"sender-policy verified", func(c *config.Config) { c.SenderPolicy = "verified" }, "", ""},
+		{"sender-policy any", func(c *config.Config) { c.SenderPolicy = "any" }, "", ""},
+		{"sender-policy unknown", func(c *config.Config) { c.SenderPolicy = "strict" }, "sender-policy", `registered, verified or any, got "strict"`},
+		{"sender-policy upper case", func(c *config.Config) { c.SenderPolicy = "Any" }, "sender-policy", `"Any"`},
+		{"return-path-domain", func(c *config.Config) { c.ReturnPathDomain = "bounces.example.com" }, "", ""},
+		{"return-path-domain with trailing dot", func(c *config.Config) { c.ReturnPathDomain = "bounces.example.com." }, "", ""},
+		{"return-path-domain an address", func(c *config.Config) { c.ReturnPathDomain = "bounce@example.com" }, "return-path-domain", `must be a domain name, e.g. bounces.example.com, or empty, got "bounce@example.com"`},
+		{"return-path-domain label too long", func(c *config.Config) { c.ReturnPathDomain = strings.Repeat("a", 64) + ".example" }, "return-path-domain", "must be a domain name"},
+		{"return-path-domain leading hyphen", func(c *config.Config) { c.ReturnPathDomain = "-bounces.example.com" }, "return-path-domain", "must be a domain name"},
+		{"return-path-domain empty label", func(c *config.Config) { c.ReturnPathDomain = "bounces..example.com" }, "return-path-domain", "must be a domain name"},
+		{"max-lifetime zero", func(c *config.Config) { c.MaxLifetime = 0 }, "max-lifetime", "must be positive"},
+		{"retry-base negative", func(c *config.Config) { c.RetryBase = -time.Minute }, "retry-base", "must be positive"},
+		{"retry-max-interval zero", func(c *config.Config) { c.RetryMaxInterval = 0 }, "retry-max-interval", "must be positive"},
+		{"retry-max-interval below retry-base", func(c *config.Config) { c.RetryBase, c.RetryMaxInterval = time.Hour, 30*time.Minute }, "retry-max-interval", "at least retry-base (1h0m0s), got 30m0s"},
+		{"retry-max-interval equal to retry-base", func(c *config.Config) { c.RetryBase, c.RetryMaxInterval = time.Hour, time.Hour }, "", ""},
+		{"relay-workers zero", func(c *config.Config) { c.RelayWorkers = 0 }, "relay-workers", "at least 1, got 0"},
+		{"relay-per-server zero", func(c *config.Config) { c.RelayPerServer = 0 }, "relay-per-server", "at least 1"},
+		{"relay-per-domain negative", func(c *config.Config) { c.RelayPerDomain = -1 }, "relay-per-domain", "at least 1, got -1"},
+		{"relay limits of 1", func(c *config.Config) { c.RelayWorkers, c.RelayPerServer, c.RelayPerDomain = 1, 1, 1 }, "", ""},
+		{"tls-fallback off", func(c *config.Config) { c.TLSFallback = false }, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -361,6 +440,47 @@ func TestValidate(t *testing.T) {
 			}
 			wantErr(t, err, "config: "+tc.setting+": ", tc.detail)
 		})
+	}
+}
+
+// smarthost-domains is a comma-separated list: spaces around items and a
+// trailing dot go, names are lower-cased, and each layer replaces the
+// list of the one below rather than adding to it.
+func TestSmarthostDomains(t *testing.T) {
+	path := writeFile(t, "smarthost = smtp.example.net:587\nsmarthost-domains = a.example, B.Example.\n")
+	c := mustLoad(t, nil, env{"POSTERN_CONFIG": path})
+	if want := []string{"a.example", "b.example"}; !reflect.DeepEqual(c.SmarthostDomains, want) {
+		t.Errorf("from the file: %q, want %q", c.SmarthostDomains, want)
+	}
+	c = mustLoad(t, nil, env{"POSTERN_CONFIG": path, "POSTERN_SMARTHOST_DOMAINS": "c.example"})
+	if want := []string{"c.example"}; !reflect.DeepEqual(c.SmarthostDomains, want) {
+		t.Errorf("the environment over the file: %q, want %q", c.SmarthostDomains, want)
+	}
+	c = mustLoad(t, []string{"-smarthost-domains", "d.example,e.example"}, env{"POSTERN_CONFIG": path, "POSTERN_SMARTHOST_DOMAINS": "c.example"})
+	if want := []string{"d.example", "e.example"}; !reflect.DeepEqual(c.SmarthostDomains, want) {
+		t.Errorf("a flag over the environment: %q, want %q", c.SmarthostDomains, want)
+	}
+	// Empty means every domain goes through the smarthost.
+	c = mustLoad(t, nil, env{"POSTERN_CONFIG": path, "POSTERN_SMARTHOST_DOMAINS": " "})
+	if c.SmarthostDomains != nil {
+		t.Errorf("empty in the environment: %q, want none", c.SmarthostDomains)
+	}
+	_, err := load(t, nil, env{"POSTERN_CONFIG": path, "POSTERN_SMARTHOST_DOMAINS": "a.example,,b.example"})
+	wantErr(t, err, "config: smarthost-domains: ", `"" is not a domain name`)
+	_, err = load(t, nil, env{"POSTERN_SMARTHOST_DOMAINS": "a.example"})
+	wantErr(t, err, "config: smarthost-domains: ", "smarthost is not")
+}
+
+// The smarthost password never appears in an error, which may be logged.
+func TestSmarthostPasswordNotInErrors(t *testing.T) {
+	const secret = "s3cret-pa55word"
+	_, err := load(t, nil, env{"POSTERN_SMARTHOST_PASSWORD": secret})
+	wantErr(t, err, "config: smarthost-user: ", "must be set with smarthost-password")
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("error %q shows the password", err)
+	}
+	if flag := config.FlagSet("x", &config.Config{}).Lookup("smarthost-password"); !strings.Contains(flag.Usage, "POSTERN_SMARTHOST_PASSWORD") {
+		t.Errorf("smarthost-password's usage does not recommend the environment variable: %q", flag.Usage)
 	}
 }
 
@@ -392,7 +512,10 @@ func TestSettings(t *testing.T) {
 			t.Errorf("setting %s has no usage text", s.Name)
 		}
 	}
-	for _, name := range []string{"config", "data", "hostname", "smtp-addr", "smtps-addr", "tls-cert", "tls-key", "max-recipients", "shutdown-timeout"} {
+	for _, name := range []string{"config", "data", "hostname", "smtp-addr", "smtps-addr", "tls-cert", "tls-key", "max-recipients", "shutdown-timeout",
+		"dns", "mx-port", "smarthost", "smarthost-user", "smarthost-password", "smarthost-tls", "smarthost-domains",
+		"sender-policy", "return-path-domain", "max-lifetime", "retry-base", "retry-max-interval",
+		"relay-workers", "relay-per-server", "relay-per-domain", "tls-fallback"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no setting %q", name)
 		}
@@ -407,6 +530,12 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"max-line-length": "2000", "max-sessions": "4", "command-timeout": "1s", "write-timeout": "2s",
 		"session-timeout": "3s", "allow-plaintext-auth": "true", "auth-max-failures": "9",
 		"auth-failure-window": "4s", "shutdown-timeout": "5s", "log-level": "debug", "log-format": "json",
+		"dns": "127.0.0.1:5353", "mx-port": "2525", "smarthost": "smtp.example.net:465",
+		"smarthost-user": "relay-user", "smarthost-password": "relay secret", "smarthost-tls": "implicit",
+		"smarthost-domains": " Example.COM, example.org. ", "sender-policy": "verified",
+		"return-path-domain": "bounces.example.org", "max-lifetime": "72h", "retry-base": "1m",
+		"retry-max-interval": "2h", "relay-workers": "8", "relay-per-server": "4", "relay-per-domain": "2",
+		"tls-fallback": "false",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -426,8 +555,14 @@ func TestEverySettingFromEnv(t *testing.T) {
 		MaxLineLength: 2000, MaxSessions: 4, CommandTimeout: time.Second, WriteTimeout: 2 * time.Second,
 		SessionTimeout: 3 * time.Second, AllowPlaintextAuth: true, AuthMaxFailures: 9,
 		AuthFailureWindow: 4 * time.Second, ShutdownTimeout: 5 * time.Second, LogLevel: "debug", LogFormat: "json",
+		DNS: "127.0.0.1:5353", MXPort: 2525, Smarthost: "smtp.example.net:465",
+		SmarthostUser: "relay-user", SmarthostPassword: "relay secret", SmarthostTLS: "implicit",
+		SmarthostDomains: []string{"example.com", "example.org"}, SenderPolicy: "verified",
+		ReturnPathDomain: "bounces.example.org", MaxLifetime: 72 * time.Hour, RetryBase: time.Minute,
+		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
+		TLSFallback: false,
 	}
-	if *c != want {
+	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)
 	}
 }
@@ -607,7 +742,7 @@ func TestExampleFile(t *testing.T) {
 	}
 	want := mustLoad(t, nil, env{})
 	got.ConfigFile, got.Hostname = "", want.Hostname
-	if *got != *want {
+	if !reflect.DeepEqual(*got, *want) {
 		t.Errorf("the defaults the example shows are not the defaults in code:\n got %+v\nwant %+v", *got, *want)
 	}
 }
