@@ -118,7 +118,8 @@ func (p *parsedMessage) first(lowerName string) (headerField, bool) {
 // intakeResult is what intake learned of a message and the message as it
 // will be stored.
 type intakeResult struct {
-	from         string
+	from         string   // the first From field, decoded, for display
+	fromFields   []string // every From field's value as written (unfolded), for the sender policy
 	to, cc, bcc  []address
 	subject      string
 	tag          string
@@ -207,6 +208,7 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 			}
 			r.messageIDHdr, r.keptClientID = f.value(), true
 		case lower == "from":
+			r.fromFields = append(r.fromFields, f.value())
 			if r.from == "" {
 				r.from = decodeHeader(f.value())
 			}

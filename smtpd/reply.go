@@ -2,9 +2,12 @@ package smtpd
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/store"
 )
 
 // Reply codes Postern uses (RFC 5321 §4.2.3, RFC 4954, RFC 3463).
@@ -118,6 +121,74 @@ func errUnknownStream(stream string) *Error {
 
 func errBadMessage(what string) *Error {
 	return reply(codeTransactionFailed, 5, 6, 0, what)
+}
+
+// Sender policy (see checkSender).
+func errNoFrom() *Error {
+	return reply(codeTransactionFailed, 5, 6, 0, "The message has no From header field; add one with the sender's address")
+}
+
+func errManyFromFields(n int) *Error {
+	return reply(codeTransactionFailed, 5, 6, 0, fmt.Sprintf("The message has %d From header fields; it must have exactly one", n))
+}
+
+func errBadFrom(why string) *Error {
+	return reply(codeTransactionFailed, 5, 6, 0, fmt.Sprintf(
+		"The From header field is not a valid address (%s); write it as \"Name <app@example.com>\"", why))
+}
+
+func errFromAddresses(n int) *Error {
+	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
+		"The From header field has %d addresses; it must have exactly one, at a domain of this account", n))
+}
+
+func errFromLiteral() *Error {
+	return reply(codeMailboxUnavail, 5, 7, 1, "The From address must be at a domain name of this account, not an address literal")
+}
+
+func errSenderNotRegistered(domain string) *Error {
+	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
+		"Sender domain %q is not registered for this account; add it with \"postern domain add %s\"", domain, domain))
+}
+
+func errSenderNotVerified(domain string) *Error {
+	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
+		"Sender domain %q is not verified: its DKIM records were not found in DNS; publish them, then run \"postern domain verify %s\"", domain, domain))
+}
+
+func errSenderCheck(cause error) *Error {
+	e := reply(codeLocalError, 4, 3, 0, "Temporary failure checking the sender domain; the message was not accepted, try again later")
+	e.Cause = cause
+	return e
+}
+
+// Inactive recipients (see checkRecipient).
+func errInactiveRecipient(rcpt string, sup store.Suppression) *Error {
+	reason := sup.Reason
+	if reason == "" {
+		reason = "inactive"
+	}
+	return reply(codeMailboxUnavail, 5, 1, 1, fmt.Sprintf(
+		"Recipient <%s> is inactive for this server: %s on %s; reactivate it to send again",
+		rcpt, printable(reason), sup.Since.UTC().Format("2006-01-02")))
+}
+
+func errRecipientCheck(cause error) *Error {
+	e := reply(codeLocalError, 4, 3, 0, "Temporary failure checking the recipient; try again later")
+	e.Cause = cause
+	return e
+}
+
+// printable keeps the printable ASCII of s (at most 64 bytes of it), for
+// text from the store that goes into a reply line.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < 64; i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 func errStorage(cause error) *Error {

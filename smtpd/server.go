@@ -20,10 +20,26 @@ import (
 	"github.com/postern/postern/store"
 )
 
-// Store is what the listener needs of the store.
+// Store is what the listener needs of the store. The sender policy and
+// the inactive-recipient check are part of it, rather than optional
+// fields, so that they cannot be left out by mistake.
 type Store interface {
 	Server(id int64) (store.Server, error)
 	Enqueue(msg *store.Message, raw []byte) error
+	Domains
+	Suppressions
+}
+
+// Domains finds sending domains, for the sender policy.
+type Domains interface {
+	// DomainByName returns the domain named name, whichever account has
+	// it, or an error wrapping store.ErrNotFound.
+	DomainByName(name string) (store.Domain, error)
+}
+
+// Suppressions tells the recipients a server has made inactive.
+type Suppressions interface {
+	Suppressed(serverID int64, email string) (store.Suppression, bool, error)
 }
 
 // Credentials resolves an SMTP login to a server token.
@@ -54,6 +70,14 @@ type Config struct {
 	// IsLocal says whether a client address may authenticate without TLS
 	// (unless AllowPlaintextAuth). Nil means loopback addresses only.
 	IsLocal func(net.Addr) bool
+
+	// SenderPolicy says which From domains a Live server may send from;
+	// the zero value is PolicyRegistered.
+	SenderPolicy SenderPolicy
+	// Accepted, when set, is called after each message is committed to
+	// the store, before the 250 reply, on the session's goroutine: it
+	// must not block (the relay's wake-up is a non-blocking send).
+	Accepted func(serverID int64, messageID string)
 
 	Logger *slog.Logger     // nil: discard
 	Now    func() time.Time // nil: time.Now

@@ -182,6 +182,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return nil // a repeated recipient gets one copy
 		}
 	}
+	if e := s.checkRecipient(to); e != nil {
+		return s.refuse(e)
+	}
 	if len(s.rcpts) >= s.cfg.MaxRecipients {
 		return s.refuse(errTooManyRecipients(s.cfg.MaxRecipients))
 	}
@@ -213,6 +216,9 @@ func (s *session) Data(r io.Reader) error {
 	if res.stream != DefaultStream {
 		return s.refuse(errUnknownStream(res.stream))
 	}
+	if e := s.checkSender(res.fromFields); e != nil {
+		return s.refuse(e)
+	}
 	msg := &store.Message{
 		MessageID:     id,
 		ServerID:      s.server.ID,
@@ -237,6 +243,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(errStorage(err))
 	}
 	s.pc.accepted()
+	if s.cfg.Accepted != nil {
+		s.cfg.Accepted(s.server.ID, id)
+	}
 	if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		s.cfg.Logger.Debug("message accepted", "server", s.server.ID, "message_id", id, "size", msg.Size, "recipients", msg.Recipients)
 	}

@@ -227,6 +227,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	policy, err := smtpd.ParseSenderPolicy(cfg.SenderPolicy)
+	if err != nil {
+		return err
+	}
 	srv, err := smtpd.New(smtpd.Config{
 		Hostname:           cfg.Hostname,
 		Store:              st,
@@ -241,6 +245,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		SessionTimeout:     cfg.SessionTimeout,
 		MaxSessions:        cfg.MaxSessions,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth,
+		SenderPolicy:       policy,
 		Logger:             log,
 	})
 	if err != nil {
