@@ -121,10 +121,15 @@ type signingKey struct {
 	signer   crypto.Signer
 }
 
-// NewSigner parses the private keys of keys once, for many messages.
+// NewSigner parses the private keys of keys once, for many messages. A
+// key without a private key is left out (a domain may have only one);
+// at least one is needed.
 func NewSigner(keys DomainKeys) (*Signer, error) {
 	s := &Signer{domain: keys.Domain}
 	for _, k := range []DKIMKey{keys.RSA, keys.Ed25519} {
+		if len(k.PrivateKey) == 0 {
+			continue
+		}
 		parsed, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
 		if err != nil {
 			return nil, fmt.Errorf("dkim: %s key %s: %w", k.Algorithm, k.Selector, err)
@@ -139,6 +144,9 @@ func NewSigner(keys DomainKeys) (*Signer, error) {
 			return nil, fmt.Errorf("dkim: key %s is a %T, want RSA or Ed25519", k.Selector, parsed)
 		}
 		s.keys = append(s.keys, signingKey{selector: k.Selector, signer: signer})
+	}
+	if len(s.keys) == 0 {
+		return nil, fmt.Errorf("dkim: no key for %s", keys.Domain)
 	}
 	return s, nil
 }
