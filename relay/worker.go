@@ -41,9 +41,9 @@ type Upstream interface {
 
 // Defaults of WorkerConfig.
 const (
-	DefaultWorkers          = 100
-	DefaultPerServer        = 50
-	DefaultPerDomain        = 20
+	DefaultWorkers          = 64
+	DefaultPerServer        = 16
+	DefaultPerDomain        = 8
 	DefaultLease            = 30 * time.Minute
 	DefaultRetryBase        = 5 * time.Minute
 	DefaultRetryMaxInterval = 4 * time.Hour

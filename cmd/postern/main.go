@@ -231,6 +231,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	worker, err := newRelay(cfg, st, log)
+	if err != nil {
+		return err
+	}
 	srv, err := smtpd.New(smtpd.Config{
 		Hostname:           cfg.Hostname,
 		Store:              st,
@@ -246,6 +250,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		MaxSessions:        cfg.MaxSessions,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth,
 		SenderPolicy:       policy,
+		Accepted:           func(int64, string) { worker.Notify() },
 		Logger:             log,
 	})
 	if err != nil {
@@ -291,7 +296,17 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		printInstallation(stdout, cfg.DataDir, inst, submission)
 	}
 
-	failed := make(chan error, len(listeners))
+	failed := make(chan error, len(listeners)+1)
+	// The relay runs until the listeners have stopped taking mail.
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	defer stopRelay()
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		if err := worker.Run(relayCtx); err != nil {
+			failed <- err
+		}
+	}()
 	for _, l := range listeners {
 		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
 		go func() {
@@ -307,13 +322,17 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	case runErr = <-failed:
-		log.Error("listener failed; shutting down", "err", runErr)
+		log.Error("listener or relay failed; shutting down", "err", runErr)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	// Then the relay: deliveries in flight get shutdown-timeout to end;
+	// what they leave unfinished is taken up at the next start.
+	stopRelay()
+	<-relayDone
 	if err := st.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
 	}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/postern/postern/config"
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/store"
+)
+
+// newRelay builds the delivery worker from the settings: MX delivery
+// through the configured resolver and port, and the smarthost if one is
+// set.
+func newRelay(cfg *config.Config, st *store.Store, log *slog.Logger) (*relay.Worker, error) {
+	client := relay.ClientConfig{Hostname: cfg.Hostname}
+	mx, err := relay.NewMXDeliverer(relay.MXConfig{
+		ClientConfig: client,
+		Resolver:     relay.NewResolver(cfg.DNS),
+		Port:         cfg.MXPort,
+		TLSFallback:  cfg.TLSFallback,
+	})
+	if err != nil {
+		return nil, err
+	}
+	wc := relay.WorkerConfig{
+		Store:            st,
+		MX:               mx,
+		ReturnPathDomain: cfg.ReturnPathDomain,
+		Workers:          cfg.RelayWorkers,
+		PerServer:        cfg.RelayPerServer,
+		PerDomain:        cfg.RelayPerDomain,
+		RetryBase:        cfg.RetryBase,
+		RetryMaxInterval: cfg.RetryMaxInterval,
+		MaxLifetime:      cfg.MaxLifetime,
+		DrainTimeout:     cfg.ShutdownTimeout,
+		Logger:           log,
+	}
+	if cfg.Smarthost != "" {
+		sh, err := relay.NewSmarthost(relay.SmarthostConfig{
+			ClientConfig: client,
+			Addr:         cfg.Smarthost,
+			ImplicitTLS:  cfg.SmarthostTLS == config.SmarthostImplicitTLS,
+			Username:     cfg.SmarthostUser,
+			Password:     cfg.SmarthostPassword,
+		})
+		if err != nil {
+			return nil, err
+		}
+		wc.Smarthost, wc.SmarthostDomains = sh, cfg.SmarthostDomains
+	}
+	return relay.NewWorker(wc)
+}
