@@ -1,0 +1,485 @@
+package main
+
+// postern domain: the operator's tools for sending domains and their DKIM
+// keys. They open the store directly, so they work while postern serve is
+// stopped (and only then: the store has one process at a time).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/postern/postern/config"
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/store"
+)
+
+const domainUsage = `Usage: postern domain <command> [flags]
+
+Commands (they open the store directly: run them while postern serve is stopped):
+  add NAME [-account ID] [-json]   register a sending domain, generate its DKIM keys
+                                   (Ed25519 and RSA-2048) and print the TXT records to publish
+  list [-account ID] [-json]       list an account's domains
+  verify NAME [-json]              look the domain's TXT records up (setting dns) and mark it
+                                   verified when every record is published
+
+The account defaults to 1, the operator's (the one postern init creates).
+Every setting (-data, -config, -dns...) is accepted, with its environment variable.
+`
+
+// domainLockTimeout bounds the wait for the store's lock: a running serve
+// holds it for as long as it runs, so waiting longer would not help.
+const domainLockTimeout = 2 * time.Second
+
+// dnsTimeout bounds each lookup of verify.
+const dnsTimeout = 10 * time.Second
+
+func domainCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, domainUsage)
+		return errors.New("domain: a command is needed: add, list or verify")
+	}
+	switch sub, rest := args[0], args[1:]; sub {
+	case "add":
+		return domainAdd(rest, stdout, stderr)
+	case "list":
+		return domainList(rest, stdout, stderr)
+	case "verify":
+		return domainVerify(rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, domainUsage)
+		return nil
+	default:
+		fmt.Fprint(stderr, domainUsage)
+		return fmt.Errorf("domain: unknown command %q", sub)
+	}
+}
+
+// loadConfigArgs is loadConfig for a command with positional arguments,
+// which may come before, between or after the flags.
+func loadConfigArgs(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*config.Config, []string, error) {
+	var cfg config.Config
+	fs := config.FlagSet(name, &cfg)
+	fs.SetOutput(stderr)
+	if extra != nil {
+		extra(fs)
+	}
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if err := config.Load(fs, &cfg, os.LookupEnv); err != nil {
+		return nil, nil, err
+	}
+	return &cfg, positional, nil
+}
+
+// oneName returns the one positional argument of cmd, a domain name.
+func oneName(cmd string, args []string) (string, error) {
+	switch len(args) {
+	case 0:
+		return "", fmt.Errorf("%s: the domain name is missing: postern %s NAME", cmd, cmd)
+	case 1:
+		return store.NormalizeDomain(args[0]), nil
+	default:
+		return "", fmt.Errorf("%s: unexpected argument %q", cmd, args[1])
+	}
+}
+
+// openExistingStore opens the store of an initialised data directory for
+// an operator command.
+func openExistingStore(cfg *config.Config) (*store.Store, error) {
+	if !store.Exists(cfg.DataDir) {
+		return nil, fmt.Errorf("no store in %s: run postern init (or postern serve) first, or set -data", cfg.DataDir)
+	}
+	return store.Open(store.Path(cfg.DataDir), store.Options{LockTimeout: domainLockTimeout})
+}
+
+// dkimRecord is one TXT record to publish, in the design's DKIMRecords
+// shape.
+type dkimRecord struct {
+	Algorithm string
+	Host      string
+	TextValue string
+}
+
+// domainJSON is a domain as the -json flag prints it: Postmark's field
+// names, DKIMHost and DKIMTextValue being the RSA record as Postmark has
+// it, and DKIMRecords every record.
+type domainJSON struct {
+	ID            int64
+	Name          string
+	AccountID     int64
+	DKIMVerified  bool
+	VerifiedAt    *time.Time `json:",omitempty"`
+	CreatedAt     time.Time
+	DKIMHost      string
+	DKIMTextValue string
+	DKIMRecords   []dkimRecord
+}
+
+func toJSON(d store.Domain) domainJSON {
+	out := domainJSON{ID: d.ID, Name: d.Name, AccountID: d.AccountID, DKIMVerified: d.DKIMVerified, CreatedAt: d.CreatedAt, DKIMRecords: []dkimRecord{}}
+	if !d.VerifiedAt.IsZero() {
+		at := d.VerifiedAt
+		out.VerifiedAt = &at
+	}
+	for _, k := range d.Keys {
+		out.DKIMRecords = append(out.DKIMRecords, dkimRecord{Algorithm: k.Algorithm, Host: k.Host, TextValue: k.TextValue})
+		if k.Algorithm == "rsa" {
+			out.DKIMHost, out.DKIMTextValue = k.Host, k.TextValue
+		}
+	}
+	return out
+}
+
+func domainAdd(args []string, stdout, stderr io.Writer) error {
+	var (
+		account int64
+		asJSON  bool
+	)
+	cfg, rest, err := loadConfigArgs("domain add", args, stderr, func(fs *flag.FlagSet) {
+		fs.Int64Var(&account, "account", 1, "the account the domain is for")
+		fs.BoolVar(&asJSON, "json", false, "print the domain and its records as one JSON object")
+	})
+	if err != nil {
+		return err
+	}
+	name, err := oneName("domain add", rest)
+	if err != nil {
+		return err
+	}
+	if !config.ValidDomainName(name) || !strings.Contains(name, ".") {
+		return fmt.Errorf("domain add: %q is not a domain name (write internationalised names in their xn-- form)", name)
+	}
+	st, err := openExistingStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Account(account); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("domain add: account %d does not exist", account)
+	} else if err != nil {
+		return err
+	}
+	if d, err := st.DomainByName(name); err == nil {
+		return fmt.Errorf("domain add: %s is already registered (account %d); nothing was changed", name, d.AccountID)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	keys, err := relay.GenerateKeys(name)
+	if err != nil {
+		return err
+	}
+	d, err := st.CreateDomain(store.Domain{
+		AccountID: account,
+		Name:      name,
+		Keys:      []store.DKIMKey{storeKey(keys.Ed25519), storeKey(keys.RSA)},
+	}, time.Now())
+	if errors.Is(err, store.ErrDuplicate) {
+		return fmt.Errorf("domain add: %s is already registered; nothing was changed", name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(toJSON(d))
+	}
+	fmt.Fprintf(stdout, "Domain %s added to account %d (ID %d).\n\n", d.Name, d.AccountID, d.ID)
+	printRecords(stdout, d)
+	fmt.Fprintf(stdout, "\nOnce they are published, run: postern domain verify %s\n", d.Name)
+	return nil
+}
+
+func storeKey(k relay.DKIMKey) store.DKIMKey {
+	return store.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey, Host: k.Host, TextValue: k.TextValue}
+}
+
+// printRecords shows the TXT records to publish, as a DNS provider's form
+// asks for them and as zone-file lines, where a value over 255 bytes must
+// be split into several strings of one record.
+func printRecords(w io.Writer, d store.Domain) {
+	fmt.Fprintln(w, "Publish these DNS TXT records (one record each):")
+	for _, k := range d.Keys {
+		fmt.Fprintf(w, "\n  %s key\n  host:  %s\n  value: %s\n", algorithmName(k.Algorithm), k.Host, k.TextValue)
+	}
+	fmt.Fprintln(w, "\nIn a zone file:")
+	for _, k := range d.Keys {
+		fmt.Fprintf(w, "  %s. IN TXT %s\n", k.Host, zoneStrings(k.TextValue))
+	}
+}
+
+func algorithmName(a string) string {
+	switch a {
+	case "ed25519":
+		return "Ed25519"
+	case "rsa":
+		return "RSA"
+	}
+	return a
+}
+
+// zoneStrings writes a TXT value as quoted character-strings of at most
+// 255 bytes (RFC 1035 §3.3.14; RFC 6376 §3.6.2.2 for DKIM keys).
+func zoneStrings(v string) string {
+	var parts []string
+	for len(v) > 255 {
+		parts = append(parts, `"`+v[:255]+`"`)
+		v = v[255:]
+	}
+	return strings.Join(append(parts, `"`+v+`"`), " ")
+}
+
+func domainList(args []string, stdout, stderr io.Writer) error {
+	var (
+		account int64
+		asJSON  bool
+	)
+	cfg, rest, err := loadConfigArgs("domain list", args, stderr, func(fs *flag.FlagSet) {
+		fs.Int64Var(&account, "account", 1, "the account whose domains to list")
+		fs.BoolVar(&asJSON, "json", false, "print a JSON array")
+	})
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("domain list: unexpected argument %q", rest[0])
+	}
+	st, err := openExistingStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Account(account); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("domain list: account %d does not exist", account)
+	} else if err != nil {
+		return err
+	}
+	domains, err := st.Domains(account)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		out := make([]domainJSON, 0, len(domains))
+		for _, d := range domains {
+			out = append(out, toJSON(d))
+		}
+		return json.NewEncoder(stdout).Encode(out)
+	}
+	if len(domains) == 0 {
+		fmt.Fprintf(stdout, "Account %d has no domains; add one with: postern domain add NAME\n", account)
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tVERIFIED\tCREATED\tSELECTORS")
+	for _, d := range domains {
+		verified := "no"
+		if d.DKIMVerified {
+			verified = "yes (" + d.VerifiedAt.UTC().Format("2006-01-02") + ")"
+		}
+		var selectors []string
+		for _, k := range d.Keys {
+			selectors = append(selectors, k.Selector)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, d.Name, verified, d.CreatedAt.UTC().Format("2006-01-02"), strings.Join(selectors, " "))
+	}
+	return tw.Flush()
+}
+
+// Outcomes of looking one record up.
+const (
+	recordPublished = "published" // a TXT record there holds the key
+	recordMissing   = "missing"   // no such name, or no DKIM record there
+	recordDifferent = "different" // a DKIM record there holds another key
+	recordDNSError  = "dns-error" // no answer: nothing can be concluded
+)
+
+type recordCheck struct {
+	Algorithm string
+	Host      string
+	Status    string
+	Found     []string `json:",omitempty"` // the DKIM records found there, when different
+	Error     string   `json:",omitempty"`
+}
+
+func domainVerify(args []string, stdout, stderr io.Writer) error {
+	var asJSON bool
+	cfg, rest, err := loadConfigArgs("domain verify", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	})
+	if err != nil {
+		return err
+	}
+	name, err := oneName("domain verify", rest)
+	if err != nil {
+		return err
+	}
+	st, err := openExistingStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d, err := st.DomainByName(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("domain verify: no domain %s; add it with: postern domain add %s", name, name)
+	}
+	if err != nil {
+		return err
+	}
+	if len(d.Keys) == 0 {
+		return fmt.Errorf("domain verify: %s has no DKIM keys", name)
+	}
+
+	resolver := relay.NewResolver(cfg.DNS)
+	checks := make([]recordCheck, len(d.Keys))
+	published, definite := 0, true
+	for i, k := range d.Keys {
+		checks[i] = checkRecord(resolver, k)
+		switch checks[i].Status {
+		case recordPublished:
+			published++
+		case recordDNSError:
+			definite = false
+		}
+	}
+	verified := published == len(d.Keys)
+	// Record what DNS said; a failure to get an answer changes nothing.
+	if verified || definite {
+		wasVerified := d.DKIMVerified
+		d.DKIMVerified = verified
+		if verified {
+			d.VerifiedAt = time.Now().UTC()
+		}
+		if verified != wasVerified || verified {
+			if err := st.UpdateDomain(d); err != nil {
+				return err
+			}
+		}
+	}
+	if err := st.Close(); err != nil {
+		return err
+	}
+
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(struct {
+			Name         string
+			DKIMVerified bool
+			Records      []recordCheck
+		}{d.Name, d.DKIMVerified, checks}); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range checks {
+			fmt.Fprintf(stdout, "%-8s %s: %s", algorithmName(c.Algorithm), c.Host, c.Status)
+			if c.Error != "" {
+				fmt.Fprintf(stdout, " (%s)", c.Error)
+			}
+			fmt.Fprintln(stdout)
+			for _, f := range c.Found {
+				fmt.Fprintf(stdout, "         found instead: %s\n", f)
+			}
+		}
+	}
+	switch {
+	case verified:
+		if !asJSON {
+			fmt.Fprintf(stdout, "Domain %s is verified.\n", d.Name)
+		}
+		return nil
+	case !definite:
+		return fmt.Errorf("domain verify: %s: DNS did not answer for every record (setting dns is %q); nothing was changed, try again", d.Name, cfg.DNS)
+	default:
+		return fmt.Errorf("domain verify: %s is not verified: %d of %d DKIM records are published as \"postern domain add\" printed them", d.Name, published, len(d.Keys))
+	}
+}
+
+// checkRecord looks one key's TXT record up.
+func checkRecord(r *relay.Resolver, k store.DKIMKey) recordCheck {
+	c := recordCheck{Algorithm: k.Algorithm, Host: k.Host}
+	ctx, cancel := context.WithTimeout(context.Background(), dnsTimeout)
+	defer cancel()
+	txts, err := r.LookupTXT(ctx, k.Host)
+	if err != nil {
+		// No such name, or no TXT record there, is an answer; anything
+		// else (SERVFAIL, timeout, refused) is not.
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			c.Status = recordMissing
+			return c
+		}
+		c.Status, c.Error = recordDNSError, err.Error()
+		return c
+	}
+	c.Status = recordMissing
+	for _, txt := range txts {
+		if !isDKIMRecord(txt) {
+			continue
+		}
+		if dkimRecordMatches(txt, k.TextValue) {
+			c.Status, c.Found = recordPublished, nil
+			return c
+		}
+		c.Status = recordDifferent
+		c.Found = append(c.Found, txt)
+	}
+	return c
+}
+
+// dkimTags reads a DKIM tag list (RFC 6376 §3.2); whitespace inside
+// values is dropped, as base64 keys allow it.
+func dkimTags(v string) map[string]string {
+	tags := map[string]string{}
+	for _, part := range strings.Split(v, ";") {
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		tags[strings.TrimSpace(name)] = strings.Join(strings.Fields(value), "")
+	}
+	return tags
+}
+
+func isDKIMRecord(txt string) bool {
+	tags := dkimTags(txt)
+	_, hasKey := tags["p"]
+	return hasKey || tags["v"] == "DKIM1"
+}
+
+// dkimRecordMatches reports whether a published record holds the key of
+// want: the same public key and algorithm (k= defaults to rsa), and v=,
+// if present, DKIM1. Other tags (t=, n=, ...) are the publisher's choice.
+func dkimRecordMatches(published, want string) bool {
+	p, w := dkimTags(published), dkimTags(want)
+	if p["p"] == "" || p["p"] != w["p"] {
+		return false
+	}
+	k := p["k"]
+	if k == "" {
+		k = "rsa"
+	}
+	if !strings.EqualFold(k, w["k"]) {
+		return false
+	}
+	if v, ok := p["v"]; ok && v != "DKIM1" {
+		return false
+	}
+	return true
+}
