@@ -31,6 +31,7 @@ const usage = `Usage: postern <command> [flags]
 Commands:
   serve     run the SMTP relay (creates and initialises ./postern-data if new)
   init      create a data directory: an account, its owner token, and a Sandbox server "Default" with its token
+  domain    sending domains and their DKIM keys: add, list, verify (run while serve is stopped)
   settings  list every setting with its environment variable and default
   version   print the version
 
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(rest, stdout, stderr)
 	case "init":
 		err = initCmd(rest, stdout, stderr)
+	case "domain":
+		err = domainCmd(rest, stdout, stderr)
 	case "settings":
 		err = settingsCmd(stdout)
 	case "version", "-version", "--version":
