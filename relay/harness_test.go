@@ -59,9 +59,13 @@ var loopbacks = []netip.Addr{
 	netip.MustParseAddr("127.0.0.4"), netip.MustParseAddr("127.0.0.5"),
 }
 
-func newE2E(t testing.TB) *e2e {
+func newE2E(t testing.TB, storeOptions ...store.Options) *e2e {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	var opts store.Options
+	if len(storeOptions) > 0 {
+		opts = storeOptions[0]
+	}
+	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,6 +76,10 @@ type Options struct {
 	MaxMessageBytes int64
 	// SMTPUTF8 announces SMTPUTF8.
 	SMTPUTF8 bool
+	// Sink only counts what it accepts (see Received): no messages, no
+	// transcript kept. For benchmarks, where recording would cost more
+	// than what is measured.
+	Sink bool
 }
 
 // Message is one message the peer accepted, as it arrived.
@@ -100,6 +104,7 @@ type Peer struct {
 	mu          sync.Mutex
 	transcript  strings.Builder
 	messages    []Message
+	received    int
 	connections int
 	open        int
 }
@@ -127,7 +132,9 @@ func New(t testing.TB, opts Options) *Peer {
 	s.MaxMessageBytes = opts.MaxMessageBytes
 	s.EnableSMTPUTF8 = opts.SMTPUTF8
 	s.ErrorLog = log.New(io.Discard, "", 0)
-	s.Debug = transcriptWriter{p}
+	if !opts.Sink {
+		s.Debug = transcriptWriter{p}
+	}
 	switch {
 	case opts.BrokenTLS:
 		s.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -161,6 +168,13 @@ func (p *Peer) Messages() []Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]Message(nil), p.messages...)
+}
+
+// Received is the number of messages accepted so far, kept or not.
+func (p *Peer) Received() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.received
 }
 
 // Transcript is everything said on every connection so far, both ways,
@@ -346,7 +360,10 @@ func (s *session) Data(r io.Reader) error {
 		s.msg.TLSVersion = state.Version
 	}
 	s.peer.mu.Lock()
-	s.peer.messages = append(s.peer.messages, s.msg)
+	s.peer.received++
+	if !s.peer.opts.Sink {
+		s.peer.messages = append(s.peer.messages, s.msg)
+	}
 	s.peer.mu.Unlock()
 	return nil
 }
