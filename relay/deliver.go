@@ -100,6 +100,16 @@ type ClientConfig struct {
 	DataTimeout time.Duration
 	// DialContext opens connections; a net.Dialer's if nil.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ReuseTimeout, if positive, keeps a session open that long after a
+	// message, for the next message to the same destination (recipient
+	// domain, or the smarthost), as Postfix's connection cache does: the
+	// messages after the first skip the DNS lookups, the connection, the
+	// greeting, TLS and EHLO. A kept session that turns out closed is
+	// replaced by a new one, without a verdict on the message. Zero: every
+	// message has its own session. CloseIdle ends the kept sessions.
+	ReuseTimeout time.Duration
+	// ReuseLimit caps the messages sent over one session; 100 if zero.
+	ReuseLimit int
 }
 
 // MXResolver is what MX delivery asks of DNS; *Resolver is one. LookupMX
@@ -195,6 +205,10 @@ func NewMXDeliverer(cfg MXConfig) (*MXDeliverer, error) {
 // (DnsError); when no server could be used, every recipient is
 // Transient. The error, if any, says why no server answered.
 func (d *MXDeliverer) DeliverDomain(ctx context.Context, domain string, env Envelope, msg Message) (Result, error) {
+	key := strings.ToLower(strings.TrimSuffix(domain, "."))
+	if res, ok := d.client.reuse(ctx, key, env, msg); ok {
+		return res, nil
+	}
 	mxs, err := d.resolver.LookupMX(ctx, domain)
 	if err != nil {
 		return failed(Result{}, env, Reply{Text: err.Error()}, ClassifyError(err)), err
@@ -219,7 +233,7 @@ servers:
 				break servers
 			}
 			tried++
-			res, err := d.Deliver(ctx, env, msg, mx.Host, netip.AddrPortFrom(ip, d.port))
+			res, err := d.deliver(ctx, env, msg, mx.Host, netip.AddrPortFrom(ip, d.port), key)
 			if err == nil {
 				return res, nil
 			}
@@ -243,6 +257,15 @@ servers:
 // is a *HostError when the server could not be used; the recipients then
 // carry its Transient classification.
 func (d *MXDeliverer) Deliver(ctx context.Context, env Envelope, msg Message, host string, addr netip.AddrPort) (Result, error) {
+	return d.deliver(ctx, env, msg, host, addr, "")
+}
+
+// CloseIdle ends the sessions kept for reuse (ClientConfig.ReuseTimeout).
+func (d *MXDeliverer) CloseIdle() { d.client.pool.closeAll() }
+
+// deliver is Deliver; a session fit for another message is kept under
+// key, unless key is empty.
+func (d *MXDeliverer) deliver(ctx context.Context, env Envelope, msg Message, host string, addr netip.AddrPort, key string) (Result, error) {
 	r := route{
 		host: host,
 		addr: addr.String(),
@@ -252,12 +275,11 @@ func (d *MXDeliverer) Deliver(ctx context.Context, env Envelope, msg Message, ho
 			InsecureSkipVerify: true, // see MXConfig.TLSFallback
 		},
 	}
-	res, err := d.client.transact(ctx, r, env, msg)
+	res, err := d.client.transact(ctx, r, env, msg, key, "")
 	var tlsErr *tlsFailure
 	if err != nil && d.tlsFallback && errors.As(err, &tlsErr) && ctx.Err() == nil {
 		r.tls = tlsNone
-		res, err = d.client.transact(ctx, r, env, msg)
-		res.TLSError = tlsErr.Error()
+		res, err = d.client.transact(ctx, r, env, msg, key, tlsErr.Error())
 	}
 	return res, err
 }
@@ -302,8 +324,16 @@ func NewSmarthost(cfg SmarthostConfig) (*Smarthost, error) {
 // *HostError when the smarthost could not be used (unreachable, no TLS,
 // AUTH refused); the recipients are then Transient.
 func (s *Smarthost) Deliver(ctx context.Context, env Envelope, msg Message) (Result, error) {
-	return s.client.transact(ctx, s.route, env, msg)
+	if res, ok := s.client.reuse(ctx, smarthostKey, env, msg); ok {
+		return res, nil
+	}
+	return s.client.transact(ctx, s.route, env, msg, smarthostKey, "")
 }
+
+// CloseIdle ends the sessions kept for reuse (ClientConfig.ReuseTimeout).
+func (s *Smarthost) CloseIdle() { s.client.pool.closeAll() }
+
+const smarthostKey = "[smarthost]"
 
 type tlsMode int
 
@@ -336,7 +366,8 @@ func (e *tlsFailure) Unwrap() error { return e.err }
 
 // client is the configured SMTP client side.
 type client struct {
-	cfg ClientConfig
+	cfg  ClientConfig
+	pool *sessionPool // nil: no reuse
 }
 
 func newClient(cfg ClientConfig) (client, error) {
@@ -356,7 +387,14 @@ func newClient(cfg ClientConfig) (client, error) {
 		var d net.Dialer
 		cfg.DialContext = d.DialContext
 	}
-	return client{cfg: cfg}, nil
+	c := client{cfg: cfg}
+	if cfg.ReuseTimeout > 0 {
+		if cfg.ReuseLimit <= 0 {
+			cfg.ReuseLimit = 100
+		}
+		c.pool = &sessionPool{timeout: cfg.ReuseTimeout, limit: cfg.ReuseLimit, idle: map[string][]*session{}}
+	}
+	return c, nil
 }
 
 // failed gives every recipient of env the same reply and verdict.
@@ -370,9 +408,11 @@ func failed(res Result, env Envelope, reply Reply, verdict Classification) Resul
 
 // transact runs one session with one server: connect, greet, secure,
 // authenticate, then one mail transaction. The error is a *HostError if
-// the transaction could not begin.
-func (c client) transact(ctx context.Context, r route, env Envelope, msg Message) (Result, error) {
-	res := Result{Host: r.host}
+// the transaction could not begin. A session fit for another message is
+// kept under key (unless key is empty or reuse is off); tlsError is the
+// TLS failure that led to this plaintext session, if any.
+func (c client) transact(ctx context.Context, r route, env Envelope, msg Message, key, tlsError string) (Result, error) {
+	res := Result{Host: r.host, TLSError: tlsError}
 	hostFailed := func(err error) (Result, error) {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
@@ -387,25 +427,69 @@ func (c client) transact(ctx context.Context, r route, env Envelope, msg Message
 	if err != nil {
 		return hostFailed(err)
 	}
-	defer conn.Close()
-	// go-smtp knows no contexts: closing the connection ends whatever it
-	// is waiting for.
-	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
 		res.IP = ap.Addr().Unmap()
 	}
-
+	// go-smtp knows no contexts: closing the connection ends whatever it
+	// is waiting for.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	sc, tlsVersion, err := c.open(ctx, conn, r)
+	stop()
 	if err != nil {
+		conn.Close()
 		return hostFailed(err)
 	}
-	res.TLSVersion = tlsVersion
-	t := transaction{ctx: ctx, conn: conn, sc: sc, timeout: c.cfg.DataTimeout, host: r.host, clean: true}
-	res.Recipients = t.run(env, msg)
-	if t.clean {
-		sc.Quit()
-	}
+	s := &session{key: key, conn: conn, sc: sc, host: r.host, ip: res.IP, tlsVersion: tlsVersion, tlsError: tlsError}
+	res, _ = c.send(ctx, s, env, msg, false)
 	return res, nil
+}
+
+// reuse sends msg over a session kept for key, if there is one that
+// still works.
+func (c client) reuse(ctx context.Context, key string, env Envelope, msg Message) (Result, bool) {
+	for {
+		s := c.pool.get(key)
+		if s == nil {
+			return Result{}, false
+		}
+		if res, stale := c.send(ctx, s, env, msg, true); !stale {
+			return res, true
+		}
+	}
+}
+
+// send runs one mail transaction on an open session, then keeps the
+// session for the next message or ends it. stale says that a reused
+// session was found closed (or closing, 421) at MAIL: nothing was sent,
+// and the result is to be ignored.
+func (c client) send(ctx context.Context, s *session, env Envelope, msg Message, reused bool) (res Result, stale bool) {
+	res = Result{Host: s.host, IP: s.ip, TLSVersion: s.tlsVersion, TLSError: s.tlsError}
+	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	t := transaction{ctx: ctx, conn: s.conn, sc: s.sc, timeout: c.cfg.DataTimeout, host: s.host, clean: true}
+	res.Recipients = t.run(env, msg)
+	interrupted := !stop()
+	s.uses++
+	switch {
+	case reused && t.mailDropped && ctx.Err() == nil:
+		s.conn.Close()
+		return res, true
+	case !t.clean || interrupted:
+		s.conn.Close()
+	case c.pool == nil || s.key == "" || s.uses >= c.pool.limit:
+		s.quit()
+	default:
+		s.conn.SetDeadline(time.Time{})
+		if t.inTransaction {
+			// MAIL was accepted but the transaction did not end with
+			// the reply to the message: RSET before the next MAIL.
+			if err := s.sc.Reset(); err != nil {
+				s.conn.Close()
+				return res, false
+			}
+		}
+		c.pool.put(s)
+	}
+	return res, false
 }
 
 // open greets the server, sets up TLS as r demands and authenticates,
@@ -513,6 +597,12 @@ type transaction struct {
 	// clean is true while the session is in a known state, fit for QUIT:
 	// after a network failure or timeout it only gets closed.
 	clean bool
+	// inTransaction: MAIL was accepted and no reply to the message came
+	// (no recipient accepted, or DATA refused).
+	inTransaction bool
+	// mailDropped: the session broke at MAIL, or the server answered it
+	// with 421 (closing): on a reused session, the server had hung up.
+	mailDropped bool
 }
 
 // run sends MAIL, RCPT for each recipient and, if any was accepted, the
@@ -551,9 +641,11 @@ func (t *transaction) run(env Envelope, msg Message) []RecipientResult {
 
 	if err := t.sc.Mail(env.From, &smtp.MailOptions{Size: int64(size), UTF8: env.SMTPUTF8}); err != nil {
 		reply, verdict := t.failure(err)
+		t.mailDropped = !t.clean || reply.Code == 421
 		setAll(all, reply, verdict)
 		return results
 	}
+	t.inTransaction = true
 	var accepted []int
 	for i, to := range env.To {
 		err := t.sc.Rcpt(to, nil)
@@ -595,6 +687,7 @@ func (t *transaction) data(msg Message) (Reply, Classification) {
 		}
 	}
 	resp, err := w.CloseWithResponse()
+	t.inTransaction = false // the reply ends the transaction, whatever it is
 	if err != nil {
 		return t.failure(err)
 	}

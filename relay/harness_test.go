@@ -192,9 +192,13 @@ func (e *e2e) peer(addr netip.Addr, opts smtptest.Options) *smtptest.Peer {
 func (e *e2e) mxDeliverer(adjust func(*relay.MXConfig)) *relay.MXDeliverer {
 	e.t.Helper()
 	cfg := relay.MXConfig{
-		ClientConfig: relay.ClientConfig{Hostname: "relay.postern.test", ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second},
-		Resolver:     e.resolver,
-		Port:         e.mxPort,
+		ClientConfig: relay.ClientConfig{
+			Hostname:       "relay.postern.test",
+			ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second,
+			ReuseTimeout: 2 * time.Second, // as serve
+		},
+		Resolver: e.resolver,
+		Port:     e.mxPort,
 	}
 	if adjust != nil {
 		adjust(&cfg)

@@ -307,6 +307,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	// Drain: let the deliveries in flight finish, then cancel them.
+	defer w.closeIdle()
 	if inFlight > 0 {
 		w.log.Info("relay: stopping; waiting for deliveries in flight", "deliveries", inFlight, "timeout", w.cfg.DrainTimeout.String())
 		drain := time.NewTimer(w.cfg.DrainTimeout)
@@ -322,6 +323,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// closeIdle ends the sessions the deliverers keep for reuse.
+func (w *Worker) closeIdle() {
+	type idleCloser interface{ CloseIdle() }
+	for _, d := range []any{w.cfg.MX, w.cfg.Smarthost} {
+		if c, ok := d.(idleCloser); ok {
+			c.CloseIdle()
+		}
+	}
 }
 
 // claim leases up to slots due entries, each server within its cap.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
@@ -12,7 +13,9 @@ import (
 // through the configured resolver and port, and the smarthost if one is
 // set.
 func newRelay(cfg *config.Config, st *store.Store, log *slog.Logger) (*relay.Worker, error) {
-	client := relay.ClientConfig{Hostname: cfg.Hostname}
+	// Sessions stay open 2 seconds after a message for the next one to
+	// the same destination, as Postfix's connection cache does.
+	client := relay.ClientConfig{Hostname: cfg.Hostname, ReuseTimeout: 2 * time.Second}
 	mx, err := relay.NewMXDeliverer(relay.MXConfig{
 		ClientConfig: client,
 		Resolver:     relay.NewResolver(cfg.DNS),
