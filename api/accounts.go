@@ -1,0 +1,4 @@
+package api
+
+// registerAccounts adds the accounts endpoints.
+func (a *API) registerAccounts() {}

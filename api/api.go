@@ -1,0 +1,242 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/store"
+)
+
+// Postmark's ErrorCodes that the API core answers with; each area's file
+// defines its own.
+const (
+	codeBadToken      = 10
+	codeNotFound      = 12
+	codeInvalidJSON   = 402
+	codeJSONRequired  = 409
+	codeInvalidField  = 403
+	codeRequestTooBig = 413 // not Postmark's: Postmark documents only the HTTP status
+)
+
+// TXTResolver looks up TXT records (the verifyDkim endpoint).
+type TXTResolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// Config is the API's configuration.
+type Config struct {
+	Store    *store.Store
+	Auth     *auth.Authenticator
+	Resolver TXTResolver
+	// PublicURL is where people reach this API (for ServerLink); default
+	// http://127.0.0.1:8080.
+	PublicURL string
+	// MaxBodyBytes bounds request bodies; default 1 MiB.
+	MaxBodyBytes int64
+	Logger       *slog.Logger     // nil: discard
+	Now          func() time.Time // nil: time.Now
+}
+
+// API serves Postern's HTTP API.
+type API struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns the API for cfg.
+func New(cfg Config) (*API, error) {
+	if cfg.Store == nil || cfg.Auth == nil {
+		return nil, errors.New("api: Config.Store and Config.Auth are required")
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://127.0.0.1:8080"
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &API{cfg: cfg, mux: http.NewServeMux()}
+	a.registerAccounts()
+	a.registerServers()
+	a.registerDomains()
+	a.registerMessages()
+	a.registerStats()
+	a.registerBounces()
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return a, nil
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mux.ServeHTTP(w, r)
+}
+
+// Error is a Postmark error body.
+type Error struct {
+	ErrorCode int
+	Message   string
+}
+
+// apiError is an error answer: the HTTP status and Postmark's body.
+type apiError struct {
+	status int
+	body   Error
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %d %s", e.status, e.body.ErrorCode, e.body.Message) }
+
+func errorf(status, code int, format string, args ...any) *apiError {
+	return &apiError{status: status, body: Error{ErrorCode: code, Message: fmt.Sprintf(format, args...)}}
+}
+
+// notFound is the answer for anything a principal may not see, whether
+// it exists or not, so that no ID reveals another tenant's data.
+func notFound(code int, what string) *apiError {
+	return errorf(http.StatusNotFound, code, "%s was not found.", what)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, Error{ErrorCode: code, Message: msg})
+}
+
+// fail writes err: an *apiError as it is, anything else as a 500 whose
+// cause goes to the log only.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeJSON(w, ae.status, ae.body)
+		return
+	}
+	a.cfg.Logger.Error("api: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, 0, "Internal server error; the operator's log has the details.")
+}
+
+// decode reads a JSON request body into v. Postmark's rules: a body needs
+// a JSON content type (415, ErrorCode 409), must parse (422, 402), and
+// unknown fields are ignored; bodies over MaxBodyBytes get 413.
+func (a *API) decode(r *http.Request, v any) error {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, codeJSONRequired, "The request must have Content-Type: application/json.")
+	}
+	body := http.MaxBytesReader(nil, r.Body, a.cfg.MaxBodyBytes)
+	data, err := io.ReadAll(body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, codeRequestTooBig, "The request body is larger than %d bytes.", a.cfg.MaxBodyBytes)
+		}
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return errorf(http.StatusUnprocessableEntity, codeInvalidJSON, "The request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+// accountHandler serves a request with an account token.
+type accountHandler func(w http.ResponseWriter, r *http.Request, p accountPrincipal) error
+
+// accountPrincipal is who an account token speaks for.
+type accountPrincipal struct {
+	AccountID int64
+	Role      store.Role
+	Prefix    string // the token's prefix, to tell tokens apart in logs
+}
+
+// serverHandler serves a request with a server token.
+type serverHandler func(w http.ResponseWriter, r *http.Request, srv store.Server) error
+
+// account wraps h: the request must carry a valid account token.
+func (a *API) account(h accountHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, err := a.cfg.Auth.Lookup(r.Header.Get("X-Postmark-Account-Token"))
+		if err != nil || tok.Kind != store.KindAccount {
+			if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
+				a.fail(w, r, err)
+				return
+			}
+			writeError(w, http.StatusUnauthorized, codeBadToken, "The X-Postmark-Account-Token header is missing or holds no valid account token.")
+			return
+		}
+		if err := h(w, r, accountPrincipal{AccountID: tok.AccountID, Role: tok.Role, Prefix: tok.Prefix}); err != nil {
+			a.fail(w, r, err)
+		}
+	}
+}
+
+// server wraps h: the request must carry a valid server token.
+func (a *API) server(h serverHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, err := a.cfg.Auth.Lookup(r.Header.Get("X-Postmark-Server-Token"))
+		if err != nil || tok.Kind != store.KindServer {
+			if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
+				a.fail(w, r, err)
+				return
+			}
+			writeError(w, http.StatusUnauthorized, codeBadToken, "The X-Postmark-Server-Token header is missing or holds no valid server token.")
+			return
+		}
+		srv, err := a.cfg.Store.Server(tok.ServerID)
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusUnauthorized, codeBadToken, "The X-Postmark-Server-Token header is missing or holds no valid server token.")
+			return
+		}
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if err := h(w, r, srv); err != nil {
+			a.fail(w, r, err)
+		}
+	}
+}
+
+// paging reads Postmark's count and offset parameters: both required,
+// count at most maxCount, count+offset at most maxTotal. code is the
+// endpoint's query ErrorCode (600 servers, 700 messages, 1000 bounces).
+func paging(r *http.Request, code, maxCount, maxTotal int) (count, offset int, err error) {
+	q := r.URL.Query()
+	count, cerr := strconv.Atoi(q.Get("count"))
+	offset, oerr := strconv.Atoi(q.Get("offset"))
+	switch {
+	case cerr != nil || oerr != nil:
+		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "The count and offset parameters are required whole numbers.")
+	case count < 1 || count > maxCount:
+		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "count must be between 1 and %d.", maxCount)
+	case offset < 0:
+		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "offset must not be negative.")
+	case maxTotal > 0 && count+offset > maxTotal:
+		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "count + offset must not exceed %d.", maxTotal)
+	}
+	return count, offset, nil
+}
+
+// pathID reads a numeric path parameter.
+func pathID(r *http.Request, name string) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	return id, err == nil && id > 0
+}

@@ -1,0 +1,4 @@
+package api
+
+// registerBounces adds the bounces endpoints.
+func (a *API) registerBounces() {}

@@ -1,0 +1,4 @@
+package api
+
+// registerDomains adds the domains endpoints.
+func (a *API) registerDomains() {}

@@ -1,0 +1,4 @@
+package api
+
+// registerMessages adds the messages endpoints.
+func (a *API) registerMessages() {}

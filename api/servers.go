@@ -1,0 +1,4 @@
+package api
+
+// registerServers adds the servers endpoints.
+func (a *API) registerServers() {}

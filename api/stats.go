@@ -1,0 +1,4 @@
+package api
+
+// registerStats adds the stats endpoints.
+func (a *API) registerStats() {}
