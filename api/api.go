@@ -98,7 +98,9 @@ type apiError struct {
 	body   Error
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%d %d %s", e.status, e.body.ErrorCode, e.body.Message) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%d %d %s", e.status, e.body.ErrorCode, e.body.Message)
+}
 
 func errorf(status, code int, format string, args ...any) *apiError {
 	return &apiError{status: status, body: Error{ErrorCode: code, Message: fmt.Sprintf(format, args...)}}
