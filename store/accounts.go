@@ -1,7 +1,9 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -23,16 +25,48 @@ const (
 	DeliverySandbox = "Sandbox"
 )
 
+// Values of Server.TrackLinks, as Postmark names them.
+const (
+	TrackLinksNone        = "None"
+	TrackLinksHtmlAndText = "HtmlAndText"
+	TrackLinksHtmlOnly    = "HtmlOnly"
+	TrackLinksTextOnly    = "TextOnly"
+)
+
 // Server is one Postmark-style server: a client's or an environment's own
-// stream of mail, with its own token, messages and settings.
+// stream of mail, with its own token, messages and settings. The fields
+// carry Postmark's names so that the API can show them as they are.
 type Server struct {
 	ID               int64
 	AccountID        int64
 	Name             string
 	Color            string
-	DeliveryType     string
+	DeliveryType     string // set at creation only
 	SmtpApiActivated bool
-	CreatedAt        time.Time
+	RawEmailEnabled  bool
+
+	// Inbound processing (kept for Postmark's clients; Postern does not
+	// receive inbound mail yet). InboundHash is set at creation.
+	InboundHash          string
+	InboundDomain        string
+	InboundSpamThreshold int
+
+	InboundHookUrl  string
+	BounceHookUrl   string
+	OpenHookUrl     string
+	DeliveryHookUrl string
+	ClickHookUrl    string
+
+	PostFirstOpenOnly          bool
+	TrackOpens                 bool
+	TrackLinks                 string
+	IncludeBounceContentInHook bool
+	EnableSmtpApiErrorHooks    bool
+
+	// Pinned servers come first in listings (Postern's own).
+	Pinned bool
+
+	CreatedAt time.Time
 }
 
 // Token roles and kinds.
@@ -76,8 +110,9 @@ type InitParams struct {
 	ServerToken  NewToken
 }
 
-// Initialize creates the first account with its owner token and a first
-// server with its token, all in one transaction. It fails with
+// Initialize creates the first account (the installation's operator
+// account, see OperatorAccount) with its owner token and a first server
+// with its token, all in one transaction. It fails with
 // ErrInitialized, changing nothing, if the store was initialised before.
 func (s *Store) Initialize(p InitParams, now time.Time) (Account, Server, error) {
 	var acct Account
@@ -105,6 +140,9 @@ func (s *Store) Initialize(p InitParams, now time.Time) (Account, Server, error)
 		st := p.ServerToken
 		st.Kind, st.AccountID, st.ServerID, st.CreatedAt = KindServer, acct.ID, srv.ID, now
 		if err := putToken(tx, st); err != nil {
+			return err
+		}
+		if err := meta.Put(keyOperator, itob(acct.ID)); err != nil {
 			return err
 		}
 		return meta.Put(keyInitialized, []byte(now.UTC().Format(time.RFC3339)))
@@ -150,7 +188,9 @@ func (s *Store) CreateServer(srv Server, token NewToken, now time.Time) (Server,
 	return out, err
 }
 
-// UpdateServer replaces a server's editable fields.
+// UpdateServer replaces a server's editable fields; its account,
+// DeliveryType, InboundHash and creation time stay. A name another server
+// of the account has (in any case) is refused with ErrDuplicate.
 func (s *Store) UpdateServer(srv Server) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketServers)
@@ -163,7 +203,26 @@ func (s *Store) UpdateServer(srv Server) error {
 			return err
 		}
 		srv.AccountID, srv.CreatedAt = prev.AccountID, prev.CreatedAt
+		srv.DeliveryType, srv.InboundHash = prev.DeliveryType, prev.InboundHash
+		if err := uniqueServerName(b, srv); err != nil {
+			return err
+		}
 		return putJSON(b, itob(srv.ID), srv)
+	})
+}
+
+// uniqueServerName fails with ErrDuplicate if another server of srv's
+// account has srv's name, in any case.
+func uniqueServerName(b *bolt.Bucket, srv Server) error {
+	return b.ForEach(func(_, v []byte) error {
+		var other Server
+		if err := json.Unmarshal(v, &other); err != nil {
+			return err
+		}
+		if other.ID != srv.ID && other.AccountID == srv.AccountID && strings.EqualFold(other.Name, srv.Name) {
+			return fmt.Errorf("store: server name %q: %w", srv.Name, ErrDuplicate)
+		}
+		return nil
 	})
 }
 
@@ -225,16 +284,8 @@ func createAccount(tx *bolt.Tx, name string, now time.Time) (Account, error) {
 
 func createServer(tx *bolt.Tx, srv Server, now time.Time) (Server, error) {
 	b := tx.Bucket(bucketServers)
-	if err := b.ForEach(func(_, v []byte) error {
-		var other Server
-		if err := json.Unmarshal(v, &other); err != nil {
-			return err
-		}
-		if other.AccountID == srv.AccountID && strings.EqualFold(other.Name, srv.Name) {
-			return fmt.Errorf("store: server name %q: %w", srv.Name, ErrDuplicate)
-		}
-		return nil
-	}); err != nil {
+	srv.ID = 0
+	if err := uniqueServerName(b, srv); err != nil {
 		return Server{}, err
 	}
 	seq, err := b.NextSequence()
@@ -243,6 +294,18 @@ func createServer(tx *bolt.Tx, srv Server, now time.Time) (Server, error) {
 	}
 	srv.ID = int64(seq)
 	srv.CreatedAt = now.UTC()
+	if srv.DeliveryType == "" {
+		srv.DeliveryType = DeliveryLive
+	}
+	if srv.TrackLinks == "" {
+		srv.TrackLinks = TrackLinksNone
+	}
+	if srv.InboundHash == "" {
+		var h [16]byte
+		// crypto/rand.Read never returns an error on supported platforms.
+		_, _ = rand.Read(h[:])
+		srv.InboundHash = hex.EncodeToString(h[:])
+	}
 	if err := putJSON(b, itob(srv.ID), srv); err != nil {
 		return Server{}, err
 	}

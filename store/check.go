@@ -11,8 +11,10 @@ import (
 // Check verifies the store's consistency: bbolt's own page checks, then
 // Postern's invariants: every server has its mail bucket; every message has
 // its raw MIME and its time index entry and no index entry dangles; every
-// queue entry names an existing message of its server; every token names
-// an existing principal. It returns all problems found, joined.
+// queue entry names an existing message of its server and no queue is
+// left without its server; every token names an existing principal (a
+// server token the server's own account, an account token a role); the
+// operator account exists. It returns all problems found, joined.
 func (s *Store) Check() error {
 	select {
 	case <-s.closing:
@@ -42,6 +44,7 @@ func (s *Store) Check() error {
 				return nil
 			}
 			problems = append(problems, checkMail(srv.ID, mb)...)
+			problems = append(problems, checkMailExtras(srv.ID, mb)...)
 			return nil
 		}); err != nil {
 			return err
@@ -54,8 +57,15 @@ func (s *Store) Check() error {
 		}); err != nil {
 			return err
 		}
+		if op, err := operatorAccount(tx); err == nil && accounts.Get(itob(op)) == nil {
+			problems = append(problems, fmt.Errorf("operator account %d missing", op))
+		}
+		problems = append(problems, checkDomains(tx)...)
 		queue := tx.Bucket(bucketQueue)
 		if err := queue.ForEachBucket(func(serverKey []byte) error {
+			if servers.Get(serverKey) == nil {
+				problems = append(problems, fmt.Errorf("queue %x: no such server", serverKey))
+			}
 			mb := mail.Bucket(serverKey)
 			return queue.Bucket(serverKey).ForEach(func(k, v []byte) error {
 				var e QueueEntry
@@ -83,11 +93,23 @@ func (s *Store) Check() error {
 				problems = append(problems, fmt.Errorf("token %s: %w", t.Prefix, err))
 				return nil
 			}
-			switch {
-			case t.Kind == KindServer && servers.Get(itob(t.ServerID)) == nil:
-				problems = append(problems, fmt.Errorf("token %s: server %d missing", t.Prefix, t.ServerID))
-			case t.Kind == KindAccount && accounts.Get(itob(t.AccountID)) == nil:
-				problems = append(problems, fmt.Errorf("token %s: account %d missing", t.Prefix, t.AccountID))
+			switch t.Kind {
+			case KindServer:
+				var srv Server
+				if err := getJSON(servers, itob(t.ServerID), &srv); err != nil {
+					problems = append(problems, fmt.Errorf("token %s: server %d missing", t.Prefix, t.ServerID))
+				} else if srv.AccountID != t.AccountID {
+					problems = append(problems, fmt.Errorf("token %s: account %d, but its server %d is account %d's", t.Prefix, t.AccountID, t.ServerID, srv.AccountID))
+				}
+			case KindAccount:
+				if accounts.Get(itob(t.AccountID)) == nil {
+					problems = append(problems, fmt.Errorf("token %s: account %d missing", t.Prefix, t.AccountID))
+				}
+				if t.Role != RoleOwner && t.Role != RoleAdmin {
+					problems = append(problems, fmt.Errorf("token %s: role %q", t.Prefix, t.Role))
+				}
+			default:
+				problems = append(problems, fmt.Errorf("token %s: kind %q", t.Prefix, t.Kind))
 			}
 			return nil
 		})
