@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -22,14 +23,27 @@ type DKIMKey struct {
 
 // Domain is a sending domain. It belongs to one account; its name is
 // unique in the installation.
+//
+// A DKIM key rotation goes through three sets of keys: Keys, the active
+// ones, which the relay signs with; PendingKeys, made by a rotation and
+// waiting for their TXT records to be found in DNS; and RevokedKeys, the
+// keys that were active before the last rotation completed. Only Keys are
+// ever signed with. Revoked keys keep their records (so that people know
+// which ones to remove from DNS) but not their private halves.
 type Domain struct {
 	ID           int64
 	AccountID    int64
 	Name         string // lower case, no trailing dot
 	Keys         []DKIMKey
-	DKIMVerified bool // the keys' TXT records were found in DNS
+	PendingKeys  []DKIMKey `json:",omitempty"`
+	RevokedKeys  []DKIMKey `json:",omitempty"`
+	RevokedAt    time.Time `json:",omitzero"` // when RevokedKeys stopped being signed with
+	DKIMVerified bool      // the keys' TXT records were found in DNS
 	VerifiedAt   time.Time
-	CreatedAt    time.Time
+	// ReturnPathDomain is the custom Return-Path domain a client asked for
+	// (Postmark's field); empty when none.
+	ReturnPathDomain string `json:",omitempty"`
+	CreatedAt        time.Time
 }
 
 var (
@@ -103,7 +117,8 @@ func (s *Store) Domains(accountID int64) ([]Domain, error) {
 	return out, err
 }
 
-// UpdateDomain replaces a domain's keys and verification state.
+// UpdateDomain replaces a domain's keys, verification state and return
+// path; its account, name and creation time stay.
 func (s *Store) UpdateDomain(d Domain) error {
 	return s.update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDomains)
@@ -114,6 +129,162 @@ func (s *Store) UpdateDomain(d Domain) error {
 		d.AccountID, d.Name, d.CreatedAt = prev.AccountID, prev.Name, prev.CreatedAt
 		return putJSON(b, itob(d.ID), d)
 	})
+}
+
+// Domain returns one domain by ID, whichever account has it: callers
+// that act for an account compare AccountID.
+func (s *Store) Domain(id int64) (Domain, error) {
+	var d Domain
+	err := s.view(func(tx *bolt.Tx) error {
+		return getJSON(tx.Bucket(bucketDomains), itob(id), &d)
+	})
+	return d, err
+}
+
+// ModifyDomain reads a domain, lets fn change it and writes it back, all
+// in one transaction, so that two changes at once (a verification and a
+// rotation, say) cannot undo each other. fn sees the stored domain; an
+// error from it aborts and is returned as it is. ID, AccountID, Name and
+// CreatedAt cannot be changed.
+func (s *Store) ModifyDomain(id int64, fn func(*Domain) error) (Domain, error) {
+	var d Domain
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDomains)
+		d = Domain{}
+		if err := getJSON(b, itob(id), &d); err != nil {
+			return err
+		}
+		prev := d
+		if err := fn(&d); err != nil {
+			return err
+		}
+		d.ID, d.AccountID, d.Name, d.CreatedAt = prev.ID, prev.AccountID, prev.Name, prev.CreatedAt
+		return putJSON(b, itob(id), d)
+	})
+	return d, err
+}
+
+// DeleteDomain removes a domain and its name, so the name can be
+// registered again (by any account). Mail already signed with its keys
+// keeps its signatures; later mail from it goes unsigned.
+func (s *Store) DeleteDomain(id int64) error {
+	return s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDomains)
+		var d Domain
+		if err := getJSON(b, itob(id), &d); err != nil {
+			return err
+		}
+		names := tx.Bucket(bucketDomainNames)
+		if got := names.Get([]byte(d.Name)); got != nil && string(got) == string(itob(id)) {
+			if err := names.Delete([]byte(d.Name)); err != nil {
+				return err
+			}
+		}
+		return b.Delete(itob(id))
+	})
+}
+
+// QueuedSignatureBy reports whether a queued message carries a DKIM
+// signature of domain made with one of selectors: such a message is
+// still retried with it, so its key's TXT record must stay in DNS.
+func (s *Store) QueuedSignatureBy(domain string, selectors []string) (bool, error) {
+	if len(selectors) == 0 {
+		return false, nil
+	}
+	domain = NormalizeDomain(domain)
+	found := false
+	err := s.view(func(tx *bolt.Tx) error {
+		queue := tx.Bucket(bucketQueue)
+		return queue.ForEachBucket(func(k []byte) error {
+			return queue.Bucket(k).ForEach(func(_, v []byte) error {
+				var e QueueEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				if len(e.Signature) > 0 && signedWith(e.Signature, domain, selectors) {
+					found = true
+					return errStop
+				}
+				return nil
+			})
+		})
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return found, err
+}
+
+var errStop = errors.New("stop")
+
+// signedWith reports whether DKIM-Signature fields hold a signature with
+// d=domain and s= one of selectors.
+func signedWith(fields []byte, domain string, selectors []string) bool {
+	// Unfold, then split into fields at each DKIM-Signature name.
+	text := strings.NewReplacer("\r\n\t", " ", "\r\n ", " ", "\n\t", " ", "\n ", " ").Replace(string(fields))
+	for _, line := range strings.Split(text, "\n") {
+		_, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var d, sel string
+		for _, tag := range strings.Split(value, ";") {
+			name, v, ok := strings.Cut(tag, "=")
+			if !ok {
+				continue
+			}
+			v = strings.Join(strings.Fields(v), "")
+			switch strings.TrimSpace(name) {
+			case "d":
+				d = strings.ToLower(v)
+			case "s":
+				sel = v
+			}
+		}
+		if d == domain {
+			for _, want := range selectors {
+				if strings.EqualFold(sel, want) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// checkDomains verifies that every domain's name is indexed to it, its
+// account exists, and every name in the index names a domain of that
+// name.
+func checkDomains(tx *bolt.Tx) []error {
+	var problems []error
+	domains, names, accounts := tx.Bucket(bucketDomains), tx.Bucket(bucketDomainNames), tx.Bucket(bucketAccounts)
+	_ = domains.ForEach(func(k, v []byte) error {
+		var d Domain
+		if err := json.Unmarshal(v, &d); err != nil {
+			problems = append(problems, fmt.Errorf("domain %x: %w", k, err))
+			return nil
+		}
+		if string(itob(d.ID)) != string(k) {
+			problems = append(problems, fmt.Errorf("domain %x: holds ID %d", k, d.ID))
+		}
+		if got := names.Get([]byte(d.Name)); got == nil || string(got) != string(k) {
+			problems = append(problems, fmt.Errorf("domain %d (%s): not in the name index", d.ID, d.Name))
+		}
+		if accounts.Get(itob(d.AccountID)) == nil {
+			problems = append(problems, fmt.Errorf("domain %d (%s): account %d missing", d.ID, d.Name, d.AccountID))
+		}
+		return nil
+	})
+	_ = names.ForEach(func(name, id []byte) error {
+		var d Domain
+		if err := getJSON(domains, id, &d); err != nil {
+			problems = append(problems, fmt.Errorf("domain name %s: no domain %x", name, id))
+		} else if d.Name != string(name) {
+			problems = append(problems, fmt.Errorf("domain name %s: names domain %d (%s)", name, d.ID, d.Name))
+		}
+		return nil
+	})
+	return problems
 }
 
 // Suppression is a recipient a server no longer sends to, and why.
