@@ -36,7 +36,11 @@ type TXTResolver interface {
 type Config struct {
 	Store    *store.Store
 	Auth     *auth.Authenticator
-	Resolver TXTResolver
+	Resolver TXTResolver // nil: the system's resolver
+	// GenerateKeys makes a new domain's DKIM keys (POST /domains and
+	// rotatedkim): cmd/postern passes relay's generator, which the api
+	// package may not import. Nil: those endpoints answer 500.
+	GenerateKeys func(domain string) ([]store.DKIMKey, error)
 	// PublicURL is where people reach this API (for ServerLink); default
 	// http://127.0.0.1:8080.
 	PublicURL string

@@ -1,4 +1,564 @@
 package api
 
-// registerDomains adds the domains endpoints.
-func (a *API) registerDomains() {}
+// The Domains API (account token): Postmark's endpoints and fields, with
+// two DKIM keys per domain (Ed25519 and RSA-2048) where Postmark has one.
+// Postmark's DKIMHost/DKIMTextValue and their Pending and Revoked forms
+// carry the RSA key; DKIMRecords lists every record to publish.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/store"
+)
+
+// Postmark's ErrorCodes of the domains endpoints.
+const (
+	codeRotationPending = 505
+	codeDomainNotFound  = 510
+	codeDomainExists    = 512
+)
+
+// Values of DKIMUpdateStatus.
+const (
+	dkimPending  = "Pending"  // keys wait for their records to be found
+	dkimVerified = "Verified" // nothing waits
+)
+
+// revokeGrace is how long after a rotation completes the old keys' records
+// must stay in DNS at least: a delivery attempt that began before it may
+// still send a signature made with them. It is the relay's lease
+// (relay.DefaultLease), which bounds an attempt.
+const revokeGrace = 30 * time.Minute
+
+// dnsLookupTimeout bounds each TXT lookup of verifyDkim.
+const dnsLookupTimeout = 10 * time.Second
+
+// maxDomainsCount is the largest count of GET /domains.
+const maxDomainsCount = 500
+
+// DKIMRecord is one TXT record to publish.
+type DKIMRecord struct {
+	Algorithm string // "ed25519" or "rsa"
+	Host      string
+	TextValue string
+}
+
+// DomainSummary is a domain in GET /domains.
+type DomainSummary struct {
+	ID                       int64
+	Name                     string
+	DKIMVerified             bool
+	WeakDKIM                 bool
+	ReturnPathDomainVerified bool
+}
+
+// DomainList is the answer of GET /domains.
+type DomainList struct {
+	TotalCount int
+	Domains    []DomainSummary
+}
+
+// DomainDetails is one domain with everything to publish.
+type DomainDetails struct {
+	ID                            int64
+	Name                          string
+	DKIMVerified                  bool
+	WeakDKIM                      bool
+	DKIMHost                      string
+	DKIMTextValue                 string
+	DKIMPendingHost               string
+	DKIMPendingTextValue          string
+	DKIMRevokedHost               string
+	DKIMRevokedTextValue          string
+	SafeToRemoveRevokedKeyFromDNS bool
+	DKIMUpdateStatus              string
+	ReturnPathDomain              string
+	ReturnPathDomainCNAMEValue    string
+	ReturnPathDomainVerified      bool
+	SPFHost                       string
+	SPFTextValue                  string
+	// DKIMRecords are the records to publish: the active keys' and, while
+	// a rotation waits, the pending keys'. Revoked keys are not in it.
+	DKIMRecords []DKIMRecord
+}
+
+func (a *API) registerDomains() {
+	for _, p := range []string{"/domains", "/domains/{$}"} {
+		a.mux.HandleFunc("GET "+p, a.account(a.listDomains))
+		a.mux.HandleFunc("POST "+p, a.account(a.createDomain))
+	}
+	a.mux.HandleFunc("GET /domains/{id}", a.account(a.getDomain))
+	a.mux.HandleFunc("PUT /domains/{id}", a.account(a.editDomain))
+	a.mux.HandleFunc("DELETE /domains/{id}", a.account(a.deleteDomain))
+	a.mux.HandleFunc("PUT /domains/{id}/verifyDkim", a.account(a.verifyDKIM))
+	a.mux.HandleFunc("PUT /domains/{id}/verifyReturnPath", a.account(a.verifyReturnPath))
+	a.mux.HandleFunc("POST /domains/{id}/rotatedkim", a.account(a.rotateDKIM))
+}
+
+var errDomainNotFound = notFound(codeDomainNotFound, "Domain")
+
+// ownDomain returns the domain of the request's {id} if the principal's
+// account has it; any other domain, existing or not, is errDomainNotFound.
+func (a *API) ownDomain(r *http.Request, p accountPrincipal) (store.Domain, error) {
+	id, ok := pathID(r, "id")
+	if !ok {
+		return store.Domain{}, errDomainNotFound
+	}
+	d, err := a.cfg.Store.Domain(id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && d.AccountID != p.AccountID) {
+		return store.Domain{}, errDomainNotFound
+	}
+	return d, err
+}
+
+// modifyOwnDomain changes the request's domain in one store transaction,
+// checking there that the principal's account has it.
+func (a *API) modifyOwnDomain(r *http.Request, p accountPrincipal, fn func(*store.Domain) error) (store.Domain, error) {
+	id, ok := pathID(r, "id")
+	if !ok {
+		return store.Domain{}, errDomainNotFound
+	}
+	d, err := a.cfg.Store.ModifyDomain(id, func(d *store.Domain) error {
+		if d.AccountID != p.AccountID {
+			return errDomainNotFound
+		}
+		return fn(d)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Domain{}, errDomainNotFound
+	}
+	return d, err
+}
+
+func (a *API) listDomains(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	count, offset, err := paging(r, codeInvalidField, maxDomainsCount, 0)
+	if err != nil {
+		return err
+	}
+	all, err := a.cfg.Store.Domains(p.AccountID)
+	if err != nil {
+		return err
+	}
+	out := DomainList{TotalCount: len(all), Domains: []DomainSummary{}}
+	for i := offset; i < len(all) && i < offset+count; i++ {
+		d := all[i]
+		out.Domains = append(out.Domains, DomainSummary{ID: d.ID, Name: d.Name, DKIMVerified: d.DKIMVerified})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) getDomain(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	d, err := a.ownDomain(r, p)
+	if err != nil {
+		return err
+	}
+	return a.writeDomain(w, d)
+}
+
+func (a *API) writeDomain(w http.ResponseWriter, d store.Domain) error {
+	details, err := a.details(d)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, details)
+	return nil
+}
+
+// details shows a domain as Postmark does. A domain never verified shows
+// its (active) keys as pending, as Postmark shows a new domain's key: that
+// is where its records are to be published before verifyDkim.
+func (a *API) details(d store.Domain) (DomainDetails, error) {
+	out := DomainDetails{
+		ID:               d.ID,
+		Name:             d.Name,
+		DKIMVerified:     d.DKIMVerified,
+		DKIMUpdateStatus: dkimVerified,
+		ReturnPathDomain: d.ReturnPathDomain,
+		SPFHost:          d.Name,
+		DKIMRecords:      []DKIMRecord{},
+	}
+	pending := d.PendingKeys
+	if len(pending) == 0 && d.VerifiedAt.IsZero() {
+		pending = d.Keys
+	} else {
+		out.DKIMHost, out.DKIMTextValue = rsaRecord(d.Keys)
+	}
+	if len(pending) > 0 {
+		out.DKIMUpdateStatus = dkimPending
+		out.DKIMPendingHost, out.DKIMPendingTextValue = rsaRecord(pending)
+	}
+	out.DKIMRevokedHost, out.DKIMRevokedTextValue = rsaRecord(d.RevokedKeys)
+	for _, k := range append(append([]store.DKIMKey{}, d.Keys...), d.PendingKeys...) {
+		out.DKIMRecords = append(out.DKIMRecords, DKIMRecord{Algorithm: k.Algorithm, Host: k.Host, TextValue: k.TextValue})
+	}
+	if len(d.RevokedKeys) > 0 && !a.cfg.Now().Before(d.RevokedAt.Add(revokeGrace)) {
+		inUse, err := a.cfg.Store.QueuedSignatureBy(d.Name, selectors(d.RevokedKeys))
+		if err != nil {
+			return DomainDetails{}, err
+		}
+		out.SafeToRemoveRevokedKeyFromDNS = !inUse
+	}
+	return out, nil
+}
+
+// rsaRecord returns the host and value of the RSA key among keys, which
+// Postmark's single-key fields show.
+func rsaRecord(keys []store.DKIMKey) (host, value string) {
+	for _, k := range keys {
+		if k.Algorithm == "rsa" {
+			return k.Host, k.TextValue
+		}
+	}
+	return "", ""
+}
+
+func selectors(keys []store.DKIMKey) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, k.Selector)
+	}
+	return out
+}
+
+// domainRequest is the body of POST and PUT /domains.
+type domainRequest struct {
+	Name             string
+	ReturnPathDomain *string
+}
+
+func (a *API) createDomain(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	var req domainRequest
+	if err := a.decode(r, &req); err != nil {
+		return err
+	}
+	name := store.NormalizeDomain(req.Name)
+	if name == "" {
+		return errorf(http.StatusUnprocessableEntity, codeInvalidField, "Name is required: the domain to send from, e.g. example.com.")
+	}
+	if !validDomainName(name) {
+		return errorf(http.StatusUnprocessableEntity, codeInvalidField, "Name %q is not a domain name: it needs at least one dot, and letters, digits and hyphens only (write an internationalised name in its xn-- form).", req.Name)
+	}
+	var returnPath string
+	if req.ReturnPathDomain != nil {
+		var err error
+		if returnPath, err = checkReturnPath(name, *req.ReturnPathDomain); err != nil {
+			return err
+		}
+	}
+	exists := errorf(http.StatusUnprocessableEntity, codeDomainExists, "The domain %s already exists.", name)
+	// The same answer whichever account has it, so that nothing is told
+	// about other accounts but that the name is taken.
+	if _, err := a.cfg.Store.DomainByName(name); err == nil {
+		return exists
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	keys, err := a.generateKeys(name)
+	if err != nil {
+		return err
+	}
+	d, err := a.cfg.Store.CreateDomain(store.Domain{AccountID: p.AccountID, Name: name, Keys: keys, ReturnPathDomain: returnPath}, a.cfg.Now())
+	if errors.Is(err, store.ErrDuplicate) {
+		return exists
+	}
+	if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: domain created", "domain", d.Name, "id", d.ID, "account", p.AccountID, "token", p.Prefix)
+	return a.writeDomain(w, d)
+}
+
+func (a *API) generateKeys(name string) ([]store.DKIMKey, error) {
+	if a.cfg.GenerateKeys == nil {
+		return nil, errors.New("api: Config.GenerateKeys is not set: no DKIM keys can be made")
+	}
+	keys, err := a.cfg.GenerateKeys(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("api: GenerateKeys(%s) made no key", name)
+	}
+	return keys, nil
+}
+
+// checkReturnPath validates a ReturnPathDomain: empty (none), or a
+// subdomain of the domain, as Postmark requires.
+func checkReturnPath(domain, returnPath string) (string, error) {
+	rp := store.NormalizeDomain(returnPath)
+	if rp == "" {
+		return "", nil
+	}
+	if !validDomainName(rp) || !strings.HasSuffix(rp, "."+domain) {
+		return "", errorf(http.StatusUnprocessableEntity, codeInvalidField, "ReturnPathDomain %q must be a subdomain of %s, e.g. pm-bounces.%s.", returnPath, domain, domain)
+	}
+	return rp, nil
+}
+
+// validDomainName reports whether name (normalised) is a DNS host name
+// with at least two labels: letters, digits and hyphens, labels of 1 to
+// 63 characters not beginning or ending with a hyphen, 253 in all, and
+// not all digits at the end (an IP address is not a domain).
+func validDomainName(name string) bool {
+	if len(name) > 253 || !strings.Contains(name, ".") {
+		return false
+	}
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
+				return false
+			}
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
+}
+
+func (a *API) editDomain(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	if _, err := a.ownDomain(r, p); err != nil {
+		return err
+	}
+	var req domainRequest
+	if err := a.decode(r, &req); err != nil {
+		return err
+	}
+	d, err := a.modifyOwnDomain(r, p, func(d *store.Domain) error {
+		if req.ReturnPathDomain == nil {
+			return nil
+		}
+		rp, err := checkReturnPath(d.Name, *req.ReturnPathDomain)
+		if err != nil {
+			return err
+		}
+		d.ReturnPathDomain = rp
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return a.writeDomain(w, d)
+}
+
+func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	d, err := a.ownDomain(r, p)
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Store.DeleteDomain(d.ID); errors.Is(err, store.ErrNotFound) {
+		return errDomainNotFound
+	} else if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: domain deleted", "domain", d.Name, "id", d.ID, "account", p.AccountID, "token", p.Prefix)
+	writeJSON(w, http.StatusOK, Error{ErrorCode: 0, Message: "Domain " + d.Name + " removed."})
+	return nil
+}
+
+// Outcomes of looking one record up.
+const (
+	recordPublished = iota // a TXT record there holds the key
+	recordMissing          // no such name, no DKIM record there, or another key
+	recordDNSError         // no answer: nothing can be concluded
+)
+
+// lookupKeys looks every key's record up and returns whether all are
+// published, and the first DNS failure, if any.
+func (a *API) lookupKeys(ctx context.Context, keys []store.DKIMKey) (bool, error) {
+	resolver := a.cfg.Resolver
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	all := len(keys) > 0
+	var dnsErr error
+	for _, k := range keys {
+		lctx, cancel := context.WithTimeout(ctx, dnsLookupTimeout)
+		status, err := lookupRecord(lctx, resolver, k)
+		cancel()
+		switch status {
+		case recordMissing:
+			all = false
+		case recordDNSError:
+			all = false
+			if dnsErr == nil {
+				dnsErr = fmt.Errorf("%s: %w", k.Host, err)
+			}
+		}
+	}
+	return all, dnsErr
+}
+
+func lookupRecord(ctx context.Context, r TXTResolver, k store.DKIMKey) (int, error) {
+	txts, err := r.LookupTXT(ctx, k.Host)
+	if err != nil {
+		// No such name, or no TXT record there, is an answer; anything
+		// else (SERVFAIL, timeout, refused) is not.
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return recordMissing, nil
+		}
+		return recordDNSError, err
+	}
+	for _, txt := range txts {
+		if DKIMRecordMatches(txt, k.TextValue) {
+			return recordPublished, nil
+		}
+	}
+	return recordMissing, nil
+}
+
+// dkimTags reads a DKIM tag list (RFC 6376 §3.2); whitespace inside
+// values is dropped, as base64 keys allow it.
+func dkimTags(v string) map[string]string {
+	tags := map[string]string{}
+	for _, part := range strings.Split(v, ";") {
+		name, value, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		tags[strings.TrimSpace(name)] = strings.Join(strings.Fields(value), "")
+	}
+	return tags
+}
+
+// IsDKIMRecord reports whether a TXT record looks like a DKIM key record.
+func IsDKIMRecord(txt string) bool {
+	tags := dkimTags(txt)
+	_, hasKey := tags["p"]
+	return hasKey || tags["v"] == "DKIM1"
+}
+
+// DKIMRecordMatches reports whether a published TXT record holds the key
+// of want: the same public key and algorithm (k= defaults to rsa), and
+// v=, if present, DKIM1. Other tags (t=, n=, ...) and spacing are the
+// publisher's choice.
+func DKIMRecordMatches(published, want string) bool {
+	p, w := dkimTags(published), dkimTags(want)
+	if p["p"] == "" || p["p"] != w["p"] {
+		return false
+	}
+	k := p["k"]
+	if k == "" {
+		k = "rsa"
+	}
+	if !strings.EqualFold(k, w["k"]) {
+		return false
+	}
+	if v, ok := p["v"]; ok && v != "DKIM1" {
+		return false
+	}
+	return true
+}
+
+// verifyDKIM looks the domain's records up. Pending keys whose records are
+// all published become the active keys (the relay signs with them from
+// its next message on) and the active ones are revoked. Otherwise
+// DKIMVerified says whether the active keys' records are all published.
+// When DNS gives no answer and nothing can be promoted, nothing changes
+// and the answer is 503.
+func (a *API) verifyDKIM(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	d, err := a.ownDomain(r, p)
+	if err != nil {
+		return err
+	}
+	activeOK, activeErr := a.lookupKeys(r.Context(), d.Keys)
+	var pendingOK bool
+	var pendingErr error
+	if len(d.PendingKeys) > 0 {
+		pendingOK, pendingErr = a.lookupKeys(r.Context(), d.PendingKeys)
+	}
+	promote := len(d.PendingKeys) > 0 && pendingOK
+	if !promote {
+		if err := errors.Join(activeErr, pendingErr); err != nil {
+			return errorf(http.StatusServiceUnavailable, 0, "DNS did not answer (%v); nothing was changed. Try again.", err)
+		}
+	}
+	looked := strings.Join(selectors(d.Keys), " ") + "/" + strings.Join(selectors(d.PendingKeys), " ")
+	now := a.cfg.Now().UTC()
+	d, err = a.modifyOwnDomain(r, p, func(cur *store.Domain) error {
+		if strings.Join(selectors(cur.Keys), " ")+"/"+strings.Join(selectors(cur.PendingKeys), " ") != looked {
+			return errorf(http.StatusConflict, 0, "The domain's keys changed while their records were looked up; try again.")
+		}
+		if promote {
+			revoked := make([]store.DKIMKey, 0, len(cur.Keys))
+			for _, k := range cur.Keys {
+				k.PrivateKey = nil // never signed with again
+				revoked = append(revoked, k)
+			}
+			cur.RevokedKeys, cur.RevokedAt = revoked, now
+			cur.Keys, cur.PendingKeys = cur.PendingKeys, nil
+			cur.DKIMVerified, cur.VerifiedAt = true, now
+			return nil
+		}
+		cur.DKIMVerified = activeOK
+		if activeOK {
+			cur.VerifiedAt = now
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if promote {
+		a.cfg.Logger.Info("api: DKIM rotation completed", "domain", d.Name, "selectors", strings.Join(selectors(d.Keys), " "), "revoked", strings.Join(selectors(d.RevokedKeys), " "))
+	}
+	return a.writeDomain(w, d)
+}
+
+// verifyReturnPath cannot check a CNAME record: the API's resolver looks
+// TXT records up only, and Postern does not use a domain's return path
+// yet (the relay's return-path-domain setting is installation-wide).
+func (a *API) verifyReturnPath(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	if _, err := a.ownDomain(r, p); err != nil {
+		return err
+	}
+	return errorf(http.StatusNotImplemented, 0, "Postern does not verify Return-Path domains: it cannot look CNAME records up, and its relay uses the installation's return-path-domain setting for every domain.")
+}
+
+// rotateDKIM makes new keys, pending until verifyDkim finds their records.
+// The active keys go on signing meanwhile. A rotation already waiting
+// (or a new domain's first keys, never verified) is refused with 505.
+func (a *API) rotateDKIM(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	d, err := a.ownDomain(r, p)
+	if err != nil {
+		return err
+	}
+	if err := rotationRefused(d); err != nil {
+		return err
+	}
+	keys, err := a.generateKeys(d.Name)
+	if err != nil {
+		return err
+	}
+	d, err = a.modifyOwnDomain(r, p, func(cur *store.Domain) error {
+		if err := rotationRefused(*cur); err != nil {
+			return err
+		}
+		cur.PendingKeys = keys
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: DKIM rotation started", "domain", d.Name, "pending", strings.Join(selectors(keys), " "), "account", p.AccountID, "token", p.Prefix)
+	return a.writeDomain(w, d)
+}
+
+func rotationRefused(d store.Domain) error {
+	switch {
+	case len(d.PendingKeys) > 0:
+		return errorf(http.StatusUnprocessableEntity, codeRotationPending, "A DKIM rotation of %s is already in progress: publish the pending records, then call verifyDkim.", d.Name)
+	case d.VerifiedAt.IsZero():
+		return errorf(http.StatusUnprocessableEntity, codeRotationPending, "The DKIM keys of %s were never verified: publish their records and call verifyDkim before rotating them.", d.Name)
+	}
+	return nil
+}

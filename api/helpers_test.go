@@ -57,6 +57,7 @@ type env struct {
 type envOptions struct {
 	peer      smtptest.Options // how the mail exchanger answers
 	relayOpts func(*relay.WorkerConfig)
+	now       func() time.Time // the API's clock; nil: time.Now
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -79,7 +80,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	authn := auth.NewAuthenticator(st)
 	resolver := relay.NewResolver(e.dns.Addr())
 
-	a, err := api.New(api.Config{Store: st, Auth: authn, Resolver: resolver, PublicURL: "http://postern.test"})
+	a, err := api.New(api.Config{Store: st, Auth: authn, Resolver: resolver, GenerateKeys: generateKeys, PublicURL: "http://postern.test", Now: opts.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +142,19 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		}
 	})
 	return e
+}
+
+// generateKeys is relay's DKIM key generator, as the API takes it.
+func generateKeys(domain string) ([]store.DKIMKey, error) {
+	keys, err := relay.GenerateKeys(domain)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.DKIMKey
+	for _, k := range []relay.DKIMKey{keys.Ed25519, keys.RSA} {
+		out = append(out, store.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey, Host: k.Host, TextValue: k.TextValue})
+	}
+	return out, nil
 }
 
 // route makes the test's peer the mail exchanger of domain.
