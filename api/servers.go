@@ -1,4 +1,578 @@
 package api
 
-// registerServers adds the servers endpoints.
-func (a *API) registerServers() {}
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/store"
+)
+
+// The servers API's ErrorCodes (Postmark's).
+const (
+	codeServerQuery     = 600
+	codeServerNotFound  = 601
+	codeDuplicateServer = 603
+	codeNoDeleteAccess  = 604
+	codeBadWebhookURL   = 606
+	codeBadColor        = 607
+	codeBadServerName   = 608
+	codeBadDeliveryType = 613
+)
+
+// Paging limits of GET /servers, as for Postmark's other listings.
+const (
+	maxServersCount = 500
+	maxServersTotal = 10000
+)
+
+// maxServerName bounds a server's name, in characters.
+const maxServerName = 100
+
+// colors are Postmark's server colors, in their canonical case.
+var colors = []string{"Purple", "Blue", "Turquoise", "Green", "Red", "Yellow", "Grey", "Orange"}
+
+var trackLinks = []string{store.TrackLinksNone, store.TrackLinksHtmlAndText, store.TrackLinksHtmlOnly, store.TrackLinksTextOnly}
+
+// canonical returns the member of set equal to v regardless of case.
+func canonical(set []string, v string) (string, bool) {
+	for _, s := range set {
+		if strings.EqualFold(s, strings.TrimSpace(v)) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// Server is the Server object of Postmark's API, plus Pinned.
+type Server struct {
+	ID                         int64
+	Name                       string
+	ApiTokens                  []string
+	ServerLink                 string
+	Color                      string
+	SmtpApiActivated           bool
+	RawEmailEnabled            bool
+	DeliveryType               string
+	InboundAddress             string
+	InboundHash                string
+	InboundDomain              string
+	InboundSpamThreshold       int
+	InboundHookUrl             string
+	BounceHookUrl              string
+	OpenHookUrl                string
+	DeliveryHookUrl            string
+	ClickHookUrl               string
+	PostFirstOpenOnly          bool
+	TrackOpens                 bool
+	TrackLinks                 string
+	IncludeBounceContentInHook bool
+	EnableSmtpApiErrorHooks    bool
+	Pinned                     bool
+}
+
+// ServerList is the answer of GET /servers.
+type ServerList struct {
+	TotalCount int
+	Servers    []Server
+}
+
+// serverRequest is the body of POST /servers, PUT /servers/{id} and PUT
+// /server: a field left out keeps its value (its default, at creation).
+type serverRequest struct {
+	Name                       *string
+	Color                      *string
+	SmtpApiActivated           *bool
+	RawEmailEnabled            *bool
+	DeliveryType               *string
+	InboundDomain              *string
+	InboundSpamThreshold       *int
+	InboundHookUrl             *string
+	BounceHookUrl              *string
+	OpenHookUrl                *string
+	DeliveryHookUrl            *string
+	ClickHookUrl               *string
+	PostFirstOpenOnly          *bool
+	TrackOpens                 *bool
+	TrackLinks                 *string
+	IncludeBounceContentInHook *bool
+	EnableSmtpApiErrorHooks    *bool
+	Pinned                     *bool
+}
+
+func unprocessable(code int, format string, args ...any) *apiError {
+	return errorf(http.StatusUnprocessableEntity, code, format, args...)
+}
+
+func serverNotFound() *apiError { return notFound(codeServerNotFound, "Server") }
+
+// apply validates req and applies it to srv. creating says whether srv is
+// new (DeliveryType may be set only then).
+func (req *serverRequest) apply(srv *store.Server, creating bool) error {
+	if req.Name != nil {
+		name := strings.TrimSpace(*req.Name)
+		switch {
+		case name == "":
+			return unprocessable(codeBadServerName, "The server's Name must not be empty.")
+		case len([]rune(name)) > maxServerName:
+			return unprocessable(codeBadServerName, "The server's Name must be at most %d characters.", maxServerName)
+		case strings.IndexFunc(name, unicode.IsControl) >= 0:
+			return unprocessable(codeBadServerName, "The server's Name must not contain control characters.")
+		}
+		srv.Name = name
+	} else if creating {
+		return unprocessable(codeBadServerName, "The server's Name is required.")
+	}
+	if req.Color != nil {
+		c, ok := canonical(colors, *req.Color)
+		if !ok {
+			return unprocessable(codeBadColor, "Color %q is not one of %s.", *req.Color, strings.Join(colors, ", "))
+		}
+		srv.Color = c
+	}
+	if req.DeliveryType != nil {
+		dt, ok := canonical([]string{store.DeliveryLive, store.DeliverySandbox}, *req.DeliveryType)
+		switch {
+		case !ok:
+			return unprocessable(codeBadDeliveryType, "DeliveryType %q is neither Live nor Sandbox.", *req.DeliveryType)
+		case !creating && dt != srv.DeliveryType:
+			return unprocessable(codeBadDeliveryType, "DeliveryType is set when a server is created and cannot change (this server is %s).", srv.DeliveryType)
+		}
+		srv.DeliveryType = dt
+	}
+	if req.TrackLinks != nil {
+		tl, ok := canonical(trackLinks, *req.TrackLinks)
+		if !ok {
+			return unprocessable(codeInvalidField, "TrackLinks %q is not one of %s.", *req.TrackLinks, strings.Join(trackLinks, ", "))
+		}
+		srv.TrackLinks = tl
+	}
+	if req.InboundSpamThreshold != nil {
+		if n := *req.InboundSpamThreshold; n < 0 || n > 30 {
+			return unprocessable(codeInvalidField, "InboundSpamThreshold must be from 0 to 30, got %d.", n)
+		}
+		srv.InboundSpamThreshold = *req.InboundSpamThreshold
+	}
+	if req.InboundDomain != nil {
+		d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(*req.InboundDomain), "."))
+		if d != "" && !validDomain(d) {
+			return unprocessable(codeInvalidField, "InboundDomain %q is not a domain name.", *req.InboundDomain)
+		}
+		srv.InboundDomain = d
+	}
+	for _, h := range []struct {
+		name string
+		v    *string
+		dst  *string
+	}{
+		{"InboundHookUrl", req.InboundHookUrl, &srv.InboundHookUrl},
+		{"BounceHookUrl", req.BounceHookUrl, &srv.BounceHookUrl},
+		{"OpenHookUrl", req.OpenHookUrl, &srv.OpenHookUrl},
+		{"DeliveryHookUrl", req.DeliveryHookUrl, &srv.DeliveryHookUrl},
+		{"ClickHookUrl", req.ClickHookUrl, &srv.ClickHookUrl},
+	} {
+		if h.v == nil {
+			continue
+		}
+		u := strings.TrimSpace(*h.v)
+		if u != "" && !validHookURL(u) {
+			return unprocessable(codeBadWebhookURL, "%s %q is not an absolute http or https URL.", h.name, *h.v)
+		}
+		*h.dst = u
+	}
+	for _, b := range []struct {
+		v   *bool
+		dst *bool
+	}{
+		{req.SmtpApiActivated, &srv.SmtpApiActivated},
+		{req.RawEmailEnabled, &srv.RawEmailEnabled},
+		{req.PostFirstOpenOnly, &srv.PostFirstOpenOnly},
+		{req.TrackOpens, &srv.TrackOpens},
+		{req.IncludeBounceContentInHook, &srv.IncludeBounceContentInHook},
+		{req.EnableSmtpApiErrorHooks, &srv.EnableSmtpApiErrorHooks},
+		{req.Pinned, &srv.Pinned},
+	} {
+		if b.v != nil {
+			*b.dst = *b.v
+		}
+	}
+	return nil
+}
+
+// validHookURL accepts absolute http and https URLs with a host.
+func validHookURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return false
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return false
+	}
+	host := u.Hostname()
+	return host != "" && !strings.ContainsAny(host, " \t")
+}
+
+// validDomain reports whether d is a DNS name of letters, digits and
+// hyphens with at least two labels.
+func validDomain(d string) bool {
+	if len(d) > 253 || !strings.Contains(d, ".") {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// serverJSON shows srv with tokens as ApiTokens: whatever is given, which
+// is masked tokens but in the response that creates a token.
+func (a *API) serverJSON(srv store.Server, tokens []string) Server {
+	if tokens == nil {
+		tokens = []string{}
+	}
+	inboundDomain := srv.InboundDomain
+	if inboundDomain == "" {
+		inboundDomain = "inbound." + a.publicHost()
+	}
+	return Server{
+		ID:                         srv.ID,
+		Name:                       srv.Name,
+		ApiTokens:                  tokens,
+		ServerLink:                 strings.TrimSuffix(a.cfg.PublicURL, "/") + "/servers/" + strconv.FormatInt(srv.ID, 10),
+		Color:                      srv.Color,
+		SmtpApiActivated:           srv.SmtpApiActivated,
+		RawEmailEnabled:            srv.RawEmailEnabled,
+		DeliveryType:               srv.DeliveryType,
+		InboundAddress:             srv.InboundHash + "@" + inboundDomain,
+		InboundHash:                srv.InboundHash,
+		InboundDomain:              srv.InboundDomain,
+		InboundSpamThreshold:       srv.InboundSpamThreshold,
+		InboundHookUrl:             srv.InboundHookUrl,
+		BounceHookUrl:              srv.BounceHookUrl,
+		OpenHookUrl:                srv.OpenHookUrl,
+		DeliveryHookUrl:            srv.DeliveryHookUrl,
+		ClickHookUrl:               srv.ClickHookUrl,
+		PostFirstOpenOnly:          srv.PostFirstOpenOnly,
+		TrackOpens:                 srv.TrackOpens,
+		TrackLinks:                 srv.TrackLinks,
+		IncludeBounceContentInHook: srv.IncludeBounceContentInHook,
+		EnableSmtpApiErrorHooks:    srv.EnableSmtpApiErrorHooks,
+		Pinned:                     srv.Pinned,
+	}
+}
+
+// publicHost is the host name of PublicURL.
+func (a *API) publicHost() string {
+	if u, err := url.Parse(a.cfg.PublicURL); err == nil && u.Hostname() != "" {
+		if ip := net.ParseIP(u.Hostname()); ip == nil {
+			return u.Hostname()
+		}
+	}
+	return "localhost"
+}
+
+// maskedServer shows srv with its tokens masked.
+func (a *API) maskedServer(srv store.Server) (Server, error) {
+	toks, err := a.cfg.Store.ServerTokens(srv.ID)
+	if err != nil {
+		return Server{}, err
+	}
+	masked := make([]string, len(toks))
+	for i, t := range toks {
+		masked[i] = auth.Mask(t.Prefix)
+	}
+	return a.serverJSON(srv, masked), nil
+}
+
+// ownServer returns the account's server named by the path's id; another
+// account's server is not found, as a missing one.
+func (a *API) ownServer(r *http.Request, p accountPrincipal) (store.Server, error) {
+	id, ok := pathID(r, "id")
+	if !ok {
+		return store.Server{}, serverNotFound()
+	}
+	srv, err := a.cfg.Store.Server(id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && srv.AccountID != p.AccountID) {
+		return store.Server{}, serverNotFound()
+	}
+	return srv, err
+}
+
+// newToken makes a token and stores it with add, trying again in the
+// unlikely case its prefix is taken.
+func newToken(add func(store.NewToken) error) (string, error) {
+	for range 5 {
+		tok := auth.NewToken()
+		err := add(auth.StoreToken(tok))
+		if errors.Is(err, store.ErrDuplicate) {
+			continue
+		}
+		return tok, err
+	}
+	return "", errors.New("api: no unique token prefix after 5 tries")
+}
+
+// registerServers adds the servers endpoints: the Servers API (account
+// token), token management per server (Postern's), and GET/PUT /server
+// (server token).
+func (a *API) registerServers() {
+	a.mux.HandleFunc("GET /servers", a.account(a.listServers))
+	a.mux.HandleFunc("POST /servers", a.account(a.createServer))
+	a.mux.HandleFunc("GET /servers/{id}", a.account(a.getServer))
+	a.mux.HandleFunc("PUT /servers/{id}", a.account(a.editServer))
+	a.mux.HandleFunc("DELETE /servers/{id}", a.account(a.deleteServer))
+	a.mux.HandleFunc("GET /servers/{id}/tokens", a.account(a.listServerTokens))
+	a.mux.HandleFunc("POST /servers/{id}/tokens", a.account(a.createServerToken))
+	a.mux.HandleFunc("DELETE /servers/{id}/tokens/{prefix}", a.account(a.revokeServerToken))
+	a.mux.HandleFunc("GET /server", a.server(a.getOwnServer))
+	a.mux.HandleFunc("PUT /server", a.server(a.editOwnServer))
+}
+
+func (a *API) listServers(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	count, offset, err := paging(r, codeServerQuery, maxServersCount, maxServersTotal)
+	if err != nil {
+		return err
+	}
+	all, err := a.cfg.Store.ListServers(p.AccountID)
+	if err != nil {
+		return err
+	}
+	if part := strings.ToLower(strings.TrimSpace(r.URL.Query().Get("name"))); part != "" {
+		kept := all[:0]
+		for _, srv := range all {
+			if strings.Contains(strings.ToLower(srv.Name), part) {
+				kept = append(kept, srv)
+			}
+		}
+		all = kept
+	}
+	out := ServerList{TotalCount: len(all), Servers: []Server{}}
+	for _, srv := range all[min(offset, len(all)):min(offset+count, len(all))] {
+		s, err := a.maskedServer(srv)
+		if err != nil {
+			return err
+		}
+		out.Servers = append(out.Servers, s)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) createServer(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	var req serverRequest
+	if err := a.decode(r, &req); err != nil {
+		return err
+	}
+	srv := store.Server{
+		AccountID:        p.AccountID,
+		Color:            "Purple",
+		DeliveryType:     store.DeliveryLive,
+		SmtpApiActivated: true,
+		TrackLinks:       store.TrackLinksNone,
+	}
+	if err := req.apply(&srv, true); err != nil {
+		return err
+	}
+	var created store.Server
+	tok, err := newToken(func(nt store.NewToken) error {
+		var err error
+		created, err = a.cfg.Store.CreateServer(srv, nt, a.cfg.Now())
+		if errors.Is(err, store.ErrDuplicateName) {
+			return duplicateName(srv.Name)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: server created", "account", p.AccountID, "server", created.ID, "by", p.Prefix)
+	writeJSON(w, http.StatusOK, a.serverJSON(created, []string{tok}))
+	return nil
+}
+
+func duplicateName(name string) *apiError {
+	return unprocessable(codeDuplicateServer, "A server named %q already exists in this account.", name)
+}
+
+func (a *API) getServer(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	srv, err := a.ownServer(r, p)
+	if err != nil {
+		return err
+	}
+	out, err := a.maskedServer(srv)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// edit applies a PUT body to srv and answers with the edited server.
+func (a *API) edit(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	var req serverRequest
+	if err := a.decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.apply(&srv, false); err != nil {
+		return err
+	}
+	err := a.cfg.Store.UpdateServer(srv)
+	switch {
+	case errors.Is(err, store.ErrDuplicateName):
+		return duplicateName(srv.Name)
+	case errors.Is(err, store.ErrNotFound):
+		return serverNotFound()
+	case err != nil:
+		return err
+	}
+	srv, err = a.cfg.Store.Server(srv.ID)
+	if err != nil {
+		return err
+	}
+	out, err := a.maskedServer(srv)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) editServer(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	srv, err := a.ownServer(r, p)
+	if err != nil {
+		return err
+	}
+	return a.edit(w, r, srv)
+}
+
+func (a *API) deleteServer(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	srv, err := a.ownServer(r, p)
+	if err != nil {
+		return err
+	}
+	if p.Role != store.RoleOwner {
+		return unprocessable(codeNoDeleteAccess, "Only an owner token may delete a server; this token's role is %s.", p.Role)
+	}
+	srv, err = a.cfg.Store.DeleteServer(p.AccountID, srv.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return serverNotFound()
+	}
+	if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: server deleted", "account", p.AccountID, "server", srv.ID, "by", p.Prefix)
+	writeJSON(w, http.StatusOK, Error{ErrorCode: 0, Message: fmt.Sprintf("Server %s removed.", srv.Name)})
+	return nil
+}
+
+// TokenInfo is a token in listings: its prefix and creation time, never
+// the token. Role is for account tokens.
+type TokenInfo struct {
+	Prefix    string
+	Role      string `json:",omitempty"`
+	CreatedAt time.Time
+}
+
+// TokenList is the answer of the token listings.
+type TokenList struct {
+	TotalCount int
+	Tokens     []TokenInfo
+}
+
+// NewTokenInfo is the answer that creates a token: the token in full,
+// shown there only.
+type NewTokenInfo struct {
+	Token     string
+	Prefix    string
+	Role      string `json:",omitempty"`
+	ServerID  int64  `json:",omitempty"`
+	CreatedAt time.Time
+}
+
+func tokenList(toks []store.Token) TokenList {
+	out := TokenList{TotalCount: len(toks), Tokens: make([]TokenInfo, len(toks))}
+	for i, t := range toks {
+		out.Tokens[i] = TokenInfo{Prefix: t.Prefix, Role: string(t.Role), CreatedAt: t.CreatedAt}
+	}
+	return out
+}
+
+func (a *API) listServerTokens(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	srv, err := a.ownServer(r, p)
+	if err != nil {
+		return err
+	}
+	toks, err := a.cfg.Store.ServerTokens(srv.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, tokenList(toks))
+	return nil
+}
+
+func (a *API) createServerToken(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	srv, err := a.ownServer(r, p)
+	if err != nil {
+		return err
+	}
+	var rec store.Token
+	tok, err := newToken(func(nt store.NewToken) error {
+		var err error
+		rec, err = a.cfg.Store.AddServerToken(srv.ID, nt, a.cfg.Now())
+		return err
+	})
+	if errors.Is(err, store.ErrServerMissing) {
+		return serverNotFound()
+	}
+	if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: server token created", "server", srv.ID, "token", rec.Prefix, "by", p.Prefix)
+	writeJSON(w, http.StatusOK, NewTokenInfo{Token: tok, Prefix: rec.Prefix, ServerID: srv.ID, CreatedAt: rec.CreatedAt})
+	return nil
+}
+
+func (a *API) revokeServerToken(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	srv, err := a.ownServer(r, p)
+	if err != nil {
+		return err
+	}
+	prefix := r.PathValue("prefix")
+	err = a.cfg.Store.RevokeServerToken(srv.ID, prefix)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound(codeNotFound, "Token")
+	}
+	if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: server token revoked", "server", srv.ID, "token", prefix, "by", p.Prefix)
+	writeJSON(w, http.StatusOK, Error{ErrorCode: 0, Message: fmt.Sprintf("Token %s revoked.", prefix)})
+	return nil
+}
+
+func (a *API) getOwnServer(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	out, err := a.maskedServer(srv)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) editOwnServer(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	return a.edit(w, r, srv)
+}

@@ -220,7 +220,7 @@ func uniqueServerName(b *bolt.Bucket, srv Server) error {
 			return err
 		}
 		if other.ID != srv.ID && other.AccountID == srv.AccountID && strings.EqualFold(other.Name, srv.Name) {
-			return fmt.Errorf("store: server name %q: %w", srv.Name, ErrDuplicate)
+			return fmt.Errorf("store: server name %q: %w", srv.Name, ErrDuplicateName)
 		}
 		return nil
 	})

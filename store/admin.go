@@ -27,6 +27,9 @@ var (
 	// ErrLastOwner refuses to revoke an account's last owner token, which
 	// would leave nobody able to manage the account.
 	ErrLastOwner = errors.New("store: the account's last owner token cannot be revoked")
+	// ErrDuplicateName is the ErrDuplicate of a server name another
+	// server of the account has.
+	ErrDuplicateName = fmt.Errorf("%w: server name taken", ErrDuplicate)
 )
 
 // keyOperator (in the meta bucket) holds the operator account's ID.
