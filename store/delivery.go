@@ -32,6 +32,7 @@ type Event struct {
 	Type       string // EventDelivered, EventTransient or EventBounced
 	ReceivedAt time.Time
 	Details    EventDetails
+	BounceID   int64 `json:",omitempty"` // for EventBounced: the Bounce it filed
 }
 
 // EventDetails are an event's particulars, in Postmark's field names where
@@ -238,7 +239,8 @@ func (s *Store) NextDue() (time.Time, bool, error) {
 }
 
 // RecordAttempt stores what an attempt did, in one transaction: an event
-// per outcome; suppression of recipients to inactivate; the message's
+// per outcome; for each bounce, a Bounce and its count in the day's
+// stats; suppression of recipients to inactivate; the message's
 // status; and the queue entry, removed or, while recipients remain
 // pending, due again at a.Retry.
 func (s *Store) RecordAttempt(a Attempt) error {
@@ -266,6 +268,18 @@ func (s *Store) RecordAttempt(a Attempt) error {
 				return err
 			}
 			ev := Event{MessageID: e.MessageID, Recipient: o.Recipient, Type: o.Type, ReceivedAt: a.At.UTC(), Details: o.Details}
+			if o.Type == EventBounced {
+				if ev.BounceID, err = createBounce(mail, &msg, o, a.At); err != nil {
+					return err
+				}
+				counter := o.Details.BounceType
+				if counter == "" {
+					counter = "Unknown"
+				}
+				if err := addStat(mail, a.At, msg.MessageStream, msg.Tag, counter); err != nil {
+					return err
+				}
+			}
 			if err := putJSON(events, eventKey(e.MessageID, seq), ev); err != nil {
 				return err
 			}

@@ -40,6 +40,9 @@ type Message struct {
 	ReceivedAt    time.Time
 	Size          int
 	Status        string
+	// Attachments are the file names of the message's attachments, read
+	// from its MIME at Enqueue so listings need not read bodies.
+	Attachments []string `json:",omitempty"`
 	// RecipientStatus is each recipient's final event type (Delivered or
 	// Bounced) once it has one.
 	RecipientStatus map[string]string `json:",omitempty"`
@@ -67,6 +70,9 @@ type QueueEntry struct {
 func (s *Store) Enqueue(msg *Message, raw []byte) error {
 	if msg.MessageID == "" || msg.ServerID == 0 {
 		return fmt.Errorf("store: enqueue: message without ID or server")
+	}
+	if msg.Attachments == nil {
+		msg.Attachments = attachmentNames(raw)
 	}
 	meta, err := json.Marshal(msg)
 	if err != nil {
@@ -96,6 +102,9 @@ func (s *Store) Enqueue(msg *Message, raw []byte) error {
 			return err
 		}
 		if err := mail.Bucket(bucketByTime).Put(timeKey, nil); err != nil {
+			return err
+		}
+		if err := addStat(mail, msg.ReceivedAt, msg.MessageStream, msg.Tag, StatSent); err != nil {
 			return err
 		}
 		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists(itob(msg.ServerID))

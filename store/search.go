@@ -1,0 +1,167 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MessageQuery selects a server's messages. Zero fields do not filter.
+type MessageQuery struct {
+	Count, Offset int // the page; Count 0 returns no messages, only the total
+	// Recipient matches an envelope recipient or a To, Cc or Bcc address,
+	// ignoring case.
+	Recipient string
+	// FromEmail matches the From header's address or the envelope
+	// sender, ignoring case.
+	FromEmail string
+	Tag       string // the tag, ignoring case
+	Subject   string // part of the subject, ignoring case
+	Stream    string // the message stream
+	// Statuses lists the message statuses wanted (StatusQueued, ...).
+	Statuses []string
+	// From and To bound ReceivedAt, both included.
+	From, To time.Time
+	// Metadata keys must have these values.
+	Metadata map[string]string
+}
+
+func (q MessageQuery) filters() bool {
+	return q.Recipient != "" || q.FromEmail != "" || q.Tag != "" || q.Subject != "" || q.Stream != "" ||
+		len(q.Statuses) > 0 || len(q.Metadata) > 0
+}
+
+func (q MessageQuery) match(m *Message) bool {
+	if q.Tag != "" && !strings.EqualFold(q.Tag, m.Tag) {
+		return false
+	}
+	if q.Stream != "" && q.Stream != m.MessageStream {
+		return false
+	}
+	if q.Subject != "" && !strings.Contains(strings.ToLower(m.Subject), strings.ToLower(q.Subject)) {
+		return false
+	}
+	if len(q.Statuses) > 0 {
+		found := false
+		for _, s := range q.Statuses {
+			found = found || s == m.Status
+		}
+		if !found {
+			return false
+		}
+	}
+	for k, v := range q.Metadata {
+		if got, ok := m.Metadata[k]; !ok || got != v {
+			return false
+		}
+	}
+	if q.FromEmail != "" && !strings.EqualFold(q.FromEmail, m.EnvelopeFrom) && !strings.EqualFold(q.FromEmail, fromAddress(m.From)) {
+		return false
+	}
+	if q.Recipient != "" && !hasRecipient(m, q.Recipient) {
+		return false
+	}
+	return true
+}
+
+func hasRecipient(m *Message, r string) bool {
+	for _, x := range m.Recipients {
+		if strings.EqualFold(x, r) {
+			return true
+		}
+	}
+	for _, list := range [][]Address{m.To, m.Cc, m.Bcc} {
+		for _, a := range list {
+			if strings.EqualFold(a.Email, r) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fromAddress is the address of a From header, or the header itself when
+// it does not parse.
+func fromAddress(from string) string {
+	if a, err := mail.ParseAddress(from); err == nil {
+		return a.Address
+	}
+	return strings.TrimSpace(from)
+}
+
+// SearchMessages returns the number of a server's messages that match q
+// and the page of them that q asks for, newest first. It walks the
+// server's time index from q.To back to q.From and reads only message
+// metadata, never bodies; without filters other than dates it reads the
+// metadata of the page alone.
+func (s *Store) SearchMessages(serverID int64, q MessageQuery) (int, []Message, error) {
+	var total int
+	var out []Message
+	err := s.view(func(tx *bolt.Tx) error {
+		total, out = 0, nil
+		mb := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mb == nil {
+			return ErrNotFound
+		}
+		msgs := mb.Bucket(bucketMessages)
+		c := mb.Bucket(bucketByTime).Cursor()
+		var k []byte
+		if q.To.IsZero() {
+			k, _ = c.Last()
+		} else {
+			bound := make([]byte, 8)
+			binary.BigEndian.PutUint64(bound, uint64(q.To.UnixNano()+1))
+			if k, _ = c.Seek(bound); k == nil {
+				k, _ = c.Last()
+			} else {
+				k, _ = c.Prev()
+			}
+		}
+		var low []byte
+		if !q.From.IsZero() {
+			low = make([]byte, 8)
+			binary.BigEndian.PutUint64(low, uint64(max(q.From.UnixNano(), 0)))
+		}
+		filters := q.filters()
+		for ; k != nil; k, _ = c.Prev() {
+			if low != nil && bytes.Compare(k[:8], low) < 0 {
+				break
+			}
+			inPage := total >= q.Offset && total < q.Offset+q.Count
+			if !filters {
+				if inPage {
+					var m Message
+					if err := getJSON(msgs, k[8:], &m); err != nil {
+						return fmt.Errorf("store: index entry %x: %w", k, err)
+					}
+					out = append(out, m)
+				}
+				total++
+				continue
+			}
+			v := msgs.Get(k[8:])
+			if v == nil {
+				return fmt.Errorf("store: index entry %x: %w", k, ErrNotFound)
+			}
+			var m Message
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			if !q.match(&m) {
+				continue
+			}
+			if inPage {
+				out = append(out, m)
+			}
+			total++
+		}
+		return nil
+	})
+	return total, out, err
+}
