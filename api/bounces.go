@@ -1,4 +1,248 @@
 package api
 
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/store"
+)
+
+// Bounces ErrorCodes.
+const (
+	codeBouncesQuery   = 1000
+	codeBounceNotFound = 1001
+)
+
 // registerBounces adds the bounces endpoints.
-func (a *API) registerBounces() {}
+func (a *API) registerBounces() {
+	a.mux.HandleFunc("GET /deliverystats", a.server(a.deliveryStats))
+	a.mux.HandleFunc("GET /bounces", a.server(a.listBounces))
+	a.mux.HandleFunc("GET /bounces/{id}", a.server(a.getBounce))
+	a.mux.HandleFunc("GET /bounces/{id}/dump", a.server(a.bounceDump))
+	a.mux.HandleFunc("PUT /bounces/{id}/activate", a.server(a.activateBounce))
+}
+
+// bounceType is one of Postmark's bounce types, with its name and
+// description for people.
+type bounceType struct {
+	Type        string
+	Code        int
+	Name        string
+	Description string
+}
+
+// bounceTypes are Postmark's bounce types in TypeCode order.
+var bounceTypes = []bounceType{
+	{"HardBounce", 1, "Hard bounce", "The receiving server refused the address permanently (unknown user, no such mailbox)."},
+	{"Transient", 2, "Message delayed", "The message could not be delivered for a while (the receiving server kept deferring it) and Postern gave up."},
+	{"DnsError", 256, "DNS error", "The recipient's domain does not exist or accepts no mail."},
+	{"Unknown", 2048, "Unknown bounce", "The receiving server refused the message for a reason Postern could not classify."},
+	{"SoftBounce", 4096, "Soft bounce", "The receiving server refused the message for now (mailbox full, message too large); the address may work later."},
+	{"BadEmailAddress", 100000, "Invalid email address", "The address is not a valid email address."},
+	{"SpamComplaint", 100001, "Spam complaint", "The recipient marked the message as spam."},
+	{"ManuallyDeactivated", 100002, "Manually deactivated", "The address was deactivated by hand."},
+	{"Blocked", 100006, "ISP block", "The receiving server refused the message by policy (spam filter, block list, reputation)."},
+	{"SMTPApiError", 100007, "SMTP API error", "The message was refused when it was submitted."},
+	{"DMARCPolicy", 100009, "DMARC policy", "The receiving server refused the message because of the sender domain's DMARC policy."},
+}
+
+func lookupBounceType(name string) (bounceType, bool) {
+	for _, t := range bounceTypes {
+		if strings.EqualFold(t.Type, name) {
+			return t, true
+		}
+	}
+	return bounceType{}, false
+}
+
+// bounceJSON is Postmark's Bounce object. Content is in the answer for
+// one bounce only, as in Postmark.
+type bounceJSON struct {
+	ID            int64
+	Type          string
+	TypeCode      int
+	Name          string
+	Tag           string
+	MessageID     string
+	ServerID      int64
+	MessageStream string
+	Description   string
+	Details       string
+	Email         string
+	From          string
+	BouncedAt     time.Time
+	DumpAvailable bool
+	Inactive      bool
+	CanActivate   bool
+	Subject       string
+	Content       *string `json:",omitempty"`
+}
+
+func bounceView(b store.Bounce, content bool) bounceJSON {
+	t, ok := lookupBounceType(b.Type)
+	if !ok {
+		t = bounceType{Type: b.Type, Code: b.TypeCode, Name: b.Type, Description: b.Summary}
+	}
+	out := bounceJSON{
+		ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name, Tag: b.Tag,
+		MessageID: b.MessageID, ServerID: b.ServerID, MessageStream: b.MessageStream,
+		Description: t.Description, Details: b.Details, Email: b.Email, From: b.From,
+		BouncedAt: b.BouncedAt.UTC(), DumpAvailable: b.DumpAvailable,
+		Inactive: b.Inactive, CanActivate: b.Inactive, Subject: b.Subject,
+	}
+	if content {
+		// Postern bounces in the SMTP dialogue and receives no bounce
+		// message: the content is the receiving server's reply.
+		c := b.Details
+		if b.DestinationServer != "" {
+			c = b.DestinationServer + ": " + c
+		}
+		out.Content = &c
+	}
+	return out
+}
+
+func formatID(id int64) string {
+	if id == 0 {
+		return ""
+	}
+	return strconv.FormatInt(id, 10)
+}
+
+func (a *API) deliveryStats(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	inactive, byType, err := a.cfg.Store.DeliveryStats(srv.ID)
+	if err != nil {
+		return err
+	}
+	type entry struct {
+		Type  string `json:",omitempty"`
+		Name  string
+		Count int
+	}
+	all := 0
+	for _, n := range byType {
+		all += n
+	}
+	out := struct {
+		InactiveMails int
+		Bounces       []entry
+	}{InactiveMails: inactive, Bounces: []entry{{Name: "All", Count: all}}}
+	for _, t := range bounceTypes {
+		if n := byType[t.Type]; n > 0 {
+			out.Bounces = append(out.Bounces, entry{t.Type, t.Name, n})
+			delete(byType, t.Type)
+		}
+	}
+	for name, n := range byType { // a type Postern does not know: still counted
+		out.Bounces = append(out.Bounces, entry{name, name, n})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) listBounces(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	count, offset, err := paging(r, codeBouncesQuery, maxPageCount, maxPageTotal)
+	if err != nil {
+		return err
+	}
+	from, to, err := dateRange(r, codeBouncesQuery)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	bq := store.BounceQuery{
+		Count: count, Offset: offset,
+		Email:     strings.TrimSpace(q.Get("emailFilter")),
+		Tag:       q.Get("tag"),
+		MessageID: strings.TrimSpace(q.Get("messageID")),
+		From:      from, To: to,
+	}
+	if v := q.Get("type"); v != "" {
+		t, ok := lookupBounceType(v)
+		if !ok {
+			return errorf(http.StatusUnprocessableEntity, codeBouncesQuery, "type %q is not a bounce type (HardBounce, SoftBounce, Transient, ...).", v)
+		}
+		bq.Type = t.Type
+	}
+	if v := q.Get("inactive"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errorf(http.StatusUnprocessableEntity, codeBouncesQuery, "inactive must be true or false.")
+		}
+		bq.Inactive = &b
+	}
+	total, bounces, err := a.cfg.Store.Bounces(srv.ID, bq)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		TotalCount int
+		Bounces    []bounceJSON
+	}{TotalCount: total, Bounces: make([]bounceJSON, 0, len(bounces))}
+	for _, b := range bounces {
+		out.Bounces = append(out.Bounces, bounceView(b, false))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// bounce reads the bounce named in the path; another server's bounce is
+// not found, exactly as a missing one.
+func (a *API) bounce(r *http.Request, srv store.Server) (store.Bounce, error) {
+	id, ok := pathID(r, "id")
+	if !ok {
+		return store.Bounce{}, notFound(codeBounceNotFound, "This bounce")
+	}
+	b, err := a.cfg.Store.Bounce(srv.ID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return b, notFound(codeBounceNotFound, "This bounce")
+	}
+	return b, err
+}
+
+func (a *API) getBounce(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	b, err := a.bounce(r, srv)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, bounceView(b, true))
+	return nil
+}
+
+// bounceDump answers the bounced message's raw MIME (Postern receives no
+// bounce message to dump), or an empty Body once retention purged it.
+func (a *API) bounceDump(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	b, err := a.bounce(r, srv)
+	if err != nil {
+		return err
+	}
+	raw, err := a.cfg.Store.RawMessage(srv.ID, b.MessageID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{ Body string }{string(raw)})
+	return nil
+}
+
+func (a *API) activateBounce(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	id, ok := pathID(r, "id")
+	if !ok {
+		return notFound(codeBounceNotFound, "This bounce")
+	}
+	b, err := a.cfg.Store.ActivateBounce(srv.ID, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound(codeBounceNotFound, "This bounce")
+	}
+	if err != nil {
+		return err
+	}
+	a.cfg.Logger.Info("api: bounce activated", "server", srv.ID, "bounce", b.ID)
+	writeJSON(w, http.StatusOK, struct {
+		Message string
+		Bounce  bounceJSON
+	}{"OK", bounceView(b, true)})
+	return nil
+}
