@@ -1,0 +1,227 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestSearchMessages(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, a := initTest(t, s)
+	b := secondServer(t, s, acct.ID, "B")
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := 0; i < 5; i++ {
+		m := testMessage(a.ID, base.Add(time.Duration(i)*time.Hour))
+		if i%2 == 1 {
+			m.Tag, m.Subject, m.Recipients = "odd", "Odd one", []string{"bob@example.org"}
+		}
+		if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.MessageID)
+	}
+	enqueueN(t, s, b.ID, 3, base)
+	for _, c := range []struct {
+		name  string
+		q     MessageQuery
+		total int
+		want  []string
+	}{
+		{"all", MessageQuery{Count: 10}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"page", MessageQuery{Count: 2, Offset: 1}, 5, []string{ids[3], ids[2]}},
+		{"count 0: the total only", MessageQuery{}, 5, nil},
+		{"tag", MessageQuery{Count: 10, Tag: "ODD"}, 2, []string{ids[3], ids[1]}},
+		{"tag paged", MessageQuery{Count: 1, Offset: 1, Tag: "odd"}, 2, []string{ids[1]}},
+		{"recipient", MessageQuery{Count: 10, Recipient: "BOB@example.org"}, 2, []string{ids[3], ids[1]}},
+		{"recipient in To", MessageQuery{Count: 10, Recipient: "alice@example.net"}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"from header", MessageQuery{Count: 10, FromEmail: "APP@example.com"}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"subject", MessageQuery{Count: 10, Subject: "odd"}, 2, []string{ids[3], ids[1]}},
+		{"status", MessageQuery{Count: 10, Statuses: []string{StatusSent}}, 0, nil},
+		{"metadata", MessageQuery{Count: 10, Metadata: map[string]string{"client-id": "42"}}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"stream", MessageQuery{Count: 10, Stream: "broadcast"}, 0, nil},
+		{"dates", MessageQuery{Count: 10, From: base.Add(time.Hour), To: base.Add(3 * time.Hour)}, 3, []string{ids[3], ids[2], ids[1]}},
+		{"dates and tag", MessageQuery{Count: 10, From: base.Add(time.Hour), To: base.Add(2 * time.Hour), Tag: "odd"}, 1, []string{ids[1]}},
+		{"after the last", MessageQuery{Count: 10, From: base.Add(5 * time.Hour)}, 0, nil},
+		{"before the first", MessageQuery{Count: 10, To: base.Add(-time.Nanosecond)}, 0, nil},
+		{"to far ahead", MessageQuery{Count: 10, To: base.Add(100 * time.Hour)}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+	} {
+		total, got, err := s.SearchMessages(a.ID, c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gotIDs []string
+		for _, m := range got {
+			gotIDs = append(gotIDs, m.MessageID)
+		}
+		if total != c.total || len(gotIDs) != len(c.want) {
+			t.Errorf("%s: %d %v, want %d %v", c.name, total, gotIDs, c.total, c.want)
+			continue
+		}
+		for i := range gotIDs {
+			if gotIDs[i] != c.want[i] {
+				t.Errorf("%s: %v, want %v", c.name, gotIDs, c.want)
+				break
+			}
+		}
+	}
+	if total, _, _ := s.SearchMessages(b.ID, MessageQuery{Count: 10}); total != 3 {
+		t.Errorf("B: %d", total)
+	}
+	if _, _, err := s.SearchMessages(99, MessageQuery{Count: 10}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing server: %v", err)
+	}
+}
+
+func TestStatsAndBounces(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, a := initTest(t, s)
+	b := secondServer(t, s, acct.ID, "B")
+	day1 := time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC)
+	day2 := day1.Add(2 * time.Hour)
+	m := testMessage(a.ID, day1)
+	m.Recipients = []string{"gone@example.org", "full@example.org", "ok@example.net"}
+	if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+		t.Fatal(err)
+	}
+	untagged := testMessage(a.ID, day2)
+	untagged.Tag = ""
+	if err := s.Enqueue(untagged, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	enqueueN(t, s, b.ID, 1, day2)
+	got, err := s.Claim(ClaimRequest{Now: day2, Lease: time.Minute, Max: 10, Allow: func(id int64) int {
+		if id == a.ID {
+			return 10
+		}
+		return 0
+	}})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("claim %v %v", got, err)
+	}
+	entry := got[0]
+	if entry.MessageID != m.MessageID {
+		entry = got[1]
+	}
+	err = s.RecordAttempt(Attempt{Entry: entry, At: day2, Outcomes: []Outcome{
+		{Recipient: "Gone@example.org", Type: EventBounced, Inactivate: true, Details: EventDetails{DeliveryMessage: "550 5.1.1 no", BounceType: "HardBounce", BounceTypeCode: 1, Summary: "gone"}},
+		{Recipient: "full@example.org", Type: EventBounced, Details: EventDetails{DeliveryMessage: "552 5.2.2 full", BounceType: "SoftBounce", BounceTypeCode: 4096}},
+		{Recipient: "ok@example.net", Type: EventDelivered},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Stats: Sent on the day of receipt, bounces on the day they happened.
+	days, err := s.Stats(a.ID, StatsQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(days) != 2 || days[0].Date != "2026-03-01" || days[0].Counts[StatSent] != 1 || len(days[0].Counts) != 1 ||
+		days[1].Date != "2026-03-02" || days[1].Counts[StatSent] != 1 || days[1].Counts["HardBounce"] != 1 || days[1].Counts["SoftBounce"] != 1 {
+		t.Fatalf("stats %+v", days)
+	}
+	for _, c := range []struct {
+		q    StatsQuery
+		want string
+	}{
+		{StatsQuery{Tag: "welcome"}, "2026-03-01:1/0 2026-03-02:0/1"},
+		{StatsQuery{From: day2}, "2026-03-02:1/1"},
+		{StatsQuery{To: day1}, "2026-03-01:1/0"},
+		{StatsQuery{Stream: "outbound", From: day1, To: day2}, "2026-03-01:1/0 2026-03-02:1/1"},
+		{StatsQuery{Stream: "other"}, ""},
+	} {
+		days, err := s.Stats(a.ID, c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for i, d := range days {
+			if i > 0 {
+				got += " "
+			}
+			got += d.Date + ":" + itoa(d.Counts[StatSent]) + "/" + itoa(d.Counts["HardBounce"])
+		}
+		if got != c.want {
+			t.Errorf("%+v: %q, want %q", c.q, got, c.want)
+		}
+	}
+
+	// Bounces: one per Bounced outcome, events naming them.
+	total, bounces, err := s.Bounces(a.ID, BounceQuery{Count: 10})
+	if err != nil || total != 2 || len(bounces) != 2 {
+		t.Fatalf("bounces %d %+v %v", total, bounces, err)
+	}
+	soft, hard := bounces[0], bounces[1] // newest first
+	if hard.Email != "Gone@example.org" || hard.Type != "HardBounce" || !hard.Inactive || !hard.DumpAvailable ||
+		hard.Tag != "welcome" || hard.From != "app@example.com" || hard.Subject != "Hello" || !hard.BouncedAt.Equal(day2) ||
+		hard.ID <= 0 || hard.ID > maxJSInt || soft.Inactive || soft.Type != "SoftBounce" {
+		t.Fatalf("hard %+v soft %+v", hard, soft)
+	}
+	evs, _ := s.Events(a.ID, m.MessageID)
+	if evs[0].BounceID != hard.ID || evs[1].BounceID != soft.ID || evs[2].BounceID != 0 {
+		t.Fatalf("events %+v", evs)
+	}
+	yes := true
+	if n, _, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Inactive: &yes}); n != 1 {
+		t.Errorf("inactive: %d", n)
+	}
+	if n, _, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Email: "GONE", Type: "hardbounce", Tag: "Welcome", MessageID: m.MessageID, From: day2, To: day2}); n != 1 {
+		t.Errorf("all filters: %d", n)
+	}
+	if n, _, _ := s.Bounces(a.ID, BounceQuery{Count: 10, To: day1}); n != 0 {
+		t.Errorf("before: %d", n)
+	}
+	inactive, byType, err := s.DeliveryStats(a.ID)
+	if err != nil || inactive != 1 || byType["HardBounce"] != 1 || byType["SoftBounce"] != 1 {
+		t.Errorf("delivery stats %d %v %v", inactive, byType, err)
+	}
+
+	// Another server's bounce is not found, and activating it does nothing.
+	if _, err := s.Bounce(b.ID, hard.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("B reads A's bounce: %v", err)
+	}
+	if _, err := s.ActivateBounce(b.ID, hard.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("B activates A's bounce: %v", err)
+	}
+	if _, ok, _ := s.Suppressed(a.ID, "gone@example.org"); !ok {
+		t.Fatal("suppression lifted by another server")
+	}
+	got1, err := s.ActivateBounce(a.ID, hard.ID)
+	if err != nil || got1.Inactive {
+		t.Fatalf("activate %+v %v", got1, err)
+	}
+	if _, ok, _ := s.Suppressed(a.ID, "gone@example.org"); ok {
+		t.Fatal("still suppressed")
+	}
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itoa(n int64) string {
+	return string(rune('0' + n))
+}
+
+func TestParseBody(t *testing.T) {
+	raw := "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8g\r\nd29ybGQ=\r\n" +
+		"--b\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p>a=3Db</p>\r\n" +
+		"--b\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n\r\nPNG\r\n" +
+		"--b\r\nContent-Type: text/plain; name=\"=?utf-8?q?r=C3=A9sum=C3=A9.txt?=\"\r\n\r\nnotes\r\n" +
+		"--b--\r\n"
+	b := ParseBody([]byte(raw))
+	if b.Text != "Hello world" || b.HTML != "<p>a=b</p>" || len(b.Attachments) != 2 || b.Attachments[0] != "attachment" || b.Attachments[1] != "résumé.txt" {
+		t.Fatalf("%+v", b)
+	}
+	if names := attachmentNames([]byte(raw)); len(names) != 2 {
+		t.Fatalf("names %v", names)
+	}
+	if b := ParseBody([]byte("not a message")); b.Text != "" || b.Attachments != nil {
+		t.Fatalf("garbage: %+v", b)
+	}
+	if b := ParseBody([]byte("Subject: x\r\n\r\nplain")); b.Text != "plain" {
+		t.Fatalf("plain: %+v", b)
+	}
+}
