@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ type Config struct {
 	SMTPSAddr string // implicit TLS listener
 	TLSCert   string
 	TLSKey    string
+
+	APIAddr   string // HTTP API listener; "" or "off" turns it off
+	APITLS    bool   // the API serves HTTPS with the SMTP certificate
+	PublicURL string // where people reach the API (ServerLink); "" = derived from APIAddr
 
 	MaxMessageSize     int64
 	MaxRecipients      int
@@ -98,6 +103,9 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.SMTPSAddr, "smtps-addr", "off", `SMTP listener with implicit TLS, e.g. :465 ("off" turns it off)`)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate chain, PEM (default: a self-signed one generated into the data directory)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key, PEM (with tls-cert)")
+	fs.StringVar(&c.APIAddr, "api-addr", "127.0.0.1:8080", `HTTP API listener ("off" turns it off)`)
+	fs.BoolVar(&c.APITLS, "api-tls", false, "serve the HTTP API over HTTPS, with the certificate of tls-cert (or the self-signed one)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the API's URL as people reach it, for the ServerLink of servers (default: derived from api-addr)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 10<<20, "largest message accepted, in bytes")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 50, "most recipients of one message")
 	fs.IntVar(&c.MaxLineLength, "max-line-length", 4096, "longest command or message line, in bytes")
@@ -276,6 +284,30 @@ func parseFile(r io.Reader, path string, isSetting map[string]bool) (map[string]
 	return out, nil
 }
 
+// APIURL is the API's public URL: public-url, or else one derived from
+// the address the API listens on (addr, api-addr if empty), an
+// unspecified host becoming 127.0.0.1.
+func (c *Config) APIURL(addr string) string {
+	if c.PublicURL != "" {
+		return strings.TrimSuffix(c.PublicURL, "/")
+	}
+	if addr == "" {
+		addr = c.APIAddr
+	}
+	scheme := "http"
+	if c.APITLS {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return scheme + "://127.0.0.1:8080"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
 // Off reports whether a listener address turns the listener off.
 func Off(addr string) bool { return addr == "" || strings.EqualFold(addr, "off") }
 
@@ -297,6 +329,16 @@ func (c *Config) Validate() error {
 		}
 		if _, port, err := net.SplitHostPort(a.value); err != nil || port == "" {
 			bad(a.name, "must be host:port or \"off\", got %q", a.value)
+		}
+	}
+	if !Off(c.APIAddr) {
+		if _, port, err := net.SplitHostPort(c.APIAddr); err != nil || port == "" {
+			bad("api-addr", "must be host:port or \"off\", got %q", c.APIAddr)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("public-url", "must be an http or https URL such as https://postern.example.com, got %q", c.PublicURL)
 		}
 	}
 	if Off(c.SMTPAddr) && Off(c.SMTPSAddr) {

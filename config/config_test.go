@@ -93,6 +93,7 @@ func TestDefaults(t *testing.T) {
 		LogLevel:          "info",
 		LogFormat:         "text",
 		MXPort:            25,
+		APIAddr:           "127.0.0.1:8080",
 		SmarthostTLS:      "starttls",
 		SenderPolicy:      "registered",
 		MaxLifetime:       48 * time.Hour,
@@ -367,6 +368,17 @@ func TestValidate(t *testing.T) {
 		{"log-level upper case", func(c *config.Config) { c.LogLevel = "INFO" }, "log-level", "debug, info, warn or error"},
 		{"log-format unknown", func(c *config.Config) { c.LogFormat = "xml" }, "log-format", "text or json"},
 
+		// The HTTP API.
+		{"api-addr off", func(c *config.Config) { c.APIAddr = "off" }, "", ""},
+		{"api-addr empty", func(c *config.Config) { c.APIAddr = "" }, "", ""},
+		{"api-addr any host", func(c *config.Config) { c.APIAddr = ":8080" }, "", ""},
+		{"api-addr without port", func(c *config.Config) { c.APIAddr = "127.0.0.1" }, "api-addr", `host:port or "off", got "127.0.0.1"`},
+		{"public-url https", func(c *config.Config) { c.PublicURL = "https://postern.example.com/" }, "", ""},
+		{"public-url with path", func(c *config.Config) { c.PublicURL = "https://example.com/postern" }, "", ""},
+		{"public-url no scheme", func(c *config.Config) { c.PublicURL = "postern.example.com" }, "public-url", `http or https URL`},
+		{"public-url ftp", func(c *config.Config) { c.PublicURL = "ftp://postern.example.com" }, "public-url", `"ftp://postern.example.com"`},
+		{"public-url query", func(c *config.Config) { c.PublicURL = "https://postern.example.com/?a=b" }, "public-url", "http or https URL"},
+
 		// Delivery settings.
 		{"dns host:port", func(c *config.Config) { c.DNS = "127.0.0.1:5353" }, "", ""},
 		{"dns IPv4 without port", func(c *config.Config) { c.DNS = "192.0.2.53" }, "", ""},
@@ -515,7 +527,7 @@ func TestSettings(t *testing.T) {
 	for _, name := range []string{"config", "data", "hostname", "smtp-addr", "smtps-addr", "tls-cert", "tls-key", "max-recipients", "shutdown-timeout",
 		"dns", "mx-port", "smarthost", "smarthost-user", "smarthost-password", "smarthost-tls", "smarthost-domains",
 		"sender-policy", "return-path-domain", "max-lifetime", "retry-base", "retry-max-interval",
-		"relay-workers", "relay-per-server", "relay-per-domain", "tls-fallback"} {
+		"relay-workers", "relay-per-server", "relay-per-domain", "tls-fallback", "api-addr", "api-tls", "public-url"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no setting %q", name)
 		}
@@ -535,7 +547,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"smarthost-domains": " Example.COM, example.org. ", "sender-policy": "verified",
 		"return-path-domain": "bounces.example.org", "max-lifetime": "72h", "retry-base": "1m",
 		"retry-max-interval": "2h", "relay-workers": "8", "relay-per-server": "4", "relay-per-domain": "2",
-		"tls-fallback": "false",
+		"tls-fallback": "false", "api-addr": ":8443", "api-tls": "true", "public-url": "https://postern.example.org",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -558,6 +570,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		DNS: "127.0.0.1:5353", MXPort: 2525, Smarthost: "smtp.example.net:465",
 		SmarthostUser: "relay-user", SmarthostPassword: "relay secret", SmarthostTLS: "implicit",
 		SmarthostDomains: []string{"example.com", "example.org"}, SenderPolicy: "verified",
+		APIAddr: ":8443", APITLS: true, PublicURL: "https://postern.example.org",
 		ReturnPathDomain: "bounces.example.org", MaxLifetime: 72 * time.Hour, RetryBase: time.Minute,
 		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
 		TLSFallback: false,
@@ -800,6 +813,27 @@ func TestTableCode(t *testing.T) {
 	for _, name := range []string{"postern", "data"} {
 		if got[name] {
 			t.Errorf("%s found outside a table row or outside code", name)
+		}
+	}
+}
+
+func TestAPIURL(t *testing.T) {
+	for _, tc := range []struct {
+		addr, listened, public string
+		tls                    bool
+		want                   string
+	}{
+		{"127.0.0.1:8080", "", "", false, "http://127.0.0.1:8080"},
+		{"127.0.0.1:0", "127.0.0.1:43210", "", false, "http://127.0.0.1:43210"},
+		{":8443", "[::]:8443", "", true, "https://127.0.0.1:8443"},
+		{"0.0.0.0:80", "", "", false, "http://127.0.0.1:80"},
+		{"postern.internal:8080", "", "", true, "https://postern.internal:8080"},
+		{"[::1]:8080", "", "", false, "http://[::1]:8080"},
+		{":8080", "", "https://postern.example.com/", false, "https://postern.example.com"},
+	} {
+		c := config.Config{APIAddr: tc.addr, APITLS: tc.tls, PublicURL: tc.public}
+		if got := c.APIURL(tc.listened); got != tc.want {
+			t.Errorf("APIURL(%+v, %q) = %q, want %q", c, tc.listened, got, tc.want)
 		}
 	}
 }

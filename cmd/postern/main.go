@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -285,6 +286,23 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		listeners = append(listeners, listener{l.name, ln, l.serve})
 	}
+	var apiServer *http.Server
+	if !config.Off(cfg.APIAddr) {
+		ln, err := net.Listen("tcp", cfg.APIAddr)
+		if err == nil {
+			apiServer, err = newAPIServer(cfg, st, tlsConfig, ln.Addr().String(), log)
+			if err != nil {
+				ln.Close()
+			}
+		}
+		if err != nil {
+			for _, opened := range listeners {
+				opened.ln.Close()
+			}
+			return fmt.Errorf("api-addr: %w", err)
+		}
+		listeners = append(listeners, listener{"api", ln, func(ln net.Listener) error { return serveAPI(apiServer, ln) }})
+	}
 	if ok, err := st.Initialized(); err != nil {
 		return err
 	} else if !ok {
@@ -294,7 +312,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		submission := swaksTarget{}
 		for _, l := range listeners {
-			submission = submission.or(l.name, l.ln.Addr().String())
+			if l.name != "api" {
+				submission = submission.or(l.name, l.ln.Addr().String())
+			}
 		}
 		printInstallation(stdout, cfg.DataDir, inst, submission)
 	}
@@ -331,6 +351,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err)
+	}
+	if apiServer != nil {
+		if err := apiServer.Shutdown(shutdownCtx); err != nil {
+			log.Warn("api shutdown", "err", err)
+		}
 	}
 	// Then the relay: deliveries in flight get shutdown-timeout to end;
 	// what they leave unfinished is taken up at the next start.

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/postern/postern/api"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/store"
+)
+
+// Bounds of the HTTP API's connections. Writes get long enough for
+// verifyDkim's DNS lookups.
+const (
+	apiReadHeaderTimeout = 10 * time.Second
+	apiReadTimeout       = time.Minute
+	apiWriteTimeout      = 2 * time.Minute
+	apiIdleTimeout       = 2 * time.Minute
+	apiMaxHeaderBytes    = 64 << 10
+)
+
+// newAPIServer builds the HTTP server of the API. addr is the address
+// the API really listens on, from which its public URL is derived unless
+// public-url is set; tlsConfig is used when api-tls is on.
+func newAPIServer(cfg *config.Config, st *store.Store, tlsConfig *tls.Config, addr string, log *slog.Logger) (*http.Server, error) {
+	a, err := api.New(api.Config{
+		Store:    st,
+		Auth:     auth.NewAuthenticator(st),
+		Resolver: relay.NewResolver(cfg.DNS),
+		GenerateKeys: func(domain string) ([]store.DKIMKey, error) {
+			keys, err := relay.GenerateKeys(domain)
+			if err != nil {
+				return nil, err
+			}
+			return []store.DKIMKey{storeKey(keys.Ed25519), storeKey(keys.RSA)}, nil
+		},
+		PublicURL: cfg.APIURL(addr),
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		WriteTimeout:      apiWriteTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.APITLS {
+		hs.TLSConfig = tlsConfig.Clone()
+	}
+	return hs, nil
+}
+
+// serveAPI serves the API on ln until Shutdown, which is not an error.
+func serveAPI(hs *http.Server, ln net.Listener) error {
+	var err error
+	if hs.TLSConfig != nil {
+		err = hs.ServeTLS(ln, "", "")
+	} else {
+		err = hs.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
