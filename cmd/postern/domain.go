@@ -1,8 +1,10 @@
 package main
 
 // postern domain: the operator's tools for sending domains and their DKIM
-// keys. They open the store directly, so they work while postern serve is
-// stopped (and only then: the store has one process at a time).
+// keys. Given an account token (-token or POSTERN_TOKEN), they call a
+// running Postern's HTTP API; without one, they open the store directly,
+// so they work while postern serve is stopped (and only then: the store
+// has one process at a time).
 
 import (
 	"context"
@@ -17,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/postern/postern/api"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
@@ -24,15 +27,22 @@ import (
 
 const domainUsage = `Usage: postern domain <command> [flags]
 
-Commands (they open the store directly: run them while postern serve is stopped):
-  add NAME [-account ID] [-json]   register a sending domain, generate its DKIM keys
-                                   (Ed25519 and RSA-2048) and print the TXT records to publish
-  list [-account ID] [-json]       list an account's domains
-  verify NAME [-json]              look the domain's TXT records up (setting dns) and mark it
-                                   verified when every record is published
+Commands:
+  add NAME [-json]       register a sending domain, generate its DKIM keys (Ed25519 and
+                         RSA-2048) and print the TXT records to publish
+  list [-json]           list the account's domains and their records
+  verify NAME [-json]    look the domain's TXT records up and mark it verified when every
+                         record is published (over the API: complete a pending rotation)
 
-The account defaults to 1, the operator's (the one postern init creates).
-Every setting (-data, -config, -dns...) is accepted, with its environment variable.
+Over the HTTP API of a running postern serve, with an account token:
+  -token TOKEN           the account token (POSTERN_TOKEN); it chooses this mode
+  -url URL               the API's base URL (POSTERN_URL, default http://127.0.0.1:8080)
+  add -return-path NAME  Postmark's ReturnPathDomain, a subdomain of the domain
+The domains are the token's account's; lookups use the server's dns setting.
+
+Without a token, directly on the store (run them while postern serve is stopped):
+  -account ID            the account (default 1, the operator's, the one postern init creates)
+  every setting (-data, -config, -dns...), with its environment variable.
 `
 
 // domainLockTimeout bounds the wait for the store's lock: a running serve
@@ -150,12 +160,14 @@ func toJSON(d store.Domain) domainJSON {
 
 func domainAdd(args []string, stdout, stderr io.Writer) error {
 	var (
-		account int64
-		asJSON  bool
+		af         apiFlags
+		asJSON     bool
+		returnPath string
 	)
 	cfg, rest, err := loadConfigArgs("domain add", args, stderr, func(fs *flag.FlagSet) {
-		fs.Int64Var(&account, "account", 1, "the account the domain is for")
+		af.bind(fs, "the account the domain is for")
 		fs.BoolVar(&asJSON, "json", false, "print the domain and its records as one JSON object")
+		fs.StringVar(&returnPath, "return-path", "", "the ReturnPathDomain, a subdomain of the domain (API mode)")
 	})
 	if err != nil {
 		return err
@@ -167,6 +179,17 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 	if !config.ValidDomainName(name) || !strings.Contains(name, ".") {
 		return fmt.Errorf("domain add: %q is not a domain name (write internationalised names in their xn-- form)", name)
 	}
+	c, err := af.client("domain add")
+	if err != nil {
+		return err
+	}
+	if c != nil {
+		return apiDomainAdd(c, name, returnPath, asJSON, stdout)
+	}
+	if returnPath != "" {
+		return errors.New("domain add: -return-path is for the API mode (-token)")
+	}
+	account := af.directAccount()
 	st, err := openExistingStore(cfg)
 	if err != nil {
 		return err
@@ -182,15 +205,11 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	keys, err := relay.GenerateKeys(name)
+	keys, err := generateDomainKeys(name)
 	if err != nil {
 		return err
 	}
-	d, err := st.CreateDomain(store.Domain{
-		AccountID: account,
-		Name:      name,
-		Keys:      []store.DKIMKey{storeKey(keys.Ed25519), storeKey(keys.RSA)},
-	}, time.Now())
+	d, err := st.CreateDomain(store.Domain{AccountID: account, Name: name, Keys: keys}, time.Now())
 	if errors.Is(err, store.ErrDuplicate) {
 		return fmt.Errorf("domain add: %s is already registered; nothing was changed", name)
 	}
@@ -209,6 +228,16 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// generateDomainKeys makes a domain's Ed25519 and RSA keys as the store
+// keeps them: the API's Config.GenerateKeys.
+func generateDomainKeys(name string) ([]store.DKIMKey, error) {
+	keys, err := relay.GenerateKeys(name)
+	if err != nil {
+		return nil, err
+	}
+	return []store.DKIMKey{storeKey(keys.Ed25519), storeKey(keys.RSA)}, nil
+}
+
 func storeKey(k relay.DKIMKey) store.DKIMKey {
 	return store.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey, Host: k.Host, TextValue: k.TextValue}
 }
@@ -217,13 +246,21 @@ func storeKey(k relay.DKIMKey) store.DKIMKey {
 // asks for them and as zone-file lines, where a value over 255 bytes must
 // be split into several strings of one record.
 func printRecords(w io.Writer, d store.Domain) {
-	fmt.Fprintln(w, "Publish these DNS TXT records (one record each):")
+	records := make([]dkimRecord, 0, len(d.Keys))
 	for _, k := range d.Keys {
-		fmt.Fprintf(w, "\n  %s key\n  host:  %s\n  value: %s\n", algorithmName(k.Algorithm), k.Host, k.TextValue)
+		records = append(records, dkimRecord{Algorithm: k.Algorithm, Host: k.Host, TextValue: k.TextValue})
+	}
+	printDNSRecords(w, records)
+}
+
+func printDNSRecords(w io.Writer, records []dkimRecord) {
+	fmt.Fprintln(w, "Publish these DNS TXT records (one record each):")
+	for _, r := range records {
+		fmt.Fprintf(w, "\n  %s key\n  host:  %s\n  value: %s\n", algorithmName(r.Algorithm), r.Host, r.TextValue)
 	}
 	fmt.Fprintln(w, "\nIn a zone file:")
-	for _, k := range d.Keys {
-		fmt.Fprintf(w, "  %s. IN TXT %s\n", k.Host, zoneStrings(k.TextValue))
+	for _, r := range records {
+		fmt.Fprintf(w, "  %s. IN TXT %s\n", r.Host, zoneStrings(r.TextValue))
 	}
 }
 
@@ -250,11 +287,11 @@ func zoneStrings(v string) string {
 
 func domainList(args []string, stdout, stderr io.Writer) error {
 	var (
-		account int64
-		asJSON  bool
+		af     apiFlags
+		asJSON bool
 	)
 	cfg, rest, err := loadConfigArgs("domain list", args, stderr, func(fs *flag.FlagSet) {
-		fs.Int64Var(&account, "account", 1, "the account whose domains to list")
+		af.bind(fs, "the account whose domains to list")
 		fs.BoolVar(&asJSON, "json", false, "print a JSON array")
 	})
 	if err != nil {
@@ -263,6 +300,14 @@ func domainList(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return fmt.Errorf("domain list: unexpected argument %q", rest[0])
 	}
+	c, err := af.client("domain list")
+	if err != nil {
+		return err
+	}
+	if c != nil {
+		return apiDomainList(c, asJSON, stdout)
+	}
+	account := af.directAccount()
 	st, err := openExistingStore(cfg)
 	if err != nil {
 		return err
@@ -321,8 +366,12 @@ type recordCheck struct {
 }
 
 func domainVerify(args []string, stdout, stderr io.Writer) error {
-	var asJSON bool
+	var (
+		af     apiFlags
+		asJSON bool
+	)
 	cfg, rest, err := loadConfigArgs("domain verify", args, stderr, func(fs *flag.FlagSet) {
+		af.bind(fs, "")
 		fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	})
 	if err != nil {
@@ -331,6 +380,13 @@ func domainVerify(args []string, stdout, stderr io.Writer) error {
 	name, err := oneName("domain verify", rest)
 	if err != nil {
 		return err
+	}
+	c, err := af.client("domain verify")
+	if err != nil {
+		return err
+	}
+	if c != nil {
+		return apiDomainVerify(c, name, asJSON, stdout)
 	}
 	st, err := openExistingStore(cfg)
 	if err != nil {
@@ -430,10 +486,10 @@ func checkRecord(r *relay.Resolver, k store.DKIMKey) recordCheck {
 	}
 	c.Status = recordMissing
 	for _, txt := range txts {
-		if !isDKIMRecord(txt) {
+		if !api.IsDKIMRecord(txt) {
 			continue
 		}
-		if dkimRecordMatches(txt, k.TextValue) {
+		if api.DKIMRecordMatches(txt, k.TextValue) {
 			c.Status, c.Found = recordPublished, nil
 			return c
 		}
@@ -441,45 +497,4 @@ func checkRecord(r *relay.Resolver, k store.DKIMKey) recordCheck {
 		c.Found = append(c.Found, txt)
 	}
 	return c
-}
-
-// dkimTags reads a DKIM tag list (RFC 6376 §3.2); whitespace inside
-// values is dropped, as base64 keys allow it.
-func dkimTags(v string) map[string]string {
-	tags := map[string]string{}
-	for _, part := range strings.Split(v, ";") {
-		name, value, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
-		}
-		tags[strings.TrimSpace(name)] = strings.Join(strings.Fields(value), "")
-	}
-	return tags
-}
-
-func isDKIMRecord(txt string) bool {
-	tags := dkimTags(txt)
-	_, hasKey := tags["p"]
-	return hasKey || tags["v"] == "DKIM1"
-}
-
-// dkimRecordMatches reports whether a published record holds the key of
-// want: the same public key and algorithm (k= defaults to rsa), and v=,
-// if present, DKIM1. Other tags (t=, n=, ...) are the publisher's choice.
-func dkimRecordMatches(published, want string) bool {
-	p, w := dkimTags(published), dkimTags(want)
-	if p["p"] == "" || p["p"] != w["p"] {
-		return false
-	}
-	k := p["k"]
-	if k == "" {
-		k = "rsa"
-	}
-	if !strings.EqualFold(k, w["k"]) {
-		return false
-	}
-	if v, ok := p["v"]; ok && v != "DKIM1" {
-		return false
-	}
-	return true
 }

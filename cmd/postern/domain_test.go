@@ -5,11 +5,19 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/postern/postern/api"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay"
 	"github.com/postern/postern/relay/dnstest"
 	"github.com/postern/postern/store"
 )
@@ -258,5 +266,207 @@ func TestDomainWhileServing(t *testing.T) {
 	p.stop(t)
 	if _, stderr, code = runPostern(t, dir, env, "domain", "add", "busy.example"); code != 0 {
 		t.Errorf("domain add once serve stopped: status %d, stderr %q", code, stderr)
+	}
+}
+
+// domainTestAPI serves the HTTP API of a store of its own, in this process,
+// as postern serve does, with a DNS server for verifyDkim.
+type domainTestAPI struct {
+	URL  string
+	inst auth.Installation
+	st   *store.Store
+	dns  *dnstest.Server
+}
+
+func newDomainTestAPI(t *testing.T) *domainTestAPI {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.Check(); err != nil {
+			t.Errorf("store consistency: %v", err)
+		}
+		st.Close()
+	})
+	inst, err := auth.Init(st, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := dnstest.New(t)
+	a, err := api.New(api.Config{Store: st, Auth: auth.NewAuthenticator(st), Resolver: relay.NewResolver(dns.Addr()), GenerateKeys: generateDomainKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(a)
+	t.Cleanup(hs.Close)
+	return &domainTestAPI{URL: hs.URL, inst: inst, st: st, dns: dns}
+}
+
+// TestDomainOverAPI runs postern domain add, list and verify against a
+// running API, with the token and URL from the environment and from flags.
+func TestDomainOverAPI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := newDomainTestAPI(t)
+	env := []string{"POSTERN_TOKEN=" + srv.inst.AccountToken, "POSTERN_URL=" + srv.URL}
+	flags := []string{"-token", srv.inst.AccountToken, "-url", srv.URL + "/"}
+
+	// add -json prints the API's answer.
+	stdout, stderr, code := runPostern(t, dir, env, "domain", "add", "Mail.Example.COM.", "-json")
+	if code != 0 {
+		t.Fatalf("domain add: status %d\n%s", code, stderr)
+	}
+	var added api.DomainDetails
+	if err := json.Unmarshal([]byte(stdout), &added); err != nil {
+		t.Fatalf("domain add -json printed %q: %v", stdout, err)
+	}
+	stored, err := srv.st.DomainByName("mail.example.com")
+	if err != nil || stored.ID != added.ID || stored.AccountID != srv.inst.AccountID {
+		t.Fatalf("stored %+v, %v; printed %+v", stored, err, added)
+	}
+	if added.Name != "mail.example.com" || added.DKIMUpdateStatus != "Pending" || len(added.DKIMRecords) != 2 ||
+		added.DKIMRecords[0].Host != stored.Keys[0].Host || added.DKIMRecords[1].TextValue != stored.Keys[1].TextValue ||
+		added.DKIMPendingHost != stored.Keys[1].Host {
+		t.Fatalf("domain add -json: %+v", added)
+	}
+	if strings.Contains(strings.ToLower(stdout), "private") {
+		t.Errorf("domain add printed a private key: %s", stdout)
+	}
+
+	// add for people, with flags: both records, the zone-file lines.
+	stdout, stderr, code = runPostern(t, dir, nil, append([]string{"domain", "add", "second.example", "-return-path", "pm-bounces.second.example"}, flags...)...)
+	if code != 0 {
+		t.Fatalf("domain add second.example: status %d\n%s", code, stderr)
+	}
+	second, err := srv.st.DomainByName("second.example")
+	if err != nil || second.ReturnPathDomain != "pm-bounces.second.example" {
+		t.Fatalf("second.example stored: %+v %v", second, err)
+	}
+	for _, k := range second.Keys {
+		if !strings.Contains(stdout, "host:  "+k.Host+"\n") || !strings.Contains(stdout, "value: "+k.TextValue+"\n") ||
+			!strings.Contains(stdout, k.Host+". IN TXT \""+k.TextValue[:min(255, len(k.TextValue))]+`"`) {
+			t.Errorf("domain add output lacks the %s record:\n%s", k.Algorithm, stdout)
+		}
+	}
+	if !strings.Contains(stdout, "Domain second.example added (ID ") || !strings.Contains(stdout, "postern domain verify second.example") {
+		t.Errorf("domain add output:\n%s", stdout)
+	}
+
+	// A taken name: the API's message, status 1.
+	_, stderr, code = runPostern(t, dir, env, "domain", "add", "MAIL.example.com")
+	if code != 1 || !strings.Contains(stderr, "The domain mail.example.com already exists. (HTTP 422, ErrorCode 512)") {
+		t.Errorf("second add: status %d, stderr %q", code, stderr)
+	}
+
+	// list, for people and for scripts.
+	stdout, stderr, code = runPostern(t, dir, env, "domain", "list")
+	if code != 0 {
+		t.Fatalf("domain list: status %d\n%s", code, stderr)
+	}
+	for _, d := range []store.Domain{stored, second} {
+		if !regexp.MustCompile(`(?m)^\d+\s+` + regexp.QuoteMeta(d.Name) + `\s+no\s+Pending\s+-$`).MatchString(stdout) {
+			t.Errorf("domain list does not show %s unverified:\n%s", d.Name, stdout)
+		}
+		for _, k := range d.Keys {
+			if !regexp.MustCompile(`(?m)^  ` + algorithmName(k.Algorithm) + `\s+pending\s+` + regexp.QuoteMeta(k.Host+" TXT "+k.TextValue) + `$`).MatchString(stdout) {
+				t.Errorf("domain list lacks the record %s:\n%s", k.Host, stdout)
+			}
+		}
+	}
+	stdout, stderr, code = runPostern(t, dir, env, "domain", "list", "-json")
+	var listed []api.DomainDetails
+	if code != 0 || json.Unmarshal([]byte(stdout), &listed) != nil || len(listed) != 2 ||
+		listed[0].Name != "mail.example.com" || listed[1].Name != "second.example" || len(listed[1].DKIMRecords) != 2 {
+		t.Fatalf("domain list -json: status %d, %q, %q", code, stdout, stderr)
+	}
+
+	// verify: not yet, then once published.
+	_, stderr, code = runPostern(t, dir, env, "domain", "verify", "mail.example.com")
+	if code != 1 || !strings.Contains(stderr, "mail.example.com is not verified") {
+		t.Errorf("verify before publishing: status %d, %q", code, stderr)
+	}
+	for _, r := range added.DKIMRecords {
+		srv.dns.SetTXT(r.Host, r.TextValue)
+	}
+	stdout, stderr, code = runPostern(t, dir, env, "domain", "verify", "mail.example.com")
+	if code != 0 || !strings.Contains(stdout, "Domain mail.example.com is verified.") {
+		t.Fatalf("verify once published: status %d\n%s\n%s", code, stdout, stderr)
+	}
+	_, stderr, code = runPostern(t, dir, env, "domain", "verify", "nowhere.example")
+	if code != 1 || !strings.Contains(stderr, "the account has no domain nowhere.example") {
+		t.Errorf("verify of an unknown domain: status %d, %q", code, stderr)
+	}
+
+	// A rotation: list shows the pending records, verify completes it.
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("%s/domains/%d/rotatedkim", srv.URL, added.ID), nil)
+	req.Header.Set("X-Postmark-Account-Token", srv.inst.AccountToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("rotatedkim: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	rotating, _ := srv.st.Domain(added.ID)
+	stdout, _, _ = runPostern(t, dir, env, "domain", "list")
+	for _, k := range rotating.Keys {
+		if !regexp.MustCompile(`(?m)^  \S+\s+active\s+` + regexp.QuoteMeta(k.Host) + ` `).MatchString(stdout) {
+			t.Errorf("list during the rotation lacks the active %s:\n%s", k.Host, stdout)
+		}
+	}
+	for _, k := range rotating.PendingKeys {
+		if !regexp.MustCompile(`(?m)^  \S+\s+pending\s+` + regexp.QuoteMeta(k.Host) + ` `).MatchString(stdout) {
+			t.Errorf("list during the rotation lacks the pending %s:\n%s", k.Host, stdout)
+		}
+	}
+	_, stderr, code = runPostern(t, dir, env, "domain", "verify", "mail.example.com")
+	if code != 1 || !strings.Contains(stderr, "the pending records are not all published yet") {
+		t.Errorf("verify during the rotation: status %d, %q", code, stderr)
+	}
+	for _, k := range rotating.PendingKeys {
+		srv.dns.SetTXT(k.Host, k.TextValue)
+	}
+	if _, stderr, code = runPostern(t, dir, env, "domain", "verify", "mail.example.com", "-json"); code != 0 {
+		t.Fatalf("verify once the new records are published: status %d, %q", code, stderr)
+	}
+	stdout, _, _ = runPostern(t, dir, env, "domain", "list")
+	if !regexp.MustCompile(`(?m)^\d+\s+mail\.example\.com\s+yes\s+Verified\s+keep in DNS$`).MatchString(stdout) {
+		t.Errorf("list after the rotation:\n%s", stdout)
+	}
+}
+
+func TestDomainOverAPIErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := newDomainTestAPI(t)
+	// An address nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"POSTERN_URL=" + srv.URL}, []string{"domain", "list", "-token", "wrong"}, "(HTTP 401, ErrorCode 10)"},
+		{nil, []string{"domain", "list", "-token", srv.inst.ServerToken, "-url", srv.URL}, "(HTTP 401, ErrorCode 10)"},
+		{[]string{"POSTERN_TOKEN=" + srv.inst.AccountToken, "POSTERN_URL=" + srv.URL}, []string{"domain", "add", "x.example", "-account", "1"}, "-account is for the direct mode"},
+		{[]string{"POSTERN_TOKEN=" + srv.inst.AccountToken}, []string{"domain", "list", "-url", "ftp://x"}, `the API URL "ftp://x" is not an http:// or https:// URL`},
+		{[]string{"POSTERN_TOKEN=" + srv.inst.AccountToken}, []string{"domain", "list", "-url", "http://" + closed}, "is postern serve running with its API at"},
+		{[]string{"POSTERN_TOKEN=" + srv.inst.AccountToken, "POSTERN_URL=" + srv.URL}, []string{"domain", "add", "not a domain"}, `"not a domain" is not a domain name`},
+		{[]string{"POSTERN_TOKEN=" + srv.inst.AccountToken, "POSTERN_URL=" + srv.URL}, []string{"domain", "add", "x.example", "-return-path", "y.example"}, "must be a subdomain of x.example"},
+		{[]string{"POSTERN_DATA=" + filepath.Join(dir, "none")}, []string{"domain", "add", "x.example", "-return-path", "pm.x.example"}, "-return-path is for the API mode"},
+		{nil, []string{"domain", "list", "-url", srv.URL}, "-url needs an account token"},
+	} {
+		_, stderr, code := runPostern(t, dir, tc.env, tc.args...)
+		if code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("postern %q: status %d, stderr %q; want 1 and %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	if ds, _ := srv.st.Domains(srv.inst.AccountID); len(ds) != 0 {
+		t.Errorf("the errors made domains: %+v", ds)
 	}
 }

@@ -1,0 +1,285 @@
+package main
+
+// postern domain over the HTTP API of a running Postern: the same commands
+// as on the store, for the account whose token is given.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/postern/postern/api"
+)
+
+// defaultAPIURL is where postern serve's API listens by default.
+const defaultAPIURL = "http://127.0.0.1:8080"
+
+// apiTimeout bounds one API request; verifyDkim looks records up in DNS.
+const apiTimeout = 60 * time.Second
+
+// apiFlags are the flags that choose the API mode.
+type apiFlags struct {
+	token, url string
+	account    int64 // the direct mode's -account; 0 when not given
+}
+
+func (f *apiFlags) bind(fs *flag.FlagSet, accountHelp string) {
+	fs.StringVar(&f.token, "token", "", "an account token: call the API of a running postern serve (POSTERN_TOKEN)")
+	fs.StringVar(&f.url, "url", "", "the API's base URL (POSTERN_URL, default "+defaultAPIURL+")")
+	if accountHelp != "" {
+		fs.Int64Var(&f.account, "account", 0, accountHelp+" (direct mode; default 1)")
+	}
+}
+
+// client returns the API client the flags and environment ask for, or
+// nil for the direct mode.
+func (f *apiFlags) client(cmd string) (*domainAPI, error) {
+	token, base := f.token, f.url
+	if token == "" {
+		token = os.Getenv("POSTERN_TOKEN")
+	}
+	if base == "" {
+		base = os.Getenv("POSTERN_URL")
+	}
+	if token == "" {
+		if base != "" && f.url != "" {
+			return nil, fmt.Errorf("%s: -url needs an account token (-token or POSTERN_TOKEN)", cmd)
+		}
+		return nil, nil
+	}
+	if f.account != 0 {
+		return nil, fmt.Errorf("%s: -account is for the direct mode: over the API the token chooses the account", cmd)
+	}
+	if base == "" {
+		base = defaultAPIURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s: the API URL %q is not an http:// or https:// URL", cmd, base)
+	}
+	return &domainAPI{cmd: cmd, base: strings.TrimSuffix(base, "/"), token: token, http: &http.Client{Timeout: apiTimeout}}, nil
+}
+
+// domainAPI calls the domains endpoints with an account token.
+type domainAPI struct {
+	cmd, base, token string
+	http             *http.Client
+}
+
+// do sends a request and decodes a 200 answer into out; any other answer
+// becomes an error with Postmark's message.
+func (c *domainAPI) do(method, path string, body, out any) error {
+	var r io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, c.base+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("X-Postmark-Account-Token", c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w (is postern serve running with its API at %s?)", c.cmd, err, c.base)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%s: reading the answer of %s %s: %w", c.cmd, method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Message != "" {
+			return fmt.Errorf("%s: %s (HTTP %d, ErrorCode %d)", c.cmd, e.Message, resp.StatusCode, e.ErrorCode)
+		}
+		return fmt.Errorf("%s: %s %s: HTTP %d: %.200s", c.cmd, method, path, resp.StatusCode, data)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s: the answer of %s %s is not what was expected: %w", c.cmd, method, path, err)
+	}
+	return nil
+}
+
+// domains returns every domain of the account, page after page.
+func (c *domainAPI) domains() ([]api.DomainSummary, error) {
+	const page = 500
+	var all []api.DomainSummary
+	for offset := 0; ; offset += page {
+		var list api.DomainList
+		if err := c.do(http.MethodGet, fmt.Sprintf("/domains?count=%d&offset=%d", page, offset), nil, &list); err != nil {
+			return nil, err
+		}
+		all = append(all, list.Domains...)
+		if len(list.Domains) < page || len(all) >= list.TotalCount {
+			return all, nil
+		}
+	}
+}
+
+// byName finds the account's domain called name.
+func (c *domainAPI) byName(name string) (api.DomainSummary, error) {
+	all, err := c.domains()
+	if err != nil {
+		return api.DomainSummary{}, err
+	}
+	for _, d := range all {
+		if d.Name == name {
+			return d, nil
+		}
+	}
+	return api.DomainSummary{}, fmt.Errorf("%s: the account has no domain %s; add it with: postern domain add %s", c.cmd, name, name)
+}
+
+func apiDomainAdd(c *domainAPI, name, returnPath string, asJSON bool, stdout io.Writer) error {
+	req := map[string]string{"Name": name}
+	if returnPath != "" {
+		req["ReturnPathDomain"] = returnPath
+	}
+	var d api.DomainDetails
+	if err := c.do(http.MethodPost, "/domains", req, &d); err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(d)
+	}
+	fmt.Fprintf(stdout, "Domain %s added (ID %d).\n\n", d.Name, d.ID)
+	printDNSRecords(stdout, apiRecords(d.DKIMRecords))
+	fmt.Fprintf(stdout, "\nOnce they are published, run: postern domain verify %s (with the same -token and -url)\n", d.Name)
+	return nil
+}
+
+func apiRecords(rs []api.DKIMRecord) []dkimRecord {
+	out := make([]dkimRecord, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, dkimRecord(r))
+	}
+	return out
+}
+
+func apiDomainList(c *domainAPI, asJSON bool, stdout io.Writer) error {
+	all, err := c.domains()
+	if err != nil {
+		return err
+	}
+	details := make([]api.DomainDetails, 0, len(all))
+	for _, s := range all {
+		var d api.DomainDetails
+		if err := c.do(http.MethodGet, fmt.Sprintf("/domains/%d", s.ID), nil, &d); err != nil {
+			return err
+		}
+		details = append(details, d)
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(details)
+	}
+	if len(details) == 0 {
+		fmt.Fprintln(stdout, "The account has no domains; add one with: postern domain add NAME")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tVERIFIED\tDKIM\tREVOKED")
+	for _, d := range details {
+		verified, revoked := "no", "-"
+		if d.DKIMVerified {
+			verified = "yes"
+		}
+		if d.DKIMRevokedHost != "" {
+			revoked = "keep in DNS"
+			if d.SafeToRemoveRevokedKeyFromDNS {
+				revoked = "safe to remove"
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, d.Name, verified, d.DKIMUpdateStatus, revoked)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range details {
+		fmt.Fprintf(stdout, "\n%s:\n", d.Name)
+		for _, r := range d.DKIMRecords {
+			state := "active"
+			if d.DKIMUpdateStatus == "Pending" && (d.DKIMHost == "" || sameStamp(r.Host, d.DKIMPendingHost)) {
+				state = "pending"
+			}
+			fmt.Fprintf(stdout, "  %-8s %-8s %s TXT %s\n", algorithmName(r.Algorithm), state, r.Host, r.TextValue)
+		}
+		if d.DKIMRevokedHost != "" {
+			fmt.Fprintf(stdout, "  RSA      revoked  %s (and its Ed25519 twin)\n", d.DKIMRevokedHost)
+		}
+	}
+	return nil
+}
+
+// sameStamp reports whether two records' selectors were made together:
+// pstrn-ed-YYYYMMDD-xxxx and pstrn-rsa-YYYYMMDD-xxxx share their stamp.
+func sameStamp(hostA, hostB string) bool {
+	stamp := func(h string) string {
+		sel, _, _ := strings.Cut(h, ".")
+		i := strings.Index(sel, "-")
+		j := strings.Index(sel[i+1:], "-")
+		if i < 0 || j < 0 {
+			return sel
+		}
+		return sel[i+1+j+1:]
+	}
+	return stamp(hostA) == stamp(hostB)
+}
+
+func apiDomainVerify(c *domainAPI, name string, asJSON bool, stdout io.Writer) error {
+	s, err := c.byName(name)
+	if err != nil {
+		return err
+	}
+	var d api.DomainDetails
+	if err := c.do(http.MethodPut, fmt.Sprintf("/domains/%d/verifyDkim", s.ID), nil, &d); err != nil {
+		return err
+	}
+	if asJSON {
+		if err := json.NewEncoder(stdout).Encode(d); err != nil {
+			return err
+		}
+	}
+	switch {
+	case d.DKIMUpdateStatus == "Pending" && d.DKIMHost != "":
+		if !asJSON {
+			fmt.Fprintf(stdout, "The DKIM rotation of %s waits for its new records:\n", d.Name)
+			printDNSRecords(stdout, apiRecords(d.DKIMRecords))
+		}
+		return errors.New(c.cmd + ": " + d.Name + ": the pending records are not all published yet")
+	case d.DKIMVerified:
+		if !asJSON {
+			fmt.Fprintf(stdout, "Domain %s is verified.\n", d.Name)
+		}
+		return nil
+	default:
+		if !asJSON {
+			printDNSRecords(stdout, apiRecords(d.DKIMRecords))
+		}
+		return errors.New(c.cmd + ": " + d.Name + " is not verified: its DKIM records are not all published as above")
+	}
+}
+
+// directAccount is the direct mode's account: -account, or 1.
+func (f *apiFlags) directAccount() int64 {
+	if f.account == 0 {
+		return 1
+	}
+	return f.account
+}
