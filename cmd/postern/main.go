@@ -33,6 +33,8 @@ Commands:
   serve     run the SMTP relay (creates and initialises ./postern-data if new)
   init      create a data directory: an account, its owner token, and a Sandbox server "Default" with its token
   domain    sending domains and their DKIM keys: add, list, verify (run while serve is stopped)
+  server    servers over the HTTP API: list, create, show, edit, delete, and their tokens
+  messages  a server's recent outbound messages, over the HTTP API
   settings  list every setting with its environment variable and default
   version   print the version
 
@@ -56,6 +58,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = initCmd(rest, stdout, stderr)
 	case "domain":
 		err = domainCmd(rest, stdout, stderr)
+	case "server":
+		err = serverCmd(rest, stdout, stderr)
+	case "messages":
+		err = messagesCmd(rest, stdout, stderr)
 	case "settings":
 		err = settingsCmd(stdout)
 	case "version", "-version", "--version":

@@ -1,0 +1,469 @@
+package main
+
+// postern server and postern messages: the operator's tools for servers
+// and their recent mail. They call the HTTP API of a running postern
+// serve, with an account token (server) or a server token (messages).
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/postern/postern/api"
+)
+
+const serverUsage = `Usage: postern server <command> [flags]
+
+Commands (over the HTTP API of a running postern serve, with an account token):
+  list [-name PART]                     the account's servers, pinned ones first
+  create NAME [-color C] [-sandbox]     a new server; prints its token, once
+  show ID                               one server with every setting
+  edit ID [-name N] [-color C] [-pinned=true|false] [-smtp=true|false]
+                                        change a server's settings
+  delete ID                             delete a server, its mail and its tokens (owner token)
+  tokens ID                             the server's tokens (prefixes only)
+  token-add ID                          another token for the server; prints it, once
+  token-revoke ID PREFIX                revoke the server's token starting with PREFIX
+
+Every command takes:
+  -token TOKEN   an account token (POSTERN_TOKEN)
+  -url URL       the API's base URL (POSTERN_URL, default http://127.0.0.1:8080)
+  -json          print the API's JSON answer, for scripts
+`
+
+const messagesUsage = `Usage: postern messages [-count N] [-json] [-token TOKEN] [-url URL]
+
+The most recent outbound messages of the server whose token is given
+(-token or POSTERN_TOKEN: a server token), over the HTTP API of a running
+postern serve (-url or POSTERN_URL, default http://127.0.0.1:8080).
+`
+
+// cliDefaultURL is where postern serve's API listens by default.
+const cliDefaultURL = "http://127.0.0.1:8080"
+
+// cliTimeout bounds one API request.
+const cliTimeout = time.Minute
+
+// cliFlags are the flags every API command takes.
+type cliFlags struct {
+	token, url string
+	json       bool
+}
+
+func (f *cliFlags) bind(fs *flag.FlagSet, tokenKind string) {
+	fs.StringVar(&f.token, "token", "", tokenKind+" (default $POSTERN_TOKEN)")
+	fs.StringVar(&f.url, "url", "", "the API's base URL (default $POSTERN_URL, else "+cliDefaultURL+")")
+	fs.BoolVar(&f.json, "json", false, "print JSON, for scripts")
+}
+
+// parseArgs parses flags and positional arguments in any order.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// cliClient calls the API with one token.
+type cliClient struct {
+	cmd, base, header, token string
+	http                     *http.Client
+}
+
+func (f *cliFlags) client(cmd, header string) (*cliClient, error) {
+	token, base := f.token, f.url
+	if token == "" {
+		token = os.Getenv("POSTERN_TOKEN")
+	}
+	if base == "" {
+		base = os.Getenv("POSTERN_URL")
+	}
+	if base == "" {
+		base = cliDefaultURL
+	}
+	if token == "" {
+		return nil, fmt.Errorf("%s: a token is needed: -token TOKEN or POSTERN_TOKEN", cmd)
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s: the API URL %q is not an http:// or https:// URL", cmd, base)
+	}
+	return &cliClient{cmd: cmd, base: strings.TrimSuffix(base, "/"), header: header, token: token, http: &http.Client{Timeout: cliTimeout}}, nil
+}
+
+// call sends a request and returns the body of a 200 answer; any other
+// answer becomes an error with the API's message.
+func (c *cliClient) call(method, path string, body any) ([]byte, error) {
+	var r io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, c.base+path, r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set(c.header, c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (is postern serve running with its API at %s?)", c.cmd, err, c.base)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the answer of %s %s: %w", c.cmd, method, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Message != "" {
+			return nil, fmt.Errorf("%s: %s (HTTP %d, ErrorCode %d)", c.cmd, e.Message, resp.StatusCode, e.ErrorCode)
+		}
+		return nil, fmt.Errorf("%s: %s %s: HTTP %d: %.200s", c.cmd, method, path, resp.StatusCode, data)
+	}
+	return data, nil
+}
+
+// do calls the API and decodes the answer into out.
+func (c *cliClient) do(method, path string, body, out any) ([]byte, error) {
+	data, err := c.call(method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return nil, fmt.Errorf("%s: the answer of %s %s is not what was expected: %w", c.cmd, method, path, err)
+	}
+	return data, nil
+}
+
+func serverCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, serverUsage)
+		return errors.New("server: a command is needed: list, create, show, edit, delete, tokens, token-add or token-revoke")
+	}
+	sub, rest := args[0], args[1:]
+	if sub == "help" || sub == "-h" || sub == "-help" || sub == "--help" {
+		fmt.Fprint(stdout, serverUsage)
+		return nil
+	}
+	cmd := "server " + sub
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f cliFlags
+	f.bind(fs, "an account token")
+	var (
+		name, color     string
+		sandbox         bool
+		pinned, smtpAPI boolFlag
+	)
+	switch sub {
+	case "list":
+		fs.StringVar(&name, "name", "", "only servers whose name contains PART")
+	case "create":
+		fs.StringVar(&color, "color", "", "Purple, Blue, Turquoise, Green, Red, Yellow, Grey or Orange (default Purple)")
+		fs.BoolVar(&sandbox, "sandbox", false, "a Sandbox server: mail is recorded as delivered and never sent")
+	case "edit":
+		fs.StringVar(&name, "name", "", "the new name")
+		fs.StringVar(&color, "color", "", "the new color")
+		fs.Var(&pinned, "pinned", "pin the server first in listings (true or false)")
+		fs.Var(&smtpAPI, "smtp", "allow SMTP for the server (true or false)")
+	case "show", "delete", "tokens", "token-add", "token-revoke":
+	default:
+		fmt.Fprint(stderr, serverUsage)
+		return fmt.Errorf("server: unknown command %q", sub)
+	}
+	pos, err := parseArgs(fs, rest)
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"list": 0, "create": 1, "show": 1, "edit": 1, "delete": 1, "tokens": 1, "token-add": 1, "token-revoke": 2}[sub]
+	if len(pos) != want {
+		return fmt.Errorf("%s: %d argument(s) expected, got %d (see postern server help)", cmd, want, len(pos))
+	}
+	var id int64
+	if sub != "list" && sub != "create" {
+		if id, err = strconv.ParseInt(pos[0], 10, 64); err != nil || id < 1 {
+			return fmt.Errorf("%s: %q is not a server ID (postern server list shows them)", cmd, pos[0])
+		}
+	}
+	c, err := f.client(cmd, "X-Postmark-Account-Token")
+	if err != nil {
+		return err
+	}
+	path := fmt.Sprintf("/servers/%d", id)
+	switch sub {
+	case "list":
+		return serverList(c, name, f.json, stdout)
+	case "create":
+		body := map[string]any{"Name": pos[0]}
+		if color != "" {
+			body["Color"] = color
+		}
+		if sandbox {
+			body["DeliveryType"] = "Sandbox"
+		}
+		var srv api.Server
+		data, err := c.do(http.MethodPost, "/servers", body, &srv)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			_, err := stdout.Write(data)
+			return err
+		}
+		fmt.Fprintf(stdout, "Server %q created (ID %d, %s).\n\n  Server token: %s\n\n", srv.Name, srv.ID, srv.DeliveryType, strings.Join(srv.ApiTokens, ", "))
+		fmt.Fprintln(stdout, "The token is shown only now; Postern keeps only its hash. It is the server's")
+		fmt.Fprintln(stdout, "SMTP username and password, and its X-Postmark-Server-Token.")
+		return nil
+	case "show":
+		var srv api.Server
+		data, err := c.do(http.MethodGet, path, nil, &srv)
+		if err != nil {
+			return err
+		}
+		return printServer(stdout, f.json, data, srv)
+	case "edit":
+		body := map[string]any{}
+		fs.Visit(func(fl *flag.Flag) {
+			switch fl.Name {
+			case "name":
+				body["Name"] = name
+			case "color":
+				body["Color"] = color
+			case "pinned":
+				body["Pinned"] = pinned.v
+			case "smtp":
+				body["SmtpApiActivated"] = smtpAPI.v
+			}
+		})
+		if len(body) == 0 {
+			return fmt.Errorf("%s: nothing to change: give -name, -color, -pinned or -smtp", cmd)
+		}
+		var srv api.Server
+		data, err := c.do(http.MethodPut, path, body, &srv)
+		if err != nil {
+			return err
+		}
+		return printServer(stdout, f.json, data, srv)
+	case "delete":
+		var res api.Error
+		data, err := c.do(http.MethodDelete, path, nil, &res)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			_, err := stdout.Write(data)
+			return err
+		}
+		fmt.Fprintln(stdout, res.Message)
+		return nil
+	case "tokens":
+		var list api.TokenList
+		data, err := c.do(http.MethodGet, path+"/tokens", nil, &list)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			_, err := stdout.Write(data)
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PREFIX\tCREATED")
+		for _, t := range list.Tokens {
+			fmt.Fprintf(tw, "%s\t%s\n", t.Prefix, t.CreatedAt.UTC().Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "token-add":
+		var tok api.NewTokenInfo
+		data, err := c.do(http.MethodPost, path+"/tokens", nil, &tok)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			_, err := stdout.Write(data)
+			return err
+		}
+		fmt.Fprintf(stdout, "New token for server %d: %s\n(shown only now; revoke it with: postern server token-revoke %d %s)\n", id, tok.Token, id, tok.Prefix)
+		return nil
+	case "token-revoke":
+		var res api.Error
+		data, err := c.do(http.MethodDelete, path+"/tokens/"+url.PathEscape(pos[1]), nil, &res)
+		if err != nil {
+			return err
+		}
+		if f.json {
+			_, err := stdout.Write(data)
+			return err
+		}
+		fmt.Fprintln(stdout, res.Message)
+		return nil
+	}
+	return nil
+}
+
+// boolFlag is a bool flag whose presence is seen by fs.Visit.
+type boolFlag struct{ v bool }
+
+func (b *boolFlag) String() string   { return strconv.FormatBool(b.v) }
+func (b *boolFlag) IsBoolFlag() bool { return true }
+func (b *boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	b.v = v
+	return err
+}
+
+func serverList(c *cliClient, name string, asJSON bool, stdout io.Writer) error {
+	const page = 500
+	var all []api.Server
+	for offset := 0; ; offset += page {
+		q := url.Values{"count": {strconv.Itoa(page)}, "offset": {strconv.Itoa(offset)}}
+		if name != "" {
+			q.Set("name", name)
+		}
+		var list api.ServerList
+		if _, err := c.do(http.MethodGet, "/servers?"+q.Encode(), nil, &list); err != nil {
+			return err
+		}
+		all = append(all, list.Servers...)
+		if len(list.Servers) < page || len(all) >= list.TotalCount {
+			break
+		}
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(api.ServerList{TotalCount: len(all), Servers: append([]api.Server{}, all...)})
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tDELIVERY\tCOLOR\tSMTP\tPINNED\tTOKENS")
+	for _, s := range all {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Name, s.DeliveryType, s.Color, onOff(s.SmtpApiActivated), yesNo(s.Pinned), len(s.ApiTokens))
+	}
+	return tw.Flush()
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func printServer(w io.Writer, asJSON bool, data []byte, s api.Server) error {
+	if asJSON {
+		_, err := w.Write(data)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, row := range [][2]string{
+		{"ID", strconv.FormatInt(s.ID, 10)},
+		{"Name", s.Name},
+		{"DeliveryType", s.DeliveryType},
+		{"Color", s.Color},
+		{"SmtpApiActivated", strconv.FormatBool(s.SmtpApiActivated)},
+		{"Pinned", strconv.FormatBool(s.Pinned)},
+		{"ApiTokens", strings.Join(s.ApiTokens, ", ")},
+		{"ServerLink", s.ServerLink},
+		{"TrackOpens", strconv.FormatBool(s.TrackOpens)},
+		{"TrackLinks", s.TrackLinks},
+		{"BounceHookUrl", s.BounceHookUrl},
+		{"DeliveryHookUrl", s.DeliveryHookUrl},
+		{"InboundAddress", s.InboundAddress},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
+	}
+	return tw.Flush()
+}
+
+// outboundMessage is what postern messages shows of GET /messages/outbound.
+type outboundMessage struct {
+	MessageID  string
+	ReceivedAt time.Time
+	Status     string
+	From       string
+	Recipients []string
+	Subject    string
+	Tag        string
+}
+
+func messagesCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, messagesUsage) }
+	var f cliFlags
+	f.bind(fs, "a server token")
+	count := fs.Int("count", 20, "how many messages, most recent first (1 to 500)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("messages: unexpected argument %q", pos[0])
+	}
+	if *count < 1 || *count > 500 {
+		return fmt.Errorf("messages: -count must be from 1 to 500, got %d", *count)
+	}
+	c, err := f.client("messages", "X-Postmark-Server-Token")
+	if err != nil {
+		return err
+	}
+	var list struct {
+		TotalCount int
+		Messages   []outboundMessage
+	}
+	data, err := c.do(http.MethodGet, fmt.Sprintf("/messages/outbound?count=%d&offset=0", *count), nil, &list)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		_, err := stdout.Write(data)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECEIVED\tMESSAGE ID\tSTATUS\tFROM\tTO\tSUBJECT")
+	for _, m := range list.Messages {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ReceivedAt.UTC().Format(time.RFC3339), m.MessageID, m.Status, clip(m.From, 40), clip(strings.Join(m.Recipients, ", "), 40), clip(m.Subject, 50))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d of %d messages\n", len(list.Messages), list.TotalCount)
+	return nil
+}
+
+// clip shortens s to n characters for a table cell, on one line.
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
