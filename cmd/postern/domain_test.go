@@ -470,3 +470,31 @@ func TestDomainOverAPIErrors(t *testing.T) {
 		t.Errorf("the errors made domains: %+v", ds)
 	}
 }
+
+// TestDomainOverServeAPI: the API mode against the real postern serve.
+func TestDomainOverServeAPI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := []string{"POSTERN_SMTP_ADDR=127.0.0.1:0"}
+	p := startPostern(t, dir, env, "serve")
+	inst := p.summary(t)
+	url := "http://" + p.listening(t, "api")
+	apiEnv := append(env, "POSTERN_TOKEN="+inst.AccountToken, "POSTERN_URL="+url)
+	stdout, stderr, code := runPostern(t, dir, apiEnv, "domain", "add", "served.example", "-json")
+	var added api.DomainDetails
+	if code != 0 || json.Unmarshal([]byte(stdout), &added) != nil || added.Name != "served.example" || len(added.DKIMRecords) != 2 {
+		t.Fatalf("domain add over serve's API: status %d, %q, %q", code, stdout, stderr)
+	}
+	stdout, stderr, code = runPostern(t, dir, apiEnv, "domain", "list")
+	if code != 0 || !strings.Contains(stdout, added.DKIMRecords[1].Host+" TXT "+added.DKIMRecords[1].TextValue) {
+		t.Fatalf("domain list over serve's API: status %d, %q, %q", code, stdout, stderr)
+	}
+	// The store mode still cannot run beside serve, and says so.
+	if _, stderr, code = runPostern(t, dir, env, "domain", "list"); code != 1 || !strings.Contains(stderr, "is locked by another process") {
+		t.Errorf("store mode while serving: status %d, %q", code, stderr)
+	}
+	p.stop(t)
+	if d := storedDomain(t, filepath.Join(dir, "postern-data"), "served.example"); d.ID != added.ID || len(d.Keys) != 2 {
+		t.Errorf("stored %+v", d)
+	}
+}
