@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -157,4 +159,38 @@ func TestServerCommands(t *testing.T) {
 	p.stop(t)
 	// The store is consistent after all that.
 	openCheckedStore(t, dir+"/postern-data")
+}
+
+// With api-tls the API serves HTTPS with the SMTP certificate (here the
+// self-signed one), and ServerLink says https.
+func TestServeAPITLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startPostern(t, dir, nil, "serve", "-smtp-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-api-tls")
+	addr := p.listening(t, "api")
+	inst := p.summary(t)
+	client := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	req, err := http.NewRequest(http.MethodGet, "https://"+addr+"/server", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Postmark-Server-Token", inst.ServerToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srv api.Server
+	err = json.NewDecoder(resp.Body).Decode(&srv)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || resp.TLS == nil || srv.ServerLink != fmt.Sprintf("https://%s/servers/%d", addr, inst.ServerID) {
+		t.Fatalf("GET /server over TLS: %d, %v, %+v", resp.StatusCode, err, srv)
+	}
+	// Plain HTTP is not served.
+	if resp, err := client.Get("http://" + addr + "/server"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP to the TLS listener: %d", resp.StatusCode)
+		}
+	}
+	p.stop(t)
 }
