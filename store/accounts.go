@@ -66,6 +66,16 @@ type Server struct {
 	// Pinned servers come first in listings (Postern's own).
 	Pinned bool
 
+	// Limits (Postern's own; see limits.go). Zero means no limit.
+	// RateLimitPerMinute caps the messages accepted in any 60 seconds,
+	// DailyQuota those accepted in a UTC day.
+	RateLimitPerMinute int `json:",omitempty"`
+	DailyQuota         int `json:",omitempty"`
+	// RetentionDays is how long the server's messages are kept (see
+	// retention.go); zero, as in servers stored before it existed, means
+	// DefaultRetentionDays. Read it with Retention.
+	RetentionDays int `json:",omitempty"`
+
 	CreatedAt time.Time
 }
 
@@ -299,6 +309,9 @@ func createServer(tx *bolt.Tx, srv Server, now time.Time) (Server, error) {
 	}
 	if srv.TrackLinks == "" {
 		srv.TrackLinks = TrackLinksNone
+	}
+	if srv.RetentionDays == 0 {
+		srv.RetentionDays = DefaultRetentionDays
 	}
 	if srv.InboundHash == "" {
 		var h [16]byte

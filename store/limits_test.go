@@ -1,0 +1,63 @@
+package store
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSentSinceAndSentOn(t *testing.T) {
+	s, path := openTest(t, Options{})
+	acct, a := initTest(t, s)
+	b := secondServer(t, s, acct.ID, "B")
+	now := time.Date(2026, 3, 2, 0, 1, 30, 0, time.UTC)
+	enqueueN(t, s, a.ID, 2, now.Add(-2*time.Minute)) // 23:59:30 the day before
+	enqueueN(t, s, a.ID, 3, now.Add(-50*time.Second))
+	enqueueN(t, s, a.ID, 4, now.Add(-10*time.Second))
+	enqueueN(t, s, b.ID, 7, now)
+	since := now.Add(-time.Minute)
+	for _, c := range []struct {
+		limit, want int
+	}{{0, 7}, {100, 7}, {7, 7}, {5, 5}, {1, 1}} {
+		if n, err := s.SentSince(a.ID, since, c.limit); err != nil || n != c.want {
+			t.Errorf("SentSince(limit %d) = %d, %v; want %d", c.limit, n, err, c.want)
+		}
+	}
+	if n, _ := s.SentSince(a.ID, now.Add(-20*time.Second), 0); n != 4 {
+		t.Errorf("last 20s: %d, want 4", n)
+	}
+	if n, _ := s.SentSince(b.ID, since, 0); n != 7 {
+		t.Errorf("B: %d, want 7", n)
+	}
+	if _, err := s.SentSince(99, since, 0); err == nil {
+		t.Error("missing server: no error")
+	}
+	// A message of each stream and tag counts toward the day.
+	m := testMessage(a.ID, now)
+	m.Tag, m.MessageStream = "", "broadcast"
+	if err := s.Enqueue(m, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		day  time.Time
+		want int64
+	}{{now, 8}, {now.Add(-time.Hour), 2}, {now.Add(24 * time.Hour), 0}} {
+		if n, err := s.SentOn(a.ID, c.day); err != nil || n != c.want {
+			t.Errorf("SentOn(%s) = %d, %v; want %d", c.day, n, err, c.want)
+		}
+	}
+	// Both survive a restart: they are read from what the store keeps.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n, _ := s2.SentSince(a.ID, since, 0); n != 8 {
+		t.Errorf("after reopening: SentSince %d, want 8", n)
+	}
+	if n, _ := s2.SentOn(a.ID, now); n != 8 {
+		t.Errorf("after reopening: SentOn %d, want 8", n)
+	}
+}
