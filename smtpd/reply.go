@@ -40,6 +40,9 @@ type Error struct {
 	Cause error
 	// Close asks for the connection to be closed once the reply is sent.
 	Close bool
+	// Reason is the refusal's reason label in metrics, one of
+	// RefusalReasons ("" counts as ReasonOther).
+	Reason string
 }
 
 func (e *Error) Error() string {
@@ -65,100 +68,115 @@ func reply(code int, class, subject, detail int, msg string) *Error {
 	return &Error{Code: code, Enhanced: smtp.EnhancedCode{class, subject, detail}, Message: msg}
 }
 
+// because sets the refusal's reason label.
+func (e *Error) because(reason string) *Error {
+	e.Reason = reason
+	return e
+}
+
 // The replies of the design's SMTP table, and the few others Postern gives.
 func errAuthInvalid() *Error {
-	return reply(codeAuthInvalid, 5, 7, 8, "Authentication credentials invalid")
+	return reply(codeAuthInvalid, 5, 7, 8, "Authentication credentials invalid").because(ReasonAuthInvalid)
 }
 
 func errSMTPDisabled(server string) *Error {
 	return reply(codeAuthInvalid, 5, 7, 8, fmt.Sprintf(
-		"Authentication credentials invalid: SMTP is turned off for server %q; turn on SmtpApiActivated to send over SMTP", server))
+		"Authentication credentials invalid: SMTP is turned off for server %q; turn on SmtpApiActivated to send over SMTP", server)).because(ReasonSMTPDisabled)
 }
 
 func errTooManyFailures(until time.Time) *Error {
 	e := reply(codeClosing, 4, 7, 0, fmt.Sprintf(
 		"Too many failed authentication attempts from your address; try again after %s", until.UTC().Format("15:04:05 MST")))
 	e.Close = true
+	e.Reason = ReasonAuthThrottled
 	return e
 }
 
 func errEncryptionRequired() *Error {
-	return reply(codeEncryptRequired, 5, 7, 11, "Encryption required for requested authentication mechanism")
+	return reply(codeEncryptRequired, 5, 7, 11, "Encryption required for requested authentication mechanism").because(ReasonEncryptionRequired)
 }
 
-func errAuthRequired() *Error { return reply(codeAuthRequired, 5, 7, 0, "Authentication required") }
+func errAuthRequired() *Error {
+	return reply(codeAuthRequired, 5, 7, 0, "Authentication required").because(ReasonAuthRequired)
+}
 
 func errAlreadyAuthenticated() *Error {
-	return reply(codeBadSequence, 5, 5, 1, "Already authenticated")
+	return reply(codeBadSequence, 5, 5, 1, "Already authenticated").because(ReasonBadSequence)
 }
 
 func errMechanism(mech string) *Error {
-	return reply(codeParamNotImpl, 5, 5, 4, fmt.Sprintf("Unsupported authentication mechanism %q; use PLAIN or LOGIN", mech))
+	return reply(codeParamNotImpl, 5, 5, 4, fmt.Sprintf("Unsupported authentication mechanism %q; use PLAIN or LOGIN", mech)).because(ReasonAuthMechanism)
 }
 
 func errAuthUnavailable(cause error) *Error {
 	e := reply(codeTempAuthFailure, 4, 7, 0, "Temporary authentication failure; try again later")
 	e.Cause = cause
+	e.Reason = ReasonStorage
 	return e
 }
 
-func errBadSender() *Error { return reply(codeSyntaxError, 5, 1, 3, "Bad sender address syntax") }
+func errBadSender() *Error {
+	return reply(codeSyntaxError, 5, 1, 3, "Bad sender address syntax").because(ReasonSenderSyntax)
+}
 
-func errBadRecipient() *Error { return reply(codeSyntaxError, 5, 1, 3, "Bad recipient address syntax") }
+func errBadRecipient() *Error {
+	return reply(codeSyntaxError, 5, 1, 3, "Bad recipient address syntax").because(ReasonRecipientSyntax)
+}
 
 func errTooManyRecipients(limit int) *Error {
-	return reply(codeInsufficientSpace, 4, 5, 3, fmt.Sprintf("Too many recipients; at most %d per message", limit))
+	return reply(codeInsufficientSpace, 4, 5, 3, fmt.Sprintf("Too many recipients; at most %d per message", limit)).because(ReasonTooManyRecipients)
 }
 
 func errTooBig(limit int64) *Error {
-	return reply(codeExceededStorage, 5, 3, 4, fmt.Sprintf("Message too big; the limit is %s (%d bytes)", byteSize(limit), limit))
+	return reply(codeExceededStorage, 5, 3, 4, fmt.Sprintf("Message too big; the limit is %s (%d bytes)", byteSize(limit), limit)).because(ReasonTooBig)
 }
 
 func errUnknownStream(stream string) *Error {
 	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
-		"Message stream %q does not exist on this server; remove X-PM-Message-Stream or use \"outbound\"", stream))
+		"Message stream %q does not exist on this server; remove X-PM-Message-Stream or use \"outbound\"", stream)).because(ReasonUnknownStream)
 }
 
 func errBadMessage(what string) *Error {
-	return reply(codeTransactionFailed, 5, 6, 0, what)
+	return reply(codeTransactionFailed, 5, 6, 0, what).because(ReasonMalformed)
 }
 
 // Sender policy (see checkSender).
 func errNoFrom() *Error {
-	return reply(codeTransactionFailed, 5, 6, 0, "The message has no From header field; add one with the sender's address")
+	return reply(codeTransactionFailed, 5, 6, 0, "The message has no From header field; add one with the sender's address").because(ReasonMalformed)
 }
 
 func errManyFromFields(n int) *Error {
-	return reply(codeTransactionFailed, 5, 6, 0, fmt.Sprintf("The message has %d From header fields; it must have exactly one", n))
+	return reply(codeTransactionFailed, 5, 6, 0, fmt.Sprintf("The message has %d From header fields; it must have exactly one", n)).because(ReasonMalformed)
 }
 
 func errBadFrom(why string) *Error {
 	return reply(codeTransactionFailed, 5, 6, 0, fmt.Sprintf(
-		"The From header field is not a valid address (%s); write it as \"Name <app@example.com>\"", why))
+		"The From header field is not a valid address (%s); write it as \"Name <app@example.com>\"", why)).because(ReasonMalformed)
 }
 
 func errFromAddresses(n int) *Error {
 	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
-		"The From header field has %d addresses; it must have exactly one, at a domain of this account", n))
+		"The From header field has %d addresses; it must have exactly one, at a domain of this account", n)).because(ReasonSenderDomain)
 }
 
 func errFromLiteral() *Error {
-	return reply(codeMailboxUnavail, 5, 7, 1, "The From address must be at a domain name of this account, not an address literal")
+	return reply(codeMailboxUnavail, 5, 7, 1, "The From address must be at a domain name of this account, not an address literal").because(ReasonSenderDomain)
 }
 
 func errSenderNotRegistered(domain string) *Error {
 	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
-		"Sender domain %q is not registered for this account; add it with \"postern domain add %s\"", domain, domain))
+		"Sender domain %q is not registered for this account; add it with \"postern domain add %s\"", domain, domain)).because(ReasonSenderDomain)
 }
 
 func errSenderNotVerified(domain string) *Error {
 	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
-		"Sender domain %q is not verified: its DKIM records were not found in DNS; publish them, then run \"postern domain verify %s\"", domain, domain))
+		"Sender domain %q is not verified: its DKIM records were not found in DNS; publish them, then run \"postern domain verify %s\"", domain, domain)).because(ReasonSenderDomain)
 }
 
 func errSenderCheck(cause error) *Error {
 	e := reply(codeLocalError, 4, 3, 0, "Temporary failure checking the sender domain; the message was not accepted, try again later")
 	e.Cause = cause
+	e.Reason = ReasonStorage
 	return e
 }
 
@@ -170,12 +188,13 @@ func errInactiveRecipient(rcpt string, sup store.Suppression) *Error {
 	}
 	return reply(codeMailboxUnavail, 5, 1, 1, fmt.Sprintf(
 		"Recipient <%s> is inactive for this server: %s on %s; reactivate it to send again",
-		rcpt, printable(reason), sup.Since.UTC().Format("2006-01-02")))
+		rcpt, printable(reason), sup.Since.UTC().Format("2006-01-02"))).because(ReasonInactiveRecipient)
 }
 
 func errRecipientCheck(cause error) *Error {
 	e := reply(codeLocalError, 4, 3, 0, "Temporary failure checking the recipient; try again later")
 	e.Cause = cause
+	e.Reason = ReasonStorage
 	return e
 }
 
@@ -194,15 +213,16 @@ func printable(s string) string {
 func errStorage(cause error) *Error {
 	e := reply(codeLocalError, 4, 3, 0, "Temporary storage failure; the message was not accepted, try again later")
 	e.Cause = cause
+	e.Reason = ReasonStorage
 	return e
 }
 
 func errServerGone() *Error {
-	return reply(codeLocalError, 4, 3, 0, "This server is no longer available; authenticate again")
+	return reply(codeLocalError, 4, 3, 0, "This server is no longer available; authenticate again").because(ReasonServerGone)
 }
 
 func errTooManySessions() *Error {
-	return reply(codeClosing, 4, 3, 2, "Too many concurrent sessions; try again later")
+	return reply(codeClosing, 4, 3, 2, "Too many concurrent sessions; try again later").because(ReasonTooManySessions)
 }
 
 // Success replies. go-smtp writes fixed texts for these, so Postern hands

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
@@ -81,6 +82,8 @@ type Config struct {
 
 	Logger *slog.Logger     // nil: discard
 	Now    func() time.Time // nil: time.Now
+	// Metrics, when set, gets the listener's metrics (see metrics.go).
+	Metrics prometheus.Registerer
 }
 
 // Defaults of Config's limits.
@@ -138,6 +141,7 @@ func isLoopback(a net.Addr) bool {
 // with STARTTLS (Serve) or implicit TLS (ServeTLS).
 type Server struct {
 	cfg      Config
+	metrics  *metrics
 	starttls *smtp.Server // plaintext, offering STARTTLS when configured
 	implicit *smtp.Server // behind a TLS listener: STARTTLS not offered
 	sessions chan struct{}
@@ -155,7 +159,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("smtpd: Config.Store and Config.Credentials are required")
 	}
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, sessions: make(chan struct{}, cfg.MaxSessions)}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("smtpd: metrics: %w", err)
+	}
+	cfg.TLSConfig = m.countHandshakes(cfg.TLSConfig)
+	s := &Server{cfg: cfg, metrics: m, sessions: make(chan struct{}, cfg.MaxSessions)}
 	s.starttls = s.newSMTPServer(cfg.TLSConfig)
 	s.implicit = s.newSMTPServer(nil)
 	return s, nil
@@ -240,11 +249,14 @@ func (l *listener) Accept() (net.Conn, error) {
 			go l.refuse(raw)
 			continue
 		}
+		m := l.srv.metrics
+		m.sessionsTotal.Inc()
+		m.sessionsOpen.Inc()
 		c := &conn{
 			Conn:             raw,
 			hostname:         l.srv.cfg.Hostname,
 			handshakeTimeout: l.srv.cfg.WriteTimeout,
-			release:          func() { <-l.srv.sessions },
+			release:          func() { m.sessionsOpen.Dec(); <-l.srv.sessions },
 			logger:           l.srv.cfg.Logger,
 			opened:           time.Now(),
 		}
@@ -260,6 +272,7 @@ func (l *listener) Accept() (net.Conn, error) {
 // refuse answers a connection over the session limit and closes it.
 func (l *listener) refuse(raw net.Conn) {
 	defer raw.Close()
+	l.srv.metrics.refused.WithLabelValues(NoServer, ReasonTooManySessions).Inc()
 	if l.tls != nil {
 		return // a reply would need a TLS handshake: just close
 	}

@@ -88,6 +88,11 @@ func (s *session) refuse(e *Error) error {
 		s.pc.closeAfterNextWrite()
 	}
 	s.pc.refused()
+	var server int64
+	if s.server != nil {
+		server = s.server.ID
+	}
+	s.srv.metrics.refused.WithLabelValues(serverLabel(server), reasonLabel(e.Reason)).Inc()
 	return e.smtpError()
 }
 
@@ -133,6 +138,7 @@ func (s *session) checkCredentials(username, password string) error {
 		}
 		s.cfg.Logger.Info("smtp auth failed", "remote", ip, "reason", err.Error())
 		s.pc.authFailed()
+		s.srv.metrics.authFailures.Inc()
 		if s.cfg.Throttle.Fail(key) {
 			_, until := s.cfg.Throttle.Blocked(key)
 			return s.refuse(errTooManyFailures(until))
@@ -142,6 +148,7 @@ func (s *session) checkCredentials(username, password string) error {
 	srv, err := s.cfg.Store.Server(tok.ServerID)
 	if errors.Is(err, store.ErrNotFound) {
 		s.cfg.Logger.Info("smtp auth failed", "remote", ip, "reason", "token of a deleted server")
+		s.srv.metrics.authFailures.Inc()
 		return s.refuse(errAuthInvalid())
 	}
 	if err != nil {
@@ -201,7 +208,7 @@ func (s *session) Data(r io.Reader) error {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return s.refuse(errTooBig(s.cfg.MaxMessageBytes))
 		}
-		return s.refuse(&Error{Code: codeLocalError, Enhanced: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again", Cause: err})
+		return s.refuse(&Error{Code: codeLocalError, Enhanced: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again", Cause: err, Reason: ReasonDataRead})
 	}
 	now := s.cfg.Now().UTC()
 	id := store.NewMessageID()
@@ -243,6 +250,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(errStorage(err))
 	}
 	s.pc.accepted()
+	s.srv.metrics.accepted.WithLabelValues(serverLabel(s.server.ID)).Inc()
 	if s.cfg.Accepted != nil {
 		s.cfg.Accepted(s.server.ID, id)
 	}
