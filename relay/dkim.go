@@ -151,6 +151,20 @@ func NewSigner(keys DomainKeys) (*Signer, error) {
 	return s, nil
 }
 
+// algorithms names the algorithm of each key, as DKIM's k= tag does.
+func (s *Signer) algorithms() []string {
+	out := make([]string, 0, len(s.keys))
+	for _, k := range s.keys {
+		switch k.signer.(type) {
+		case ed25519.PrivateKey:
+			out = append(out, "ed25519")
+		default:
+			out = append(out, "rsa")
+		}
+	}
+	return out
+}
+
 // Sign signs msg, a whole message with CRLF line ends, with every key of
 // the domain, relaxed/relaxed, and returns the DKIM-Signature fields to
 // send before it. Returning the fields rather than the signed message

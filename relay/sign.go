@@ -36,6 +36,9 @@ func (w *Worker) sign(srv store.Server, raw []byte, log *slog.Logger) ([]byte, s
 	if err == nil {
 		var sig []byte
 		if sig, err = signer.Sign(raw); err == nil {
+			for _, alg := range signer.algorithms() {
+				w.metrics.dkim.WithLabelValues(alg).Inc()
+			}
 			return sig, d.Name
 		}
 	}

@@ -10,7 +10,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/store"
 )
@@ -25,6 +28,8 @@ type Store interface {
 	Message(serverID int64, messageID string) (store.Message, error)
 	RawMessage(serverID int64, messageID string) ([]byte, error)
 	DomainByName(name string) (store.Domain, error)
+	// QueueStats is read at each scrape of the queue metrics.
+	QueueStats() ([]store.QueueStat, error)
 }
 
 // DomainDeliverer delivers to the mail exchangers of one domain;
@@ -112,6 +117,8 @@ type WorkerConfig struct {
 	// Rand returns a number in [0, 1) for the retry jitter; math/rand/v2's
 	// Float64 if nil.
 	Rand func() float64
+	// Metrics, when set, gets the relay's metrics (see metrics.go).
+	Metrics prometheus.Registerer
 }
 
 // Worker is the delivery side: it claims due queue entries fairly across
@@ -128,6 +135,8 @@ type Worker struct {
 	randMu    sync.Mutex
 	running   sync.Mutex // one Run at a time
 	smartDest string
+	metrics   *metrics
+	live      atomic.Bool // Run is delivering
 }
 
 // NewWorker checks cfg and fills in its defaults.
@@ -181,7 +190,12 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		cfg.Rand = rand.Float64
 	}
 	cfg.ReturnPathDomain = store.NormalizeDomain(cfg.ReturnPathDomain)
+	m, err := newMetrics(cfg.Metrics, cfg.Store, cfg.Now)
+	if err != nil {
+		return nil, fmt.Errorf("relay: metrics: %w", err)
+	}
 	w := &Worker{
+		metrics:   m,
 		cfg:       cfg,
 		log:       cfg.Logger,
 		wake:      make(chan struct{}, 1),
@@ -230,6 +244,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	} else if n > 0 {
 		w.log.Info("relay: leases of a previous run released", "entries", n)
 	}
+	w.live.Store(true)
+	defer w.live.Store(false)
 
 	// Deliveries run under their own context, canceled only after the
 	// drain period, not as soon as ctx is done.
@@ -306,6 +322,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 
+	w.live.Store(false)
+
 	// Drain: let the deliveries in flight finish, then cancel them.
 	defer w.closeIdle()
 	if inFlight > 0 {
@@ -324,6 +342,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Running reports whether Run is delivering: it has started, taken back
+// the leases of a previous run, and its context is not done. It is part
+// of the readiness check.
+func (w *Worker) Running() bool { return w.live.Load() }
 
 // closeIdle ends the sessions the deliverers keep for reuse.
 func (w *Worker) closeIdle() {
@@ -440,7 +463,9 @@ func (w *Worker) attempt(ctx context.Context, e store.QueueEntry) {
 	if err := w.cfg.Store.RecordAttempt(a); err != nil {
 		log.Error("relay: cannot record the attempt; the entry comes back when its lease ends",
 			"err", err, "lease", w.cfg.Lease.String(), "took", w.cfg.Now().Sub(start).String())
+		return
 	}
+	w.metrics.recorded(a, w.cfg.Now().Sub(start))
 }
 
 // prepare reads the message and, unless its server is a Sandbox, signs
