@@ -44,6 +44,10 @@ type Config struct {
 	// PublicURL is where people reach this API (for ServerLink); default
 	// http://127.0.0.1:8080.
 	PublicURL string
+	// BackupDir is where GET /backup writes the store's copy before
+	// sending it: a directory with room for one (the data directory).
+	// Empty: the system's temporary directory.
+	BackupDir string
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
 	MaxBodyBytes int64
 	Logger       *slog.Logger     // nil: discard
@@ -80,6 +84,7 @@ func New(cfg Config) (*API, error) {
 	a.registerMessages()
 	a.registerStats()
 	a.registerBounces()
+	a.registerBackup()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 	})
