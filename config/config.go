@@ -33,6 +33,8 @@ type Config struct {
 	APITLS    bool   // the API serves HTTPS with the SMTP certificate
 	PublicURL string // where people reach the API (ServerLink); "" = derived from APIAddr
 
+	MetricsAddr string // /metrics, /healthz and /readyz; "" or "off" turns it off
+
 	MaxMessageSize     int64
 	MaxRecipients      int
 	MaxLineLength      int
@@ -105,6 +107,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key, PEM (with tls-cert)")
 	fs.StringVar(&c.APIAddr, "api-addr", "127.0.0.1:8080", `HTTP API listener ("off" turns it off)`)
 	fs.BoolVar(&c.APITLS, "api-tls", false, "serve the HTTP API over HTTPS, with the certificate of tls-cert (or the self-signed one)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9090", `listener of Prometheus metrics (/metrics) and health checks (/healthz, /readyz); no token, keep it private ("off" turns it off)`)
 	fs.StringVar(&c.PublicURL, "public-url", "", "the API's URL as people reach it, for the ServerLink of servers (default: derived from api-addr)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 10<<20, "largest message accepted, in bytes")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 50, "most recipients of one message")
@@ -331,9 +334,12 @@ func (c *Config) Validate() error {
 			bad(a.name, "must be host:port or \"off\", got %q", a.value)
 		}
 	}
-	if !Off(c.APIAddr) {
-		if _, port, err := net.SplitHostPort(c.APIAddr); err != nil || port == "" {
-			bad("api-addr", "must be host:port or \"off\", got %q", c.APIAddr)
+	for _, a := range []struct{ name, value string }{{"api-addr", c.APIAddr}, {"metrics-addr", c.MetricsAddr}} {
+		if Off(a.value) {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a.value); err != nil || port == "" {
+			bad(a.name, "must be host:port or \"off\", got %q", a.value)
 		}
 	}
 	if c.PublicURL != "" {

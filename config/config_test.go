@@ -94,6 +94,7 @@ func TestDefaults(t *testing.T) {
 		LogFormat:         "text",
 		MXPort:            25,
 		APIAddr:           "127.0.0.1:8080",
+		MetricsAddr:       "127.0.0.1:9090",
 		SmarthostTLS:      "starttls",
 		SenderPolicy:      "registered",
 		MaxLifetime:       48 * time.Hour,
@@ -373,6 +374,9 @@ func TestValidate(t *testing.T) {
 		{"api-addr empty", func(c *config.Config) { c.APIAddr = "" }, "", ""},
 		{"api-addr any host", func(c *config.Config) { c.APIAddr = ":8080" }, "", ""},
 		{"api-addr without port", func(c *config.Config) { c.APIAddr = "127.0.0.1" }, "api-addr", `host:port or "off", got "127.0.0.1"`},
+		{"metrics-addr off", func(c *config.Config) { c.MetricsAddr = "off" }, "", ""},
+		{"metrics-addr empty", func(c *config.Config) { c.MetricsAddr = "" }, "", ""},
+		{"metrics-addr without port", func(c *config.Config) { c.MetricsAddr = "localhost" }, "metrics-addr", `host:port or "off", got "localhost"`},
 		{"public-url https", func(c *config.Config) { c.PublicURL = "https://postern.example.com/" }, "", ""},
 		{"public-url with path", func(c *config.Config) { c.PublicURL = "https://example.com/postern" }, "", ""},
 		{"public-url no scheme", func(c *config.Config) { c.PublicURL = "postern.example.com" }, "public-url", `http or https URL`},
@@ -527,7 +531,7 @@ func TestSettings(t *testing.T) {
 	for _, name := range []string{"config", "data", "hostname", "smtp-addr", "smtps-addr", "tls-cert", "tls-key", "max-recipients", "shutdown-timeout",
 		"dns", "mx-port", "smarthost", "smarthost-user", "smarthost-password", "smarthost-tls", "smarthost-domains",
 		"sender-policy", "return-path-domain", "max-lifetime", "retry-base", "retry-max-interval",
-		"relay-workers", "relay-per-server", "relay-per-domain", "tls-fallback", "api-addr", "api-tls", "public-url"} {
+		"relay-workers", "relay-per-server", "relay-per-domain", "tls-fallback", "api-addr", "api-tls", "public-url", "metrics-addr"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no setting %q", name)
 		}
@@ -548,6 +552,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"return-path-domain": "bounces.example.org", "max-lifetime": "72h", "retry-base": "1m",
 		"retry-max-interval": "2h", "relay-workers": "8", "relay-per-server": "4", "relay-per-domain": "2",
 		"tls-fallback": "false", "api-addr": ":8443", "api-tls": "true", "public-url": "https://postern.example.org",
+		"metrics-addr": "10.0.0.5:9100",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -570,7 +575,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		DNS: "127.0.0.1:5353", MXPort: 2525, Smarthost: "smtp.example.net:465",
 		SmarthostUser: "relay-user", SmarthostPassword: "relay secret", SmarthostTLS: "implicit",
 		SmarthostDomains: []string{"example.com", "example.org"}, SenderPolicy: "verified",
-		APIAddr: ":8443", APITLS: true, PublicURL: "https://postern.example.org",
+		APIAddr: ":8443", APITLS: true, PublicURL: "https://postern.example.org", MetricsAddr: "10.0.0.5:9100",
 		ReturnPathDomain: "bounces.example.org", MaxLifetime: 72 * time.Hour, RetryBase: time.Minute,
 		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
 		TLSFallback: false,
