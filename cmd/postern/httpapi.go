@@ -41,6 +41,7 @@ func newAPIServer(cfg *config.Config, st *store.Store, tlsConfig *tls.Config, ad
 			return []store.DKIMKey{storeKey(keys.Ed25519), storeKey(keys.RSA)}, nil
 		},
 		PublicURL: cfg.APIURL(addr),
+		BackupDir: cfg.DataDir,
 		Logger:    log,
 	})
 	if err != nil {

@@ -35,6 +35,7 @@ Commands:
   domain    sending domains and their DKIM keys: add, list, verify (run while serve is stopped)
   server    servers over the HTTP API: list, create, show, edit, delete, and their tokens
   messages  a server's recent outbound messages, over the HTTP API
+  backup    a consistent copy of the store of a running serve, over the HTTP API (operator's owner token)
   settings  list every setting with its environment variable and default
   version   print the version
 
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serverCmd(rest, stdout, stderr)
 	case "messages":
 		err = messagesCmd(rest, stdout, stderr)
+	case "backup":
+		err = backupCmd(rest, stdout, stderr)
 	case "settings":
 		err = settingsCmd(stdout)
 	case "version", "-version", "--version":

@@ -1,0 +1,184 @@
+package main
+
+// postern backup: a consistent copy of a running Postern's store, over its
+// HTTP API (GET /backup), with the operator account's owner token. The
+// copy goes to FILE.tmp, is synced, opened and checked, and only then
+// renamed to FILE, so FILE is never a partial or broken copy.
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/postern/postern/api"
+	"github.com/postern/postern/store"
+)
+
+const backupUsage = `Usage: postern backup -o FILE [-force] [-token TOKEN] [-url URL] [-json]
+
+Writes a consistent copy of the store of a running postern serve to FILE,
+over its HTTP API, while Postern goes on accepting and delivering mail.
+The copy is checked (it opens and passes the store's consistency check)
+before it is given its name. Restore it by stopping Postern and putting
+it in place of postern.db in the data directory (see the README).
+
+Flags:
+  -o FILE        where to write the copy (required)
+  -force         overwrite FILE if it exists
+  -token TOKEN   an owner token of the operator account (POSTERN_TOKEN)
+  -url URL       the API's base URL (POSTERN_URL, default http://127.0.0.1:8080)
+  -json          print {"File", "Bytes"} as JSON, for scripts
+`
+
+// backupHeaderTimeout bounds the wait for the answer's headers: Postern
+// copies the whole store before it starts sending.
+const backupHeaderTimeout = 30 * time.Minute
+
+// errBackupRefused is the answer to a token that may not make backups.
+var errBackupRefused = errors.New("backup: this token may not make backups: use the operator account's owner token")
+
+func backupCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, backupUsage) }
+	var f cliFlags
+	f.bind(fs, "an owner token of the operator account")
+	var out string
+	var force bool
+	fs.StringVar(&out, "o", "", "where to write the copy")
+	fs.BoolVar(&force, "force", false, "overwrite FILE if it exists")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("backup: unexpected argument %q", pos[0])
+	}
+	if out == "" {
+		fmt.Fprint(stderr, backupUsage)
+		return errors.New("backup: -o FILE is needed")
+	}
+	if !force {
+		if _, err := os.Lstat(out); err == nil {
+			return fmt.Errorf("backup: %s exists: -force overwrites it", out)
+		}
+	}
+	c, err := f.client("backup", "X-Postmark-Account-Token")
+	if err != nil {
+		return err
+	}
+	// A backup takes as long as it takes: no timeout on the whole
+	// exchange, only on the wait for it to start.
+	c.http = &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ResponseHeaderTimeout: backupHeaderTimeout,
+	}}
+
+	tmp := out + ".tmp"
+	n, err := c.backup(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := checkCopy(tmp); err != nil {
+		return fmt.Errorf("backup: the copy in %s is not usable (kept for inspection): %w", tmp, err)
+	}
+	if !force {
+		if _, err := os.Lstat(out); err == nil {
+			os.Remove(tmp)
+			return fmt.Errorf("backup: %s appeared during the backup: -force overwrites it", out)
+		}
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("backup: %w", err)
+	}
+	syncDir(filepath.Dir(out))
+	if f.json {
+		return json.NewEncoder(stdout).Encode(struct {
+			File  string
+			Bytes int64
+		}{out, n})
+	}
+	fmt.Fprintf(stdout, "Backup of %d bytes written to %s (consistency checked).\n", n, out)
+	return nil
+}
+
+// backup downloads the copy into path (created, mode 0600: the copy holds
+// token hashes, DKIM private keys and every message) and syncs it.
+func (c *cliClient) backup(path string) (int64, error) {
+	req, err := http.NewRequest(http.MethodGet, c.base+"/backup", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set(c.header, c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w (is postern serve running with its API at %s?)", err, c.base)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusNotFound:
+		// Postern answers 404, as for a path that does not exist,
+		// to every token but the operator's owner tokens.
+		return 0, errBackupRefused
+	default:
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Message != "" {
+			return 0, fmt.Errorf("backup: %s (HTTP %d, ErrorCode %d)", e.Message, resp.StatusCode, e.ErrorCode)
+		}
+		return 0, fmt.Errorf("backup: GET /backup: HTTP %d: %.200s", resp.StatusCode, data)
+	}
+	want, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
+	if err != nil || want < 0 {
+		return 0, fmt.Errorf("backup: the answer has no Content-Length (%q): is %s a Postern?", resp.Header.Get("Content-Length"), c.base)
+	}
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("backup: %w", err)
+	}
+	n, err := io.Copy(file, resp.Body)
+	if err == nil && n != want {
+		err = fmt.Errorf("the answer ended after %d of %d bytes", n, want)
+	}
+	if err != nil {
+		file.Close()
+		return n, fmt.Errorf("backup: receiving the copy: %w", err)
+	}
+	if err := file.Sync(); err != nil {
+		file.Close()
+		return n, fmt.Errorf("backup: %w", err)
+	}
+	if err := file.Close(); err != nil {
+		return n, fmt.Errorf("backup: %w", err)
+	}
+	return n, nil
+}
+
+// checkCopy opens a copy as a store and runs its consistency check
+// (bbolt's page checks and Postern's own). Open may add a missing
+// top-level bucket, as it does to any store; it changes nothing else.
+func checkCopy(path string) error {
+	st, err := store.Open(path, store.Options{LockTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	return errors.Join(st.Check(), st.Close())
+}
+
+// syncDir makes a rename in dir durable, where the system allows it.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
