@@ -133,15 +133,29 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		if err := srv.Shutdown(sctx); err != nil {
 			t.Errorf("intake shutdown: %v", err)
 		}
-		if err := <-served; err != nil {
-			t.Errorf("intake: %v", err)
-		}
+		// Shutdown closes only the listeners Serve has registered: when
+		// the test ends before the goroutine above got that far, Serve
+		// would then accept on ln forever. Closing ln makes it return.
+		ln.Close()
+		waitFor(t, "the intake's Serve", served)
 		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("relay: %v", err)
-		}
+		waitFor(t, "the relay's Run", ran)
 	})
 	return e
+}
+
+// waitFor waits for a goroutine's result, failing the test rather than
+// hanging it if the goroutine does not end.
+func waitFor(t testing.TB, what string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s did not return within 30s of shutdown", what)
+	}
 }
 
 // generateKeys is relay's DKIM key generator, as the API takes it.
@@ -169,6 +183,10 @@ const (
 	serverHeader  = "X-Postmark-Server-Token"
 )
 
+// httpClient is the tests' client: unlike http.DefaultClient, a request
+// that gets no answer fails the test instead of hanging it.
+var httpClient = &http.Client{Timeout: time.Minute}
+
 // do sends a request with the token in header (none if token is empty)
 // and a JSON body (none if body is nil), and returns the status and body.
 func (e *env) do(method, path, header, token string, body any) (int, []byte) {
@@ -195,7 +213,7 @@ func (e *env) do(method, path, header, token string, body any) (int, []byte) {
 	if token != "" {
 		req.Header.Set(header, token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

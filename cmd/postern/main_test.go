@@ -188,9 +188,10 @@ type proc struct {
 
 // testEnv is this process's environment without POSTERN_* variables, so
 // the machine running the tests cannot change their outcome, plus extra.
-// The HTTP API listens on a free port (its default, 8080, would be shared
-// by tests running in parallel); a test's extra POSTERN_API_ADDR or flag
-// overrides that. A binary built with -race would sleep a second at exit
+// The HTTP API and the metrics listener listen on free ports (their
+// defaults, 8080 and 9090, would be shared by tests running in parallel);
+// a test's extra POSTERN_API_ADDR, POSTERN_METRICS_ADDR or flag overrides
+// that. A binary built with -race would sleep a second at exit
 // to let other threads report: GORACE turns that off.
 func testEnv(extra ...string) []string {
 	var env []string
@@ -200,7 +201,7 @@ func testEnv(extra ...string) []string {
 		}
 	}
 	env = append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	env = append(env, "POSTERN_API_ADDR=127.0.0.1:0")
+	env = append(env, "POSTERN_API_ADDR=127.0.0.1:0", "POSTERN_METRICS_ADDR=127.0.0.1:0")
 	return append(env, extra...)
 }
 

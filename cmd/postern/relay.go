@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
@@ -11,8 +13,8 @@ import (
 
 // newRelay builds the delivery worker from the settings: MX delivery
 // through the configured resolver and port, and the smarthost if one is
-// set.
-func newRelay(cfg *config.Config, st *store.Store, log *slog.Logger) (*relay.Worker, error) {
+// set. Its metrics go on reg.
+func newRelay(cfg *config.Config, st *store.Store, log *slog.Logger, reg prometheus.Registerer) (*relay.Worker, error) {
 	// Sessions stay open 2 seconds after a message for the next one to
 	// the same destination, as Postfix's connection cache does.
 	client := relay.ClientConfig{Hostname: cfg.Hostname, ReuseTimeout: 2 * time.Second}
@@ -37,6 +39,7 @@ func newRelay(cfg *config.Config, st *store.Store, log *slog.Logger) (*relay.Wor
 		MaxLifetime:      cfg.MaxLifetime,
 		DrainTimeout:     cfg.ShutdownTimeout,
 		Logger:           log,
+		Metrics:          reg,
 	}
 	if cfg.Smarthost != "" {
 		sh, err := relay.NewSmarthost(relay.SmarthostConfig{

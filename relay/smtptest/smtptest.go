@@ -217,6 +217,10 @@ func (p *Peer) close() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	p.server.Close()
+	// Close closes only the listener Serve has registered: if the test
+	// ends before Serve's goroutine got that far, Serve would then accept
+	// on it forever.
+	p.listener.Close()
 	select {
 	case <-p.served:
 	case <-time.After(5 * time.Second):
