@@ -57,7 +57,23 @@ type Config struct {
 // API serves Postern's HTTP API.
 type API struct {
 	cfg Config
-	mux *http.ServeMux
+	mux *routeMux
+}
+
+// routeMux is a ServeMux that remembers the patterns registered on it, so
+// that tests can check that every endpoint is in their tables.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
 }
 
 // New returns the API for cfg.
@@ -77,7 +93,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	a := &API{cfg: cfg, mux: http.NewServeMux()}
+	a := &API{cfg: cfg, mux: &routeMux{ServeMux: http.NewServeMux()}}
 	a.registerAccounts()
 	a.registerServers()
 	a.registerDomains()
