@@ -231,7 +231,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
-	st, err := openStore(cfg)
+	metrics, err := newServeMetrics()
+	if err != nil {
+		return err
+	}
+	st, err := openStoreWith(cfg, store.Options{OnCommit: metrics.onCommit})
 	if err != nil {
 		return err
 	}
@@ -244,7 +248,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	worker, err := newRelay(cfg, st, log)
+	worker, err := newRelay(cfg, st, log, metrics.reg)
 	if err != nil {
 		return err
 	}
@@ -265,6 +269,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		SenderPolicy:       policy,
 		Accepted:           func(int64, string) { worker.Notify() },
 		Logger:             log,
+		Metrics:            metrics.reg,
 	})
 	if err != nil {
 		return err
@@ -312,6 +317,23 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		listeners = append(listeners, listener{"api", ln, func(ln net.Listener) error { return serveAPI(apiServer, ln) }})
 	}
+	var metricsServer *http.Server
+	if !config.Off(cfg.MetricsAddr) {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err == nil {
+			metricsServer, err = newMetricsServer(metrics, st, worker, log)
+			if err != nil {
+				ln.Close()
+			}
+		}
+		if err != nil {
+			for _, opened := range listeners {
+				opened.ln.Close()
+			}
+			return fmt.Errorf("metrics-addr: %w", err)
+		}
+		listeners = append(listeners, listener{"metrics", ln, func(ln net.Listener) error { return serveHTTP(metricsServer, ln) }})
+	}
 	if ok, err := st.Initialized(); err != nil {
 		return err
 	} else if !ok {
@@ -321,7 +343,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		submission := swaksTarget{}
 		for _, l := range listeners {
-			if l.name != "api" {
+			if l.name == "smtp" || l.name == "smtps" {
 				submission = submission.or(l.name, l.ln.Addr().String())
 			}
 		}
@@ -347,6 +369,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 			}
 		}()
 	}
+	metrics.listenersUp.Store(true)
 	log.Info("postern started", "version", versionString(), "data", cfg.DataDir, "hostname", cfg.Hostname)
 
 	var runErr error
@@ -356,6 +379,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	case runErr = <-failed:
 		log.Error("listener or relay failed; shutting down", "err", runErr)
 	}
+	metrics.listenersUp.Store(false) // not ready: a load balancer stops sending
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -370,6 +394,14 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	// what they leave unfinished is taken up at the next start.
 	stopRelay()
 	<-relayDone
+	// The metrics listener goes last, so the drain can be watched.
+	if metricsServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := metricsServer.Shutdown(ctx); err != nil {
+			log.Warn("metrics shutdown", "err", err)
+		}
+	}
 	if err := st.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
 	}
