@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -762,6 +763,139 @@ func TestExampleFile(t *testing.T) {
 	got.ConfigFile, got.Hostname = "", want.Hostname
 	if !reflect.DeepEqual(*got, *want) {
 		t.Errorf("the defaults the example shows are not the defaults in code:\n got %+v\nwant %+v", *got, *want)
+	}
+}
+
+// TestExampleFileSetsWhatItSays loads the example with every setting line
+// uncommented into a Config whose every field was first set to something
+// else, as if the defaults in code were different: each field must then
+// hold exactly the value its line shows, as the same value given as a flag
+// would set it. So no line of the example is ignored or read otherwise
+// than it says, including hostname, whose line shows an example rather
+// than the default.
+func TestExampleFileSetsWhatItSays(t *testing.T) {
+	const path = "postern.conf.example"
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		n           int
+		name, value string
+	}
+	var shown []line
+	var uncommented []string
+	for i, text := range strings.Split(string(raw), "\n") {
+		m := settingLine.FindStringSubmatch(text)
+		if m == nil {
+			continue
+		}
+		// The value as the file parser reads it: trimmed, quotes removed.
+		v := strings.TrimSpace(m[3])
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		shown = append(shown, line{i + 1, m[2], v})
+		uncommented = append(uncommented, m[2]+" ="+m[3])
+	}
+	if len(shown) == 0 {
+		t.Fatalf("%s shows no setting", path)
+	}
+	full := filepath.Join(t.TempDir(), "all.conf")
+	if err := os.WriteFile(full, []byte(strings.Join(uncommented, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var c config.Config
+	fs := config.FlagSet("serve", &c)
+	fs.SetOutput(new(bytes.Buffer))
+	if err := fs.Parse([]string{"-config", full}); err != nil {
+		t.Fatal(err)
+	}
+	// Every field but ConfigFile gets a value no line shows.
+	v := reflect.ValueOf(&c).Elem()
+	for i := range v.NumField() {
+		f, name := v.Field(i), v.Type().Field(i).Name
+		if name == "ConfigFile" {
+			continue
+		}
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("scrambled")
+		case reflect.Int, reflect.Int64: // time.Duration too
+			f.SetInt(7777)
+		case reflect.Bool:
+			f.SetBool(!f.Bool())
+		case reflect.Slice:
+			f.Set(reflect.ValueOf([]string{"scrambled.example"}))
+		default:
+			t.Fatalf("Config.%s is a %s: teach this test to change it", name, f.Kind())
+		}
+	}
+	if err := config.Load(fs, &c, env{}.lookup); err != nil {
+		t.Fatalf("the example with every setting uncommented does not load: %v", err)
+	}
+	for _, l := range shown {
+		var ref config.Config
+		rfs := config.FlagSet("ref", &ref)
+		if err := rfs.Set(l.name, l.value); err != nil {
+			t.Errorf("%s:%d: %s = %q is not a valid value: %v", path, l.n, l.name, l.value, err)
+			continue
+		}
+		want := rfs.Lookup(l.name).Value.String()
+		if got := fs.Lookup(l.name).Value.String(); got != want {
+			t.Errorf("%s:%d: %s = %q, uncommented, sets %q; want %q", path, l.n, l.name, l.value, got, want)
+		}
+	}
+	// And nothing was left as it was before loading: every field is
+	// some line's.
+	if s := fmt.Sprintf("%+v", c); strings.Contains(s, "scrambled") || strings.Contains(s, "7777") {
+		t.Errorf("a setting the example does not set: %s", s)
+	}
+	if c.Hostname != "mail.example.com" {
+		t.Errorf("hostname = %q, want the example's mail.example.com", c.Hostname)
+	}
+}
+
+// TestSystemdUnit checks config/postern.service against the rest: its
+// ExecStart is a postern serve command line that parses, with the
+// configuration file where the unit's install instructions put the
+// example, and every variable it names is a setting's.
+func TestSystemdUnit(t *testing.T) {
+	raw, err := os.ReadFile("postern.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(raw)
+	var exec []string
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			exec = strings.Fields(v)
+		}
+	}
+	if len(exec) < 2 || filepath.Base(exec[0]) != "postern" || exec[1] != "serve" {
+		t.Fatalf("ExecStart %q is not postern serve", exec)
+	}
+	var c config.Config
+	fs := config.FlagSet("serve", &c)
+	fs.SetOutput(new(bytes.Buffer))
+	if err := fs.Parse(exec[2:]); err != nil || fs.NArg() > 0 {
+		t.Fatalf("ExecStart's flags %q: %v, left %q", exec[2:], err, fs.Args())
+	}
+	if c.ConfigFile == "" || !strings.Contains(unit, "config/postern.conf.example "+c.ConfigFile+"\n") {
+		t.Errorf("ExecStart reads %q, which the unit's instructions do not install the example as", c.ConfigFile)
+	}
+	if !strings.Contains(unit, "ReadWritePaths="+c.DataDir+"\n") || !strings.Contains(unit, "StateDirectory="+filepath.Base(c.DataDir)+"\n") {
+		t.Errorf("the data directory %q is not the unit's writable state directory", c.DataDir)
+	}
+	known := map[string]bool{}
+	for _, s := range config.Settings() {
+		known[s.Env] = true
+	}
+	for _, m := range regexp.MustCompile(`POSTERN_[A-Z0-9_]+`).FindAllString(unit, -1) {
+		if !known[m] {
+			t.Errorf("the unit names %s, which is no setting's variable", m)
+		}
 	}
 }
 
