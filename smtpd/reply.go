@@ -210,6 +210,24 @@ func printable(s string) string {
 	return b.String()
 }
 
+// Per-server limits (see checkLimits).
+func errRateLimit(perMinute int) *Error {
+	return reply(codeLocalError, 4, 7, 1, fmt.Sprintf(
+		"Server rate limit of %d messages per minute reached; try again in a minute", perMinute)).because(ReasonRateLimit)
+}
+
+func errDailyQuota(perDay int) *Error {
+	return reply(codeLocalError, 4, 7, 1, fmt.Sprintf(
+		"Server daily quota of %d messages reached; it resets at 00:00 UTC", perDay)).because(ReasonQuota)
+}
+
+func errLimitCheck(cause error) *Error {
+	e := reply(codeLocalError, 4, 3, 0, "Temporary failure checking the server's sending limits; try again later")
+	e.Cause = cause
+	e.Reason = ReasonStorage
+	return e
+}
+
 func errStorage(cause error) *Error {
 	e := reply(codeLocalError, 4, 3, 0, "Temporary storage failure; the message was not accepted, try again later")
 	e.Cause = cause

@@ -29,6 +29,7 @@ type Store interface {
 	Enqueue(msg *store.Message, raw []byte) error
 	Domains
 	Suppressions
+	Limits
 }
 
 // Domains finds sending domains, for the sender policy.

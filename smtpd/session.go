@@ -173,6 +173,9 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if from != "" && !validAddress(from) {
 		return s.refuse(errBadSender())
 	}
+	if e := s.checkLimits(); e != nil {
+		return s.refuse(e)
+	}
 	s.from, s.rcpts = from, s.rcpts[:0]
 	return nil
 }
@@ -224,6 +227,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(errUnknownStream(res.stream))
 	}
 	if e := s.checkSender(res.fromFields); e != nil {
+		return s.refuse(e)
+	}
+	if e := s.checkLimits(); e != nil {
 		return s.refuse(e)
 	}
 	msg := &store.Message{
