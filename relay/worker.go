@@ -297,6 +297,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err == nil && len(claimed) < slots {
 				// Everything due that the caps allow was claimed.
 				wait = w.untilNextDue()
+				if wait == 0 && inFlight == 0 {
+					// Due now, yet not claimed: it became due
+					// between the claim's clock reading and this
+					// one (no server is at its cap with nothing in
+					// flight). Claim again rather than sleep.
+					wait = time.Millisecond
+				}
 			}
 		}
 		if wait == 0 && inFlight == 0 {
