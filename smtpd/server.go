@@ -149,6 +149,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners []net.Listener
+	shutdown  bool
 }
 
 // New returns a Server for cfg.
@@ -190,7 +191,7 @@ func (s *Server) newSMTPServer(tlsConfig *tls.Config) *smtp.Server {
 // Serve accepts plaintext connections on l, offering STARTTLS when the
 // configuration has a certificate. It returns nil after Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	return s.starttls.Serve(s.track(&listener{Listener: l, srv: s}))
+	return s.serve(s.starttls, &listener{Listener: l, srv: s})
 }
 
 // ServeTLS accepts implicit-TLS connections (port 465) on l.
@@ -198,19 +199,40 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	if s.cfg.TLSConfig == nil {
 		return errors.New("smtpd: implicit TLS needs Config.TLSConfig")
 	}
-	return s.implicit.Serve(s.track(&listener{Listener: l, srv: s, tls: s.cfg.TLSConfig}))
+	return s.serve(s.implicit, &listener{Listener: l, srv: s, tls: s.cfg.TLSConfig})
 }
 
-func (s *Server) track(l net.Listener) net.Listener {
+// serve runs srv on l until Shutdown. go-smtp's own Shutdown only closes
+// the listeners its Serve has registered, so a Serve that starts while
+// Shutdown runs would accept forever: Postern closes every listener it
+// was given itself, and a listener given after Shutdown at once.
+func (s *Server) serve(srv *smtp.Server, l net.Listener) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.listeners = append(s.listeners, l)
-	return l
+	if s.shutdown {
+		l.Close()
+	} else {
+		s.listeners = append(s.listeners, l)
+	}
+	s.mu.Unlock()
+	err := srv.Serve(l)
+	s.mu.Lock()
+	stopped := s.shutdown
+	s.mu.Unlock()
+	if stopped {
+		return nil
+	}
+	return err
 }
 
 // Shutdown stops accepting connections, lets open sessions finish until ctx
 // is done, then closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
 	errs := make(chan error, 2)
 	for _, srv := range []*smtp.Server{s.starttls, s.implicit} {
 		go func() { errs <- srv.Shutdown(ctx) }()

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -414,5 +415,33 @@ func TestConcurrentClients(t *testing.T) {
 		if !accepted[m.MessageID] || queued[m.MessageID] != 1 {
 			t.Fatalf("message %s: accepted %v, queue entries %d", m.MessageID, accepted[m.MessageID], queued[m.MessageID])
 		}
+	}
+}
+
+// A Serve that starts only after Shutdown has begun returns at once
+// instead of accepting forever (go-smtp's Shutdown knows only listeners
+// its Serve has registered).
+func TestServeAfterShutdownReturns(t *testing.T) {
+	ts := newTestServer(t, testOptions{})
+	if err := ts.srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve after Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve after Shutdown is still accepting")
+	}
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the listener given after Shutdown still accepts connections")
 	}
 }
