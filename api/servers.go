@@ -76,6 +76,10 @@ type Server struct {
 	IncludeBounceContentInHook bool
 	EnableSmtpApiErrorHooks    bool
 	Pinned                     bool
+	// Postern's own: the server's limits (0: none) and retention.
+	RateLimitPerMinute int
+	DailyQuota         int
+	RetentionDays      int
 }
 
 // ServerList is the answer of GET /servers.
@@ -105,6 +109,39 @@ type serverRequest struct {
 	IncludeBounceContentInHook *bool
 	EnableSmtpApiErrorHooks    *bool
 	Pinned                     *bool
+	RateLimitPerMinute         *int
+	DailyQuota                 *int
+	RetentionDays              *int
+}
+
+// Bounds of the limits and retention.
+const (
+	// maxRateLimit bounds RateLimitPerMinute: each check counts up to the
+	// limit's number of index keys.
+	maxRateLimit  = 100000
+	maxDailyQuota = 100000000
+)
+
+// operatorFields applies the fields a server token may not change: a
+// client holding its server's token must not lift its own limits or
+// lengthen what the installation keeps. Sent with the value they have,
+// as a client that PUTs back what it GOT does, they are accepted.
+func (req *serverRequest) operatorFields(srv store.Server) []string {
+	var changed []string
+	for _, f := range []struct {
+		name    string
+		v       *int
+		current int
+	}{
+		{"RateLimitPerMinute", req.RateLimitPerMinute, srv.RateLimitPerMinute},
+		{"DailyQuota", req.DailyQuota, srv.DailyQuota},
+		{"RetentionDays", req.RetentionDays, srv.Retention()},
+	} {
+		if f.v != nil && *f.v != f.current {
+			changed = append(changed, f.name)
+		}
+	}
+	return changed
 }
 
 func unprocessable(code int, format string, args ...any) *apiError {
@@ -166,6 +203,24 @@ func (req *serverRequest) apply(srv *store.Server, creating bool) error {
 			return unprocessable(codeInvalidField, "InboundDomain %q is not a domain name.", *req.InboundDomain)
 		}
 		srv.InboundDomain = d
+	}
+	if req.RateLimitPerMinute != nil {
+		if n := *req.RateLimitPerMinute; n < 0 || n > maxRateLimit {
+			return unprocessable(codeInvalidField, "RateLimitPerMinute must be from 0 (no limit) to %d messages per minute, got %d.", maxRateLimit, n)
+		}
+		srv.RateLimitPerMinute = *req.RateLimitPerMinute
+	}
+	if req.DailyQuota != nil {
+		if n := *req.DailyQuota; n < 0 || n > maxDailyQuota {
+			return unprocessable(codeInvalidField, "DailyQuota must be from 0 (no quota) to %d messages per UTC day, got %d.", maxDailyQuota, n)
+		}
+		srv.DailyQuota = *req.DailyQuota
+	}
+	if req.RetentionDays != nil {
+		if n := *req.RetentionDays; n < store.MinRetentionDays || n > store.MaxRetentionDays {
+			return unprocessable(codeInvalidField, "RetentionDays must be from %d to %d days, got %d.", store.MinRetentionDays, store.MaxRetentionDays, n)
+		}
+		srv.RetentionDays = *req.RetentionDays
 	}
 	for _, h := range []struct {
 		name string
@@ -272,6 +327,9 @@ func (a *API) serverJSON(srv store.Server, tokens []string) Server {
 		IncludeBounceContentInHook: srv.IncludeBounceContentInHook,
 		EnableSmtpApiErrorHooks:    srv.EnableSmtpApiErrorHooks,
 		Pinned:                     srv.Pinned,
+		RateLimitPerMinute:         srv.RateLimitPerMinute,
+		DailyQuota:                 srv.DailyQuota,
+		RetentionDays:              srv.Retention(),
 	}
 }
 
@@ -383,6 +441,7 @@ func (a *API) createServer(w http.ResponseWriter, r *http.Request, p accountPrin
 		DeliveryType:     store.DeliveryLive,
 		SmtpApiActivated: true,
 		TrackLinks:       store.TrackLinksNone,
+		RetentionDays:    store.DefaultRetentionDays,
 	}
 	if err := req.apply(&srv, true); err != nil {
 		return err
@@ -422,10 +481,14 @@ func (a *API) getServer(w http.ResponseWriter, r *http.Request, p accountPrincip
 }
 
 // edit applies a PUT body to srv and answers with the edited server.
-func (a *API) edit(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+// byServer says the request came with the server's own token.
+func (a *API) edit(w http.ResponseWriter, r *http.Request, srv store.Server, byServer bool) error {
 	var req serverRequest
 	if err := a.decode(r, &req); err != nil {
 		return err
+	}
+	if changed := req.operatorFields(srv); byServer && len(changed) > 0 {
+		return unprocessable(codeInvalidField, "%s can be changed only with an account token (PUT /servers/%d), not with the server's token.", strings.Join(changed, " and "), srv.ID)
 	}
 	if err := req.apply(&srv, false); err != nil {
 		return err
@@ -456,7 +519,7 @@ func (a *API) editServer(w http.ResponseWriter, r *http.Request, p accountPrinci
 	if err != nil {
 		return err
 	}
-	return a.edit(w, r, srv)
+	return a.edit(w, r, srv, false)
 }
 
 func (a *API) deleteServer(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
@@ -574,5 +637,5 @@ func (a *API) getOwnServer(w http.ResponseWriter, r *http.Request, srv store.Ser
 }
 
 func (a *API) editOwnServer(w http.ResponseWriter, r *http.Request, srv store.Server) error {
-	return a.edit(w, r, srv)
+	return a.edit(w, r, srv, true)
 }

@@ -121,6 +121,7 @@ func TestServerCreateAndGet(t *testing.T) {
 		IncludeBounceContentInHook: true,
 		EnableSmtpApiErrorHooks:    true,
 		Pinned:                     true,
+		RetentionDays:              45,
 	}
 	if fmt.Sprint(srv) != fmt.Sprint(want) {
 		t.Fatalf("created:\n got %+v\nwant %+v", srv, want)
