@@ -67,6 +67,10 @@ type Config struct {
 	RelayPerServer    int
 	RelayPerDomain    int
 	TLSFallback       bool // after a failed STARTTLS handshake with an MX, retry once without TLS
+
+	// RetentionInterval is how often messages past their server's
+	// retention are purged.
+	RetentionInterval time.Duration
 }
 
 // Values of SmarthostTLS.
@@ -139,6 +143,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RelayPerServer, "relay-per-server", 16, "most deliveries in progress at once for one server")
 	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 8, "most deliveries in progress at once to one recipient domain")
 	fs.BoolVar(&c.TLSFallback, "tls-fallback", true, "after a failed STARTTLS handshake with an MX host, retry once without TLS (Postfix's \"may\" level); never for the smarthost")
+	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often messages past their server's RetentionDays are purged (each server's retention is on the Server object)")
 }
 
 // domainList is a comma-separated list of domain names, kept in lower
@@ -440,7 +445,7 @@ func (c *Config) validateRelay(bad func(name, format string, args ...any)) {
 	for _, d := range []struct {
 		name  string
 		value time.Duration
-	}{{"max-lifetime", c.MaxLifetime}, {"retry-base", c.RetryBase}, {"retry-max-interval", c.RetryMaxInterval}} {
+	}{{"max-lifetime", c.MaxLifetime}, {"retry-base", c.RetryBase}, {"retry-max-interval", c.RetryMaxInterval}, {"retention-interval", c.RetentionInterval}} {
 		if d.value <= 0 {
 			bad(d.name, "must be positive, got %s", d.value)
 		}

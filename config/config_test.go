@@ -105,6 +105,7 @@ func TestDefaults(t *testing.T) {
 		RelayPerServer:    16,
 		RelayPerDomain:    8,
 		TLSFallback:       true,
+		RetentionInterval: time.Hour,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -434,6 +435,7 @@ func TestValidate(t *testing.T) {
 		{"return-path-domain leading hyphen", func(c *config.Config) { c.ReturnPathDomain = "-bounces.example.com" }, "return-path-domain", "must be a domain name"},
 		{"return-path-domain empty label", func(c *config.Config) { c.ReturnPathDomain = "bounces..example.com" }, "return-path-domain", "must be a domain name"},
 		{"max-lifetime zero", func(c *config.Config) { c.MaxLifetime = 0 }, "max-lifetime", "must be positive"},
+		{"retention-interval zero", func(c *config.Config) { c.RetentionInterval = 0 }, "retention-interval", "must be positive"},
 		{"retry-base negative", func(c *config.Config) { c.RetryBase = -time.Minute }, "retry-base", "must be positive"},
 		{"retry-max-interval zero", func(c *config.Config) { c.RetryMaxInterval = 0 }, "retry-max-interval", "must be positive"},
 		{"retry-max-interval below retry-base", func(c *config.Config) { c.RetryBase, c.RetryMaxInterval = time.Hour, 30*time.Minute }, "retry-max-interval", "at least retry-base (1h0m0s), got 30m0s"},
@@ -532,7 +534,8 @@ func TestSettings(t *testing.T) {
 	for _, name := range []string{"config", "data", "hostname", "smtp-addr", "smtps-addr", "tls-cert", "tls-key", "max-recipients", "shutdown-timeout",
 		"dns", "mx-port", "smarthost", "smarthost-user", "smarthost-password", "smarthost-tls", "smarthost-domains",
 		"sender-policy", "return-path-domain", "max-lifetime", "retry-base", "retry-max-interval",
-		"relay-workers", "relay-per-server", "relay-per-domain", "tls-fallback", "api-addr", "api-tls", "public-url", "metrics-addr"} {
+		"relay-workers", "relay-per-server", "relay-per-domain", "tls-fallback", "api-addr", "api-tls", "public-url", "metrics-addr",
+		"retention-interval"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("no setting %q", name)
 		}
@@ -553,7 +556,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"return-path-domain": "bounces.example.org", "max-lifetime": "72h", "retry-base": "1m",
 		"retry-max-interval": "2h", "relay-workers": "8", "relay-per-server": "4", "relay-per-domain": "2",
 		"tls-fallback": "false", "api-addr": ":8443", "api-tls": "true", "public-url": "https://postern.example.org",
-		"metrics-addr": "10.0.0.5:9100",
+		"metrics-addr": "10.0.0.5:9100", "retention-interval": "15m",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -579,7 +582,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		APIAddr: ":8443", APITLS: true, PublicURL: "https://postern.example.org", MetricsAddr: "10.0.0.5:9100",
 		ReturnPathDomain: "bounces.example.org", MaxLifetime: 72 * time.Hour, RetryBase: time.Minute,
 		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
-		TLSFallback: false,
+		TLSFallback: false, RetentionInterval: 15 * time.Minute,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)
