@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -49,6 +51,13 @@ func (srv Server) Retention() int {
 //     recipient inactive while it still does: it is the handle to
 //     reactivate the recipient (PUT /bounces/{id}/activate).
 func (s *Store) PurgeExpired(now time.Time, batch int) (int, error) {
+	return s.PurgeExpiredContext(context.Background(), now, batch)
+}
+
+// PurgeExpiredContext is PurgeExpired that stops between two
+// transactions once ctx is done, returning ctx's error: a long purge
+// (the first after an upgrade, say) does not hold up a shutdown.
+func (s *Store) PurgeExpiredContext(ctx context.Context, now time.Time, batch int) (int, error) {
 	if batch <= 0 {
 		batch = DefaultPurgeBatch
 	}
@@ -70,8 +79,11 @@ func (s *Store) PurgeExpired(now time.Time, batch int) (int, error) {
 	total := 0
 	for _, id := range ids {
 		cutoff := now.Add(-time.Duration(retention[id]) * 24 * time.Hour)
-		n, err := s.purgeServer(id, cutoff, batch)
+		n, err := s.purgeServer(ctx, id, cutoff, batch)
 		total += n
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return total, err
+		}
 		if err != nil {
 			return total, fmt.Errorf("store: purging server %d: %w", id, err)
 		}
@@ -81,11 +93,14 @@ func (s *Store) PurgeExpired(now time.Time, batch int) (int, error) {
 
 // purgeServer purges one server's messages received before cutoff, batch
 // index entries per transaction.
-func (s *Store) purgeServer(serverID int64, cutoff time.Time, batch int) (int, error) {
+func (s *Store) purgeServer(ctx context.Context, serverID int64, cutoff time.Time, batch int) (int, error) {
 	low := timeIDKey(cutoff, "")
 	total := 0
 	var from []byte // the smallest index key not looked at yet
 	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
 		var purged, seen int
 		var next []byte
 		err := s.update(func(tx *bolt.Tx) error {

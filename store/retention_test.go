@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -160,5 +161,17 @@ func TestPurgeExpired(t *testing.T) {
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPurgeExpiredStopsWithItsContext(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	_, a := initTest(t, s)
+	now := time.Now()
+	enqueueN(t, s, a.ID, 3, now.Add(-50*24*time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n, err := s.PurgeExpiredContext(ctx, now, 1); !errors.Is(err, context.Canceled) || n != 0 {
+		t.Fatalf("cancelled: %d %v", n, err)
 	}
 }
