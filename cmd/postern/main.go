@@ -361,6 +361,14 @@ func serve(args []string, stdout, stderr io.Writer) error {
 			failed <- err
 		}
 	}()
+	// Retention purges in the background, in small transactions.
+	retentionCtx, stopRetention := context.WithCancel(context.Background())
+	defer stopRetention()
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		runRetention(retentionCtx, st, cfg.RetentionInterval, time.Now, log)
+	}()
 	for _, l := range listeners {
 		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
 		go func() {
@@ -380,6 +388,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		log.Error("listener or relay failed; shutting down", "err", runErr)
 	}
 	metrics.listenersUp.Store(false) // not ready: a load balancer stops sending
+	stopRetention()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -402,6 +411,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 			log.Warn("metrics shutdown", "err", err)
 		}
 	}
+	<-retentionDone
 	if err := st.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
 	}

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/postern/postern/store"
+)
+
+// purger is what the retention runner needs of the store.
+type purger interface {
+	PurgeExpiredContext(ctx context.Context, now time.Time, batch int) (int, error)
+}
+
+// runRetention purges the messages past their server's retention once at
+// start and then every interval, until ctx is done. Each purge works in
+// small transactions (store.DefaultPurgeBatch messages), so intake goes
+// on beside it; a failed purge is logged and tried again at the next
+// interval.
+func runRetention(ctx context.Context, st purger, interval time.Duration, now func() time.Time, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		n, err := st.PurgeExpiredContext(ctx, now(), store.DefaultPurgeBatch)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !errors.Is(err, store.ErrClosed):
+			log.Error("retention: purge failed; trying again at the next interval", "err", err, "purged", n, "next", interval.String())
+		case n > 0:
+			log.Info("retention: purged messages past their server's retention", "purged", n, "took", time.Since(start).Round(time.Millisecond).String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
