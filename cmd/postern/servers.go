@@ -26,9 +26,11 @@ const serverUsage = `Usage: postern server <command> [flags]
 
 Commands (over the HTTP API of a running postern serve, with an account token):
   list [-name PART]                     the account's servers, pinned ones first
-  create NAME [-color C] [-sandbox]     a new server; prints its token, once
+  create NAME [-color C] [-sandbox] [-rate-limit N] [-daily-quota N] [-retention-days N]
+                                        a new server; prints its token, once
   show ID                               one server with every setting
   edit ID [-name N] [-color C] [-pinned=true|false] [-smtp=true|false]
+          [-rate-limit N] [-daily-quota N] [-retention-days N]
                                         change a server's settings
   delete ID                             delete a server, its mail and its tokens (owner token)
   tokens ID                             the server's tokens (prefixes only)
@@ -178,18 +180,40 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		name, color     string
 		sandbox         bool
 		pinned, smtpAPI boolFlag
+		// The limits and retention, sent only when given.
+		rateLimit, dailyQuota, retentionDays int
 	)
+	limitFlags := func() {
+		fs.IntVar(&rateLimit, "rate-limit", 0, "most messages per minute (0: no limit)")
+		fs.IntVar(&dailyQuota, "daily-quota", 0, "most messages per UTC day (0: no quota)")
+		fs.IntVar(&retentionDays, "retention-days", 45, "days messages are kept, 1 to 365")
+	}
+	// setLimits adds the limit flags given on the command line to body.
+	setLimits := func(body map[string]any) {
+		fs.Visit(func(fl *flag.Flag) {
+			switch fl.Name {
+			case "rate-limit":
+				body["RateLimitPerMinute"] = rateLimit
+			case "daily-quota":
+				body["DailyQuota"] = dailyQuota
+			case "retention-days":
+				body["RetentionDays"] = retentionDays
+			}
+		})
+	}
 	switch sub {
 	case "list":
 		fs.StringVar(&name, "name", "", "only servers whose name contains PART")
 	case "create":
 		fs.StringVar(&color, "color", "", "Purple, Blue, Turquoise, Green, Red, Yellow, Grey or Orange (default Purple)")
 		fs.BoolVar(&sandbox, "sandbox", false, "a Sandbox server: mail is recorded as delivered and never sent")
+		limitFlags()
 	case "edit":
 		fs.StringVar(&name, "name", "", "the new name")
 		fs.StringVar(&color, "color", "", "the new color")
 		fs.Var(&pinned, "pinned", "pin the server first in listings (true or false)")
 		fs.Var(&smtpAPI, "smtp", "allow SMTP for the server (true or false)")
+		limitFlags()
 	case "show", "delete", "tokens", "token-add", "token-revoke":
 	default:
 		fmt.Fprint(stderr, serverUsage)
@@ -225,6 +249,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		if sandbox {
 			body["DeliveryType"] = "Sandbox"
 		}
+		setLimits(body)
 		var srv api.Server
 		data, err := c.do(http.MethodPost, "/servers", body, &srv)
 		if err != nil {
@@ -259,8 +284,9 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 				body["SmtpApiActivated"] = smtpAPI.v
 			}
 		})
+		setLimits(body)
 		if len(body) == 0 {
-			return fmt.Errorf("%s: nothing to change: give -name, -color, -pinned or -smtp", cmd)
+			return fmt.Errorf("%s: nothing to change: give -name, -color, -pinned, -smtp, -rate-limit, -daily-quota or -retention-days", cmd)
 		}
 		var srv api.Server
 		data, err := c.do(http.MethodPut, path, body, &srv)
@@ -397,10 +423,21 @@ func printServer(w io.Writer, asJSON bool, data []byte, s api.Server) error {
 		{"BounceHookUrl", s.BounceHookUrl},
 		{"DeliveryHookUrl", s.DeliveryHookUrl},
 		{"InboundAddress", s.InboundAddress},
+		{"RateLimitPerMinute", limitText(s.RateLimitPerMinute, "no limit")},
+		{"DailyQuota", limitText(s.DailyQuota, "no quota")},
+		{"RetentionDays", strconv.Itoa(s.RetentionDays)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
 	return tw.Flush()
+}
+
+// limitText shows a limit, 0 as none.
+func limitText(n int, none string) string {
+	if n == 0 {
+		return "0 (" + none + ")"
+	}
+	return strconv.Itoa(n)
 }
 
 // outboundMessage is what postern messages shows of GET /messages/outbound.
