@@ -15,6 +15,12 @@ import (
 // left without its server; every token names an existing principal (a
 // server token the server's own account, an account token a role); the
 // operator account exists. It returns all problems found, joined.
+//
+// Check runs in a write transaction that it rolls back: bbolt's page check
+// reads the freelist, which a commit running beside a read transaction
+// changes under it (false "reachable freed" reports under load). Holding
+// the writer lock pauses commits for the check's duration, and writes
+// nothing.
 func (s *Store) Check() error {
 	select {
 	case <-s.closing:
@@ -22,102 +28,116 @@ func (s *Store) Check() error {
 	default:
 	}
 	var problems []error
-	err := s.view(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			problems = append(problems, fmt.Errorf("bbolt: %w", err))
-		}
-		servers := tx.Bucket(bucketServers)
-		mail := tx.Bucket(bucketMail)
-		accounts := tx.Bucket(bucketAccounts)
-		if err := servers.ForEach(func(k, v []byte) error {
-			var srv Server
-			if err := json.Unmarshal(v, &srv); err != nil {
-				problems = append(problems, fmt.Errorf("server %x: %w", k, err))
-				return nil
-			}
-			if accounts.Get(itob(srv.AccountID)) == nil {
-				problems = append(problems, fmt.Errorf("server %d: account %d missing", srv.ID, srv.AccountID))
-			}
-			mb := mail.Bucket(k)
-			if mb == nil {
-				problems = append(problems, fmt.Errorf("server %d: mail bucket missing", srv.ID))
-				return nil
-			}
-			problems = append(problems, checkMail(srv.ID, mb)...)
-			problems = append(problems, checkMailExtras(srv.ID, mb)...)
-			return nil
-		}); err != nil {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		if problems, err = checkTx(tx); err != nil {
 			return err
 		}
-		if err := mail.ForEachBucket(func(k []byte) error {
-			if servers.Get(k) == nil {
-				problems = append(problems, fmt.Errorf("mail bucket %x: no such server", k))
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		if op, err := operatorAccount(tx); err == nil && accounts.Get(itob(op)) == nil {
-			problems = append(problems, fmt.Errorf("operator account %d missing", op))
-		}
-		problems = append(problems, checkDomains(tx)...)
-		queue := tx.Bucket(bucketQueue)
-		if err := queue.ForEachBucket(func(serverKey []byte) error {
-			if servers.Get(serverKey) == nil {
-				problems = append(problems, fmt.Errorf("queue %x: no such server", serverKey))
-			}
-			mb := mail.Bucket(serverKey)
-			return queue.Bucket(serverKey).ForEach(func(k, v []byte) error {
-				var e QueueEntry
-				if err := json.Unmarshal(v, &e); err != nil {
-					problems = append(problems, fmt.Errorf("queue %x: %w", k, err))
-					return nil
-				}
-				if string(itob(e.ServerID)) != string(serverKey) || string(queueKey(e)) != string(k) {
-					problems = append(problems, fmt.Errorf("queue entry %s: key does not match its value", e.MessageID))
-				}
-				if mb == nil || mb.Bucket(bucketMessages).Get([]byte(e.MessageID)) == nil {
-					problems = append(problems, fmt.Errorf("queue entry %s: message of server %d missing", e.MessageID, e.ServerID))
-				}
-				if len(e.Pending) == 0 {
-					problems = append(problems, fmt.Errorf("queue entry %s: no pending recipient", e.MessageID))
-				}
-				return nil
-			})
-		}); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			var t Token
-			if err := json.Unmarshal(v, &t); err != nil {
-				problems = append(problems, fmt.Errorf("token %s: %w", t.Prefix, err))
-				return nil
-			}
-			switch t.Kind {
-			case KindServer:
-				var srv Server
-				if err := getJSON(servers, itob(t.ServerID), &srv); err != nil {
-					problems = append(problems, fmt.Errorf("token %s: server %d missing", t.Prefix, t.ServerID))
-				} else if srv.AccountID != t.AccountID {
-					problems = append(problems, fmt.Errorf("token %s: account %d, but its server %d is account %d's", t.Prefix, t.AccountID, t.ServerID, srv.AccountID))
-				}
-			case KindAccount:
-				if accounts.Get(itob(t.AccountID)) == nil {
-					problems = append(problems, fmt.Errorf("token %s: account %d missing", t.Prefix, t.AccountID))
-				}
-				if t.Role != RoleOwner && t.Role != RoleAdmin {
-					problems = append(problems, fmt.Errorf("token %s: role %q", t.Prefix, t.Role))
-				}
-			default:
-				problems = append(problems, fmt.Errorf("token %s: kind %q", t.Prefix, t.Kind))
-			}
-			return nil
-		})
+		return errRollback
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errRollback) {
 		problems = append(problems, err)
 	}
 	return errors.Join(problems...)
+}
+
+// errRollback ends Check's transaction without committing it.
+var errRollback = errors.New("store: check done")
+
+// checkTx returns what is wrong in tx; an error means the check itself
+// could not run.
+func checkTx(tx *bolt.Tx) (problems []error, err error) {
+	for err := range tx.Check() {
+		problems = append(problems, fmt.Errorf("bbolt: %w", err))
+	}
+	servers := tx.Bucket(bucketServers)
+	mail := tx.Bucket(bucketMail)
+	accounts := tx.Bucket(bucketAccounts)
+	if err := servers.ForEach(func(k, v []byte) error {
+		var srv Server
+		if err := json.Unmarshal(v, &srv); err != nil {
+			problems = append(problems, fmt.Errorf("server %x: %w", k, err))
+			return nil
+		}
+		if accounts.Get(itob(srv.AccountID)) == nil {
+			problems = append(problems, fmt.Errorf("server %d: account %d missing", srv.ID, srv.AccountID))
+		}
+		mb := mail.Bucket(k)
+		if mb == nil {
+			problems = append(problems, fmt.Errorf("server %d: mail bucket missing", srv.ID))
+			return nil
+		}
+		problems = append(problems, checkMail(srv.ID, mb)...)
+		problems = append(problems, checkMailExtras(srv.ID, mb)...)
+		return nil
+	}); err != nil {
+		return problems, err
+	}
+	if err := mail.ForEachBucket(func(k []byte) error {
+		if servers.Get(k) == nil {
+			problems = append(problems, fmt.Errorf("mail bucket %x: no such server", k))
+		}
+		return nil
+	}); err != nil {
+		return problems, err
+	}
+	if op, err := operatorAccount(tx); err == nil && accounts.Get(itob(op)) == nil {
+		problems = append(problems, fmt.Errorf("operator account %d missing", op))
+	}
+	problems = append(problems, checkDomains(tx)...)
+	queue := tx.Bucket(bucketQueue)
+	if err := queue.ForEachBucket(func(serverKey []byte) error {
+		if servers.Get(serverKey) == nil {
+			problems = append(problems, fmt.Errorf("queue %x: no such server", serverKey))
+		}
+		mb := mail.Bucket(serverKey)
+		return queue.Bucket(serverKey).ForEach(func(k, v []byte) error {
+			var e QueueEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				problems = append(problems, fmt.Errorf("queue %x: %w", k, err))
+				return nil
+			}
+			if string(itob(e.ServerID)) != string(serverKey) || string(queueKey(e)) != string(k) {
+				problems = append(problems, fmt.Errorf("queue entry %s: key does not match its value", e.MessageID))
+			}
+			if mb == nil || mb.Bucket(bucketMessages).Get([]byte(e.MessageID)) == nil {
+				problems = append(problems, fmt.Errorf("queue entry %s: message of server %d missing", e.MessageID, e.ServerID))
+			}
+			if len(e.Pending) == 0 {
+				problems = append(problems, fmt.Errorf("queue entry %s: no pending recipient", e.MessageID))
+			}
+			return nil
+		})
+	}); err != nil {
+		return problems, err
+	}
+	err = tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
+		var t Token
+		if err := json.Unmarshal(v, &t); err != nil {
+			problems = append(problems, fmt.Errorf("token %s: %w", t.Prefix, err))
+			return nil
+		}
+		switch t.Kind {
+		case KindServer:
+			var srv Server
+			if err := getJSON(servers, itob(t.ServerID), &srv); err != nil {
+				problems = append(problems, fmt.Errorf("token %s: server %d missing", t.Prefix, t.ServerID))
+			} else if srv.AccountID != t.AccountID {
+				problems = append(problems, fmt.Errorf("token %s: account %d, but its server %d is account %d's", t.Prefix, t.AccountID, t.ServerID, srv.AccountID))
+			}
+		case KindAccount:
+			if accounts.Get(itob(t.AccountID)) == nil {
+				problems = append(problems, fmt.Errorf("token %s: account %d missing", t.Prefix, t.AccountID))
+			}
+			if t.Role != RoleOwner && t.Role != RoleAdmin {
+				problems = append(problems, fmt.Errorf("token %s: role %q", t.Prefix, t.Role))
+			}
+		default:
+			problems = append(problems, fmt.Errorf("token %s: kind %q", t.Prefix, t.Kind))
+		}
+		return nil
+	})
+	return problems, err
 }
 
 func checkMail(serverID int64, mb *bolt.Bucket) []error {
