@@ -195,11 +195,13 @@ func NewMXDeliverer(cfg MXConfig) (*MXDeliverer, error) {
 }
 
 // DeliverDomain delivers msg to the recipients of env, who are all at
-// domain. It tries the domain's mail exchangers in order of preference,
-// each at each of its addresses, until one takes up the transaction; a
-// server that cannot be used (HostError: refused connection, 421
-// greeting, failed TLS) passes the turn to the next. Whatever the server
-// that took the transaction replied is final for this attempt.
+// domain. An address literal (see AddressLiteral) is delivered to that
+// address, at the MX port, without DNS. Otherwise it tries the domain's
+// mail exchangers in order of preference, each at each of its addresses,
+// until one takes up the transaction; a server that cannot be used
+// (HostError: refused connection, 421 greeting, failed TLS) passes the
+// turn to the next. Whatever the server that took the transaction
+// replied is final for this attempt.
 //
 // A null MX or a domain that does not exist bounces every recipient
 // (DnsError); when no server could be used, every recipient is
@@ -208,6 +210,11 @@ func (d *MXDeliverer) DeliverDomain(ctx context.Context, domain string, env Enve
 	key := strings.ToLower(strings.TrimSuffix(domain, "."))
 	if res, ok := d.client.reuse(ctx, key, env, msg); ok {
 		return res, nil
+	}
+	if ip, ok := AddressLiteral(key); ok {
+		// No DNS: the address is given (RFC 5321 §4.1.3). Anyone who can
+		// send could as well point a domain's MX at that address.
+		return d.deliver(ctx, env, msg, ip.String(), netip.AddrPortFrom(ip, d.port), key)
 	}
 	mxs, err := d.resolver.LookupMX(ctx, domain)
 	if err != nil {
@@ -251,6 +258,25 @@ servers:
 		verdict = Classification{Outcome: Bounced, Bounce: BounceDNSError}
 	}
 	return failed(Result{}, env, Reply{Text: strings.Join(texts, "; ")}, verdict), err
+}
+
+// AddressLiteral returns the address of an RFC 5321 §4.1.3 address
+// literal, the domain of user@[192.0.2.1] or user@[IPv6:2001:db8::1]
+// (the "IPv6:" tag may be left out), and whether domain is one.
+func AddressLiteral(domain string) (netip.Addr, bool) {
+	if len(domain) < 3 || domain[0] != '[' || domain[len(domain)-1] != ']' {
+		return netip.Addr{}, false
+	}
+	s := domain[1 : len(domain)-1]
+	tagged := len(s) > 5 && strings.EqualFold(s[:5], "IPv6:")
+	if tagged {
+		s = s[5:]
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil || ip.Zone() != "" || (tagged && !ip.Is6()) {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
 }
 
 // Deliver runs one SMTP session with the server host at addr. The error

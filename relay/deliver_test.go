@@ -611,3 +611,51 @@ func TestDeliverTriesAtMostMaxAddresses(t *testing.T) {
 		t.Errorf("connections: %d to mx1, %d to mx2; want 1 and 0", busy.Connections(), good.Connections())
 	}
 }
+
+func TestAddressLiteral(t *testing.T) {
+	tests := []struct {
+		domain string
+		want   string // "" if not an address literal
+	}{
+		{"[127.0.0.1]", "127.0.0.1"},
+		{"[IPv6:2001:db8::25]", "2001:db8::25"},
+		{"[ipv6:2001:db8::25]", "2001:db8::25"}, // as store.NormalizeDomain leaves it
+		{"[2001:db8::25]", "2001:db8::25"},
+		{"[IPv6:::ffff:192.0.2.1]", "192.0.2.1"},
+		{"[IPv6:192.0.2.1]", ""},
+		{"[fe80::1%eth0]", ""},
+		{"[example.net]", ""},
+		{"[]", ""},
+		{"127.0.0.1", ""},
+		{"example.net", ""},
+	}
+	for _, tt := range tests {
+		ip, ok := relay.AddressLiteral(tt.domain)
+		if got := ""; ok {
+			got = ip.String()
+			if got != tt.want {
+				t.Errorf("AddressLiteral(%q) = %v, want %q", tt.domain, ip, tt.want)
+			}
+		} else if tt.want != "" {
+			t.Errorf("AddressLiteral(%q): not a literal, want %s", tt.domain, tt.want)
+		}
+	}
+}
+
+// An address literal is delivered to that address without asking DNS.
+func TestDeliverToAddressLiteral(t *testing.T) {
+	w := newWorld(t)
+	peer := smtptest.New(t, smtptest.Options{})
+	d := w.deliverer(t, peer.Port())
+	res, err := d.DeliverDomain(testContext(t), "[127.0.0.1]", envelope("bob@[127.0.0.1]"), testMsg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOutcomes(t, res, relay.Delivered)
+	if len(peer.Messages()) != 1 || res.IP != loopback1 {
+		t.Errorf("peer has %d messages; delivered to %v", len(peer.Messages()), res.IP)
+	}
+	if q := w.dns.Queries(); len(q) != 0 {
+		t.Errorf("DNS was asked %v", q)
+	}
+}
