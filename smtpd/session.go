@@ -327,12 +327,28 @@ func validAddress(a string) bool {
 		return false
 	}
 	local, domain := a[:at], a[at+1:]
-	quoted := len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"'
+	quoted, closed := local[0] == '"', false
 	for i := 0; i < len(local); i++ {
 		c := local[i]
-		if c < 0x20 || c == 0x7f || (c == ' ' && !quoted) {
+		if c < 0x20 || c == 0x7f {
 			return false
 		}
+		switch {
+		case !quoted && (c == ' ' || c == '@' || c == '"'):
+			// Outside a quoted string these would make a second address
+			// ("a@b@example.com") or one that cannot be parsed back.
+			return false
+		case quoted && i > 0 && c == '\\':
+			i++ // a quoted pair: the next character is literal
+		case quoted && i > 0 && c == '"':
+			if i != len(local)-1 {
+				return false // the quoted string ends before the local part
+			}
+			closed = true
+		}
+	}
+	if quoted && !closed {
+		return false
 	}
 	return validDomain(domain)
 }
