@@ -233,3 +233,13 @@ func TestFuzzValidAddressUnquotedAt(t *testing.T) {
 	c.expect("501", "RCPT TO:<\"a@b\"@example.net>")
 	c.expect("501", "RCPT TO:<a@b@example.net>")
 }
+
+// FuzzValidAddress found that the first fix of the above let a quoted
+// pair skip the control-character check: "\<CR>"@0 was accepted.
+func TestFuzzValidAddressEscapedControl(t *testing.T) {
+	for _, a := range []string{"\"\\\r\"@0", "\"\\\n\"@example.com", "\"a\\\x00\"@example.com"} {
+		if validAddress(a) {
+			t.Errorf("validAddress(%q) = true", a)
+		}
+	}
+}

@@ -329,10 +329,12 @@ func validAddress(a string) bool {
 	local, domain := a[:at], a[at+1:]
 	quoted, closed := local[0] == '"', false
 	for i := 0; i < len(local); i++ {
-		c := local[i]
-		if c < 0x20 || c == 0x7f {
-			return false
+		if c := local[i]; c < 0x20 || c == 0x7f {
+			return false // also when quoted: a CR or LF would end the command
 		}
+	}
+	for i := 0; i < len(local); i++ {
+		c := local[i]
 		switch {
 		case !quoted && (c == ' ' || c == '@' || c == '"'):
 			// Outside a quoted string these would make a second address
