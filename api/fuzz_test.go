@@ -1,0 +1,212 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/api"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/store"
+)
+
+// decodeRoutes are the requests whose bodies the API decodes. Account
+// routes use the operator's account token, server routes the server's.
+var decodeRoutes = []struct {
+	method, path string
+	server       bool
+}{
+	{"POST", "/accounts", false},
+	{"POST", "/account/tokens", false},
+	{"POST", "/domains", false},
+	{"PUT", "/domains/{dom}", false},
+	{"POST", "/servers", false},
+	{"PUT", "/servers/{srv}", false},
+	{"POST", "/servers/{srv}/tokens", false},
+	{"PUT", "/server", true},
+}
+
+// decodeSeeds are request bodies: realistic ones and tricky ones.
+var decodeSeeds = []string{
+	`{"Name":"staging","Color":"Blue","SmtpApiActivated":true,"DeliveryType":"Live"}`,
+	`{"Name":"renamed","RateLimitPerMinute":100,"DailyQuota":1000,"RetentionDays":30}`,
+	`{"Name":"example.org"}`,
+	`{"Name":"acme","Role":"Admin"}`,
+	`{"Role":"Operator"}`,
+	`{"ReturnPathDomain":"bounces.example.org"}`,
+	`{"Name":null,"Color":123,"SmtpApiActivated":"yes"}`,
+	`{"RateLimitPerMinute":-1,"DailyQuota":1e300,"RetentionDays":9999999999999999999999}`,
+	`{"Name":"` + strings.Repeat("x", 300) + `"}`,
+	`{"Name":"\u0000\ud800"}`,
+	`{"Name":"a","Name":"b"}`,
+	`[]`, `null`, `""`, `0`, `{}`, `{`, `{"Name":`, ``, "\xff\xfe", `{"Name":"x"} trailing`,
+	`{"DeliveryType":"Sandbox","Color":"","Name":" "}`,
+	`{"Name":"UPPER.Example.ORG."}`,
+	`{"Name":"-bad-.example"}`,
+	`{"Name":"xn--bcher-kva.example"}`,
+}
+
+// FuzzDecodeJSON sends each request that has a body through the real
+// handlers. Whatever the body, the answer is never a 500: it is a
+// success with a JSON body, or a Postmark error body (ErrorCode and a
+// Message).
+func FuzzDecodeJSON(f *testing.F) {
+	for i, s := range decodeSeeds {
+		f.Add(uint8(i%len(decodeRoutes)), []byte(s))
+		f.Add(uint8(i*3+1)%uint8(len(decodeRoutes)), []byte(s))
+	}
+	st, err := store.Open(filepath.Join(f.TempDir(), store.FileName), store.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() {
+		if err := st.Check(); err != nil {
+			f.Errorf("store consistency: %v", err)
+		}
+		st.Close()
+	})
+	inst, err := auth.Init(st, time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	// One set of real keys, reused: making RSA keys per input would be
+	// all the fuzzer did.
+	keys, err := relay.GenerateKeys("template.example")
+	if err != nil {
+		f.Fatal(err)
+	}
+	gen := func(domain string) ([]store.DKIMKey, error) {
+		var out []store.DKIMKey
+		for _, k := range []relay.DKIMKey{keys.Ed25519, keys.RSA} {
+			out = append(out, store.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey,
+				Host: k.Selector + "._domainkey." + domain, TextValue: k.TextValue})
+		}
+		return out, nil
+	}
+	a, err := api.New(api.Config{Store: st, Auth: auth.NewAuthenticator(st), Resolver: emptyResolver{}, GenerateKeys: gen, PublicURL: "http://postern.test"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	do := func(method, path, ct string, body []byte, server bool) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Accept", "application/json")
+		if server {
+			req.Header.Set(serverHeader, inst.ServerToken)
+		} else {
+			req.Header.Set(accountHeader, inst.AccountToken)
+		}
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, req)
+		return rec
+	}
+	rec := do("POST", "/domains", "application/json", []byte(`{"Name":"fuzz.example"}`), false)
+	var dom struct{ ID int64 }
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &dom) != nil || dom.ID == 0 {
+		f.Fatalf("creating the domain: %d %s", rec.Code, rec.Body)
+	}
+
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		rt := decodeRoutes[int(route)%len(decodeRoutes)]
+		ct := "application/json"
+		if route >= 128 {
+			ct = "application/json; charset=\"utf-8"
+		}
+		path := strings.NewReplacer("{dom}", fmt.Sprint(dom.ID), "{srv}", fmt.Sprint(inst.ServerID)).Replace(rt.path)
+		rec := do(rt.method, path, ct, body, rt.server)
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s", rt.method, path, body, rec.Code, rec.Body)
+		}
+		if !json.Valid(rec.Body.Bytes()) {
+			t.Fatalf("%s %s %q: %d with a body that is not JSON: %q", rt.method, path, body, rec.Code, rec.Body)
+		}
+		if rec.Code >= 400 {
+			var e struct {
+				ErrorCode *int
+				Message   string
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.ErrorCode == nil || e.Message == "" {
+				t.Fatalf("%s %s %q: %d without a Postmark error body: %s", rt.method, path, body, rec.Code, rec.Body)
+			}
+		}
+	})
+}
+
+// FuzzDKIMRecord: the parsing of published DKIM TXT records never
+// panics; a record matches a key only if it carries the key's p=, and a
+// key's own record always matches itself and is a DKIM record.
+func FuzzDKIMRecord(f *testing.F) {
+	const want = "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+	for _, s := range []string{
+		want,
+		"v=DKIM1;k=ed25519;p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+		"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvP apiMlrwIaaPcHURo=; t=y",
+		"v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
+		"v=DKIM1; p=",
+		"p=", "v=DKIM1", "v=spf1 include:_spf.example.com ~all", "", ";", "=;=;=", "p==;k==",
+		"v=DKIM2; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+		"V=DKIM1; K=ED25519; P=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+		"k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=; p=other",
+		"\x00v=DKIM1\xff; p=\u00e9",
+	} {
+		f.Add(s, want)
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, published, key string) {
+		api.IsDKIMRecord(published)
+		if api.DKIMRecordMatches(published, key) {
+			if !strings.Contains(published, "p") || !strings.Contains(key, "p") {
+				t.Fatalf("%q matched %q without a p= tag", published, key)
+			}
+			if !api.IsDKIMRecord(published) {
+				t.Fatalf("%q matches %q but is not a DKIM record", published, key)
+			}
+		}
+	})
+}
+
+// TestWriteAPIFuzzSeeds writes the seeds of FuzzDecodeJSON and
+// FuzzDKIMRecord into testdata/fuzz:
+//
+//	POSTERN_WRITE_FUZZ_SEEDS=1 go test -run TestWriteAPIFuzzSeeds ./api/
+func TestWriteAPIFuzzSeeds(t *testing.T) {
+	if os.Getenv("POSTERN_WRITE_FUZZ_SEEDS") == "" {
+		t.Skip("set POSTERN_WRITE_FUZZ_SEEDS=1 to rewrite the seed corpora")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeJSON")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range decodeSeeds {
+		for r := range decodeRoutes {
+			name := filepath.Join(dir, fmt.Sprintf("seed-%02d-route-%d", i, r))
+			if err := os.WriteFile(name, fmt.Appendf(nil, "go test fuzz v1\nbyte(%q)\n[]byte(%q)\n", byte(r), s), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir = filepath.Join("testdata", "fuzz", "FuzzDKIMRecord")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range []string{"v=DKIM1; k=rsa; p=MIIB AQAB; t=s", "k=ed25519; p=abc", "v=DKIM1; p=", "p=x;p=y"} {
+		name := filepath.Join(dir, fmt.Sprintf("seed-%02d", i))
+		if err := os.WriteFile(name, fmt.Appendf(nil, "go test fuzz v1\nstring(%q)\nstring(%q)\n", s, "v=DKIM1; k=ed25519; p=abc"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// emptyResolver finds no TXT records.
+type emptyResolver struct{}
+
+func (emptyResolver) LookupTXT(context.Context, string) ([]string, error) { return nil, nil }
