@@ -29,8 +29,14 @@ bench:
 
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
+FUZZ_TARGETS := smtpd:FuzzIntake smtpd:FuzzSMTPSession smtpd:FuzzValidAddress \
+	relay:FuzzClassifyReply api:FuzzDecodeJSON api:FuzzDKIMRecord
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzIntake$$' -fuzztime $(FUZZTIME) ./smtpd/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg/; \
+	done
 
 clean:
 	rm -rf bin
