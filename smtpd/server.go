@@ -4,6 +4,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -321,6 +322,7 @@ type conn struct {
 
 	mu              sync.Mutex
 	greeted         bool
+	upgraded        bool // STARTTLS: a *tls.Conn now reads and writes over this one
 	closeAfterWrite bool
 	closed          bool
 	serverID        int64 // the last server authenticated, for the log
@@ -352,8 +354,40 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
+	if bytes.HasPrefix(p, []byte("220 ")) {
+		// After the greeting, go-smtp writes a 220 only to go ahead
+		// with STARTTLS; from then on this connection carries TLS.
+		c.mu.Lock()
+		c.upgraded = true
+		c.mu.Unlock()
+	}
 	n, err := c.Conn.Write(p)
 	if closeAfter {
+		c.Close()
+	}
+	return n, err
+}
+
+// Read ends the session when the client does not complete a command line
+// or a message within command-timeout: 421 4.4.2 and close. go-smtp would
+// otherwise take the part of a line read before the deadline as a whole
+// command (bufio.Reader.ReadLine returns a partial line without its
+// error), answer it, and wait again: a client sending a byte at a time
+// held its session for several timeouts, and a line cut short was read
+// as a command.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		c.mu.Lock()
+		plain := !c.upgraded
+		c.mu.Unlock()
+		if plain {
+			// Under STARTTLS a plaintext reply would break the TLS
+			// stream: then the connection just closes.
+			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(c.Conn, "421 4.4.2 "+c.hostname+" Timeout waiting for the client; closing the connection\r\n")
+		}
 		c.Close()
 	}
 	return n, err
