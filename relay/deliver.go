@@ -565,7 +565,7 @@ func (c client) open(ctx context.Context, conn net.Conn, r route) (*smtp.Client,
 }
 
 func (c client) smtpClient(conn net.Conn) *smtp.Client {
-	sc := smtp.NewClient(conn)
+	sc := smtp.NewClient(&boundedConn{Conn: conn})
 	sc.CommandTimeout = c.cfg.CommandTimeout
 	sc.SubmissionTimeout = c.cfg.DataTimeout
 	return sc
@@ -582,7 +582,7 @@ func (c client) startTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (*
 	if _, err := io.WriteString(conn, "STARTTLS\r\n"); err != nil {
 		return nil, err
 	}
-	if _, _, err := textproto.NewReader(bufio.NewReaderSize(conn, 512)).ReadResponse(220); err != nil {
+	if _, _, err := textproto.NewReader(bufio.NewReaderSize(&boundedConn{Conn: conn}, 512)).ReadResponse(220); err != nil {
 		return nil, err
 	}
 	return c.handshake(ctx, conn, cfg)
@@ -754,4 +754,56 @@ func splitEnhancedCode(text string) (EnhancedCode, string) {
 		code[i] = n
 	}
 	return code, rest
+}
+
+// Bounds on what a server may send as one reply. RFC 5321 §4.5.3.1.5
+// allows reply lines of 512 octets; these leave room for servers that
+// exceed it. go-smtp reads replies with net/textproto, which bounds
+// neither a line nor a multi-line reply: a server sending one endless
+// line would grow the client's buffer until the command timeout.
+const (
+	maxReplyLine  = 16 << 10
+	maxReplyBytes = 256 << 10
+)
+
+// errReplyTooLong ends a session whose server sent a reply past the
+// bounds; the delivery is then Transient, as for a broken connection.
+var errReplyTooLong = fmt.Errorf("the server's reply exceeds %d bytes in a line or %d in all", maxReplyLine, maxReplyBytes)
+
+// boundedConn fails reads once the server has sent a line longer than
+// maxReplyLine, or more than maxReplyBytes since the client last wrote
+// (one reply, or the replies to one pipelined group of commands). The
+// SMTP client reads and writes in turn, never at once.
+type boundedConn struct {
+	net.Conn
+	line, reply int
+	err         error
+}
+
+func (c *boundedConn) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.Conn.Read(p)
+	for _, b := range p[:n] {
+		c.line++
+		if b == '\n' {
+			c.line = 0
+		}
+		if c.line > maxReplyLine {
+			c.err = errReplyTooLong
+		}
+	}
+	if c.reply += n; c.reply > maxReplyBytes {
+		c.err = errReplyTooLong
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	return n, err
+}
+
+func (c *boundedConn) Write(p []byte) (int, error) {
+	c.reply = 0
+	return c.Conn.Write(p)
 }
