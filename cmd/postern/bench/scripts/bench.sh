@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# make bench: Postern's standard scenarios, against a freshly started
+# `postern serve` with a temporary store, relaying to a `postern sink`.
+#
+#   1  accept only, 2 KB, 1 and BENCH_SESSIONS sessions, many messages per connection
+#   2  the same with 50 KB
+#   3  end to end with DKIM signing: a Live server, a sending domain, to the sink
+#   4  BENCH_SESSIONS sessions, one message per connection (connection setup and AUTH)
+#   5  latency at a fixed offered load of half the maximum measured in 1
+#
+# "Accept only" sends with the token of a Sandbox server, whose messages are
+# stored (fsync before the 250) and recorded as delivered, never sent. The
+# end-to-end scenario sends from a domain of the account, so each message
+# is signed (Ed25519 and RSA-2048), and delivered to bench@[127.0.0.1] at
+# the sink's port (mx-port): an address literal, so no DNS is involved.
+# Between scenarios the script waits for the relay queue to be empty.
+#
+# Prints one table and writes the results as JSON to BENCH_OUT (default
+# bench-results.json), with the machine's core count, Go version and date.
+#
+# Settings (environment):
+#   BENCH_OUT            the JSON file (default bench-results.json)
+#   BENCH_SESSIONS       concurrent sessions of the many-session scenarios (32)
+#   BENCH_MESSAGES       messages of the 2 KB many-session scenario (20000); the
+#                        others scale from it unless set:
+#   BENCH_MESSAGES_1     single-session scenarios (BENCH_MESSAGES/10)
+#   BENCH_MESSAGES_50K   50 KB many-session scenario (BENCH_MESSAGES/4)
+#   BENCH_MESSAGES_E2E   end to end (BENCH_MESSAGES/2)
+#   BENCH_MESSAGES_ONE   one message per connection (BENCH_MESSAGES/4)
+#   BENCH_RATE_SECONDS   length of the fixed-load scenario (10; at most BENCH_MESSAGES messages)
+#   BENCH_PER_CONN       messages per connection when "many" (100)
+#   BENCH_SINK, BENCH_SINK_STATS  use this sink (host:port, /stats URL) instead of starting one
+#   BENCH_SERVE_ARGS     more flags for postern serve
+#   POSTERN_BIN          use this binary instead of building one
+#   BENCH_KEEP=1         keep the work directory (logs, data) at the end
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+BENCH_OUT=${BENCH_OUT:-bench-results.json}
+SESSIONS=${BENCH_SESSIONS:-32}
+MESSAGES=${BENCH_MESSAGES:-20000}
+atleast1() { if (($1 < 1)); then echo 1; else echo "$1"; fi; }
+M1=${BENCH_MESSAGES_1:-$(atleast1 $((MESSAGES / 10)))}
+M50=${BENCH_MESSAGES_50K:-$(atleast1 $((MESSAGES / 4)))}
+M50_1=$(atleast1 $((M50 / 10)))
+ME2E=${BENCH_MESSAGES_E2E:-$(atleast1 $((MESSAGES / 2)))}
+MONE=${BENCH_MESSAGES_ONE:-$(atleast1 $((MESSAGES / 4)))}
+RATE_SECONDS=${BENCH_RATE_SECONDS:-10}
+PER_CONN=${BENCH_PER_CONN:-100}
+DOMAIN=bench.postern.test
+FROM=bench@$DOMAIN
+
+bench_setup
+bench_start_sink
+TO="bench@[127.0.0.1]"
+
+# A fresh data directory: the account and its Sandbox server from init,
+# a sending domain (its DKIM keys) added on the store before serve starts.
+DATA=$BENCH_WORK/data
+"$POSTERN" init -data "$DATA" -json >"$BENCH_WORK/init.json"
+ACCOUNT_TOKEN=$(bench_json "$BENCH_WORK/init.json" 'j["AccountToken"]')
+SANDBOX_TOKEN=$(bench_json "$BENCH_WORK/init.json" 'j["ServerToken"]')
+"$POSTERN" domain add "$DOMAIN" -data "$DATA" -json >"$BENCH_WORK/domain.json"
+
+# shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of flags
+"$POSTERN" serve -data "$DATA" -smtp-addr 127.0.0.1:0 -api-addr 127.0.0.1:0 \
+	-metrics-addr 127.0.0.1:0 -mx-port "$(bench_port "$SINK")" -hostname postern.bench \
+	${BENCH_SERVE_ARGS:-} >"$BENCH_WORK/serve.out" 2>"$BENCH_WORK/serve.log" &
+BENCH_PIDS+=($!)
+SERVE_PID=$!
+addr_of() {
+	local line
+	line=$(bench_wait_line "$BENCH_WORK/serve.log" "msg=listening listener=$1 " "$SERVE_PID") || bench_die "postern serve did not start"
+	line=${line##*addr=}
+	printf '%s\n' "${line%% *}"
+}
+SMTP=$(addr_of smtp)
+API=$(addr_of api)
+METRICS=$(addr_of metrics)
+bench_log "postern serve: smtp $SMTP, api $API, metrics $METRICS (pid $SERVE_PID)"
+
+"$POSTERN" server create -token "$ACCOUNT_TOKEN" -url "http://$API" -json "Bench Live" >"$BENCH_WORK/live.json"
+LIVE_TOKEN=$(bench_json "$BENCH_WORK/live.json" 'j["ApiTokens"][0]')
+
+# wait_idle: until the relay queue is empty (at most 10 minutes).
+wait_idle() {
+	local i depth
+	for ((i = 0; i < 3000; i++)); do
+		depth=$(curl -fsS "http://$METRICS/metrics" | awk '$1 ~ /^postern_queue_depth/ {s += $2} END {print s + 0}') || depth=unknown
+		[[ $depth == 0 ]] && return 0
+		sleep 0.2
+	done
+	bench_die "the relay queue did not empty (depth $depth)"
+}
+
+common=(-addr "$SMTP" -from "$FROM" -to "$TO")
+sandbox=("${common[@]}" -token "$SANDBOX_TOKEN")
+
+bench_run accept-2k-1 "accept only, 2 KB, 1 session, $PER_CONN per connection" postern \
+	"${sandbox[@]}" -sessions 1 -messages "$M1" -size 2048 -per-conn "$PER_CONN"
+wait_idle
+bench_run accept-2k "accept only, 2 KB, $SESSIONS sessions, $PER_CONN per connection" postern \
+	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$MESSAGES" -size 2048 -per-conn "$PER_CONN"
+wait_idle
+bench_run accept-50k-1 "accept only, 50 KB, 1 session, $PER_CONN per connection" postern \
+	"${sandbox[@]}" -sessions 1 -messages "$M50_1" -size 51200 -per-conn "$PER_CONN"
+wait_idle
+bench_run accept-50k "accept only, 50 KB, $SESSIONS sessions, $PER_CONN per connection" postern \
+	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$M50" -size 51200 -per-conn "$PER_CONN"
+wait_idle
+bench_run e2e-dkim-2k "end to end, DKIM-signed, 2 KB, $SESSIONS sessions, into the sink" postern \
+	"${common[@]}" -token "$LIVE_TOKEN" -sessions "$SESSIONS" -messages "$ME2E" -size 2048 \
+	-per-conn "$PER_CONN" -sink-stats "$SINK_STATS" -wait 10m
+wait_idle
+bench_run one-per-conn-2k "accept only, 2 KB, $SESSIONS sessions, 1 per connection (connect, EHLO, AUTH each)" postern \
+	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$MONE" -size 2048 -per-conn 1
+wait_idle
+MAX=$(bench_json "$BENCH_WORK/results/postern-accept-2k.json" 'j["Result"]["MessagesPerSecond"]')
+RATE=$(python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) / 2)))' "$MAX")
+MRATE=$((RATE * RATE_SECONDS))
+((MRATE <= MESSAGES)) || MRATE=$MESSAGES
+bench_run latency-half-load "2 KB, $SESSIONS sessions, offered $RATE/s (half the maximum of accept-2k)" postern \
+	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$MRATE" -size 2048 -per-conn "$PER_CONN" -rate "$RATE"
+wait_idle
+
+python3 "$(dirname "$0")/report.py" -out "$BENCH_OUT" -command "${BENCH_COMMAND:-make bench}" \
+	-go "$(${GO:-go} version "$POSTERN" 2>/dev/null | awk '{print $NF}')" -version "$("$POSTERN" version)" \
+	"${BENCH_RESULTS[@]}"

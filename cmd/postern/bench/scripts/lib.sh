@@ -1,0 +1,153 @@
+# shellcheck shell=bash
+# Shared by bench.sh and compare.sh (sourced, not run): building postern,
+# starting and stopping what a benchmark needs, by PID, and running one
+# scenario with `postern bench -json`.
+
+# Every process started here, stopped in reverse order by bench_cleanup.
+BENCH_PIDS=()
+# The result files of bench_run, in the order run.
+BENCH_RESULTS=()
+
+bench_log() { printf '%s\n' "$*" >&2; }
+bench_die() {
+	bench_log "bench: $*"
+	exit 1
+}
+
+# bench_setup makes the work directory (BENCH_WORK) and the postern binary
+# (POSTERN, built there unless POSTERN_BIN names one), and sets the trap
+# that stops everything on exit.
+bench_setup() {
+	BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)
+	BENCH_WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-bench.XXXXXX")
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	command -v python3 >/dev/null || bench_die "python3 is needed (for JSON and the table)"
+	command -v curl >/dev/null || bench_die "curl is needed"
+	if [[ -n "${POSTERN_BIN:-}" ]]; then
+		POSTERN=$(cd "$(dirname "$POSTERN_BIN")" && pwd)/$(basename "$POSTERN_BIN")
+	else
+		POSTERN=$BENCH_WORK/postern
+		bench_log "building postern"
+		(cd "$BENCH_ROOT" && ${GO:-go} build -o "$POSTERN" ./cmd/postern) || bench_die "build failed"
+	fi
+	local usage
+	usage=$("$POSTERN" help)
+	if ! grep -q '^  bench ' <<<"$usage" || ! grep -q '^  sink ' <<<"$usage"; then
+		bench_log "bench: this postern has no bench or sink command yet"
+		exit 3 # told apart from a failure by the smoke test
+	fi
+}
+
+# bench_stop PID: SIGTERM, then SIGKILL after 15 s.
+bench_stop() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		bench_log "bench: $pid did not stop; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+bench_cleanup() {
+	local status=$? i
+	trap - EXIT
+	if declare -F bench_cleanup_extra >/dev/null; then
+		bench_cleanup_extra || true
+	fi
+	for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+		bench_stop "${BENCH_PIDS[i]}"
+	done
+	if [[ -n "${BENCH_WORK:-}" && -d "$BENCH_WORK" ]]; then
+		if [[ $status -ne 0 && $status -ne 3 ]]; then
+			bench_log "bench: failed (status $status); logs kept in $BENCH_WORK"
+		elif [[ -n "${BENCH_KEEP:-}" ]]; then
+			bench_log "bench: work directory kept: $BENCH_WORK"
+		else
+			rm -rf -- "$BENCH_WORK"
+		fi
+	fi
+	exit "$status"
+}
+
+# bench_wait_line FILE PATTERN PID: waits up to 30 s for a line of FILE
+# matching the extended regexp PATTERN, and prints it.
+bench_wait_line() {
+	local file=$1 pattern=$2 pid=$3 i line
+	for ((i = 0; i < 300; i++)); do
+		line=$(grep -E -m1 -- "$pattern" "$file" 2>/dev/null || true)
+		if [[ -n "$line" ]]; then
+			printf '%s\n' "$line"
+			return 0
+		fi
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	bench_log "bench: no line matching /$pattern/ in $file:"
+	tail -n 20 "$file" >&2
+	return 1
+}
+
+# bench_start_sink sets SINK (host:port) and SINK_STATS (the /stats URL),
+# using BENCH_SINK and BENCH_SINK_STATS when both are given.
+bench_start_sink() {
+	if [[ -n "${BENCH_SINK:-}" && -n "${BENCH_SINK_STATS:-}" ]]; then
+		SINK=$BENCH_SINK SINK_STATS=$BENCH_SINK_STATS
+		return
+	fi
+	"$POSTERN" sink -addr 127.0.0.1:0 -stats-addr 127.0.0.1:0 >"$BENCH_WORK/sink.log" 2>&1 &
+	BENCH_PIDS+=($!)
+	local pid=$! line
+	line=$(bench_wait_line "$BENCH_WORK/sink.log" 'sink listening on ' "$pid") || bench_die "the sink did not start"
+	SINK=${line##*sink listening on }
+	SINK=${SINK%% *}
+	line=$(bench_wait_line "$BENCH_WORK/sink.log" 'sink stats on ' "$pid") || bench_die "the sink's stats did not start"
+	line=${line##*sink stats on }
+	line=${line%% *}
+	line=${line#http://}
+	SINK_STATS=http://${line%/stats}/stats
+	bench_log "sink on $SINK, stats at $SINK_STATS"
+}
+
+# bench_port ADDR prints the port of host:port.
+bench_port() { printf '%s\n' "${1##*:}"; }
+
+# bench_json FILE EXPR prints the Python expression EXPR over the JSON
+# object in FILE, called j.
+bench_json() {
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+# bench_run NAME DESCRIPTION TARGET ARGS...: runs `postern bench -json
+# -quiet` with ARGS, saving its JSON object as $BENCH_WORK/results/NAME.json
+# with the scenario's name, description and target (postern, postfix).
+bench_run() {
+	local name=$1 desc=$2 target=$3
+	shift 3
+	mkdir -p "$BENCH_WORK/results"
+	bench_log "$target: $name: $desc"
+	local out=$BENCH_WORK/results/$target-$name.json
+	if ! "$POSTERN" bench -json -quiet "$@" >"$out.raw" 2>"$out.err"; then
+		bench_log "bench: postern bench $* failed:"
+		cat "$out.err" >&2
+		return 1
+	fi
+	python3 - "$out.raw" "$out" "$name" "$desc" "$target" "$*" <<'EOF'
+import json, sys
+raw, out, name, desc, target, args = sys.argv[1:]
+with open(raw) as f:
+    r = json.load(f)
+with open(out, "w") as f:
+    json.dump({"Name": name, "Description": desc, "Target": target, "Args": args, "Result": r}, f)
+EOF
+	BENCH_RESULTS+=("$out")
+	bench_json "$out" '"  %s/s accepted %s of %s, p99 %s ms" % (round(j["Result"].get("MessagesPerSecond") or 0), j["Result"].get("Accepted"), j["Result"].get("Sent"), (j["Result"].get("LatencyMs") or {}).get("P99"))' >&2
+	# Not a failure (a refusal is a result too), but worth seeing.
+	bench_json "$out" '"" if j["Result"].get("Accepted") == j["Result"].get("Sent") and not (j["Result"].get("EndToEnd") or {}).get("TimedOut") else "  warning: %s of %s accepted%s; first error: %s" % (j["Result"].get("Accepted"), j["Result"].get("Sent"), ", the sink did not get them all in time" if (j["Result"].get("EndToEnd") or {}).get("TimedOut") else "", j["Result"].get("FirstError"))' | grep . >&2 || true
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Tables and the JSON file of make bench and make bench-compare.
+
+Each input file is one scenario as bench.sh's bench_run writes it:
+{"Name", "Description", "Target", "Args", "Result": <postern bench -json>}.
+
+Without -compare: prints one table and writes {"Machine", "Command",
+"Date", "Scenarios": [...]} to -out. With -compare: the inputs are of two
+targets (postern, postfix); prints both side by side with Postern/Postfix
+ratios, and writes them with the ratios to -out.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+
+
+def machine(go):
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        cores = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        cores = os.cpu_count()
+    return {"Cores": cores, "CPU": cpu, "GoVersion": go, "OS": platform.platform()}
+
+
+def num(v, digits=0):
+    if v is None:
+        return "-"
+    if isinstance(v, (int, float)):
+        if digits == 0:
+            return f"{round(v):,}"
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def size(b):
+    if not b:
+        return "-"
+    if b % 1024 == 0:
+        return f"{b // 1024} KB"
+    return f"{b} B"
+
+
+def table(headers, rows):
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c).rjust(w) if i else str(c).ljust(w)
+                                       for i, (c, w) in enumerate(zip(r, widths))) + " |")
+    return "\n".join(lines)
+
+
+def refused(r):
+    ref = r.get("Refused") or {}
+    n = sum(ref.values()) if isinstance(ref, dict) else (ref or 0)
+    return n + (r.get("Errors") or 0)
+
+
+def lat(r, k):
+    return (r.get("LatencyMs") or {}).get(k)
+
+
+def e2e(r):
+    return (r.get("EndToEnd") or {}).get("MessagesPerSecond")
+
+
+def sizes(r):
+    s = r.get("Size")
+    if isinstance(s, list):
+        return ",".join(size(x) for x in s)
+    return size(s)
+
+
+def row(s):
+    r = s["Result"]
+    return [s["Name"], num(r.get("Sessions")), sizes(r), num(r.get("Rate")) if r.get("Rate") else "max",
+            num(r.get("Sent")), num(r.get("Accepted")), num(refused(r)),
+            num(r.get("MessagesPerSecond")), num(e2e(r)), num((r.get("EndToEnd") or {}).get("ArrivalP99Ms"), 1),
+            num(lat(r, "P50"), 1), num(lat(r, "P90"), 1), num(lat(r, "P99"), 1), num(lat(r, "Max"), 1)]
+
+
+HEADERS = ["scenario", "sessions", "size", "offered/s", "sent", "accepted", "refused+errors",
+           "msgs/s", "end-to-end msgs/s", "arrival p99 ms", "p50 ms", "p90 ms", "p99 ms", "max ms"]
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("-out", required=True)
+    p.add_argument("-command", default="make bench")
+    p.add_argument("-go", default="")
+    p.add_argument("-version", default="")
+    p.add_argument("-compare", action="store_true")
+    p.add_argument("-note", default="")
+    p.add_argument("files", nargs="+")
+    a = p.parse_args()
+
+    scenarios = []
+    for f in a.files:
+        with open(f) as fh:
+            d = json.load(fh)
+        # A scenario, or a whole earlier output (bench.sh's BENCH_OUT).
+        scenarios.extend(d["Scenarios"] if "Scenarios" in d else [d])
+    doc = {
+        "Command": a.command,
+        "Date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "Machine": machine(a.go),
+        "Postern": a.version,
+    }
+    m = doc["Machine"]
+    print()
+    print(f"{a.command}: {doc['Date']}, {m['Cores']} cores ({m['CPU']}), {m['GoVersion']}, {a.version}")
+    print()
+    if not a.compare:
+        doc["Scenarios"] = scenarios
+        print(table(HEADERS, [row(s) for s in scenarios]))
+    else:
+        by = {}
+        order = []
+        for s in scenarios:
+            if s["Name"] not in by:
+                order.append(s["Name"])
+            by.setdefault(s["Name"], {})[s["Target"]] = s
+        rows, comparisons = [], []
+        for name in order:
+            pn, pf = by[name].get("postern"), by[name].get("postfix")
+            if not pn or not pf:
+                continue
+            rn, rf = pn["Result"], pf["Result"]
+            c = {
+                "Name": name,
+                "Description": pf["Description"],
+                "Postern": rn,
+                "Postfix": rf,
+                "MessagesPerSecondRatio": ratio(rn.get("MessagesPerSecond"), rf.get("MessagesPerSecond")),
+                "EndToEndRatio": ratio(e2e(rn), e2e(rf)),
+                "P99Ratio": ratio(lat(rn, "P99"), lat(rf, "P99")),
+            }
+            comparisons.append(c)
+
+            def x(v):
+                return "-" if v is None else f"{v:.2f}x"
+            rows.append([name, num(rf.get("Sessions")), sizes(rf),
+                         num(rn.get("MessagesPerSecond")), num(rf.get("MessagesPerSecond")), x(c["MessagesPerSecondRatio"]),
+                         num(e2e(rn)), num(e2e(rf)), x(c["EndToEndRatio"]),
+                         num(lat(rn, "P99"), 1), num(lat(rf, "P99"), 1)])
+        doc["Comparisons"] = comparisons
+        doc["Scenarios"] = scenarios
+        print(table(["scenario", "sessions", "size", "Postern msgs/s", "Postfix msgs/s", "ratio",
+                     "Postern e2e/s", "Postfix e2e/s", "e2e ratio", "Postern p99 ms", "Postfix p99 ms"], rows))
+        if a.note:
+            doc["Note"] = a.note
+            print()
+            print(a.note)
+    print()
+    with open(a.out, "w") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
+    print(f"written to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
