@@ -2,7 +2,7 @@ GO ?= go
 BIN := bin/postern
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test vet fmt-check bench fuzz clean
+.PHONY: build run test vet fmt-check bench bench-compare bench-go fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/postern
@@ -23,8 +23,22 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Accepted messages per second over loopback with AUTH and durable commits.
-bench:
+# The standard scenarios against a fresh postern serve relaying to a
+# postern sink: one table, and the results in BENCH_OUT (default
+# bench-results.json). BENCH_MESSAGES etc. scale it: see the script.
+bench: build
+	POSTERN_BIN=$(BIN) GO=$(GO) cmd/postern/bench/scripts/bench.sh
+
+# The same scenarios through Postern and through a private Postfix
+# instance (installed with apt-get if missing; needs root), into the same
+# sink: Postern/Postfix ratios, and the results in BENCH_COMPARE_OUT
+# (default bench-compare.json).
+bench-compare: build
+	POSTERN_BIN=$(BIN) GO=$(GO) cmd/postern/bench/scripts/compare.sh
+
+# Go benchmarks of the intake alone: accepted messages per second over
+# loopback with AUTH and durable commits.
+bench-go:
 	$(GO) test -run '^$$' -bench 'BenchmarkAccept' -benchtime 5s ./smtpd/
 
 # Runs each fuzz target for FUZZTIME (default 30s).

@@ -138,16 +138,22 @@ bench_run() {
 		cat "$out.err" >&2
 		return 1
 	fi
-	python3 - "$out.raw" "$out" "$name" "$desc" "$target" "$*" <<'EOF'
+	python3 - "$out.raw" "$out" "$name" "$desc" "$target" "$*" <<'EOF' >&2
 import json, sys
 raw, out, name, desc, target, args = sys.argv[1:]
 with open(raw) as f:
     r = json.load(f)
 with open(out, "w") as f:
     json.dump({"Name": name, "Description": desc, "Target": target, "Args": args, "Result": r}, f)
+e2e = r.get("EndToEnd") or {}
+line = "  %s/s, %s of %s accepted, p99 %s ms" % (round(r.get("MessagesPerSecond") or 0), r.get("Accepted"), r.get("Sent"), (r.get("LatencyMs") or {}).get("P99"))
+if e2e:
+    line += "; end to end %s/s, %s arrived" % (round(e2e.get("MessagesPerSecond") or 0), e2e.get("Delivered"))
+print(line)
+# Not a failure (a refusal is a result too), but worth seeing.
+if r.get("Accepted") != r.get("Sent") or e2e.get("TimedOut"):
+    print("  warning: %s of %s accepted%s; first error: %s" % (r.get("Accepted"), r.get("Sent"),
+          ", the sink did not get them all in time" if e2e.get("TimedOut") else "", r.get("FirstError")))
 EOF
 	BENCH_RESULTS+=("$out")
-	bench_json "$out" '"  %s/s accepted %s of %s, p99 %s ms" % (round(j["Result"].get("MessagesPerSecond") or 0), j["Result"].get("Accepted"), j["Result"].get("Sent"), (j["Result"].get("LatencyMs") or {}).get("P99"))' >&2
-	# Not a failure (a refusal is a result too), but worth seeing.
-	bench_json "$out" '"" if j["Result"].get("Accepted") == j["Result"].get("Sent") and not (j["Result"].get("EndToEnd") or {}).get("TimedOut") else "  warning: %s of %s accepted%s; first error: %s" % (j["Result"].get("Accepted"), j["Result"].get("Sent"), ", the sink did not get them all in time" if (j["Result"].get("EndToEnd") or {}).get("TimedOut") else "", j["Result"].get("FirstError"))' | grep . >&2 || true
 }
