@@ -36,6 +36,8 @@ Commands:
   server    servers over the HTTP API: list, create, show, edit, delete, and their tokens
   messages  a server's recent outbound messages, over the HTTP API
   backup    a consistent copy of the store of a running serve, over the HTTP API (operator's owner token)
+  bench     drive SMTP load at an address and report throughput and latency
+  sink      an SMTP server that accepts and discards everything, counting it
   settings  list every setting with its environment variable and default
   version   print the version
 
@@ -65,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = messagesCmd(rest, stdout, stderr)
 	case "backup":
 		err = backupCmd(rest, stdout, stderr)
+	case "bench":
+		err = benchCmd(rest, stdout, stderr)
+	case "sink":
+		err = sinkCmd(rest, stdout, stderr)
 	case "settings":
 		err = settingsCmd(stdout)
 	case "version", "-version", "--version":
