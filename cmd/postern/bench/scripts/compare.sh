@@ -72,7 +72,7 @@ RELAY_PORT=$(free_port)
 ACCEPT_PORT=$(free_port)
 cp /etc/postfix/master.cf "$PF/master.cf"
 cat >"$PF/main.cf" <<EOF
-compatibility_level = $(postconf -d -h compatibility_level)
+compatibility_level = $(cut -d. -f1,2 <<<"$PF_VERSION")
 queue_directory = $PFQ
 data_directory = $PFD
 command_directory = $(postconf -d -h command_directory)
@@ -99,6 +99,7 @@ smtp_dns_support_level = disabled
 smtp_host_lookup = native
 biff = no
 maillog_file = $PFD/maillog
+maillog_file_prefixes = $PFD
 EOF
 # No smtpd on port 25; one on each bench port; nothing chrooted (the queue
 # directory holds no copy of /etc).

@@ -20,6 +20,9 @@ bench_die() {
 bench_setup() {
 	BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)
 	BENCH_WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-bench.XXXXXX")
+	# Other load on the machine skews everything: the table shows it.
+	BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
+	export BENCH_LOAD_START
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT TERM
 	command -v python3 >/dev/null || bench_die "python3 is needed (for JSON and the table)"

@@ -32,7 +32,12 @@ def machine(go):
         cores = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
     except (OSError, ValueError, subprocess.CalledProcessError):
         cores = os.cpu_count()
-    return {"Cores": cores, "CPU": cpu, "GoVersion": go, "OS": platform.platform()}
+    load = {"AtStart": os.environ.get("BENCH_LOAD_START", ""), "AtEnd": ""}
+    try:
+        load["AtEnd"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    return {"Cores": cores, "CPU": cpu, "GoVersion": go, "OS": platform.platform(), "LoadAverage": load}
 
 
 def num(v, digits=0):
@@ -128,6 +133,7 @@ def main():
     m = doc["Machine"]
     print()
     print(f"{a.command}: {doc['Date']}, {m['Cores']} cores ({m['CPU']}), {m['GoVersion']}, {a.version}")
+    print(f"load average at start {m['LoadAverage']['AtStart'] or '?'}, at end {m['LoadAverage']['AtEnd'] or '?'}")
     print()
     if not a.compare:
         doc["Scenarios"] = scenarios
