@@ -36,13 +36,17 @@ type testOptions struct {
 	mutate       func(*Config) // adjusts the listener's config
 	storeOptions store.Options // e.g. BeforeCommit for fault injection
 	noTLS        bool          // no certificate: no STARTTLS, no implicit TLS
+	dir          string        // the store's directory (a small filesystem, say); default t.TempDir()
 }
 
 // newTestServer starts a listener and stops it, checking the store's
 // consistency, when the test ends.
 func newTestServer(t testing.TB, opts testOptions) *testServer {
 	t.Helper()
-	dir := t.TempDir()
+	dir := opts.dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	st, err := store.Open(filepath.Join(dir, store.FileName), opts.storeOptions)
 	if err != nil {
 		t.Fatal(err)

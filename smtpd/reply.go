@@ -235,6 +235,15 @@ func errStorage(cause error) *Error {
 	return e
 }
 
+// errNoSpace is errStorage when the disk is full (ENOSPC): RFC 3463's
+// 4.3.1, "mail system full".
+func errNoSpace(cause error) *Error {
+	e := reply(codeInsufficientSpace, 4, 3, 1, "Insufficient system storage; the message was not accepted, try again later")
+	e.Cause = cause
+	e.Reason = ReasonStorage
+	return e
+}
+
 func errServerGone() *Error {
 	return reply(codeLocalError, 4, 3, 0, "This server is no longer available; authenticate again").because(ReasonServerGone)
 }

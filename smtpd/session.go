@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -252,6 +253,9 @@ func (s *session) Data(r io.Reader) error {
 	if err := s.cfg.Store.Enqueue(msg, res.stored); err != nil {
 		if errors.Is(err, store.ErrServerMissing) {
 			return s.refuse(errServerGone())
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			return s.refuse(errNoSpace(err))
 		}
 		return s.refuse(errStorage(err))
 	}
