@@ -163,9 +163,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					s.quit()
 				}
 			}()
-			for ctx.Err() == nil {
+			// claim takes the next message of a closed loop.
+			claim := func() (int64, bool) {
+				if ctx.Err() != nil || (!stopAt.IsZero() && time.Now().After(stopAt)) {
+					return 0, false
+				}
 				k := next.Add(1) - 1
-				if total > 0 && k >= total {
+				return k, total == 0 || k < total
+			}
+			carried := int64(-1) // claimed, and its envelope maybe sent
+			for ctx.Err() == nil || carried >= 0 {
+				var k int64
+				if carried >= 0 {
+					k, carried = carried, -1
+				} else if o.Rate == 0 {
+					var ok bool
+					if k, ok = claim(); !ok {
+						return
+					}
+				} else if k = next.Add(1) - 1; total > 0 && k >= total {
 					return
 				}
 				var due time.Time
@@ -178,8 +194,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 							return
 						}
 					}
-				} else if !stopAt.IsZero() && time.Now().After(stopAt) {
-					return
 				}
 				sent.Add(1)
 				if w.firstAt.IsZero() {
@@ -203,7 +217,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					}
 					onConn = 0
 				}
-				out := s.send(k, deadline)
+				// In the closed loop, the next message's envelope goes
+				// with this one's content when the connection goes on.
+				more := false
+				if rs, ok := s.(*rawSender); ok && rs.pipelining && o.Rate == 0 && (o.PerConn == 0 || onConn+1 < o.PerConn) {
+					carried, more = claim()
+					if !more {
+						carried = -1
+					}
+				}
+				out := s.send(k, deadline, more)
 				onConn++
 				if !out.endData.IsZero() {
 					from := out.endData

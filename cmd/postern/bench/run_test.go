@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/postern/postern/relay/smtptest"
 )
 
 func TestRunAgainstSink(t *testing.T) {
@@ -221,5 +224,32 @@ func TestHistogram(t *testing.T) {
 		if bucketOf(bucketTop(i)) != i || bucketOf(bucketTop(i)+1) != i+1 {
 			t.Fatalf("bucket %d: top %d", i, bucketTop(i))
 		}
+	}
+}
+
+// TestRunRefusedAtEndOfData: a refusal of the content does not upset the
+// next message's envelope, sent in the same write (PIPELINING), nor
+// another client's, which waits for each reply.
+func TestRunRefusedAtEndOfData(t *testing.T) {
+	for _, client := range []string{"textproto", "gosmtp"} {
+		t.Run(client, func(t *testing.T) {
+			var n atomic.Int64
+			peer := smtptest.New(t, smtptest.Options{Sink: true, Data: func([]byte) error {
+				if n.Add(1)%2 == 0 {
+					return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "no"}
+				}
+				return nil
+			}})
+			res, err := Run(context.Background(), Options{Addr: peer.Addr(), Sessions: 2, Messages: 40, Client: client})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Sent != 40 || res.Accepted != 20 || res.Errors != 0 || !reflect.DeepEqual(res.Refused, map[string]int64{"554 5.6.0": 20}) {
+				t.Errorf("result %+v", res)
+			}
+			if peer.Received() != 20 || peer.Connections() != 2 {
+				t.Errorf("peer received %d on %d connections", peer.Received(), peer.Connections())
+			}
+		})
 	}
 }
