@@ -16,6 +16,11 @@ run: build
 test: fmt-check vet
 	$(GO) test -race -count=1 -timeout 8m ./...
 
+# The long forms: the crash test with 25 SIGKILLs instead of 3, and the
+# resource-bound measurements with the real binary.
+test-long:
+	POSTERN_TEST_LONG=1 $(GO) test -race -count=1 -run 'Crash|Long' -timeout 30m ./...
+
 vet:
 	$(GO) vet ./...
 
