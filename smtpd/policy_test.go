@@ -203,8 +203,11 @@ func TestSenderPolicyBypass(t *testing.T) {
 			"From: <=?utf-8?q?app=40good.example?=>\r\n", "554 5.6.0 The From header field is not a valid address"},
 		{"comment holding an address",
 			"From: x@evil.example (app@good.example)\r\n", evil},
+		// Unquoted, the local part holds a second "@": refused as an
+		// invalid address since validAddress refuses an unquoted "@"
+		// (TestFuzzValidAddressUnquotedAt).
 		{"quoted local part holding an address",
-			"From: \"app@good.example\"@evil.example\r\n", evil},
+			"From: \"app@good.example\"@evil.example\r\n", "554 5.6.0 The From header field is not a valid address"},
 		{"folded field",
 			"From: \"App\r\n at good.example\"\r\n <x@evil.example>\r\n", evil},
 		{"folded field with tabs",
