@@ -39,6 +39,7 @@ type Config struct {
 	MaxRecipients      int
 	MaxLineLength      int
 	MaxSessions        int
+	MaxInflightBytes   int64
 	CommandTimeout     time.Duration
 	WriteTimeout       time.Duration
 	SessionTimeout     time.Duration
@@ -117,6 +118,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 50, "most recipients of one message")
 	fs.IntVar(&c.MaxLineLength, "max-line-length", 4096, "longest command or message line, in bytes")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 1000, "most concurrent SMTP connections; more get 421 4.3.2")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 256<<20, "most bytes of message data held in memory at once, across sessions; a message that finds no room within 10s gets 451 4.3.2")
 	fs.DurationVar(&c.CommandTimeout, "command-timeout", 5*time.Minute, "how long a client may take to send a command, and to send a message's data")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", time.Minute, "how long a reply may take to reach a client")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", time.Hour, "the longest an SMTP connection may last")
@@ -369,6 +371,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSessions < 1 {
 		bad("max-sessions", "must be at least 1, got %d", c.MaxSessions)
+	}
+	if c.MaxInflightBytes < 1<<20 {
+		bad("max-inflight-bytes", "must be at least 1 MiB (1048576), got %d", c.MaxInflightBytes)
 	}
 	for _, d := range []struct {
 		name  string

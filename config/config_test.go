@@ -85,6 +85,7 @@ func TestDefaults(t *testing.T) {
 		MaxRecipients:     50,
 		MaxLineLength:     4096,
 		MaxSessions:       1000,
+		MaxInflightBytes:  256 << 20,
 		CommandTimeout:    5 * time.Minute,
 		WriteTimeout:      time.Minute,
 		SessionTimeout:    time.Hour,
@@ -360,6 +361,7 @@ func TestValidate(t *testing.T) {
 		{"max-line-length below RFC 5321", func(c *config.Config) { c.MaxLineLength = 999 }, "max-line-length", "at least 1000"},
 		{"max-line-length minimum", func(c *config.Config) { c.MaxLineLength = 1000 }, "", ""},
 		{"max-sessions zero", func(c *config.Config) { c.MaxSessions = 0 }, "max-sessions", "at least 1"},
+		{"max-inflight-bytes small", func(c *config.Config) { c.MaxInflightBytes = 1000 }, "max-inflight-bytes", "at least 1 MiB"},
 		{"command-timeout zero", func(c *config.Config) { c.CommandTimeout = 0 }, "command-timeout", "must be positive"},
 		{"write-timeout negative", func(c *config.Config) { c.WriteTimeout = -time.Second }, "write-timeout", "must be positive"},
 		{"session-timeout zero", func(c *config.Config) { c.SessionTimeout = 0 }, "session-timeout", "must be positive"},
@@ -547,7 +549,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 	values := map[string]string{
 		"data": "/srv/p", "hostname": "mx.example.org", "smtp-addr": ":587", "smtps-addr": ":465",
 		"tls-cert": "c.pem", "tls-key": "k.pem", "max-message-size": "2048", "max-recipients": "3",
-		"max-line-length": "2000", "max-sessions": "4", "command-timeout": "1s", "write-timeout": "2s",
+		"max-line-length": "2000", "max-sessions": "4", "max-inflight-bytes": "5242880", "command-timeout": "1s", "write-timeout": "2s",
 		"session-timeout": "3s", "allow-plaintext-auth": "true", "auth-max-failures": "9",
 		"auth-failure-window": "4s", "shutdown-timeout": "5s", "log-level": "debug", "log-format": "json",
 		"dns": "127.0.0.1:5353", "mx-port": "2525", "smarthost": "smtp.example.net:465",
@@ -573,7 +575,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 	want := config.Config{
 		DataDir: "/srv/p", Hostname: "mx.example.org", SMTPAddr: ":587", SMTPSAddr: ":465",
 		TLSCert: "c.pem", TLSKey: "k.pem", MaxMessageSize: 2048, MaxRecipients: 3,
-		MaxLineLength: 2000, MaxSessions: 4, CommandTimeout: time.Second, WriteTimeout: 2 * time.Second,
+		MaxLineLength: 2000, MaxSessions: 4, MaxInflightBytes: 5 << 20, CommandTimeout: time.Second, WriteTimeout: 2 * time.Second,
 		SessionTimeout: 3 * time.Second, AllowPlaintextAuth: true, AuthMaxFailures: 9,
 		AuthFailureWindow: 4 * time.Second, ShutdownTimeout: 5 * time.Second, LogLevel: "debug", LogFormat: "json",
 		DNS: "127.0.0.1:5353", MXPort: 2525, Smarthost: "smtp.example.net:465",

@@ -32,6 +32,7 @@ const (
 	ReasonServerGone         = "server_gone"         // server deleted during the session (451)
 	ReasonDataRead           = "data_read"           // the message could not be read (451 4.4.2)
 	ReasonTooManySessions    = "too_many_sessions"   // over max-sessions, at connect (421)
+	ReasonBusy               = "busy"                // over max-inflight-bytes, at DATA (451 4.3.2)
 	ReasonOther              = "other"
 )
 
@@ -41,7 +42,7 @@ var RefusalReasons = []string{
 	ReasonEncryptionRequired, ReasonAuthMechanism, ReasonBadSequence, ReasonSenderSyntax,
 	ReasonRecipientSyntax, ReasonTooManyRecipients, ReasonInactiveRecipient, ReasonTooBig,
 	ReasonMalformed, ReasonUnknownStream, ReasonSenderDomain, ReasonRateLimit, ReasonQuota,
-	ReasonStorage, ReasonServerGone, ReasonDataRead, ReasonTooManySessions, ReasonOther,
+	ReasonStorage, ReasonServerGone, ReasonDataRead, ReasonTooManySessions, ReasonBusy, ReasonOther,
 }
 
 // TLSVersions lists every value of the version label of

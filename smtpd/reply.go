@@ -244,6 +244,10 @@ func errNoSpace(cause error) *Error {
 	return e
 }
 
+func errBusy() *Error {
+	return reply(codeLocalError, 4, 3, 2, "System busy; too much mail in flight, try again later").because(ReasonBusy)
+}
+
 func errServerGone() *Error {
 	return reply(codeLocalError, 4, 3, 0, "This server is no longer available; authenticate again").because(ReasonServerGone)
 }

@@ -66,6 +66,11 @@ type Config struct {
 	WriteTimeout    time.Duration // default 1 min
 	SessionTimeout  time.Duration // a connection's whole life; default 1 h
 	MaxSessions     int           // concurrent connections; default 1000
+	// MaxInflightBytes caps the message data all sessions hold in memory
+	// at once (see inflight.go); default 256 MiB. A session whose DATA
+	// finds no room within InflightWait (default 10s) gets 451 4.3.2.
+	MaxInflightBytes int64
+	InflightWait     time.Duration
 
 	// AllowPlaintextAuth allows AUTH without TLS from any address. Without
 	// it, only loopback clients may authenticate in plaintext.
@@ -97,6 +102,8 @@ const (
 	DefaultWriteTimeout    = time.Minute
 	DefaultSessionTimeout  = time.Hour
 	DefaultMaxSessions     = 1000
+	DefaultMaxInflight     = 256 << 20
+	DefaultInflightWait    = 10 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -120,6 +127,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.MaxInflightBytes <= 0 {
+		c.MaxInflightBytes = DefaultMaxInflight
+	}
+	if c.InflightWait <= 0 {
+		c.InflightWait = DefaultInflightWait
 	}
 	if c.IsLocal == nil {
 		c.IsLocal = isLoopback
@@ -147,6 +160,7 @@ type Server struct {
 	starttls *smtp.Server // plaintext, offering STARTTLS when configured
 	implicit *smtp.Server // behind a TLS listener: STARTTLS not offered
 	sessions chan struct{}
+	inflight *inflight
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -167,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("smtpd: metrics: %w", err)
 	}
 	cfg.TLSConfig = m.countHandshakes(cfg.TLSConfig)
-	s := &Server{cfg: cfg, metrics: m, sessions: make(chan struct{}, cfg.MaxSessions)}
+	s := &Server{cfg: cfg, metrics: m, sessions: make(chan struct{}, cfg.MaxSessions), inflight: newInflight(cfg.MaxInflightBytes)}
 	s.starttls = s.newSMTPServer(cfg.TLSConfig)
 	s.implicit = s.newSMTPServer(nil)
 	return s, nil

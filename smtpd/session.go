@@ -40,6 +40,7 @@ type session struct {
 
 	server *store.Server // set by a successful AUTH; kept across RSET
 	from   string
+	size   int64 // SIZE declared in MAIL FROM; 0 if none
 	rcpts  []string
 }
 
@@ -165,7 +166,7 @@ func (s *session) checkCredentials(username, password string) error {
 	return nil
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.server == nil {
 		return s.refuse(errAuthRequired())
 	}
@@ -178,6 +179,10 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 		return s.refuse(e)
 	}
 	s.from, s.rcpts = from, s.rcpts[:0]
+	s.size = 0
+	if opts != nil {
+		s.size = opts.Size
+	}
 	return nil
 }
 
@@ -207,10 +212,28 @@ func (s *session) Data(r io.Reader) error {
 	if s.server == nil {
 		return s.refuse(errAuthRequired())
 	}
+	// Reserve the message's bytes in the in-flight cap before reading
+	// it into memory: the declared SIZE, else the largest allowed.
+	want := s.cfg.MaxMessageBytes
+	if s.size > 0 && s.size < want {
+		want = s.size
+	}
+	held := s.srv.inflight.acquire(want, s.cfg.InflightWait)
+	if held == 0 {
+		return s.refuse(errBusy())
+	}
+	rr := &reservedReader{r: r, f: s.srv.inflight, wait: s.cfg.InflightWait, max: s.cfg.MaxMessageBytes, held: held}
+	defer func() { s.srv.inflight.release(rr.held) }()
 	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(r); err != nil {
+	if s.size > 0 && s.size <= s.cfg.MaxMessageBytes {
+		buf.Grow(int(s.size))
+	}
+	if _, err := buf.ReadFrom(rr); err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			return s.refuse(errTooBig(s.cfg.MaxMessageBytes))
+		}
+		if errors.Is(err, errInflight) {
+			return s.refuse(errBusy())
 		}
 		return s.refuse(&Error{Code: codeLocalError, Enhanced: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again", Cause: err, Reason: ReasonDataRead})
 	}
@@ -270,7 +293,7 @@ func (s *session) Data(r io.Reader) error {
 	return replyQueued(id)
 }
 
-func (s *session) Reset() { s.from, s.rcpts = "", s.rcpts[:0] }
+func (s *session) Reset() { s.from, s.size, s.rcpts = "", 0, s.rcpts[:0] }
 
 func (s *session) Logout() error { return nil }
 

@@ -271,6 +271,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		WriteTimeout:       cfg.WriteTimeout,
 		SessionTimeout:     cfg.SessionTimeout,
 		MaxSessions:        cfg.MaxSessions,
+		MaxInflightBytes:   cfg.MaxInflightBytes,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth,
 		SenderPolicy:       policy,
 		Accepted:           func(int64, string) { worker.Notify() },
