@@ -24,6 +24,9 @@ type Store interface {
 	Claim(req store.ClaimRequest) ([]store.QueueEntry, error)
 	NextDue() (time.Time, bool, error)
 	RecordAttempt(a store.Attempt) error
+	// Defer hands back a claimed entry that could not start, counting
+	// no attempt.
+	Defer(e store.QueueEntry, due time.Time) error
 	Server(id int64) (store.Server, error)
 	Message(serverID int64, messageID string) (store.Message, error)
 	RawMessage(serverID int64, messageID string) ([]byte, error)
@@ -60,6 +63,11 @@ const (
 	// the queue, whatever it was told: a missed wake-up costs at most
 	// this much delay.
 	idlePoll = 30 * time.Second
+
+	// busyDefer is how long an entry waits in the queue when one of its
+	// destinations is at its PerDomain cap: the entry goes back to the
+	// queue rather than hold a worker while it waits for a session slot.
+	busyDefer = 250 * time.Millisecond
 )
 
 // WorkerConfig configures a Worker. Zero values take the defaults.
@@ -220,6 +228,10 @@ func (w *Worker) Notify() {
 	default:
 	}
 }
+
+// errDestinationBusy says that an entry did not start because one of its
+// destinations is at its PerDomain cap.
+var errDestinationBusy = errors.New("relay: destination at its session cap")
 
 // errShutdown cancels the deliveries still running when Run's drain
 // period ends.
@@ -461,6 +473,15 @@ func (w *Worker) attempt(ctx context.Context, e store.QueueEntry) {
 	log := w.log.With("server", e.ServerID, "message_id", e.MessageID)
 
 	a, err := w.prepare(ctx, e, log)
+	if errors.Is(err, errDestinationBusy) {
+		// Nothing was tried: back to the queue, due again shortly, and
+		// the worker is free for other destinations meanwhile.
+		if err := w.cfg.Store.Defer(e, w.cfg.Now().Add(busyDefer)); err != nil {
+			log.Error("relay: cannot defer an entry whose destination is busy; it comes back when its lease ends",
+				"err", err, "lease", w.cfg.Lease.String())
+		}
+		return
+	}
 	if err != nil {
 		// Nothing was sent: the entry stays leased and comes back when
 		// the lease ends, by which time the store may work again.
@@ -492,6 +513,32 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 		log.Info("relay: sandbox message recorded as delivered", "recipients", len(e.Pending))
 		return a, nil
 	}
+	// Take a session slot for every destination now, or none: an
+	// attempt never waits for a slot while it holds a worker, so
+	// destinations whose peers are stuck cannot take the whole pool.
+	dests := w.destinations(e.Pending)
+	releases := make([]func(), len(dests))
+	for i, d := range dests {
+		release, ok := w.domains.tryAcquire(d.key)
+		if !ok {
+			for _, r := range releases[:i] {
+				r()
+			}
+			log.Debug("relay: destination at its cap; deferred", "destination", d.key, "for", busyDefer.String())
+			return store.Attempt{}, errDestinationBusy
+		}
+		releases[i] = release
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		// Slots not handed to a delivery (an early return): free them.
+		for _, r := range releases {
+			if r != nil {
+				r()
+			}
+		}
+	}()
+
 	msg, err := w.cfg.Store.Message(e.ServerID, e.MessageID)
 	if err != nil {
 		return store.Attempt{}, fmt.Errorf("message: %w", err)
@@ -520,16 +567,16 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 	}
 	out := Message{Prefix: signature, Raw: raw}
 
-	dests := w.destinations(e.Pending)
 	outcomes := make([][]store.Outcome, len(dests))
-	var wg sync.WaitGroup
 	for i, d := range dests {
+		release := releases[i]
+		releases[i] = nil // deliver frees it as soon as its session ends
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			denv := env
 			denv.To = d.to
-			outcomes[i] = w.deliver(ctx, d, denv, out, msg, signed, log)
+			outcomes[i] = w.deliver(ctx, d, release, denv, out, msg, signed, log)
 		}()
 	}
 	wg.Wait()
@@ -558,17 +605,14 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 	return a, nil
 }
 
-// deliver runs one destination's delivery and turns its results into
-// outcomes. Recipients whose delivery was cut short by shutdown get no
-// outcome.
-func (w *Worker) deliver(ctx context.Context, d *destination, env Envelope, msg Message, m store.Message, signed string, log *slog.Logger) []store.Outcome {
-	release, err := w.domains.acquire(ctx, d.key)
-	if err != nil {
-		// Waited for a slot past the lease or until shutdown: nothing
-		// was tried, the recipients stay pending.
-		return nil
-	}
-	var res Result
+// deliver runs one destination's delivery, holding the destination's
+// session slot that release frees, and turns its results into outcomes.
+// Recipients whose delivery was cut short by shutdown get no outcome.
+func (w *Worker) deliver(ctx context.Context, d *destination, release func(), env Envelope, msg Message, m store.Message, signed string, log *slog.Logger) []store.Outcome {
+	var (
+		res Result
+		err error
+	)
 	if d.smarthost {
 		res, err = w.cfg.Smarthost.Deliver(ctx, env, msg)
 	} else {
@@ -661,44 +705,35 @@ func isASCII(s string) bool {
 	return true
 }
 
-// keyedLimiter caps concurrent holders per key, waking waiters in the
-// order they came.
+// keyedLimiter caps concurrent holders per key. Nobody waits for a
+// slot: an attempt that finds its key full goes back to the queue.
 type keyedLimiter struct {
 	max   int
 	mu    sync.Mutex
-	slots map[string]*keySlots
-}
-
-type keySlots struct {
-	ch    chan struct{}
-	users int // holders and waiters; the entry goes when none is left
+	slots map[string]int // holders; a key goes when it has none
 }
 
 func newKeyedLimiter(max int) *keyedLimiter {
-	return &keyedLimiter{max: max, slots: map[string]*keySlots{}}
+	return &keyedLimiter{max: max, slots: map[string]int{}}
 }
 
-func (l *keyedLimiter) acquire(ctx context.Context, key string) (func(), error) {
+// tryAcquire takes a slot for key if one is free, and returns its
+// release, to be called once.
+func (l *keyedLimiter) tryAcquire(key string) (func(), bool) {
 	l.mu.Lock()
-	s := l.slots[key]
-	if s == nil {
-		s = &keySlots{ch: make(chan struct{}, l.max)}
-		l.slots[key] = s
+	defer l.mu.Unlock()
+	if l.slots[key] >= l.max {
+		return nil, false
 	}
-	s.users++
-	l.mu.Unlock()
-	leave := func() {
-		l.mu.Lock()
-		if s.users--; s.users == 0 {
-			delete(l.slots, key)
-		}
-		l.mu.Unlock()
-	}
-	select {
-	case s.ch <- struct{}{}:
-		return func() { <-s.ch; leave() }, nil
-	case <-ctx.Done():
-		leave()
-		return nil, ctx.Err()
-	}
+	l.slots[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			if l.slots[key]--; l.slots[key] <= 0 {
+				delete(l.slots, key)
+			}
+			l.mu.Unlock()
+		})
+	}, true
 }
