@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, st Store, now func() time.Time) (*met
 	m := &metrics{
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postern_recipients_delivered_total",
-			Help: "Recipients delivered (a 2xx reply, or recorded as delivered by a Sandbox server), by server ID.",
+			Help: "Recipients delivered (a 2xx reply), by server ID. A Sandbox server's recipients are recorded as delivered at intake and not counted here.",
 		}, []string{"server"}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postern_recipients_deferred_total",

@@ -504,6 +504,9 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 		return store.Attempt{}, fmt.Errorf("server %d: %w", e.ServerID, err)
 	}
 	if srv.DeliveryType == store.DeliverySandbox {
+		// store.Enqueue records a Sandbox server's messages as
+		// delivered and never queues them; this guard only keeps one
+		// queued by some other path from ever being sent.
 		a := store.Attempt{Entry: e, At: w.cfg.Now()}
 		for _, r := range e.Pending {
 			a.Outcomes = append(a.Outcomes, store.Outcome{Recipient: r, Type: store.EventDelivered, Details: store.EventDetails{

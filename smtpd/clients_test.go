@@ -248,7 +248,7 @@ func netsmtpSend(t *testing.T, c *netsmtp.Client, from string, rcpts []string, m
 
 func TestNetSMTPClient(t *testing.T) {
 	t.Parallel()
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	rcpts := []string{"alice@example.net", "bob@example.org"}
 	for _, transport := range []struct {
 		name     string
@@ -293,7 +293,7 @@ func TestNetSMTPClient(t *testing.T) {
 
 func TestNetSMTPClientRefusals(t *testing.T) {
 	t.Parallel()
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	wrong := store.NewMessageID()
 	// Four failures in all: under the throttle's five.
 	for _, cr := range []credentials{
@@ -387,7 +387,7 @@ func goSMTPSend(t *testing.T, c *gosmtp.Client, from string, rcpts []string, msg
 
 func TestGoSMTPClient(t *testing.T) {
 	t.Parallel()
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	rcpts := []string{"carol@example.net"}
 	for _, transport := range []struct {
 		name     string
@@ -435,7 +435,7 @@ func TestGoSMTPClient(t *testing.T) {
 
 func TestGoSMTPClientRefusals(t *testing.T) {
 	t.Parallel()
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	wrong := store.NewMessageID()
 	for _, cr := range []credentials{
 		{"plain/unknown-token", sasl.Plain, wrong, wrong},
@@ -517,7 +517,7 @@ var queuedRe = regexp.MustCompile(`250 2\.0\.0 OK: queued as ([0-9a-f]{8}-[0-9a-
 func TestSwaks(t *testing.T) {
 	t.Parallel()
 	swaks := requireTool(t, "swaks")
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	token := ts.Inst.ServerToken
 	host, port, err := net.SplitHostPort(ts.Addr)
 	if err != nil {
@@ -660,7 +660,7 @@ print(json.dumps(out))
 func TestPythonSMTPLib(t *testing.T) {
 	t.Parallel()
 	python := requireTool(t, "python3")
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	host, port, err := net.SplitHostPort(ts.Addr)
 	if err != nil {
 		t.Fatal(err)

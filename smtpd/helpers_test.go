@@ -37,6 +37,10 @@ type testOptions struct {
 	storeOptions store.Options // e.g. BeforeCommit for fault injection
 	noTLS        bool          // no certificate: no STARTTLS, no implicit TLS
 	dir          string        // the store's directory (a small filesystem, say); default t.TempDir()
+	// live makes ts.Inst a Live server (sender policy any), whose messages
+	// are queued for the relay; by default it is init's Sandbox server,
+	// whose messages are recorded as delivered at once.
+	live bool
 }
 
 // newTestServer starts a listener and stops it, checking the store's
@@ -61,6 +65,16 @@ func newTestServer(t testing.TB, opts testOptions) *testServer {
 		Store:       st,
 		Credentials: auth.NewAuthenticator(st),
 		Throttle:    auth.NewThrottle(auth.ThrottleConfig{Failures: 5, Window: 5 * time.Minute}),
+	}
+	if opts.live {
+		token := auth.NewToken()
+		srv, err := st.CreateServer(store.Server{AccountID: inst.AccountID, Name: "Live", DeliveryType: store.DeliveryLive, SmtpApiActivated: true},
+			auth.StoreToken(token), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.Inst.ServerID, ts.Inst.ServerName, ts.Inst.ServerToken = srv.ID, srv.Name, token
+		cfg.SenderPolicy = PolicyAny
 	}
 	if !opts.noTLS {
 		c := &config.Config{DataDir: dir, Hostname: "localhost"}

@@ -213,7 +213,7 @@ func TestAuthThrottle(t *testing.T) {
 // Postern's Message-ID and Received added, the queue entry written, all of
 // it still there after the store is reopened.
 func TestStoredMessage(t *testing.T) {
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	c := authenticated(t, ts.Addr, ts.Inst.ServerToken)
 	c.expect("250", "MAIL FROM:<bounces@example.com>")
 	for _, r := range []string{"alice@example.net", "bob@example.org", "carol@example.net", "secret@example.net"} {
@@ -370,7 +370,7 @@ func TestSessionLimit(t *testing.T) {
 // message and one queue entry, and nothing else is stored.
 func TestConcurrentClients(t *testing.T) {
 	const clients, perClient = 32, 100
-	ts := newTestServer(t, testOptions{})
+	ts := newTestServer(t, testOptions{live: true})
 	var mu sync.Mutex
 	accepted := map[string]bool{}
 	var wg sync.WaitGroup

@@ -123,7 +123,7 @@ func (l *faultLoad) check(t *testing.T, st *store.Store, serverID int64) {
 // with ENOSPC, then recover.
 func TestStorageFailureUnderLoad(t *testing.T) {
 	var fault atomic.Pointer[error]
-	ts := newTestServer(t, testOptions{storeOptions: store.Options{BeforeCommit: func() error {
+	ts := newTestServer(t, testOptions{live: true, storeOptions: store.Options{BeforeCommit: func() error {
 		if e := fault.Load(); e != nil {
 			return *e
 		}
@@ -211,7 +211,7 @@ func TestStorageFullFilesystem(t *testing.T) {
 	if err := os.WriteFile(filler, make([]byte, 2<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ts := newTestServer(t, testOptions{dir: dir, noTLS: true})
+	ts := newTestServer(t, testOptions{live: true, dir: dir, noTLS: true})
 
 	send := func(load *faultLoad, until func(*faultLoad) bool) {
 		t.Helper()

@@ -251,3 +251,26 @@ func TestNextDue(t *testing.T) {
 		t.Fatalf("next %v %v %v", next, ok, err)
 	}
 }
+
+// A Sandbox server's message is delivered at intake: Delivered events for
+// every recipient, status Sent, no queue entry, in the one commit.
+func TestEnqueueSandboxRecordsDelivered(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, _ := initTest(t, s)
+	sb, err := s.CreateServer(Server{AccountID: acct.ID, Name: "Sandbox", DeliveryType: DeliverySandbox, SmtpApiActivated: true}, testToken("sb"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := enqueueN(t, s, sb.ID, 1, time.Now(), "a@example.net", "b@example.org")
+	if q, _ := s.Queue(10); len(q) != 0 {
+		t.Fatalf("a Sandbox message was queued: %+v", q)
+	}
+	m, err := s.Message(sb.ID, ids[0])
+	if err != nil || m.Status != StatusSent || m.RecipientStatus["b@example.org"] != EventDelivered {
+		t.Fatalf("message %+v, %v", m, err)
+	}
+	evs, err := s.Events(sb.ID, ids[0])
+	if err != nil || len(evs) != 2 || evs[0].Type != EventDelivered || evs[1].Details.DeliveryMessage != sandboxDelivery {
+		t.Fatalf("events %+v, %v", evs, err)
+	}
+}

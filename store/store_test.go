@@ -46,7 +46,7 @@ func initTest(t *testing.T, s *Store) (Account, Server) {
 	a, srv, err := s.Initialize(InitParams{
 		AccountName:  "Operator",
 		AccountToken: at,
-		Server:       Server{Name: "Default", DeliveryType: DeliverySandbox, SmtpApiActivated: true},
+		Server:       Server{Name: "Default", DeliveryType: DeliveryLive, SmtpApiActivated: true},
 		ServerToken:  testToken("srv"),
 	}, time.Now())
 	if err != nil {
