@@ -4,27 +4,18 @@ package main
 // as on the store, for the account whose token is given.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/postern/postern/api"
 )
-
-// defaultAPIURL is where postern serve's API listens by default.
-const defaultAPIURL = "http://127.0.0.1:8080"
-
-// apiTimeout bounds one API request; verifyDkim looks records up in DNS.
-const apiTimeout = 60 * time.Second
 
 // apiFlags are the flags that choose the API mode.
 type apiFlags struct {
@@ -34,7 +25,7 @@ type apiFlags struct {
 
 func (f *apiFlags) bind(fs *flag.FlagSet, accountHelp string) {
 	fs.StringVar(&f.token, "token", "", "an account token: call the API of a running postern serve (POSTERN_TOKEN)")
-	fs.StringVar(&f.url, "url", "", "the API's base URL (POSTERN_URL, default "+defaultAPIURL+")")
+	fs.StringVar(&f.url, "url", "", "the API's base URL (POSTERN_URL, default "+cliDefaultURL+")")
 	if accountHelp != "" {
 		fs.Int64Var(&f.account, "account", 0, accountHelp+" (direct mode; default 1)")
 	}
@@ -42,7 +33,7 @@ func (f *apiFlags) bind(fs *flag.FlagSet, accountHelp string) {
 
 // client returns the API client the flags and environment ask for, or
 // nil for the direct mode.
-func (f *apiFlags) client(cmd string) (*domainAPI, error) {
+func (f *apiFlags) client(cmd string) (*cliClient, error) {
 	token, base := f.token, f.url
 	if token == "" {
 		token = os.Getenv("POSTERN_TOKEN")
@@ -60,70 +51,18 @@ func (f *apiFlags) client(cmd string) (*domainAPI, error) {
 		return nil, fmt.Errorf("%s: -account is for the direct mode: over the API the token chooses the account", cmd)
 	}
 	if base == "" {
-		base = defaultAPIURL
+		base = cliDefaultURL
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s: the API URL %q is not an http:// or https:// URL", cmd, base)
-	}
-	return &domainAPI{cmd: cmd, base: strings.TrimSuffix(base, "/"), token: token, http: &http.Client{Timeout: apiTimeout}}, nil
-}
-
-// domainAPI calls the domains endpoints with an account token.
-type domainAPI struct {
-	cmd, base, token string
-	http             *http.Client
-}
-
-// do sends a request and decodes a 200 answer into out; any other answer
-// becomes an error with Postmark's message.
-func (c *domainAPI) do(method, path string, body, out any) error {
-	var r io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, c.base+path, r)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("X-Postmark-Account-Token", c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w (is postern serve running with its API at %s?)", c.cmd, err, c.base)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("%s: reading the answer of %s %s: %w", c.cmd, method, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			return fmt.Errorf("%s: %s (HTTP %d, ErrorCode %d)", c.cmd, e.Message, resp.StatusCode, e.ErrorCode)
-		}
-		return fmt.Errorf("%s: %s %s: HTTP %d: %.200s", c.cmd, method, path, resp.StatusCode, data)
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s: the answer of %s %s is not what was expected: %w", c.cmd, method, path, err)
-	}
-	return nil
+	return newCLIClient(cmd, base, "X-Postmark-Account-Token", token)
 }
 
 // domains returns every domain of the account, page after page.
-func (c *domainAPI) domains() ([]api.DomainSummary, error) {
+func (c *cliClient) domains() ([]api.DomainSummary, error) {
 	const page = 500
 	var all []api.DomainSummary
 	for offset := 0; ; offset += page {
 		var list api.DomainList
-		if err := c.do(http.MethodGet, fmt.Sprintf("/domains?count=%d&offset=%d", page, offset), nil, &list); err != nil {
+		if _, err := c.do(http.MethodGet, fmt.Sprintf("/domains?count=%d&offset=%d", page, offset), nil, &list); err != nil {
 			return nil, err
 		}
 		all = append(all, list.Domains...)
@@ -134,7 +73,7 @@ func (c *domainAPI) domains() ([]api.DomainSummary, error) {
 }
 
 // byName finds the account's domain called name.
-func (c *domainAPI) byName(name string) (api.DomainSummary, error) {
+func (c *cliClient) byName(name string) (api.DomainSummary, error) {
 	all, err := c.domains()
 	if err != nil {
 		return api.DomainSummary{}, err
@@ -147,13 +86,13 @@ func (c *domainAPI) byName(name string) (api.DomainSummary, error) {
 	return api.DomainSummary{}, fmt.Errorf("%s: the account has no domain %s; add it with: postern domain add %s", c.cmd, name, name)
 }
 
-func apiDomainAdd(c *domainAPI, name, returnPath string, asJSON bool, stdout io.Writer) error {
+func apiDomainAdd(c *cliClient, name, returnPath string, asJSON bool, stdout io.Writer) error {
 	req := map[string]string{"Name": name}
 	if returnPath != "" {
 		req["ReturnPathDomain"] = returnPath
 	}
 	var d api.DomainDetails
-	if err := c.do(http.MethodPost, "/domains", req, &d); err != nil {
+	if _, err := c.do(http.MethodPost, "/domains", req, &d); err != nil {
 		return err
 	}
 	if asJSON {
@@ -173,7 +112,7 @@ func apiRecords(rs []api.DKIMRecord) []dkimRecord {
 	return out
 }
 
-func apiDomainList(c *domainAPI, asJSON bool, stdout io.Writer) error {
+func apiDomainList(c *cliClient, asJSON bool, stdout io.Writer) error {
 	all, err := c.domains()
 	if err != nil {
 		return err
@@ -181,7 +120,7 @@ func apiDomainList(c *domainAPI, asJSON bool, stdout io.Writer) error {
 	details := make([]api.DomainDetails, 0, len(all))
 	for _, s := range all {
 		var d api.DomainDetails
-		if err := c.do(http.MethodGet, fmt.Sprintf("/domains/%d", s.ID), nil, &d); err != nil {
+		if _, err := c.do(http.MethodGet, fmt.Sprintf("/domains/%d", s.ID), nil, &d); err != nil {
 			return err
 		}
 		details = append(details, d)
@@ -242,13 +181,13 @@ func sameStamp(hostA, hostB string) bool {
 	return stamp(hostA) == stamp(hostB)
 }
 
-func apiDomainVerify(c *domainAPI, name string, asJSON bool, stdout io.Writer) error {
+func apiDomainVerify(c *cliClient, name string, asJSON bool, stdout io.Writer) error {
 	s, err := c.byName(name)
 	if err != nil {
 		return err
 	}
 	var d api.DomainDetails
-	if err := c.do(http.MethodPut, fmt.Sprintf("/domains/%d/verifyDkim", s.ID), nil, &d); err != nil {
+	if _, err := c.do(http.MethodPut, fmt.Sprintf("/domains/%d/verifyDkim", s.ID), nil, &d); err != nil {
 		return err
 	}
 	if asJSON {

@@ -53,7 +53,7 @@ postern serve (-url or POSTERN_URL, default http://127.0.0.1:8080).
 // cliDefaultURL is where postern serve's API listens by default.
 const cliDefaultURL = "http://127.0.0.1:8080"
 
-// cliTimeout bounds one API request.
+// cliTimeout bounds one API request (verifyDkim looks records up in DNS).
 const cliTimeout = time.Minute
 
 // cliFlags are the flags every API command takes.
@@ -103,6 +103,12 @@ func (f *cliFlags) client(cmd, header string) (*cliClient, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%s: a token is needed: -token TOKEN or POSTERN_TOKEN", cmd)
 	}
+	return newCLIClient(cmd, base, header, token)
+}
+
+// newCLIClient returns a client of the API at base that sends token in
+// header.
+func newCLIClient(cmd, base, header, token string) (*cliClient, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%s: the API URL %q is not an http:// or https:// URL", cmd, base)

@@ -37,16 +37,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 BENCH_OUT=${BENCH_OUT:-bench-results.json}
-SESSIONS=${BENCH_SESSIONS:-32}
-MESSAGES=${BENCH_MESSAGES:-20000}
-atleast1() { if (($1 < 1)); then echo 1; else echo "$1"; fi; }
-M1=${BENCH_MESSAGES_1:-$(atleast1 $((MESSAGES / 10)))}
-M50=${BENCH_MESSAGES_50K:-$(atleast1 $((MESSAGES / 4)))}
-M50_1=$(atleast1 $((M50 / 10)))
-ME2E=${BENCH_MESSAGES_E2E:-$(atleast1 $((MESSAGES / 2)))}
-MONE=${BENCH_MESSAGES_ONE:-$(atleast1 $((MESSAGES / 4)))}
-RATE_SECONDS=${BENCH_RATE_SECONDS:-10}
-PER_CONN=${BENCH_PER_CONN:-100}
+bench_sizes
 DOMAIN=bench.postern.test
 FROM=bench@$DOMAIN
 

@@ -25,16 +25,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 OUT=${BENCH_COMPARE_OUT:-bench-compare.json}
-SESSIONS=${BENCH_SESSIONS:-32}
-MESSAGES=${BENCH_MESSAGES:-20000}
-atleast1() { if (($1 < 1)); then echo 1; else echo "$1"; fi; }
-M1=${BENCH_MESSAGES_1:-$(atleast1 $((MESSAGES / 10)))}
-M50=${BENCH_MESSAGES_50K:-$(atleast1 $((MESSAGES / 4)))}
-M50_1=$(atleast1 $((M50 / 10)))
-ME2E=${BENCH_MESSAGES_E2E:-$(atleast1 $((MESSAGES / 2)))}
-MONE=${BENCH_MESSAGES_ONE:-$(atleast1 $((MESSAGES / 4)))}
-RATE_SECONDS=${BENCH_RATE_SECONDS:-10}
-PER_CONN=${BENCH_PER_CONN:-100}
+bench_sizes
 FROM=bench@bench.postern.test
 TO=bench@sink.postern.test # any domain: everything goes to the relayhost
 

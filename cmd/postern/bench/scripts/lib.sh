@@ -37,8 +37,7 @@ bench_setup() {
 	local usage
 	usage=$("$POSTERN" help)
 	if ! grep -q '^  bench ' <<<"$usage" || ! grep -q '^  sink ' <<<"$usage"; then
-		bench_log "bench: this postern has no bench or sink command yet"
-		exit 3 # told apart from a failure by the smoke test
+		bench_die "this postern has no bench or sink command"
 	fi
 }
 
@@ -159,4 +158,19 @@ if r.get("Accepted") != r.get("Sent") or e2e.get("TimedOut"):
           ", the sink did not get them all in time" if e2e.get("TimedOut") else "", r.get("FirstError")))
 EOF
 	BENCH_RESULTS+=("$out")
+}
+
+# bench_sizes sets the scenarios' sizes from the BENCH_* settings (see
+# bench.sh), the same for Postern and for Postfix.
+bench_sizes() {
+	atleast1() { if (($1 < 1)); then echo 1; else echo "$1"; fi; }
+	SESSIONS=${BENCH_SESSIONS:-32}
+	MESSAGES=${BENCH_MESSAGES:-20000}
+	M1=${BENCH_MESSAGES_1:-$(atleast1 $((MESSAGES / 10)))}
+	M50=${BENCH_MESSAGES_50K:-$(atleast1 $((MESSAGES / 4)))}
+	M50_1=$(atleast1 $((M50 / 10)))
+	ME2E=${BENCH_MESSAGES_E2E:-$(atleast1 $((MESSAGES / 2)))}
+	MONE=${BENCH_MESSAGES_ONE:-$(atleast1 $((MESSAGES / 4)))}
+	RATE_SECONDS=${BENCH_RATE_SECONDS:-10}
+	PER_CONN=${BENCH_PER_CONN:-100}
 }
