@@ -290,8 +290,10 @@ func (l *listener) Accept() (net.Conn, error) {
 		m := l.srv.metrics
 		m.sessionsTotal.Inc()
 		m.sessionsOpen.Inc()
+		replies := NewReplyBuffer(raw)
 		c := &conn{
-			Conn:             raw,
+			Conn:             replies,
+			replies:          replies,
 			hostname:         l.srv.cfg.Hostname,
 			handshakeTimeout: l.srv.cfg.WriteTimeout,
 			release:          func() { m.sessionsOpen.Dec(); <-l.srv.sessions },
@@ -299,7 +301,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			opened:           time.Now(),
 		}
 		if l.tls != nil {
-			c.tls = tls.Server(raw, l.tls)
+			c.tls = tls.Server(replies, l.tls)
 			c.Conn = c.tls
 		}
 		c.lifetime = time.AfterFunc(l.srv.cfg.SessionTimeout, func() { c.Close() })
@@ -326,7 +328,8 @@ func (l *listener) refuse(raw net.Conn) {
 type conn struct {
 	net.Conn
 	hostname         string
-	tls              *tls.Conn // implicit TLS
+	tls              *tls.Conn    // implicit TLS
+	replies          *ReplyBuffer // beneath TLS, if any: holds replies until the next read
 	handshakeTimeout time.Duration
 	release          func()
 	lifetime         *time.Timer
@@ -406,6 +409,10 @@ func (c *conn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// flushReplies sends the replies held for the next read, for a session
+// about to wait for something other than the client.
+func (c *conn) flushReplies() error { return c.replies.Flush() }
 
 // closeAfterNextWrite makes the next reply the last.
 func (c *conn) closeAfterNextWrite() {

@@ -218,6 +218,9 @@ func (s *session) Data(r io.Reader) error {
 	if s.size > 0 && s.size < want {
 		want = s.size
 	}
+	// The 354 is held until the next read (ReplyBuffer); the client
+	// should have it while this session waits for room.
+	s.pc.flushReplies()
 	held := s.srv.inflight.acquire(want, s.cfg.InflightWait)
 	if held == 0 {
 		return s.refuse(errBusy())

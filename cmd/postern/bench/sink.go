@@ -25,6 +25,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/smtpd"
 )
 
 // SinkOptions configure a Sink. The zero value accepts everything at once.
@@ -144,7 +146,7 @@ func NewSink(opts SinkOptions) *Sink {
 
 // Serve accepts connections on l until Close.
 func (s *Sink) Serve(l net.Listener) error {
-	err := s.server.Serve(coalescingListener{l})
+	err := s.server.Serve(replyBufferListener{l})
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
@@ -333,65 +335,15 @@ func findBenchHeader(head []byte) (string, int64, bool) {
 func (ss *sinkSession) Reset()        { ss.rcpts = 0 }
 func (ss *sinkSession) Logout() error { return nil }
 
-// coalescingListener hands go-smtp connections that hold its replies
-// until it next reads: go-smtp flushes every reply line, so the three
-// replies to a pipelined MAIL, RCPT and DATA would take three writes.
-// Holding them until the server waits for input is always safe (a client
-// sends nothing more before it has the replies it waits for) and halves
-// the sink's system calls.
-type coalescingListener struct{ net.Listener }
+// replyBufferListener hands go-smtp connections that hold its replies
+// until it next reads (smtpd.ReplyBuffer): the three replies to a
+// pipelined MAIL, RCPT and DATA then take one write, not three.
+type replyBufferListener struct{ net.Listener }
 
-func (l coalescingListener) Accept() (net.Conn, error) {
+func (l replyBufferListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &coalescingConn{Conn: c}, nil
-}
-
-type coalescingConn struct {
-	net.Conn
-	mu  sync.Mutex // go-smtp may write from another goroutine (a shutdown's 421)
-	out []byte
-	err error
-}
-
-func (c *coalescingConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return 0, c.err
-	}
-	if len(c.out)+len(b) > 64<<10 {
-		if err := c.flushLocked(); err != nil {
-			return 0, err
-		}
-	}
-	c.out = append(c.out, b...)
-	return len(b), nil
-}
-
-func (c *coalescingConn) flushLocked() error {
-	if len(c.out) > 0 && c.err == nil {
-		_, c.err = c.Conn.Write(c.out)
-		c.out = c.out[:0]
-	}
-	return c.err
-}
-
-func (c *coalescingConn) Read(b []byte) (int, error) {
-	c.mu.Lock()
-	err := c.flushLocked()
-	c.mu.Unlock()
-	if err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(b)
-}
-
-func (c *coalescingConn) Close() error {
-	c.mu.Lock()
-	c.flushLocked()
-	c.mu.Unlock()
-	return c.Conn.Close()
+	return smtpd.NewReplyBuffer(c), nil
 }
