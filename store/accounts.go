@@ -240,7 +240,9 @@ func uniqueServerName(b *bolt.Bucket, srv Server) error {
 func (s *Store) Server(id int64) (Server, error) {
 	var srv Server
 	err := s.view(func(tx *bolt.Tx) error {
-		return getJSON(tx.Bucket(bucketServers), itob(id), &srv)
+		var err error
+		srv, err = s.servers.get(tx, id)
+		return err
 	})
 	return srv, err
 }

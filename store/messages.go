@@ -110,9 +110,9 @@ func (s *Store) Enqueue(msg *Message, raw []byte) error {
 		if err := addStat(mail, msg.ReceivedAt, msg.MessageStream, msg.Tag, StatSent); err != nil {
 			return err
 		}
-		if sandbox, err := isSandbox(tx, msg.ServerID); err != nil {
+		if srv, err := s.servers.get(tx, msg.ServerID); err != nil {
 			return err
-		} else if sandbox {
+		} else if srv.DeliveryType == DeliverySandbox {
 			return recordSandboxed(mail, msg)
 		}
 		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists(itob(msg.ServerID))
@@ -213,15 +213,6 @@ func queueKey(e QueueEntry) []byte { return timeIDKey(e.Due, e.MessageID) }
 
 // sandboxDelivery is the DeliveryMessage of a Sandbox server's events.
 const sandboxDelivery = "Sandbox server: recorded as delivered; nothing was sent"
-
-// isSandbox reports whether the server is a Sandbox server.
-func isSandbox(tx *bolt.Tx, serverID int64) (bool, error) {
-	var srv struct{ DeliveryType string }
-	if err := getJSON(tx.Bucket(bucketServers), itob(serverID), &srv); err != nil {
-		return false, err
-	}
-	return srv.DeliveryType == DeliverySandbox, nil
-}
 
 // recordSandboxed marks a just-stored message delivered to every recipient,
 // with one Delivered event each.

@@ -44,8 +44,9 @@ type Options struct {
 
 // Store is the open store. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bolt.DB
-	opts Options
+	db      *bolt.DB
+	opts    Options
+	servers serverCache
 
 	writes  chan *write
 	closing chan struct{}
