@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -77,7 +78,25 @@ func (s *Store) Enqueue(msg *Message, raw []byte) error {
 	if msg.Attachments == nil {
 		msg.Attachments = attachmentNames(raw)
 	}
-	meta, err := json.Marshal(msg)
+	// Everything that can be encoded is encoded before the transaction:
+	// the committer is the one serial step of the intake, and the time it
+	// spends is every concurrent client's wait. A server's DeliveryType is
+	// set at creation only, so it can be read first.
+	srv, err := s.Server(msg.ServerID)
+	if errors.Is(err, ErrNotFound) {
+		return ErrServerMissing
+	}
+	if err != nil {
+		return err
+	}
+	stored := *msg
+	var events [][]byte
+	if srv.DeliveryType == DeliverySandbox {
+		if events, err = sandboxEvents(&stored); err != nil {
+			return err
+		}
+	}
+	meta, err := json.Marshal(&stored)
 	if err != nil {
 		return err
 	}
@@ -110,10 +129,18 @@ func (s *Store) Enqueue(msg *Message, raw []byte) error {
 		if err := addStat(mail, msg.ReceivedAt, msg.MessageStream, msg.Tag, StatSent); err != nil {
 			return err
 		}
-		if srv, err := s.servers.get(tx, msg.ServerID); err != nil {
-			return err
-		} else if srv.DeliveryType == DeliverySandbox {
-			return recordSandboxed(mail, msg)
+		if events != nil {
+			b := mail.Bucket(bucketEvents)
+			for _, ev := range events {
+				seq, err := b.NextSequence()
+				if err != nil {
+					return err
+				}
+				if err := b.Put(eventKey(msg.MessageID, seq), ev); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists(itob(msg.ServerID))
 		if err != nil {
@@ -214,24 +241,20 @@ func queueKey(e QueueEntry) []byte { return timeIDKey(e.Due, e.MessageID) }
 // sandboxDelivery is the DeliveryMessage of a Sandbox server's events.
 const sandboxDelivery = "Sandbox server: recorded as delivered; nothing was sent"
 
-// recordSandboxed marks a just-stored message delivered to every recipient,
-// with one Delivered event each.
-func recordSandboxed(mail *bolt.Bucket, msg *Message) error {
-	m := *msg
+// sandboxEvents marks a Sandbox server's message delivered to every
+// recipient, and returns the encoded Delivered event of each.
+func sandboxEvents(m *Message) ([][]byte, error) {
 	m.Status = StatusSent
 	m.RecipientStatus = make(map[string]string, len(m.Recipients))
-	events := mail.Bucket(bucketEvents)
+	events := make([][]byte, 0, len(m.Recipients))
 	for _, r := range m.Recipients {
 		m.RecipientStatus[r] = EventDelivered
-		seq, err := events.NextSequence()
+		ev, err := json.Marshal(Event{MessageID: m.MessageID, Recipient: r, Type: EventDelivered, ReceivedAt: m.ReceivedAt,
+			Details: EventDetails{DeliveryMessage: sandboxDelivery}})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		ev := Event{MessageID: m.MessageID, Recipient: r, Type: EventDelivered, ReceivedAt: m.ReceivedAt,
-			Details: EventDetails{DeliveryMessage: sandboxDelivery}}
-		if err := putJSON(events, eventKey(m.MessageID, seq), ev); err != nil {
-			return err
-		}
+		events = append(events, ev)
 	}
-	return putJSON(mail.Bucket(bucketMessages), []byte(m.MessageID), m)
+	return events, nil
 }

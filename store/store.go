@@ -261,7 +261,11 @@ func (s *Store) commit(batch []*write) {
 
 // view runs a read-only transaction.
 func (s *Store) view(fn func(*bolt.Tx) error) error {
-	return s.db.View(fn)
+	err := s.db.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
 }
 
 // NewMessageID returns a new MessageID: a UUID, as Postmark's are, of
