@@ -104,7 +104,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.Token, "token", "", "AUTH PLAIN with this token as username and password (default: no AUTH)")
 	fs.BoolVar(&o.StartTLS, "starttls", false, "use STARTTLS (required)")
 	insecure := fs.Bool("insecure", false, "skip certificate verification (default true for a loopback address)")
-	fs.Float64Var(&o.Rate, "rate", 0, "open loop: offer this many messages/s in total on a fixed timeline; latency from the scheduled send")
+	fs.Float64Var(&o.Rate, "rate", 0, "open loop: offer this many messages/s in total on a fixed timeline; latency from the scheduled send (a session connects before its next message is due)")
 	fs.StringVar(&o.From, "from", "app@example.com", "envelope and header From")
 	fs.StringVar(&o.To, "to", "rcpt@example.net", "envelope and header To")
 	fs.StringVar(&o.SinkStats, "sink-stats", "", "a postern sink's stats URL (http://HOST:PORT/stats): wait for the accepted messages to arrive and report end to end")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -120,8 +121,35 @@ func TestRunOpenLoop(t *testing.T) {
 	if res.Sent != 150 || res.Accepted != 150 {
 		t.Errorf("300ms at 500/s: %+v", res)
 	}
-	if st := sink.Stats(); st.Messages != 300 {
+	// New connections are opened ahead of the due time; each message is
+	// still sent once.
+	res, err = Run(context.Background(), Options{Addr: addr, Sessions: 3, Messages: 40, Rate: 1000, PerConn: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 40 || res.Accepted != 40 || res.Errors != 0 {
+		t.Errorf("4 per connection: %+v", res)
+	}
+	if st := sink.Stats(); st.Messages != 340 {
 		t.Errorf("sink %+v", st)
+	}
+}
+
+// TestRunOpenLoopRefusedConnect: when no connection can be made, every
+// message due is counted once as an error, and the run ends.
+func TestRunOpenLoopRefusedConnect(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	res, err := Run(context.Background(), Options{Addr: addr, Sessions: 2, Messages: 6, Rate: 100, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 6 || res.Accepted != 0 || res.Errors != 6 {
+		t.Errorf("refused connects: %+v", res)
 	}
 }
 
