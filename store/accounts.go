@@ -241,10 +241,20 @@ func (s *Store) Server(id int64) (Server, error) {
 	var srv Server
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		srv, err = s.servers.get(tx, id)
+		srv, err = s.serverIn(tx, id)
 		return err
 	})
 	return srv, err
+}
+
+// serverIn returns server id as tx sees it.
+func (s *Store) serverIn(tx *bolt.Tx, id int64) (Server, error) {
+	key := itob(id)
+	raw := tx.Bucket(bucketServers).Get(key)
+	if raw == nil {
+		return Server{}, ErrNotFound
+	}
+	return s.servers.decode(key, raw)
 }
 
 // Account returns one account.

@@ -93,7 +93,13 @@ func (s *Store) DomainByName(name string) (Domain, error) {
 		if id == nil {
 			return ErrNotFound
 		}
-		return getJSON(tx.Bucket(bucketDomains), id, &d)
+		raw := tx.Bucket(bucketDomains).Get(id)
+		if raw == nil {
+			return ErrNotFound
+		}
+		var err error
+		d, err = s.domains.decode(id, raw)
+		return err
 	})
 	return d, err
 }

@@ -46,7 +46,8 @@ type Options struct {
 type Store struct {
 	db      *bolt.DB
 	opts    Options
-	servers serverCache
+	servers decodedCache[Server]
+	domains decodedCache[Domain]
 
 	writes  chan *write
 	closing chan struct{}
@@ -144,6 +145,7 @@ func Open(path string, opts Options) (*Store, error) {
 		writes:  make(chan *write, opts.MaxBatch),
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
+		domains: decodedCache[Domain]{clone: cloneDomain},
 	}
 	go s.commitLoop()
 	return s, nil

@@ -1,0 +1,76 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// Server answers from its cache of decoded records; every change to a
+// server must show at the next read, and a deleted server must be gone.
+func TestServerReadsSeeEveryChange(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	a, _ := initTest(t, s)
+	srv, err := s.CreateServer(Server{AccountID: a.ID, Name: "acme"}, testToken("c1"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{10, 20, 0, 20} {
+		edit, err := s.Server(srv.ID) // fills the cache
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit.RateLimitPerMinute = limit
+		if err := s.UpdateServer(edit); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Server(srv.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.RateLimitPerMinute != limit {
+			t.Fatalf("after setting the rate limit to %d, Server says %d", limit, got.RateLimitPerMinute)
+		}
+	}
+	if _, err := s.DeleteServer(a.ID, srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Server(srv.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted server: %v, want ErrNotFound", err)
+	}
+}
+
+// DomainByName answers from the same kind of cache: a key rotation shows
+// at the next read, and a caller changing what it was given changes
+// nothing for the next caller.
+func TestDomainReadsSeeEveryChange(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	a, _ := initTest(t, s)
+	d, err := s.CreateDomain(Domain{AccountID: a.ID, Name: "example.com", Keys: []DKIMKey{{Algorithm: "rsa", Selector: "a"}}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.DomainByName("Example.com")
+	if err != nil || got.Keys[0].Selector != "a" {
+		t.Fatalf("DomainByName: %+v, %v", got, err)
+	}
+	got.Keys[0].Selector = "changed by a caller"
+	if again, _ := s.DomainByName("example.com"); again.Keys[0].Selector != "a" {
+		t.Fatalf("a caller's change reached the cache: %+v", again.Keys)
+	}
+	if _, err := s.ModifyDomain(d.ID, func(x *Domain) error {
+		x.Keys = []DKIMKey{{Algorithm: "rsa", Selector: "b"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.DomainByName("example.com"); got.Keys[0].Selector != "b" {
+		t.Fatalf("after rotation: %+v", got.Keys)
+	}
+	if err := s.DeleteDomain(d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DomainByName("example.com"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted domain: %v", err)
+	}
+}
