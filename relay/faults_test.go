@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -494,5 +495,64 @@ func stuckPeers(t *testing.T, stuckMessages int) {
 		t.Errorf("%d sessions with the stuck domain, over PerDomain 2", stuck.conns)
 	}
 	stuck.mu.Unlock()
+	stop()
+}
+
+// deferCounter counts the entries the relay claimed and then handed back
+// because their destination was full.
+type deferCounter struct {
+	relay.Store
+	n atomic.Int32
+}
+
+func (d *deferCounter) Defer(e store.QueueEntry, due time.Time) error {
+	d.n.Add(1)
+	return d.Store.Defer(e, due)
+}
+
+// TestFullDestinationEntriesStayQueued: entries for a destination at its
+// cap are not claimed at all (a claim and a Defer would cost two commits
+// every busyDefer); they wait, unleased and with no attempt, and go as
+// soon as a slot frees.
+func TestFullDestinationEntriesStayQueued(t *testing.T) {
+	e := newE2E(t)
+	_, token := e.faultServer()
+	stuck := e.rawPeer(loopbacks[0], script{"MAIL": "stall"})
+	e.route("stuck.example", loopbacks[0])
+	cfg := e.faultConfig(func(c *relay.MXConfig) { c.CommandTimeout = 30 * time.Second })
+	cfg.Workers, cfg.PerServer, cfg.PerDomain = 4, 4, 2
+	counter := &deferCounter{Store: cfg.Store}
+	cfg.Store = counter
+	_, stop := e.startRelay(cfg)
+	defer stop()
+
+	for i := range 4 {
+		e.send(token, "app@example.com", []string{"user@stuck.example"}, testBody("app@example.com", "user@stuck.example", fmt.Sprint("stuck ", i)))
+	}
+	waitFor(t, "two sessions with the stuck peer", func() bool {
+		stuck.mu.Lock()
+		defer stuck.mu.Unlock()
+		return stuck.conns >= 2
+	})
+	time.Sleep(3 * 250 * time.Millisecond) // several busyDefer periods
+	if n := counter.n.Load(); n != 0 {
+		t.Errorf("%d entries were claimed and deferred; want them left in the queue", n)
+	}
+	q, err := e.st.Queue(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leased := 0
+	for _, qe := range q {
+		if qe.Leased {
+			leased++
+		}
+		if qe.Attempts != 0 {
+			t.Errorf("entry %s has %d attempts", qe.MessageID, qe.Attempts)
+		}
+	}
+	if len(q) != 4 || leased != 2 {
+		t.Errorf("queue holds %d entries, %d leased; want 4, 2 (PerDomain 2)", len(q), leased)
+	}
 	stop()
 }

@@ -391,7 +391,36 @@ func (w *Worker) claim(slots int, perServer map[int64]int, after int64) ([]store
 		Max:   slots,
 		Allow: func(serverID int64) int { return w.cfg.PerServer - busy[serverID] },
 		After: after,
+		Take:  w.destinationsFree(),
 	})
+}
+
+// destinationsFree returns a ClaimRequest.Take for one claim: an entry is
+// taken when every destination of it has a free slot, counting those the
+// entries already taken in this claim will hold. An entry whose
+// destination is full then stays in the queue, instead of being claimed
+// and put back (two commits, and a busyDefer wait).
+func (w *Worker) destinationsFree() func(store.QueueEntry, []store.QueueEntry) bool {
+	held := map[string]int{} // by the entries taken so far
+	counted := 0             // how many of them
+	return func(e store.QueueEntry, taken []store.QueueEntry) bool {
+		if len(taken) < counted { // the claim's transaction started over
+			clear(held)
+			counted = 0
+		}
+		for _, t := range taken[counted:] {
+			for _, d := range w.destinations(t.Pending) {
+				held[d.key]++
+			}
+		}
+		counted = len(taken)
+		for _, d := range w.destinations(e.Pending) {
+			if w.domains.free(d.key)-held[d.key] <= 0 {
+				return false
+			}
+		}
+		return true
+	}
 }
 
 // untilNextDue is how long to sleep before the next claim: until the
@@ -718,6 +747,13 @@ type keyedLimiter struct {
 
 func newKeyedLimiter(max int) *keyedLimiter {
 	return &keyedLimiter{max: max, slots: map[string]int{}}
+}
+
+// free returns how many slots key has free now.
+func (l *keyedLimiter) free(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.max - l.slots[key]
 }
 
 // tryAcquire takes a slot for key if one is free, and returns its

@@ -83,7 +83,20 @@ type ClaimRequest struct {
 	// After is the server the previous claim started with: this one
 	// starts with the next, so every server gets its turn first.
 	After int64
+	// Take, when set, says whether a due entry may be claimed, given
+	// those this claim has taken so far (the claimer's destinations may
+	// be at their caps). A refused entry stays due, and the scan of its
+	// server goes on past it, at most ClaimSkipMax entries per claim. It
+	// may run more than once for an entry (the transaction can be
+	// retried), so it must decide from its arguments and the claimer's
+	// state, not count calls.
+	Take func(e QueueEntry, taken []QueueEntry) bool
 }
+
+// ClaimSkipMax bounds the entries a claim looks past in one server's queue
+// when Take refuses them, so a backlog for one full destination costs a
+// bounded scan, not the whole queue, at every claim.
+const ClaimSkipMax = 64
 
 // Claim leases due entries for delivery, rotating across servers: one
 // entry from each server with due mail, then a second from each, and so
@@ -106,6 +119,7 @@ func (s *Store) Claim(req ClaimRequest) ([]QueueEntry, error) {
 			b       *bolt.Bucket
 			allowed int
 			next    []byte // smallest key not yet looked at
+			skipped int    // entries Take refused
 		}
 		var servers []*serverQueue
 		if err := queue.ForEachBucket(func(k []byte) error {
@@ -142,22 +156,37 @@ func (s *Store) Claim(req ClaimRequest) ([]QueueEntry, error) {
 				}
 				c := sq.b.Cursor()
 				var k, v []byte
-				if sq.next == nil {
-					k, v = c.First()
-				} else {
-					k, v = c.Seek(sq.next)
+				var e QueueEntry
+				for {
+					if sq.next == nil {
+						k, v = c.First()
+					} else {
+						k, v = c.Seek(sq.next)
+					}
+					// Keys sort by due time, and a leased entry is due
+					// when its lease ends: the first key past now ends
+					// the scan.
+					if k == nil || bytes.Compare(k, due) > 0 {
+						k = nil
+						break
+					}
+					e = QueueEntry{}
+					if err := json.Unmarshal(v, &e); err != nil {
+						return fmt.Errorf("store: queue entry %x: %w", k, err)
+					}
+					sq.next = append(bytes.Clone(k), 0)
+					if req.Take == nil || req.Take(e, out) {
+						break
+					}
+					if sq.skipped++; sq.skipped >= ClaimSkipMax {
+						k = nil
+						break
+					}
 				}
-				// Keys sort by due time, and a leased entry is due when
-				// its lease ends: the first key past now ends the scan.
-				if k == nil || bytes.Compare(k, due) > 0 {
-					sq.allowed = 0 // nothing more due here
+				if k == nil {
+					sq.allowed = 0 // nothing more to take here
 					continue
 				}
-				var e QueueEntry
-				if err := json.Unmarshal(v, &e); err != nil {
-					return fmt.Errorf("store: queue entry %x: %w", k, err)
-				}
-				sq.next = append(bytes.Clone(k), 0)
 				if err := c.Delete(); err != nil {
 					return err
 				}

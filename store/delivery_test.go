@@ -90,6 +90,60 @@ func TestClaimRespectsAllowAndDueTime(t *testing.T) {
 	}
 }
 
+// Take refuses entries (their destination is full): they stay due and
+// unleased, the scan goes past them, and it looks past at most
+// ClaimSkipMax of them in one server's queue.
+func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	_, a := initTest(t, s)
+	now := time.Now()
+	full := enqueueN(t, s, a.ID, 3, now.Add(-2*time.Minute), "bob@full.example")
+	open := enqueueN(t, s, a.ID, 2, now.Add(-time.Minute), "alice@open.example")
+	takeOpen := func(e QueueEntry, taken []QueueEntry) bool { return e.Pending[0] != "bob@full.example" }
+	got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Take: takeOpen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].MessageID != open[0] || got[1].MessageID != open[1] {
+		t.Fatalf("claimed %+v, want the two open.example entries", got)
+	}
+	q, err := s.Queue(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range q {
+		if e.Pending[0] == "bob@full.example" && (e.Leased || e.Due.After(now)) {
+			t.Fatalf("a refused entry changed: %+v", e)
+		}
+	}
+	// Take sees what this claim has taken: one at most.
+	one := func(e QueueEntry, taken []QueueEntry) bool { return len(taken) == 0 }
+	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Take: one}); len(got) != 1 || got[0].MessageID != full[0] {
+		t.Fatalf("claimed %+v, want only %s", got, full[0])
+	}
+
+	// Past ClaimSkipMax refused entries, the scan of a server stops.
+	b := secondServer(t, s, a.AccountID, "B")
+	enqueueN(t, s, b.ID, ClaimSkipMax, now.Add(-2*time.Minute), "bob@full.example")
+	behind := enqueueN(t, s, b.ID, 1, now.Add(-time.Minute), "alice@open.example")
+	onlyB := func(id int64) int {
+		if id == b.ID {
+			return 10
+		}
+		return 0
+	}
+	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Allow: onlyB, Take: takeOpen}); len(got) != 0 {
+		t.Fatalf("claimed %+v behind %d refused entries; want none", got, ClaimSkipMax)
+	}
+	// With one fewer refused entry ahead, it is found.
+	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 1, Allow: onlyB}); len(got) != 1 {
+		t.Fatalf("claimed %d, want 1", len(got))
+	}
+	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Allow: onlyB, Take: takeOpen}); len(got) != 1 || got[0].MessageID != behind[0] {
+		t.Fatalf("claimed %+v, want %s", got, behind[0])
+	}
+}
+
 // A lease that ends makes the entry due again (a worker that died), and
 // ReleaseLeases makes every lease due at once (restart).
 func TestLeasesComeBack(t *testing.T) {
