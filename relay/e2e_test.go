@@ -3,8 +3,11 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -679,4 +682,100 @@ func TestE2ECrash(t *testing.T) {
 			t.Errorf("peer got %d messages, want 20 (each twice)", n)
 		}
 	})
+}
+
+// SMTP smuggling downstream: a body with "\n.\n" or "\r.\r\n" would end
+// the message early at a mail exchanger that takes a bare LF or a bare CR
+// for a line end, and what follows would be read as commands. The intake
+// stores such a body with CRLF line endings, so the relay's dot-stuffing
+// applies: the exchanger reads "\r\n..\r\n" on the wire, and gets one
+// message whose text keeps "\r\n.\r\nsmuggled".
+func TestE2EBareLineEndsDotStuffed(t *testing.T) {
+	e := newE2E(t)
+	srv, token := e.liveServer("production")
+	e.sendingDomain(srv.AccountID, "example.com")
+	p := e.peer(loopbacks[0], smtptest.Options{})
+	e.route("example.net", loopbacks[0])
+	e.startRelay(e.relayConfig())
+
+	// Sent as raw bytes: go-smtp's client (e.send) would turn the bare
+	// LF into CRLF itself, so the intake would never see it.
+	id := sendRaw(t, e.intake, token, "app@example.com", "alice@example.net",
+		"From: App <app@example.com>\r\nTo: alice@example.net\r\nSubject: Smuggling\r\n\r\n"+
+			"Hello.\n.\nsmuggled by LF\r.\r\nsmuggled by CR\r\n")
+	evs := e.waitFinal(srv.ID, id)
+	if got := eventTypes(evs, "alice@example.net"); fmt.Sprint(got) != "[Delivered]" {
+		t.Fatalf("events %v, want [Delivered]", got)
+	}
+	msgs := p.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("the exchanger received %d messages, want 1", len(msgs))
+	}
+	_, body, _ := strings.Cut(string(msgs[0].Data), "\r\n\r\n")
+	if want := "Hello.\r\n.\r\nsmuggled by LF\r\n.\r\nsmuggled by CR\r\n"; body != want {
+		t.Errorf("body received %q, want %q", body, want)
+	}
+	// The relay signed the bytes it sent: the signatures verify.
+	verifications, err := dkim.VerifyWithOptions(bytes.NewReader(msgs[0].Data), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { return e.resolver.LookupTXT(context.Background(), name) },
+	})
+	if err != nil || len(verifications) != 2 {
+		t.Fatalf("%d signatures, %v; want 2", len(verifications), err)
+	}
+	for _, v := range verifications {
+		if v.Err != nil {
+			t.Errorf("signature of %s: %v", v.Domain, v.Err)
+		}
+	}
+	wire := p.Transcript()
+	for _, s := range []string{"\r\n..\r\nsmuggled by LF", "\r\n..\r\nsmuggled by CR"} {
+		if !strings.Contains(wire, s) {
+			t.Errorf("%q is not on the wire:\n%q", s, wire)
+		}
+	}
+	if strings.Contains(wire, "\r.\r") || strings.Contains(wire, "\n.\n") {
+		t.Errorf("a dot line with a bare line end is on the wire:\n%q", wire)
+	}
+}
+
+// sendRaw submits a message whose data goes as written (dot-stuffing
+// aside), and returns its MessageID.
+func sendRaw(t *testing.T, addr, token, from, to, data string) string {
+	t.Helper()
+	c, err := textproto.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expect := func(code int, format string, args ...any) string {
+		t.Helper()
+		if format != "" {
+			if err := c.PrintfLine(format, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, msg, err := c.ReadResponse(code)
+		if err != nil {
+			t.Fatalf("%q: %v", fmt.Sprintf(format, args...), err)
+		}
+		return msg
+	}
+	expect(220, "")
+	expect(250, "EHLO client.test")
+	expect(235, "AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00"+token+"\x00"+token)))
+	expect(250, "MAIL FROM:<%s>", from)
+	expect(250, "RCPT TO:<%s>", to)
+	expect(354, "DATA")
+	stuffed := strings.ReplaceAll(data, "\r\n.", "\r\n..")
+	if _, err := io.WriteString(c.W, stuffed+".\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.W.Flush()
+	msg := expect(250, "")
+	const prefix = "2.0.0 OK: queued as "
+	if !strings.HasPrefix(msg, prefix) {
+		t.Fatalf("DATA: %q", msg)
+	}
+	expect(221, "QUIT")
+	return strings.TrimPrefix(msg, prefix)
 }

@@ -88,12 +88,17 @@ var intakeSeeds = []struct{ name, raw string }{
 		"--b1\r\nContent-Type: text/plain\r\n\r\nHello\r\n" +
 		"--b1\r\nContent-Type: text/html\r\nBcc: part header\r\n\r\n<p>Hello</p>\r\n--b1--\r\n"},
 	{"tag-too-long", "X-PM-Tag: " + strings.Repeat("é", maxTagLength+1) + "\r\n\r\nbody"},
+	// SMTP smuggling in the body: every bare line end is stored as CRLF.
+	{"body-bare-line-ends", "From: a@example.com\r\nSubject: smuggling\r\n\r\n" +
+		"hello\n.\nMAIL FROM:<x@y.example>\r.\r\nRCPT TO:<v@example.net>\r\r\nDATA\n\r.\rend\r"},
 }
 
 // FuzzIntake feeds intake arbitrary messages. Whatever the client sends,
 // intake must not panic, and the message it stores must start with the
 // Received field, carry no X-PM-* or Bcc field and exactly one Message-ID
-// in its header section, and end with the client's body unchanged.
+// in its header section, and end with the client's body, its line endings
+// made CRLF: the stored body holds no bare CR and no bare LF, so no server
+// downstream can find an end of DATA in it (SMTP smuggling).
 func FuzzIntake(f *testing.F) {
 	for _, s := range intakeSeeds {
 		f.Add([]byte(s.raw))
@@ -117,11 +122,14 @@ func FuzzIntake(f *testing.F) {
 			return
 		}
 		checkStoredForm(t, raw, r.stored, intakeStamp)
+		header, body, _ := splitHeader(r.stored)
+		if i := bareLineEndAt(body); i >= 0 {
+			t.Fatalf("the stored body has a bare CR or LF at %d: %q", i, body)
+		}
 		if !r.keptClientID {
 			if r.messageIDHdr != intakeStamp.messageID {
 				t.Errorf("Message-ID %q not kept from the client, yet not the stamp's", r.messageIDHdr)
 			}
-			header, _, _ := splitHeader(r.stored)
 			found := false
 			for _, line := range header {
 				found = found || line == strings.TrimSuffix(addedMessageID, "\r\n")

@@ -134,13 +134,20 @@ func TestHostileNULBytes(t *testing.T) {
 // SMTP smuggling: only CRLF.CRLF ends DATA. A bare LF or bare CR around
 // the dot does not, so what follows stays in the message and is never
 // read as commands: one message is stored, holding the smuggled text.
+// It is stored with CRLF line endings, so that no server downstream can
+// find an end of DATA in it either: the relay dot-stuffs a CRLF.CRLF.
 func TestHostileSMTPSmuggling(t *testing.T) {
-	for _, tc := range []struct{ name, end string }{
-		{"LF.LF", "\n.\n"},
-		{"CR.CR", "\r.\r"},
-		{"LF.CRLF", "\n.\r\n"},
-		{"CRLF.LF", "\r\n.\n"},
-		{"CR.CRLF", "\r.\r\n"},
+	for _, tc := range []struct {
+		name, end string
+		stored    string // how end is stored
+	}{
+		{"LF.LF", "\n.\n", "\r\n.\r\n"},
+		{"CR.CR", "\r.\r", "\r\n.\r\n"},
+		{"LF.CRLF", "\n.\r\n", "\r\n.\r\n"},
+		// A dot starting a line is dot-stuffing: the intake removes it
+		// (RFC 5321 §4.5.2), then the bare LF becomes CRLF.
+		{"CRLF.LF", "\r\n.\n", "\r\n\r\n"},
+		{"CR.CRLF", "\r.\r\n", "\r\n.\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t, testOptions{})
@@ -164,6 +171,13 @@ func TestHostileSMTPSmuggling(t *testing.T) {
 			}
 			if !bytes.Contains(raws[0], []byte("RCPT TO:<victim@example.net>")) || !bytes.Contains(raws[0], []byte("evil")) {
 				t.Fatalf("message %s lacks the smuggled text:\n%q", id, raws[0])
+			}
+			_, body, _ := bytes.Cut(raws[0], []byte("\r\n\r\n"))
+			if want := "hello" + tc.stored + smuggled; string(body) != want {
+				t.Errorf("stored body %q, want %q", body, want)
+			}
+			if i := bareLineEndAt(string(raws[0])); i >= 0 {
+				t.Errorf("the stored message has a bare CR or LF at %d:\n%q", i, raws[0])
 			}
 			m, err := ts.Store.Message(ts.Inst.ServerID, id)
 			if err != nil {

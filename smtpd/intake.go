@@ -156,8 +156,8 @@ type stamp struct {
 
 // intake reads Postmark's headers from a message, removes X-PM-* and Bcc
 // headers, gives it Postern's Message-ID (unless the client asked to keep
-// its own with X-PM-KeepID) and a Date if it has none, and puts the
-// Received field on top.
+// its own with X-PM-KeepID) and a Date if it has none, puts the Received
+// field on top, and gives the body CRLF line endings (writeCRLF).
 func intake(raw []byte, st stamp) (*intakeResult, error) {
 	p := parseMessage(raw)
 	r := &intakeResult{stream: DefaultStream}
@@ -165,8 +165,11 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 	if f, ok := p.first(headerKeepID); ok && strings.EqualFold(f.value(), "true") {
 		keepID = true
 	}
+	// The body is stored with CRLF line endings only (see writeCRLF);
+	// one scan finds whether it needs that, and how much it grows.
+	fixAt, growth := bareLineEnds(p.body)
 	var out bytes.Buffer
-	out.Grow(len(raw) + len(st.received) + 128)
+	out.Grow(len(raw) + len(st.received) + 128 + growth)
 	out.WriteString(st.received)
 	out.WriteString("\r\n")
 	for _, f := range p.fields {
@@ -237,7 +240,7 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 		out.WriteString("Date: " + st.date.Format(time.RFC1123Z) + "\r\n")
 	}
 	out.WriteString("\r\n")
-	out.Write(p.body)
+	writeCRLF(&out, p.body, fixAt)
 	r.stored = out.Bytes()
 	return r, nil
 }
@@ -285,4 +288,86 @@ func hasBareCR(b []byte) bool {
 		b = b[i+1:]
 	}
 	return false
+}
+
+// The body is stored with CRLF line endings only, as Postfix 3.9 does with
+// smtpd_forbid_bare_newline = normalize: SMTP smuggling hides an end of
+// DATA behind a bare line end ("\n.\n", "\r.\r\n") that Postern and
+// go-smtp take for data but some server downstream takes for a line end,
+// ending the message there and reading the rest as commands. The relay's
+// client (go-smtp, through net/textproto's DotWriter) dot-stuffs only a
+// line that starts after an LF and sends a bare CR as it is, so "\r.\r\n"
+// would reach the next server unchanged. The stored body holds no line
+// end but CRLF, which is also what goes on the wire and what the relay's
+// DKIM signature covers:
+//
+//   - a bare LF (not after a CR) becomes CRLF;
+//   - a bare CR (not before an LF) becomes CRLF too. That is the line
+//     end a receiver that takes a bare CR for one would see, and once it
+//     is a CRLF the line after it is dot-stuffed like any other, so
+//     "\r.\r\n" goes out as "\r\n..\r\n". (CR CR LF is a bare CR then a
+//     CRLF: two line ends.)
+//
+// The header section is not rewritten: a bare CR there is refused
+// (errBareCR) and its fields are kept byte for byte. The size limit is
+// unaffected: go-smtp and the in-flight reservation count the bytes the
+// client sent, before intake.
+
+// bareLineEnds returns the index of body's first bare CR or bare LF, or -1
+// when body uses CRLF line endings only, and the bytes writeCRLF adds to
+// it. A clean body, the common case, costs one scan and no allocation.
+func bareLineEnds(body []byte) (at, growth int) {
+	at = -1
+	for pos := 0; pos < len(body); {
+		end := len(body)
+		lf := bytes.IndexByte(body[pos:], '\n')
+		if lf >= 0 {
+			end = pos + lf
+		}
+		// body[pos:end] is a line without its LF: its only CR may be
+		// its last byte, and only when an LF follows.
+		line := body[pos:end]
+		if cr := bytes.IndexByte(line, '\r'); cr >= 0 && (lf < 0 || cr != len(line)-1) {
+			at = pos + cr
+			break
+		}
+		if lf < 0 {
+			break
+		}
+		if len(line) == 0 || line[len(line)-1] != '\r' {
+			at = end
+			break
+		}
+		pos = end + 1
+	}
+	if at < 0 {
+		return -1, 0
+	}
+	// Each bare CR and each bare LF gains a byte; a CRLF stays as is.
+	rest := body[at:]
+	crlf := bytes.Count(rest, []byte("\r\n"))
+	return at, bytes.Count(rest, []byte("\r")) - crlf + bytes.Count(rest, []byte("\n")) - crlf
+}
+
+// writeCRLF writes body to out with each bare CR and bare LF made a CRLF;
+// fixAt is bareLineEnds's index: body before it is written as is.
+func writeCRLF(out *bytes.Buffer, body []byte, fixAt int) {
+	if fixAt < 0 {
+		out.Write(body)
+		return
+	}
+	out.Write(body[:fixAt])
+	for b := body[fixAt:]; len(b) > 0; {
+		i := bytes.IndexAny(b, "\r\n")
+		if i < 0 {
+			out.Write(b)
+			return
+		}
+		out.Write(b[:i])
+		out.WriteString("\r\n")
+		if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
+			i++
+		}
+		b = b[i+1:]
+	}
 }

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"errors"
 	"maps"
 	"reflect"
@@ -390,8 +391,10 @@ func TestIntake(t *testing.T) {
 		{
 			name: "bare LF message",
 			raw:  "From: a@example.com\nX-PM-Tag: lf\nBcc: b@example.net\nSubject: hi\n\nline one\nline two\n",
+			// The header section is kept as written; the body gets
+			// CRLF line endings.
 			stored: addedReceived + "From: a@example.com\nSubject: hi\n" + addedMessageID + addedDate +
-				"\r\nline one\nline two\n",
+				"\r\nline one\r\nline two\r\n",
 			from:    "a@example.com",
 			subject: "hi",
 			tag:     "lf",
@@ -558,7 +561,8 @@ func TestParseAddressList(t *testing.T) {
 // the client sent: it starts with the stamp's Received field; its header
 // section (up to the first empty line) has no X-PM-* or Bcc field and
 // exactly one Message-ID; after the header section comes the message's
-// body, byte for byte.
+// body with every line ending made a CRLF (byte for byte when it had only
+// CRLFs), so it holds no bare CR and no bare LF.
 func checkStoredForm(t testing.TB, raw, stored []byte, st stamp) {
 	t.Helper()
 	if !strings.HasPrefix(string(stored), st.received+"\r\n") {
@@ -584,14 +588,39 @@ func checkStoredForm(t testing.TB, raw, stored []byte, st stamp) {
 		t.Errorf("%d Message-ID fields in the stored header, want 1:\n%q", messageIDs, stored)
 	}
 	// The body is the part of raw that parseMessage left after the
-	// header section: a suffix of raw, stored unchanged.
-	wantBody := parseMessage(raw).body
-	if !strings.HasSuffix(string(raw), string(wantBody)) {
-		t.Errorf("parsed body %q is not a suffix of the message", wantBody)
+	// header section: a suffix of raw, stored with CRLF line endings.
+	rawBody := parseMessage(raw).body
+	if !strings.HasSuffix(string(raw), string(rawBody)) {
+		t.Errorf("parsed body %q is not a suffix of the message", rawBody)
 	}
-	if body != string(wantBody) {
-		t.Errorf("stored body %q, want the message's body %q", body, wantBody)
+	if want := crlfReference(string(rawBody)); body != want {
+		t.Errorf("stored body %q, want the message's body with CRLF line endings %q", body, want)
 	}
+	if i := bareLineEndAt(body); i >= 0 {
+		t.Errorf("stored body has a bare CR or LF at %d: %q", i, body)
+	}
+}
+
+// crlfReference is what the stored body should be, written apart from
+// intake's scan: every CRLF, bare CR and bare LF is one line end, a CRLF.
+func crlfReference(body string) string {
+	s := strings.ReplaceAll(body, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	return strings.ReplaceAll(s, "\n", "\r\n")
+}
+
+// bareLineEndAt returns the index of the first CR not followed by LF or
+// LF not preceded by CR in s, or -1, byte by byte.
+func bareLineEndAt(s string) int {
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\r' && (i+1 == len(s) || s[i+1] != '\n'):
+			return i
+		case s[i] == '\n' && (i == 0 || s[i-1] != '\r'):
+			return i
+		}
+	}
+	return -1
 }
 
 // splitHeader splits a stored message at its first empty line (CRLF or
@@ -612,7 +641,8 @@ func splitHeader(msg []byte) (header []string, body string, ok bool) {
 }
 
 // A bare CR in the header section could split a field in two downstream
-// (smuggling a Bcc past intake); it is refused. In the body it is data.
+// (smuggling a Bcc past intake); it is refused. In the body it is a line
+// end, stored as CRLF (TestIntakeBodyLineEnds).
 func TestIntakeBareCR(t *testing.T) {
 	for _, raw := range []string{
 		"Subject: one\rBcc: x@example.net\r\n\r\nbody\r\n",
@@ -624,7 +654,204 @@ func TestIntakeBareCR(t *testing.T) {
 		}
 	}
 	r, err := intake([]byte("Subject: ok\r\n\r\nbody with \r a bare CR\r\n"), intakeStamp)
-	if err != nil || !strings.HasSuffix(string(r.stored), "\r\n\r\nbody with \r a bare CR\r\n") {
+	if err != nil || !strings.HasSuffix(string(r.stored), "\r\n\r\nbody with \r\n a bare CR\r\n") {
 		t.Fatalf("bare CR in the body: %v, %q", err, r.stored)
+	}
+}
+
+// SMTP smuggling downstream: a body line end other than CRLF is one to
+// some servers and none to others, and the relay's client dot-stuffs only
+// the lines it sees start. The stored body has CRLF line endings only: a
+// bare LF becomes CRLF, as Postfix 3.9's smtpd_forbid_bare_newline =
+// normalize does, and so does a bare CR. A body with only CRLFs is stored
+// byte for byte.
+func TestIntakeBodyLineEnds(t *testing.T) {
+	const fields = "Subject: s\r\nDate: x\r\n"
+	for _, tc := range []struct {
+		name   string
+		header string // as sent; "" means fields, then a blank line
+		fields string // as stored; "" means fields
+		body   string
+		want   string // the stored body
+	}{
+		{name: "bare LF", body: "one\ntwo\n", want: "one\r\ntwo\r\n"},
+		{name: "bare CR", body: "one\rtwo\r", want: "one\r\ntwo\r\n"},
+		{name: "CR CR LF is two line ends", body: "one\r\r\ntwo\r\n", want: "one\r\n\r\ntwo\r\n"},
+		{name: "LF CR is two line ends", body: "one\n\rtwo", want: "one\r\n\r\ntwo"},
+		{name: "LF.LF", body: "hello\n.\nsmuggled\r\n", want: "hello\r\n.\r\nsmuggled\r\n"},
+		{name: "CR.CRLF", body: "hello\r.\r\nsmuggled\r\n", want: "hello\r\n.\r\nsmuggled\r\n"},
+		{name: "CR.CR", body: "hello\r.\rsmuggled", want: "hello\r\n.\r\nsmuggled"},
+		{name: "LF.CRLF", body: "hello\n.\r\nsmuggled", want: "hello\r\n.\r\nsmuggled"},
+		{
+			name: "mixed",
+			body: "crlf\r\nlf\ncr\rcrcrlf\r\r\nlflf\n\n.dot\r\nend",
+			want: "crlf\r\nlf\r\ncr\r\ncrcrlf\r\n\r\nlflf\r\n\r\n.dot\r\nend",
+		},
+		{name: "first byte a bare LF", body: "\nfirst", want: "\r\nfirst"},
+		{name: "first byte a bare CR", body: "\rfirst", want: "\r\nfirst"},
+		{name: "last byte a bare CR", body: "a\r\nb\r\nlast\r", want: "a\r\nb\r\nlast\r\n"},
+		{name: "bare LF after clean lines", body: "a\r\nb\r\nc\n", want: "a\r\nb\r\nc\r\n"},
+		{
+			name: "already CRLF",
+			body: "one\r\n\r\n.two\r\n..three\r\nno final line end",
+			want: "one\r\n\r\n.two\r\n..three\r\nno final line end",
+		},
+		{name: "empty", body: "", want: ""},
+		{
+			name:   "body after a non-header line",
+			header: fields,
+			body:   "not a header\n.\nsmuggled",
+			want:   "not a header\r\n.\r\nsmuggled",
+		},
+		{
+			name:   "header kept as written",
+			header: "Subject: s\nDate: x\n\n",
+			fields: "Subject: s\nDate: x\n",
+			body:   "one\ntwo",
+			want:   "one\r\ntwo",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, f := tc.header, tc.fields
+			if h == "" {
+				h = fields + "\r\n"
+			}
+			if f == "" {
+				f = fields
+			}
+			r, err := intake([]byte(h+tc.body), intakeStamp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := addedReceived + f + addedMessageID + "\r\n" + tc.want
+			if string(r.stored) != want {
+				t.Errorf("stored:\n got %q\nwant %q", r.stored, want)
+			}
+			checkStoredForm(t, []byte(h+tc.body), r.stored, intakeStamp)
+		})
+	}
+}
+
+// cleanMessage2K is the common case: a 2 KB message with CRLF line
+// endings throughout, as BenchmarkAccept sends.
+var cleanMessage2K = []byte("From: app@example.com\r\nTo: alice@example.net\r\nSubject: bench\r\n\r\n" +
+	strings.Repeat(strings.Repeat("x", 76)+"\r\n", 2048/78))
+
+// The common case costs nothing more: a clean 2 KB body is scanned once
+// and copied into the stored message as it is, with no allocation of its
+// own. A body that needs fixing costs no more allocations either: the
+// stored message is sized for it from the start.
+func TestIntakeBodyLineEndsAllocations(t *testing.T) {
+	_, body, _ := bytes.Cut(cleanMessage2K, []byte("\r\n\r\n"))
+	if at, growth := bareLineEnds(body); at != -1 || growth != 0 {
+		t.Fatalf("bareLineEnds of a clean body = %d, %d; want -1, 0", at, growth)
+	}
+	var out bytes.Buffer
+	out.Grow(len(body))
+	if n := testing.AllocsPerRun(100, func() {
+		out.Reset()
+		at, _ := bareLineEnds(body)
+		writeCRLF(&out, body, at)
+	}); n != 0 {
+		t.Errorf("scanning and writing a clean body: %v allocations, want 0", n)
+	}
+	if !bytes.Equal(out.Bytes(), body) {
+		t.Errorf("a clean body was changed")
+	}
+
+	header := slices.Clone(cleanMessage2K[:len(cleanMessage2K)-len(body)])
+	// Worst case: every other byte a bare LF, so the stored body is half
+	// as long again as the one sent.
+	bare := slices.Concat(header, bytes.Repeat([]byte("x\n"), 1024))
+	allocs := func(raw []byte) float64 {
+		return testing.AllocsPerRun(100, func() {
+			if _, err := intake(raw, intakeStamp); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	clean, empty, fixed := allocs(cleanMessage2K), allocs(header), allocs(bare)
+	t.Logf("intake allocations: clean 2 KB message %v, same header without a body %v, 2 KB body of 1024 bare LFs %v", clean, empty, fixed)
+	if clean != empty || fixed != empty {
+		t.Errorf("the body costs allocations: %v with a clean 2 KB body, %v with bare LFs, %v without a body", clean, fixed, empty)
+	}
+	r, err := intake(cleanMessage2K, intakeStamp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(r.stored, body) {
+		t.Errorf("a clean body is not stored byte for byte")
+	}
+}
+
+// The size limit counts what the client sent: a message under it is
+// accepted even when its bare LFs, made CRLFs, take the stored message
+// over it.
+func TestIntakeSizeLimitCountsClientBytes(t *testing.T) {
+	const limit = 64 << 10
+	ts := newTestServer(t, testOptions{mutate: func(c *Config) { c.MaxMessageBytes = limit }})
+	c := authenticated(t, ts.Addr, ts.Inst.ServerToken)
+	c.expect("250", "MAIL FROM:<app@example.com>")
+	c.expect("250", "RCPT TO:<alice@example.net>")
+	c.expect("354", "DATA")
+	lines := strings.Repeat("x\n", 30<<10)
+	msg := "From: app@example.com\r\nSubject: bare LFs\r\n\r\n" + lines + "\r\n"
+	if len(msg) >= limit-16 {
+		t.Fatalf("the message is %d bytes, not under the limit", len(msg))
+	}
+	c.write(msg + ".\r\n")
+	id := queuedID(t, c.readReply())
+	raws := storedRaw(t, ts)
+	if len(raws) != 1 {
+		t.Fatalf("%d messages stored, want 1", len(raws))
+	}
+	_, body, _ := bytes.Cut(raws[0], []byte("\r\n\r\n"))
+	if want := strings.ReplaceAll(lines, "\n", "\r\n") + "\r\n"; string(body) != want {
+		t.Errorf("stored body %.40q…, want the lines with CRLF endings", body)
+	}
+	if len(raws[0]) <= limit {
+		t.Errorf("stored %d bytes: the test meant to go over the %d-byte limit once normalized", len(raws[0]), limit)
+	}
+	if m, err := ts.Store.Message(ts.Inst.ServerID, id); err != nil || m.Size != len(raws[0]) {
+		t.Errorf("stored Size %d (%v), want the stored message's %d bytes", m.Size, err, len(raws[0]))
+	}
+}
+
+// BenchmarkIntake measures intake alone on a 2 KB message: clean, as
+// nearly every client sends, and with bare LF line endings.
+//
+//	go test -run '^$' -bench BenchmarkIntake -benchmem ./smtpd/
+func BenchmarkIntake(b *testing.B) {
+	_, body, _ := bytes.Cut(cleanMessage2K, []byte("\r\n\r\n"))
+	header := cleanMessage2K[:len(cleanMessage2K)-len(body)]
+	for _, bc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"clean", cleanMessage2K},
+		{"bare-LF", slices.Concat(header, bytes.ReplaceAll(body, []byte("\r\n"), []byte("\n")))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bc.raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := intake(bc.raw, intakeStamp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBareLineEnds measures the scan of a clean 2 KB body, the cost
+// the common case pays for normalization.
+func BenchmarkBareLineEnds(b *testing.B) {
+	_, body, _ := bytes.Cut(cleanMessage2K, []byte("\r\n\r\n"))
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if at, _ := bareLineEnds(body); at >= 0 {
+			b.Fatal("not clean")
+		}
 	}
 }
