@@ -85,18 +85,44 @@ type ClaimRequest struct {
 	After int64
 	// Take, when set, says whether a due entry may be claimed, given
 	// those this claim has taken so far (the claimer's destinations may
-	// be at their caps). A refused entry stays due, and the scan of its
-	// server goes on past it, at most ClaimSkipMax entries per claim. It
-	// may run more than once for an entry (the transaction can be
-	// retried), so it must decide from its arguments and the claimer's
-	// state, not count calls.
+	// be at their caps). A refused entry stays due and unleased, and the
+	// scan of its server goes on past it (see ClaimSkipMax). Take may run
+	// more than once for an entry (the transaction can be retried), so it
+	// must decide from its arguments and the claimer's state, not count
+	// calls.
 	Take func(e QueueEntry, taken []QueueEntry) bool
 }
 
-// ClaimSkipMax bounds the entries a claim looks past in one server's queue
-// when Take refuses them, so a backlog for one full destination costs a
-// bounded scan, not the whole queue, at every claim.
-const ClaimSkipMax = 64
+// ClaimSkipMax bounds the entries Take may refuse in one server's queue at
+// one claim, in each of two windows: the head of the queue, where the
+// oldest mail is, and the place the previous claim's scan of that server
+// stopped, so that a backlog for a full destination does not hide the
+// server's mail for others behind it (each claim looks further, and
+// comes back to the head at the end), and costs a bounded scan, with no
+// writes, at every claim.
+const ClaimSkipMax = 16
+
+// claimResume is where the last claim's second window in a server's queue
+// stopped (nil: nowhere yet). It is a hint kept in memory: after a restart
+// the scans start at the head.
+func (s *Store) claimResume(serverID int64) []byte {
+	s.resumeMu.Lock()
+	defer s.resumeMu.Unlock()
+	return s.resume[serverID]
+}
+
+func (s *Store) setClaimResume(serverID int64, at []byte) {
+	s.resumeMu.Lock()
+	defer s.resumeMu.Unlock()
+	if at == nil {
+		delete(s.resume, serverID)
+		return
+	}
+	if s.resume == nil {
+		s.resume = map[int64][]byte{}
+	}
+	s.resume[serverID] = at
+}
 
 // Claim leases due entries for delivery, rotating across servers: one
 // entry from each server with due mail, then a second from each, and so
@@ -119,7 +145,8 @@ func (s *Store) Claim(req ClaimRequest) ([]QueueEntry, error) {
 			b       *bolt.Bucket
 			allowed int
 			next    []byte // smallest key not yet looked at
-			skipped int    // entries Take refused
+			skipped int    // refused by Take in the current window
+			resumed bool   // the second window: from where the last claim stopped
 		}
 		var servers []*serverQueue
 		if err := queue.ForEachBucket(func(k []byte) error {
@@ -178,10 +205,30 @@ func (s *Store) Claim(req ClaimRequest) ([]QueueEntry, error) {
 					if req.Take == nil || req.Take(e, out) {
 						break
 					}
-					if sq.skipped++; sq.skipped >= ClaimSkipMax {
-						k = nil
-						break
+					if sq.skipped++; sq.skipped < ClaimSkipMax {
+						continue
 					}
+					if !sq.resumed {
+						// The head is full of refused entries: go on
+						// from where the last claim stopped, if that
+						// is further on.
+						sq.resumed, sq.skipped = true, 0
+						if r := s.claimResume(sq.id); bytes.Compare(r, sq.next) > 0 {
+							sq.next = r
+						}
+						continue
+					}
+					k = nil
+					break
+				}
+				if sq.resumed {
+					// The next claim's second window starts here, or
+					// at the head again once this one reached the end.
+					var at []byte
+					if k != nil || sq.skipped >= ClaimSkipMax {
+						at = sq.next
+					}
+					s.setClaimResume(sq.id, at)
 				}
 				if k == nil {
 					sq.allowed = 0 // nothing more to take here

@@ -122,9 +122,11 @@ func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
 		t.Fatalf("claimed %+v, want only %s", got, full[0])
 	}
 
-	// Past ClaimSkipMax refused entries, the scan of a server stops.
+	// A backlog for a full destination does not hide what is behind it:
+	// past ClaimSkipMax refused entries at the head, the scan goes on from
+	// where the previous claim stopped, so each claim looks further.
 	b := secondServer(t, s, a.AccountID, "B")
-	enqueueN(t, s, b.ID, ClaimSkipMax, now.Add(-2*time.Minute), "bob@full.example")
+	enqueueN(t, s, b.ID, 3*ClaimSkipMax+5, now.Add(-2*time.Minute), "bob@full.example")
 	behind := enqueueN(t, s, b.ID, 1, now.Add(-time.Minute), "alice@open.example")
 	onlyB := func(id int64) int {
 		if id == b.ID {
@@ -132,15 +134,34 @@ func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
 		}
 		return 0
 	}
-	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Allow: onlyB, Take: takeOpen}); len(got) != 0 {
-		t.Fatalf("claimed %+v behind %d refused entries; want none", got, ClaimSkipMax)
+	req := ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Allow: onlyB, Take: takeOpen}
+	claims := 0
+	got = nil
+	for len(got) == 0 && claims < 10 {
+		got, err = s.Claim(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims++
 	}
-	// With one fewer refused entry ahead, it is found.
-	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 1, Allow: onlyB}); len(got) != 1 {
-		t.Fatalf("claimed %d, want 1", len(got))
+	// 53 refused entries ahead: each claim looks at the head's 16, then
+	// 16 further on than the claim before.
+	if len(got) != 1 || got[0].MessageID != behind[0] || claims != 3 {
+		t.Fatalf("after %d claims: %+v, want %s at the third", claims, got, behind[0])
 	}
-	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Allow: onlyB, Take: takeOpen}); len(got) != 1 || got[0].MessageID != behind[0] {
-		t.Fatalf("claimed %+v, want %s", got, behind[0])
+	q, err = s.Queue(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range q {
+		if e.ServerID == b.ID && e.Pending[0] == "bob@full.example" && (e.Leased || e.Due.After(now)) {
+			t.Fatalf("a refused entry changed: %+v", e)
+		}
+	}
+	// The scan came to the end of the due entries: the next claim's
+	// second window starts at the head again, and still finds nothing.
+	if got, _ := s.Claim(req); len(got) != 0 {
+		t.Fatalf("claimed %+v", got)
 	}
 }
 

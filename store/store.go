@@ -50,6 +50,9 @@ type Store struct {
 	servers decodedCache[Server]
 	domains decodedCache[Domain]
 
+	resumeMu sync.Mutex
+	resume   map[int64][]byte // see claimResume
+
 	writes  chan *write
 	closing chan struct{}
 	done    chan struct{}
