@@ -237,6 +237,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	tuneGC(cfg.MaxInflightBytes, os.Getenv, log)
 	metrics, err := newServeMetrics()
 	if err != nil {
 		return err

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"log/slog"
+	"runtime/debug"
+)
+
+// gcPercent is the collector's target when the operator sets none. With
+// Go's default (100) the intake's small heap was collected about 30 times
+// a second, each cycle taking a quarter of the CPU while it marks; at 400
+// the end-to-end benchmark (intake, RSA and Ed25519 signing, delivery)
+// ran 12% faster.
+const gcPercent = 400
+
+// gcHeadroom is what the memory limit allows besides message data.
+const gcHeadroom = 64 << 20
+
+// tuneGC makes the collector run less often, while a soft memory limit
+// keeps the peak where the in-flight cap puts it: message data is held
+// about four times while it is read, parsed and committed (README,
+// "Resource bounds"), so the limit is four times max-inflight-bytes plus
+// headroom.
+// Near the limit the collector runs as often as it must. GOGC or
+// GOMEMLIMIT in the environment win: then nothing is changed.
+func tuneGC(maxInflightBytes int64, getenv func(string) string, log *slog.Logger) {
+	if getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		log.Info("gc: as set in the environment", "GOGC", getenv("GOGC"), "GOMEMLIMIT", getenv("GOMEMLIMIT"))
+		return
+	}
+	limit := 4*maxInflightBytes + gcHeadroom
+	debug.SetGCPercent(gcPercent)
+	debug.SetMemoryLimit(limit)
+	log.Info("gc: tuned", "gogc", gcPercent, "memory_limit_mib", limit>>20)
+}
