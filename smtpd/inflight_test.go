@@ -95,12 +95,23 @@ func TestInflightCapWaits(t *testing.T) {
 	finish := startStalled(t, ts, "")
 	waitUsed(t, ts, max)
 	done := make(chan string, 1)
+	goAhead := make(chan struct{})
 	go func() {
 		c := authenticated(t, ts.Addr, ts.Inst.ServerToken)
 		c.expect("250", "MAIL FROM:<app@example.com>")
 		c.expect("250", "RCPT TO:<b@example.net>")
-		done <- c.sendData("From: app@example.com\r\nSubject: waits\r\n\r\nhi\r\n")
+		c.expect("354", "DATA")
+		close(goAhead)
+		c.write("From: app@example.com\r\nSubject: waits\r\n\r\nhi\r\n.\r\n")
+		done <- c.readReply()
 	}()
+	// The 354 is not held back while the session waits for room (the
+	// session's replies are otherwise sent when it next reads).
+	select {
+	case <-goAhead:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no 354 while the session waits for room")
+	}
 	select {
 	case got := <-done:
 		t.Fatalf("did not wait: %q", got)
