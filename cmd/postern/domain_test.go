@@ -197,6 +197,16 @@ func TestDomainAddListVerify(t *testing.T) {
 	if len(listed) != 2 || listed[0].Name != "mail.example.com" || !listed[0].DKIMVerified || listed[1].Name != "second.example" || listed[1].DKIMVerified {
 		t.Errorf("domain list -json: %+v", listed)
 	}
+	// list, for people: this table, byte for byte.
+	day := func(at time.Time) string { return at.UTC().Format("2006-01-02") }
+	selectors := func(d store.Domain) string { return d.Keys[0].Selector + " " + d.Keys[1].Selector }
+	mail := storedDomain(t, data, "mail.example.com")
+	want := "ID  NAME              VERIFIED          CREATED     SELECTORS\n" +
+		fmt.Sprintf("%d   mail.example.com  yes (%s)  %s  %s\n", mail.ID, day(mail.VerifiedAt), day(mail.CreatedAt), selectors(mail)) +
+		fmt.Sprintf("%d   second.example    no                %s  %s\n", second.ID, day(second.CreatedAt), selectors(second))
+	if stdout, stderr, code = runExactly(t, env, "domain", "list"); code != 0 || stdout != want {
+		t.Errorf("domain list: status %d, stderr %q, printed\n%q\nwant\n%q", code, stderr, stdout, want)
+	}
 
 	// A record withdrawn: verify says so and the domain is unverified.
 	dns.SetTXT(edRec.Host, "v=spf1 -all")
@@ -245,8 +255,8 @@ func TestDomainErrors(t *testing.T) {
 		}
 	}
 	// None of that created anything.
-	stdout, _, code := runPostern(t, dir, env, "domain", "list")
-	if code != 0 || !strings.Contains(stdout, "Account 1 has no domains") {
+	stdout, _, code := runExactly(t, env, "domain", "list")
+	if code != 0 || stdout != "Account 1 has no domains; add one with: postern domain add NAME\n" {
 		t.Errorf("domain list after the errors: status %d, %q", code, stdout)
 	}
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -193,4 +198,162 @@ func TestServeAPITLS(t *testing.T) {
 		}
 	}
 	p.stop(t)
+}
+
+// cannedAPI serves answers, each the body of a 200 answer to one request
+// "METHOD /path?query", byte for byte, so that a test can pin what a
+// command prints of a known answer. Any other request fails the test.
+func cannedAPI(t *testing.T, answers map[string]string) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := answers[r.Method+" "+r.URL.RequestURI()]
+		if !ok {
+			t.Errorf("unexpected request %s %s", r.Method, r.URL.RequestURI())
+			http.Error(w, `{"ErrorCode":404,"Message":"not canned"}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
+// outputCase is a command and exactly what it prints: on stdout, and on
+// stderr, where nothing means it succeeds and anything that it fails.
+type outputCase struct {
+	args           []string
+	stdout, stderr string
+}
+
+// checkOutputs runs each case's command with env and compares what it
+// prints with the case's, byte for byte.
+func checkOutputs(t *testing.T, env []string, cases []outputCase) {
+	t.Helper()
+	for _, tc := range cases {
+		wantCode := 0
+		if tc.stderr != "" {
+			wantCode = 1
+		}
+		stdout, stderr, code := runExactly(t, env, tc.args...)
+		if code != wantCode || stdout != tc.stdout || stderr != tc.stderr {
+			t.Errorf("postern %q: status %d, printed\n%q\n%q\nwant %d,\n%q\n%q", tc.args, code, stdout, stderr, wantCode, tc.stdout, tc.stderr)
+		}
+	}
+}
+
+// runExactly runs postern and returns what it printed byte for byte:
+// runPostern's output, kept line by line, ends an unfinished last line.
+func runExactly(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, posternBin, args...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = testEnv(env...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	var exit *exec.ExitError
+	if err := cmd.Run(); err != nil && !errors.As(err, &exit) {
+		t.Fatalf("postern %q: %v", args, err)
+	}
+	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
+}
+
+// The server and messages commands print, byte for byte, the API's JSON
+// as received with -json and otherwise these tables and lines.
+func TestServerCommandOutputs(t *testing.T) {
+	t.Parallel()
+	// The answers as a server might format them: -json must not change a byte.
+	server := "{\n  \"ID\": 7, \"Name\": \"acme-staging\", \"ApiTokens\": [\"0f3c9a2e-5b1d-4c8e-9a7f-2d6b4e8c1a93\", \"77aa01bc-0000-4000-8000-123456789abc\"],\n" +
+		"  \"ServerLink\": \"http://127.0.0.1:8080/servers/7\", \"Color\": \"Green\", \"SmtpApiActivated\": true, \"DeliveryType\": \"Sandbox\",\n" +
+		"  \"InboundAddress\": \"7f@inbound.example\", \"TrackOpens\": true, \"TrackLinks\": \"HtmlOnly\", \"BounceHookUrl\": \"https://hooks.example/bounce\",\n" +
+		"  \"DeliveryHookUrl\": \"\", \"Pinned\": true, \"RateLimitPerMinute\": 0, \"DailyQuota\": 1000, \"RetentionDays\": 30}"
+	edited := strings.Replace(strings.Replace(server, "acme-staging", "acme-stg", 1), `"RateLimitPerMinute": 0`, `"RateLimitPerMinute": 60`, 1)
+	list := `{"TotalCount":2,"Servers":[` + server + `,{"ID":1,"Name":"Default","ApiTokens":["3c1d"],"Color":"Purple","DeliveryType":"Live","RetentionDays":45}]}`
+	tokens := "{\"TotalCount\": 2, \"Tokens\": [{\"Prefix\": \"0f3c9a2e\", \"CreatedAt\": \"2024-05-01T10:20:30+02:00\"},\n {\"Prefix\": \"77aa01bc\", \"Role\": \"server\", \"CreatedAt\": \"2024-06-11T00:00:00Z\"}]}\n"
+	newToken := `{"Token": "77aa01bc-0000-4000-8000-123456789abc", "Prefix": "77aa01bc", "ServerID": 7, "CreatedAt": "2024-06-11T00:00:00Z"}`
+	messages := `{"TotalCount": 12, "Messages": [` +
+		`{"MessageID": "5e2a0c44-1b7e-4d2c-9c1a-0a9f3b2c7d10", "ReceivedAt": "2024-06-11T09:08:07.654+02:00", "Status": "Sent", "From": "Acme Billing <billing@acme.example>",` +
+		` "Recipients": ["alice@example.net", "bob@example.net", "carol.with.a.long.name@example.org"], "Subject": "Your invoice\tfor June,\n ready to download as a PDF from the portal", "Tag": "invoice"},` +
+		`{"MessageID": "a1", "ReceivedAt": "2024-06-10T23:59:59Z", "Status": "Queued", "From": "x@acme.example", "Recipients": ["z@example.com"], "Subject": ""}]}`
+	url := cannedAPI(t, map[string]string{
+		"GET /servers?count=500&offset=0":          list,
+		"POST /servers":                            server,
+		"GET /servers/7":                           server,
+		"PUT /servers/7":                           edited,
+		"DELETE /servers/7":                        `{"ErrorCode": 0, "Message": "Server acme-stg removed."}`,
+		"GET /servers/7/tokens":                    tokens,
+		"POST /servers/7/tokens":                   newToken,
+		"DELETE /servers/7/tokens/0f3c":            `{"ErrorCode":0,"Message":"Token 0f3c9a2e revoked."}` + "\n",
+		"GET /messages/outbound?count=20&offset=0": messages,
+		"GET /messages/outbound?count=5&offset=0":  `{"TotalCount": 0, "Messages": []}`,
+	})
+	// What server show prints of the server, and edit of the edited one.
+	shown := "" +
+		"ID:                  7\n" +
+		"Name:                acme-staging\n" +
+		"DeliveryType:        Sandbox\n" +
+		"Color:               Green\n" +
+		"SmtpApiActivated:    true\n" +
+		"Pinned:              true\n" +
+		"ApiTokens:           0f3c9a2e-5b1d-4c8e-9a7f-2d6b4e8c1a93, 77aa01bc-0000-4000-8000-123456789abc\n" +
+		"ServerLink:          http://127.0.0.1:8080/servers/7\n" +
+		"TrackOpens:          true\n" +
+		"TrackLinks:          HtmlOnly\n" +
+		"BounceHookUrl:       https://hooks.example/bounce\n" +
+		"DeliveryHookUrl:     \n" +
+		"InboundAddress:      7f@inbound.example\n" +
+		"RateLimitPerMinute:  0 (no limit)\n" +
+		"DailyQuota:          1000\n" +
+		"RetentionDays:       30\n"
+	env := []string{"POSTERN_URL=" + url, "POSTERN_TOKEN=account-token"}
+	checkOutputs(t, env, []outputCase{
+		{[]string{"server", "list"}, "" +
+			"ID  NAME          DELIVERY  COLOR   SMTP  PINNED  TOKENS\n" +
+			"7   acme-staging  Sandbox   Green   on    yes     2\n" +
+			"1   Default       Live      Purple  off   no      1\n", ""},
+		{[]string{"server", "list", "-json"}, `{"TotalCount":2,"Servers":[` +
+			`{"ID":7,"Name":"acme-staging","ApiTokens":["0f3c9a2e-5b1d-4c8e-9a7f-2d6b4e8c1a93","77aa01bc-0000-4000-8000-123456789abc"],"ServerLink":"http://127.0.0.1:8080/servers/7",` +
+			`"Color":"Green","SmtpApiActivated":true,"RawEmailEnabled":false,"DeliveryType":"Sandbox","InboundAddress":"7f@inbound.example","InboundHash":"","InboundDomain":"",` +
+			`"InboundSpamThreshold":0,"InboundHookUrl":"","BounceHookUrl":"https://hooks.example/bounce","OpenHookUrl":"","DeliveryHookUrl":"","ClickHookUrl":"",` +
+			`"PostFirstOpenOnly":false,"TrackOpens":true,"TrackLinks":"HtmlOnly","IncludeBounceContentInHook":false,"EnableSmtpApiErrorHooks":false,"Pinned":true,` +
+			`"RateLimitPerMinute":0,"DailyQuota":1000,"RetentionDays":30},` +
+			`{"ID":1,"Name":"Default","ApiTokens":["3c1d"],"ServerLink":"","Color":"Purple","SmtpApiActivated":false,"RawEmailEnabled":false,"DeliveryType":"Live",` +
+			`"InboundAddress":"","InboundHash":"","InboundDomain":"","InboundSpamThreshold":0,"InboundHookUrl":"","BounceHookUrl":"","OpenHookUrl":"","DeliveryHookUrl":"",` +
+			`"ClickHookUrl":"","PostFirstOpenOnly":false,"TrackOpens":false,"TrackLinks":"","IncludeBounceContentInHook":false,"EnableSmtpApiErrorHooks":false,"Pinned":false,` +
+			`"RateLimitPerMinute":0,"DailyQuota":0,"RetentionDays":45}]}` + "\n", ""},
+		{[]string{"server", "create", "acme-staging", "-sandbox"}, "" +
+			"Server \"acme-staging\" created (ID 7, Sandbox).\n" +
+			"\n" +
+			"  Server token: 0f3c9a2e-5b1d-4c8e-9a7f-2d6b4e8c1a93, 77aa01bc-0000-4000-8000-123456789abc\n" +
+			"\n" +
+			"The token is shown only now; Postern keeps only its hash. It is the server's\n" +
+			"SMTP username and password, and its X-Postmark-Server-Token.\n", ""},
+		{[]string{"server", "create", "acme-staging", "-json"}, server, ""},
+		{[]string{"server", "show", "7"}, shown, ""},
+		{[]string{"server", "show", "7", "-json"}, server, ""},
+		{[]string{"server", "edit", "7", "-name", "acme-stg"}, strings.NewReplacer("acme-staging", "acme-stg", "0 (no limit)", "60").Replace(shown), ""},
+		{[]string{"server", "edit", "7", "-rate-limit", "60", "-json"}, edited, ""},
+		{[]string{"server", "delete", "7"}, "Server acme-stg removed.\n", ""},
+		{[]string{"server", "delete", "7", "-json"}, `{"ErrorCode": 0, "Message": "Server acme-stg removed."}`, ""},
+		{[]string{"server", "tokens", "7"}, "" +
+			"PREFIX    CREATED\n" +
+			"0f3c9a2e  2024-05-01T08:20:30Z\n" +
+			"77aa01bc  2024-06-11T00:00:00Z\n", ""},
+		{[]string{"server", "tokens", "7", "-json"}, tokens, ""},
+		{[]string{"server", "token-add", "7"}, "" +
+			"New token for server 7: 77aa01bc-0000-4000-8000-123456789abc\n" +
+			"(shown only now; revoke it with: postern server token-revoke 7 77aa01bc)\n", ""},
+		{[]string{"server", "token-add", "7", "-json"}, newToken, ""},
+		{[]string{"server", "token-revoke", "7", "0f3c"}, "Token 0f3c9a2e revoked.\n", ""},
+		{[]string{"server", "token-revoke", "7", "0f3c", "-json"}, `{"ErrorCode":0,"Message":"Token 0f3c9a2e revoked."}` + "\n", ""},
+		{[]string{"messages"}, "" +
+			"RECEIVED              MESSAGE ID                            STATUS  FROM                                 TO                                        SUBJECT\n" +
+			"2024-06-11T07:08:07Z  5e2a0c44-1b7e-4d2c-9c1a-0a9f3b2c7d10  Sent    Acme Billing <billing@acme.example>  alice@example.net, bob@example.net, car…  Your invoice for June, ready to download as a PDF…\n" +
+			"2024-06-10T23:59:59Z  a1                                    Queued  x@acme.example                       z@example.com                             \n" +
+			"2 of 12 messages\n", ""},
+		{[]string{"messages", "-json"}, messages, ""},
+		{[]string{"messages", "-count", "5"}, "RECEIVED  MESSAGE ID  STATUS  FROM  TO  SUBJECT\n0 of 0 messages\n", ""},
+	})
 }
