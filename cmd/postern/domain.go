@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/postern/postern/api"
@@ -333,20 +332,20 @@ func domainList(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "Account %d has no domains; add one with: postern domain add NAME\n", account)
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tVERIFIED\tCREATED\tSELECTORS")
-	for _, d := range domains {
-		verified := "no"
-		if d.DKIMVerified {
-			verified = "yes (" + d.VerifiedAt.UTC().Format("2006-01-02") + ")"
+	return writeTable(stdout, func(tw io.Writer) {
+		fmt.Fprintln(tw, "ID\tNAME\tVERIFIED\tCREATED\tSELECTORS")
+		for _, d := range domains {
+			verified := "no"
+			if d.DKIMVerified {
+				verified = "yes (" + d.VerifiedAt.UTC().Format("2006-01-02") + ")"
+			}
+			var selectors []string
+			for _, k := range d.Keys {
+				selectors = append(selectors, k.Selector)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, d.Name, verified, d.CreatedAt.UTC().Format("2006-01-02"), strings.Join(selectors, " "))
 		}
-		var selectors []string
-		for _, k := range d.Keys {
-			selectors = append(selectors, k.Selector)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, d.Name, verified, d.CreatedAt.UTC().Format("2006-01-02"), strings.Join(selectors, " "))
-	}
-	return tw.Flush()
+	})
 }
 
 // Outcomes of looking one record up.

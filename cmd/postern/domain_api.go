@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/postern/postern/api"
 )
@@ -132,22 +131,23 @@ func apiDomainList(c *cliClient, asJSON bool, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "The account has no domains; add one with: postern domain add NAME")
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tVERIFIED\tDKIM\tREVOKED")
-	for _, d := range details {
-		verified, revoked := "no", "-"
-		if d.DKIMVerified {
-			verified = "yes"
-		}
-		if d.DKIMRevokedHost != "" {
-			revoked = "keep in DNS"
-			if d.SafeToRemoveRevokedKeyFromDNS {
-				revoked = "safe to remove"
+	err = writeTable(stdout, func(tw io.Writer) {
+		fmt.Fprintln(tw, "ID\tNAME\tVERIFIED\tDKIM\tREVOKED")
+		for _, d := range details {
+			verified, revoked := "no", "-"
+			if d.DKIMVerified {
+				verified = "yes"
 			}
+			if d.DKIMRevokedHost != "" {
+				revoked = "keep in DNS"
+				if d.SafeToRemoveRevokedKeyFromDNS {
+					revoked = "safe to remove"
+				}
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, d.Name, verified, d.DKIMUpdateStatus, revoked)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", d.ID, d.Name, verified, d.DKIMUpdateStatus, revoked)
-	}
-	if err := tw.Flush(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	for _, d := range details {

@@ -167,6 +167,35 @@ func (c *cliClient) do(method, path string, body, out any) ([]byte, error) {
 	return data, nil
 }
 
+// printAnswer prints an answer of the API: with -json its JSON as it was
+// received, for scripts; otherwise what human writes, for people.
+func (f *cliFlags) printAnswer(w io.Writer, data []byte, human func()) error {
+	if f.json {
+		_, err := w.Write(data)
+		return err
+	}
+	human()
+	return nil
+}
+
+// printAnswerTable is printAnswer for an answer that people read as a
+// table: rows writes its lines of tab-separated cells.
+func (f *cliFlags) printAnswerTable(w io.Writer, data []byte, rows func(tw io.Writer)) error {
+	if f.json {
+		_, err := w.Write(data)
+		return err
+	}
+	return writeTable(w, rows)
+}
+
+// writeTable writes what rows writes, lines of tab-separated cells, in
+// aligned columns.
+func writeTable(w io.Writer, rows func(tw io.Writer)) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	rows(tw)
+	return tw.Flush()
+}
+
 func serverCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, serverUsage)
@@ -261,21 +290,18 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if f.json {
-			_, err := stdout.Write(data)
-			return err
-		}
-		fmt.Fprintf(stdout, "Server %q created (ID %d, %s).\n\n  Server token: %s\n\n", srv.Name, srv.ID, srv.DeliveryType, strings.Join(srv.ApiTokens, ", "))
-		fmt.Fprintln(stdout, "The token is shown only now; Postern keeps only its hash. It is the server's")
-		fmt.Fprintln(stdout, "SMTP username and password, and its X-Postmark-Server-Token.")
-		return nil
+		return f.printAnswer(stdout, data, func() {
+			fmt.Fprintf(stdout, "Server %q created (ID %d, %s).\n\n  Server token: %s\n\n", srv.Name, srv.ID, srv.DeliveryType, strings.Join(srv.ApiTokens, ", "))
+			fmt.Fprintln(stdout, "The token is shown only now; Postern keeps only its hash. It is the server's")
+			fmt.Fprintln(stdout, "SMTP username and password, and its X-Postmark-Server-Token.")
+		})
 	case "show":
 		var srv api.Server
 		data, err := c.do(http.MethodGet, path, nil, &srv)
 		if err != nil {
 			return err
 		}
-		return printServer(stdout, f.json, data, srv)
+		return f.printAnswerTable(stdout, data, func(tw io.Writer) { writeServerRows(tw, srv) })
 	case "edit":
 		body := map[string]any{}
 		fs.Visit(func(fl *flag.Flag) {
@@ -299,59 +325,42 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return printServer(stdout, f.json, data, srv)
+		return f.printAnswerTable(stdout, data, func(tw io.Writer) { writeServerRows(tw, srv) })
 	case "delete":
 		var res api.Error
 		data, err := c.do(http.MethodDelete, path, nil, &res)
 		if err != nil {
 			return err
 		}
-		if f.json {
-			_, err := stdout.Write(data)
-			return err
-		}
-		fmt.Fprintln(stdout, res.Message)
-		return nil
+		return f.printAnswer(stdout, data, func() { fmt.Fprintln(stdout, res.Message) })
 	case "tokens":
 		var list api.TokenList
 		data, err := c.do(http.MethodGet, path+"/tokens", nil, &list)
 		if err != nil {
 			return err
 		}
-		if f.json {
-			_, err := stdout.Write(data)
-			return err
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "PREFIX\tCREATED")
-		for _, t := range list.Tokens {
-			fmt.Fprintf(tw, "%s\t%s\n", t.Prefix, t.CreatedAt.UTC().Format(time.RFC3339))
-		}
-		return tw.Flush()
+		return f.printAnswerTable(stdout, data, func(tw io.Writer) {
+			fmt.Fprintln(tw, "PREFIX\tCREATED")
+			for _, t := range list.Tokens {
+				fmt.Fprintf(tw, "%s\t%s\n", t.Prefix, t.CreatedAt.UTC().Format(time.RFC3339))
+			}
+		})
 	case "token-add":
 		var tok api.NewTokenInfo
 		data, err := c.do(http.MethodPost, path+"/tokens", nil, &tok)
 		if err != nil {
 			return err
 		}
-		if f.json {
-			_, err := stdout.Write(data)
-			return err
-		}
-		fmt.Fprintf(stdout, "New token for server %d: %s\n(shown only now; revoke it with: postern server token-revoke %d %s)\n", id, tok.Token, id, tok.Prefix)
-		return nil
+		return f.printAnswer(stdout, data, func() {
+			fmt.Fprintf(stdout, "New token for server %d: %s\n(shown only now; revoke it with: postern server token-revoke %d %s)\n", id, tok.Token, id, tok.Prefix)
+		})
 	case "token-revoke":
 		var res api.Error
 		data, err := c.do(http.MethodDelete, path+"/tokens/"+url.PathEscape(pos[1]), nil, &res)
 		if err != nil {
 			return err
 		}
-		if f.json {
-			_, err := stdout.Write(data)
-			return err
-		}
-		fmt.Fprintln(stdout, res.Message)
-		return nil
+		return f.printAnswer(stdout, data, func() { fmt.Fprintln(stdout, res.Message) })
 	}
 	return nil
 }
@@ -387,12 +396,12 @@ func serverList(c *cliClient, name string, asJSON bool, stdout io.Writer) error 
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(api.ServerList{TotalCount: len(all), Servers: append([]api.Server{}, all...)})
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tDELIVERY\tCOLOR\tSMTP\tPINNED\tTOKENS")
-	for _, s := range all {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Name, s.DeliveryType, s.Color, onOff(s.SmtpApiActivated), yesNo(s.Pinned), len(s.ApiTokens))
-	}
-	return tw.Flush()
+	return writeTable(stdout, func(tw io.Writer) {
+		fmt.Fprintln(tw, "ID\tNAME\tDELIVERY\tCOLOR\tSMTP\tPINNED\tTOKENS")
+		for _, s := range all {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Name, s.DeliveryType, s.Color, onOff(s.SmtpApiActivated), yesNo(s.Pinned), len(s.ApiTokens))
+		}
+	})
 }
 
 func onOff(b bool) string {
@@ -409,12 +418,8 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func printServer(w io.Writer, asJSON bool, data []byte, s api.Server) error {
-	if asJSON {
-		_, err := w.Write(data)
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+// writeServerRows writes every setting of a server, one a row.
+func writeServerRows(tw io.Writer, s api.Server) {
 	for _, row := range [][2]string{
 		{"ID", strconv.FormatInt(s.ID, 10)},
 		{"Name", s.Name},
@@ -435,7 +440,6 @@ func printServer(w io.Writer, asJSON bool, data []byte, s api.Server) error {
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}
-	return tw.Flush()
 }
 
 // limitText shows a limit, 0 as none.
@@ -486,20 +490,14 @@ func messagesCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if f.json {
-		_, err := stdout.Write(data)
-		return err
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RECEIVED\tMESSAGE ID\tSTATUS\tFROM\tTO\tSUBJECT")
-	for _, m := range list.Messages {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ReceivedAt.UTC().Format(time.RFC3339), m.MessageID, m.Status, clip(m.From, 40), clip(strings.Join(m.Recipients, ", "), 40), clip(m.Subject, 50))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%d of %d messages\n", len(list.Messages), list.TotalCount)
-	return nil
+	return f.printAnswerTable(stdout, data, func(tw io.Writer) {
+		fmt.Fprintln(tw, "RECEIVED\tMESSAGE ID\tSTATUS\tFROM\tTO\tSUBJECT")
+		for _, m := range list.Messages {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ReceivedAt.UTC().Format(time.RFC3339), m.MessageID, m.Status, clip(m.From, 40), clip(strings.Join(m.Recipients, ", "), 40), clip(m.Subject, 50))
+		}
+		// One cell alone on its line is in no column: printed as it is.
+		fmt.Fprintf(tw, "%d of %d messages\n", len(list.Messages), list.TotalCount)
+	})
 }
 
 // clip shortens s to n characters for a table cell, on one line.
