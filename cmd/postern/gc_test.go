@@ -28,8 +28,8 @@ func TestTuneGC(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != gcPercent {
 		t.Errorf("GC percent %d, want %d", got, gcPercent)
 	}
-	if got, want := debug.SetMemoryLimit(math.MaxInt64), int64(4*256<<20+gcHeadroom); got != want {
-		t.Errorf("memory limit %d, want %d (four times the in-flight cap, plus headroom)", got, want)
+	if got, want := debug.SetMemoryLimit(math.MaxInt64), int64(3*256<<20+gcHeadroom); got != want {
+		t.Errorf("memory limit %d, want %d (three times the in-flight cap, plus headroom)", got, want)
 	}
 
 	// The operator's GOGC or GOMEMLIMIT wins: nothing is changed.
