@@ -76,13 +76,16 @@ const flushOnClose = 2 * time.Second
 
 // Close writes what is held, then closes. It sets its own write deadline:
 // crypto/tls, closing, sets the deadline to now after its close_notify,
-// which would otherwise lose a held 221 (or 421).
+// which would otherwise lose a held 221 (or 421). When another goroutine
+// is in the middle of a write (to a client that does not read), Close
+// does not wait for it: closing the connection is what ends that write.
 func (c *ReplyBuffer) Close() error {
-	c.mu.Lock()
-	if len(c.out) > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(flushOnClose))
-		c.flushLocked()
+	if c.mu.TryLock() {
+		if len(c.out) > 0 {
+			c.Conn.SetWriteDeadline(time.Now().Add(flushOnClose))
+			c.flushLocked()
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 	return c.Conn.Close()
 }

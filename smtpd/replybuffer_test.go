@@ -120,3 +120,39 @@ func TestReplyBufferLargeWritesGoOut(t *testing.T) {
 		t.Fatalf("%d writes after passing the bound; want 1", n)
 	}
 }
+
+// A Close from another goroutine (the session's lifetime, a shutdown)
+// does not wait behind a write stuck on a client that does not read: it
+// ends that write.
+func TestReplyBufferCloseDuringStuckWrite(t *testing.T) {
+	rb, counted, _ := replyBufferPair(t) // the client never reads
+	wrote := make(chan error, 1)
+	go func() {
+		big := make([]byte, 1<<20)
+		var err error
+		for err == nil {
+			_, err = rb.Write(big) // each goes out: past replyBufferMax
+		}
+		wrote <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the socket buffers fill
+	closed := make(chan struct{})
+	go func() {
+		rb.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		counted.Conn.Close() // end the write, so the test itself ends
+		t.Fatal("Close waited behind a stuck write")
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("the stuck write succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stuck write did not end at Close")
+	}
+}
