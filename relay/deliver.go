@@ -507,8 +507,13 @@ func (c client) send(ctx context.Context, s *session, env Envelope, msg Message,
 		s.conn.SetDeadline(time.Time{})
 		if t.inTransaction {
 			// MAIL was accepted but the transaction did not end with
-			// the reply to the message: RSET before the next MAIL.
-			if err := s.sc.Reset(); err != nil {
+			// the reply to the message: RSET before the next MAIL. It
+			// ends with ctx, as the transaction does: otherwise only
+			// command-timeout would bound a silent server's RSET, and
+			// a shutdown would wait for it.
+			stopReset := context.AfterFunc(ctx, func() { s.conn.Close() })
+			err := s.sc.Reset()
+			if !stopReset() || err != nil {
 				s.conn.Close()
 				return res, false
 			}

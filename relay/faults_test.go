@@ -2,9 +2,11 @@ package relay_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,7 @@ type rawPeer struct {
 	mu       sync.Mutex
 	messages int
 	conns    int
+	verbs    []string // the commands received, in order
 }
 
 func (e *e2e) rawPeer(addr netip.Addr, sc script) *rawPeer {
@@ -129,6 +132,9 @@ func (p *rawPeer) session(c net.Conn) {
 			return
 		}
 		verb := strings.ToUpper(strings.Fields(line + " x")[0])
+		p.mu.Lock()
+		p.verbs = append(p.verbs, verb)
+		p.mu.Unlock()
 		switch verb {
 		case "EHLO":
 			if !p.act(c, "EHLO", "250-raw.test\r\n250 8BITMIME") {
@@ -555,4 +561,44 @@ func TestFullDestinationEntriesStayQueued(t *testing.T) {
 		t.Errorf("queue holds %d entries, %d leased; want 4, 2 (PerDomain 2)", len(q), leased)
 	}
 	stop()
+}
+
+// received reports whether the peer has received the command verb.
+func (p *rawPeer) received(verb string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Contains(p.verbs, verb)
+}
+
+// TestRSETEndsWithTheContext: after a transaction that leaves MAIL open
+// (every recipient refused), a kept session gets RSET; a server silent
+// at RSET holds the delivery only until its context ends, not for
+// command-timeout (a shutdown would wait that long).
+func TestRSETEndsWithTheContext(t *testing.T) {
+	e := newE2E(t)
+	p := e.rawPeer(loopbacks[0], script{"RCPT": "550 5.1.1 No such user", "RSET": "stall"})
+	e.route("example.net", loopbacks[0])
+	d := e.mxDeliverer(func(c *relay.MXConfig) { c.CommandTimeout = time.Minute })
+	defer d.CloseIdle()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for !p.received("RSET") && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	start := time.Now()
+	res, err := d.DeliverDomain(ctx, "example.net",
+		relay.Envelope{From: "app@example.com", To: []string{"nobody@example.net"}},
+		relay.Message{Raw: []byte(testBody("app@example.com", "nobody@example.net", "RSET"))})
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the delivery took %s: RSET was not cut short when the context ended", took)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Recipients) != 1 || res.Recipients[0].Reply.Code != 550 {
+		t.Fatalf("result %+v, want the recipient's 550", res.Recipients)
+	}
 }
