@@ -8,6 +8,9 @@
 #   4  BENCH_SESSIONS sessions, one message per connection (connection setup and AUTH)
 #   5  latency at a fixed offered load of half the maximum measured in 1
 #
+# The scenarios themselves are bench_scenarios in lib.sh, which compare.sh
+# runs through Postfix too.
+#
 # "Accept only" sends with the token of a Sandbox server, whose messages are
 # stored (fsync before the 250) and recorded as delivered, never sent. The
 # end-to-end scenario sends from a domain of the account, so each message
@@ -84,35 +87,11 @@ wait_idle() {
 	bench_die "the relay queue did not empty (depth $depth)"
 }
 
-common=(-addr "$SMTP" -from "$FROM" -to "$TO")
-sandbox=("${common[@]}" -token "$SANDBOX_TOKEN")
-
-bench_run accept-2k-1 "accept only, 2 KB, 1 session, $PER_CONN per connection" postern \
-	"${sandbox[@]}" -sessions 1 -messages "$M1" -size 2048 -per-conn "$PER_CONN"
-wait_idle
-bench_run accept-2k "accept only, 2 KB, $SESSIONS sessions, $PER_CONN per connection" postern \
-	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$MESSAGES" -size 2048 -per-conn "$PER_CONN"
-wait_idle
-bench_run accept-50k-1 "accept only, 50 KB, 1 session, $PER_CONN per connection" postern \
-	"${sandbox[@]}" -sessions 1 -messages "$M50_1" -size 51200 -per-conn "$PER_CONN"
-wait_idle
-bench_run accept-50k "accept only, 50 KB, $SESSIONS sessions, $PER_CONN per connection" postern \
-	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$M50" -size 51200 -per-conn "$PER_CONN"
-wait_idle
-bench_run e2e-dkim-2k "end to end, DKIM-signed, 2 KB, $SESSIONS sessions, into the sink" postern \
-	"${common[@]}" -token "$LIVE_TOKEN" -sessions "$SESSIONS" -messages "$ME2E" -size 2048 \
-	-per-conn "$PER_CONN" -sink-stats "$SINK_STATS" -wait 10m
-wait_idle
-bench_run one-per-conn-2k "accept only, 2 KB, $SESSIONS sessions, 1 per connection (connect, EHLO, AUTH each)" postern \
-	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$MONE" -size 2048 -per-conn 1
-wait_idle
-MAX=$(bench_json "$BENCH_WORK/results/postern-accept-2k.json" 'j["Result"]["MessagesPerSecond"]')
-RATE=$(python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) / 2)))' "$MAX")
-MRATE=$((RATE * RATE_SECONDS))
-((MRATE <= MESSAGES)) || MRATE=$MESSAGES
-bench_run latency-half-load "2 KB, $SESSIONS sessions, offered $RATE/s (half the maximum of accept-2k)" postern \
-	"${sandbox[@]}" -sessions "$SESSIONS" -messages "$MRATE" -size 2048 -per-conn "$PER_CONN" -rate "$RATE"
-wait_idle
+# shellcheck disable=SC2034 # sandbox and live go to bench_scenarios by name
+sandbox=(-addr "$SMTP" -from "$FROM" -to "$TO" -token "$SANDBOX_TOKEN")
+# shellcheck disable=SC2034
+live=(-addr "$SMTP" -from "$FROM" -to "$TO" -token "$LIVE_TOKEN")
+bench_scenarios postern wait_idle sandbox live "DKIM-signed" "connect, EHLO, AUTH each" "the"
 
 python3 "$(dirname "$0")/report.py" -out "$BENCH_OUT" -command "${BENCH_COMMAND:-make bench}" \
 	-go "$(${GO:-go} version "$POSTERN" 2>/dev/null | awk '{print $NF}')" -version "$("$POSTERN" version)" \

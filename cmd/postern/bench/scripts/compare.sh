@@ -131,34 +131,11 @@ pf_idle() {
 	bench_die "the Postfix queue did not empty ($n files; see $PFD/maillog)"
 }
 
+# shellcheck disable=SC2034 # accept and relay go to bench_scenarios by name
 accept=(-addr "127.0.0.1:$ACCEPT_PORT" -from "$FROM" -to "$TO")
+# shellcheck disable=SC2034
 relay=(-addr "127.0.0.1:$RELAY_PORT" -from "$FROM" -to "$TO")
-
-bench_run accept-2k-1 "accept only, 2 KB, 1 session, $PER_CONN per connection" postfix \
-	"${accept[@]}" -sessions 1 -messages "$M1" -size 2048 -per-conn "$PER_CONN"
-pf_idle
-bench_run accept-2k "accept only, 2 KB, $SESSIONS sessions, $PER_CONN per connection" postfix \
-	"${accept[@]}" -sessions "$SESSIONS" -messages "$MESSAGES" -size 2048 -per-conn "$PER_CONN"
-pf_idle
-bench_run accept-50k-1 "accept only, 50 KB, 1 session, $PER_CONN per connection" postfix \
-	"${accept[@]}" -sessions 1 -messages "$M50_1" -size 51200 -per-conn "$PER_CONN"
-pf_idle
-bench_run accept-50k "accept only, 50 KB, $SESSIONS sessions, $PER_CONN per connection" postfix \
-	"${accept[@]}" -sessions "$SESSIONS" -messages "$M50" -size 51200 -per-conn "$PER_CONN"
-pf_idle
-bench_run e2e-dkim-2k "end to end (Postfix: no DKIM), 2 KB, $SESSIONS sessions, into the sink" postfix \
-	"${relay[@]}" -sessions "$SESSIONS" -messages "$ME2E" -size 2048 -per-conn "$PER_CONN" -sink-stats "$SINK_STATS" -wait 10m
-pf_idle
-bench_run one-per-conn-2k "accept only, 2 KB, $SESSIONS sessions, 1 per connection (connect, EHLO each; no AUTH)" postfix \
-	"${accept[@]}" -sessions "$SESSIONS" -messages "$MONE" -size 2048 -per-conn 1
-pf_idle
-MAX=$(bench_json "$BENCH_WORK/results/postfix-accept-2k.json" 'j["Result"]["MessagesPerSecond"]')
-RATE=$(python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) / 2)))' "$MAX")
-MRATE=$((RATE * RATE_SECONDS))
-((MRATE <= MESSAGES)) || MRATE=$MESSAGES
-bench_run latency-half-load "2 KB, $SESSIONS sessions, offered $RATE/s (half Postfix's maximum of accept-2k)" postfix \
-	"${accept[@]}" -sessions "$SESSIONS" -messages "$MRATE" -size 2048 -per-conn "$PER_CONN" -rate "$RATE"
-pf_idle
+bench_scenarios postfix pf_idle accept relay "Postfix: no DKIM" "connect, EHLO each; no AUTH" "Postfix's"
 
 deferred=$(grep -c 'status=deferred' "$PFD/maillog" || true)
 ((deferred == 0)) || echo "bench: Postfix deferred $deferred deliveries; see the maillog" >&2

@@ -174,3 +174,43 @@ bench_sizes() {
 	RATE_SECONDS=${BENCH_RATE_SECONDS:-10}
 	PER_CONN=${BENCH_PER_CONN:-100}
 }
+
+# bench_scenarios TARGET IDLE ACCEPT E2E E2E_WHAT CONN_WHAT MAX_WHAT: the
+# standard scenarios, in order, the same for Postern and for Postfix.
+# TARGET is postern or postfix; IDLE the command that waits until its
+# queue is empty after each; ACCEPT and E2E name arrays of `postern bench`
+# flags (address, token, ...) for the accept-only scenarios and for end to
+# end; the last three words say, in the descriptions, what the end-to-end
+# path does, what each new connection costs, and whose maximum the fixed
+# load is half of.
+bench_scenarios() {
+	local target=$1 idle=$2 e2e_what=$5 conn_what=$6 max_what=$7
+	local -n accept_args=$3 e2e_args=$4
+	bench_run accept-2k-1 "accept only, 2 KB, 1 session, $PER_CONN per connection" "$target" \
+		"${accept_args[@]}" -sessions 1 -messages "$M1" -size 2048 -per-conn "$PER_CONN"
+	$idle
+	bench_run accept-2k "accept only, 2 KB, $SESSIONS sessions, $PER_CONN per connection" "$target" \
+		"${accept_args[@]}" -sessions "$SESSIONS" -messages "$MESSAGES" -size 2048 -per-conn "$PER_CONN"
+	$idle
+	bench_run accept-50k-1 "accept only, 50 KB, 1 session, $PER_CONN per connection" "$target" \
+		"${accept_args[@]}" -sessions 1 -messages "$M50_1" -size 51200 -per-conn "$PER_CONN"
+	$idle
+	bench_run accept-50k "accept only, 50 KB, $SESSIONS sessions, $PER_CONN per connection" "$target" \
+		"${accept_args[@]}" -sessions "$SESSIONS" -messages "$M50" -size 51200 -per-conn "$PER_CONN"
+	$idle
+	bench_run e2e-dkim-2k "end to end ($e2e_what), 2 KB, $SESSIONS sessions, into the sink" "$target" \
+		"${e2e_args[@]}" -sessions "$SESSIONS" -messages "$ME2E" -size 2048 -per-conn "$PER_CONN" \
+		-sink-stats "$SINK_STATS" -wait 10m
+	$idle
+	bench_run one-per-conn-2k "accept only, 2 KB, $SESSIONS sessions, 1 per connection ($conn_what)" "$target" \
+		"${accept_args[@]}" -sessions "$SESSIONS" -messages "$MONE" -size 2048 -per-conn 1
+	$idle
+	local max rate messages
+	max=$(bench_json "$BENCH_WORK/results/$target-accept-2k.json" 'j["Result"]["MessagesPerSecond"]')
+	rate=$(python3 -c 'import sys; print(max(1, int(float(sys.argv[1]) / 2)))' "$max")
+	messages=$((rate * RATE_SECONDS))
+	((messages <= MESSAGES)) || messages=$MESSAGES
+	bench_run latency-half-load "2 KB, $SESSIONS sessions, offered $rate/s (half $max_what maximum of accept-2k)" "$target" \
+		"${accept_args[@]}" -sessions "$SESSIONS" -messages "$messages" -size 2048 -per-conn "$PER_CONN" -rate "$rate"
+	$idle
+}
