@@ -8,7 +8,6 @@ package main
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -16,7 +15,6 @@ import (
 	"net/netip"
 	"net/textproto"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -164,15 +162,7 @@ func TestCrashConsistency(t *testing.T) {
 		kills, workers = 25, 6
 	}
 	dir := t.TempDir()
-	data := filepath.Join(dir, "postern-data")
-	out, errOut, code := runPostern(t, dir, nil, "init", "-json")
-	if code != 0 {
-		t.Fatalf("init: %d\n%s", code, errOut)
-	}
-	var inst installation
-	if err := json.Unmarshal([]byte(out), &inst); err != nil {
-		t.Fatal(err)
-	}
+	inst, data := initialized(t, dir)
 	// A Live server, made in the store while serve is not running.
 	st, err := store.Open(store.Path(data), store.Options{})
 	if err != nil {

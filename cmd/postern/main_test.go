@@ -224,7 +224,16 @@ func startPostern(t *testing.T, dir string, env []string, args ...string) *proc 
 	cmd.Dir = dir
 	cmd.Env = testEnv(env...)
 	cmd.WaitDelay = 5 * time.Second
-	p := &proc{cmd: cmd, stdout: newOutput(), stderr: newOutput(), done: make(chan struct{}), probeSignals: probe}
+	p := launch(t, cmd, cancel)
+	p.probeSignals = probe
+	return p
+}
+
+// launch starts cmd, collecting its output, and stops it (cancel kills
+// it, if still running) when the test ends.
+func launch(t *testing.T, cmd *exec.Cmd, cancel context.CancelFunc) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, stdout: newOutput(), stderr: newOutput(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -507,6 +516,21 @@ type installation struct {
 	ServerID     int64
 	ServerName   string
 	ServerToken  string
+}
+
+// initialized runs postern init -json in dir and returns what it printed
+// and the data directory it made.
+func initialized(t *testing.T, dir string) (installation, string) {
+	t.Helper()
+	out, errOut, code := runPostern(t, dir, nil, "init", "-json")
+	if code != 0 {
+		t.Fatalf("init: %d\n%s", code, errOut)
+	}
+	var inst installation
+	if err := json.Unmarshal([]byte(out), &inst); err != nil {
+		t.Fatal(err)
+	}
+	return inst, filepath.Join(dir, "postern-data")
 }
 
 // describeStore says what a store holds of an installation, as a string

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -92,15 +90,7 @@ next:
 func TestServeMetrics(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	data := filepath.Join(dir, "postern-data")
-	out, errOut, code := runPostern(t, dir, nil, "init", "-json")
-	if code != 0 {
-		t.Fatalf("init: %d\n%s", code, errOut)
-	}
-	var inst installation
-	if err := json.Unmarshal([]byte(out), &inst); err != nil {
-		t.Fatal(err)
-	}
+	inst, data := initialized(t, dir)
 	// Two Live servers, straight in the store while serve is not running.
 	st, err := store.Open(store.Path(data), store.Options{})
 	if err != nil {

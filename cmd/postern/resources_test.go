@@ -130,22 +130,7 @@ func startPlain(t *testing.T) (addr string, pid int, inst installation) {
 	cmd := exec.CommandContext(ctx, bin, "serve", "-smtp-addr", "127.0.0.1:0")
 	cmd.Dir = dir
 	cmd.Env = testEnv()
-	p := &proc{cmd: cmd, stdout: newOutput(), stderr: newOutput(), done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	go func() {
-		cmd.Wait()
-		p.stdout.finish()
-		p.stderr.finish()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-p.done
-	})
+	p := launch(t, cmd, cancel)
 	return p.listening(t, "smtp"), cmd.Process.Pid, p.summary(t)
 }
 
