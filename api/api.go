@@ -243,24 +243,40 @@ func (a *API) server(h serverHandler) http.HandlerFunc {
 }
 
 // paging reads Postmark's count and offset parameters: both required,
-// count at most maxCount, count+offset at most maxTotal. code is the
-// endpoint's query ErrorCode (600 servers, 700 messages, 1000 bounces).
+// count at most maxCount, count+offset at most maxTotal (when maxTotal is
+// 0, offset at most maxOffset). code is the endpoint's query ErrorCode
+// (600 servers, 700 messages, 1000 bounces). The bounds are checked
+// without adding count and offset, which could overflow.
 func paging(r *http.Request, code, maxCount, maxTotal int) (count, offset int, err error) {
 	q := r.URL.Query()
 	count, cerr := strconv.Atoi(q.Get("count"))
 	offset, oerr := strconv.Atoi(q.Get("offset"))
+	limit := maxOffset
+	if maxTotal > 0 {
+		limit = maxTotal - 1
+	}
 	switch {
+	case errors.Is(cerr, strconv.ErrRange):
+		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "count must be between 1 and %d.", maxCount)
+	case errors.Is(oerr, strconv.ErrRange):
+		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "offset must be between 0 and %d.", limit)
 	case cerr != nil || oerr != nil:
 		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "The count and offset parameters are required whole numbers.")
 	case count < 1 || count > maxCount:
 		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "count must be between 1 and %d.", maxCount)
 	case offset < 0:
 		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "offset must not be negative.")
-	case maxTotal > 0 && count+offset > maxTotal:
+	case maxTotal > 0 && offset > maxTotal-count:
 		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "count + offset must not exceed %d.", maxTotal)
+	case offset > maxOffset:
+		return 0, 0, errorf(http.StatusUnprocessableEntity, code, "offset must be between 0 and %d.", maxOffset)
 	}
 	return count, offset, nil
 }
+
+// maxOffset bounds the offset of a listing that sets no total, so that
+// offset+count stays far from overflowing.
+const maxOffset = 1<<31 - 1
 
 // pathID reads a numeric path parameter.
 func pathID(r *http.Request, name string) (int64, bool) {

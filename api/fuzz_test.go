@@ -64,6 +64,30 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add(uint8(i%len(decodeRoutes)), []byte(s))
 		f.Add(uint8(i*3+1)%uint8(len(decodeRoutes)), []byte(s))
 	}
+	fa := newFuzzAPI(f)
+
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		rt := decodeRoutes[int(route)%len(decodeRoutes)]
+		ct := "application/json"
+		if route >= 128 {
+			ct = "application/json; charset=\"utf-8"
+		}
+		path := strings.NewReplacer("{dom}", fmt.Sprint(fa.domainID), "{srv}", fmt.Sprint(fa.serverID)).Replace(rt.path)
+		rec := fa.do(rt.method, path, ct, body, rt.server)
+		checkAnswer(t, rt.method+" "+path+fmt.Sprintf(" %q", body), rec)
+	})
+}
+
+// fuzzAPI is the real API over a store in a temporary directory, with
+// the operator account, its Sandbox server and one domain, for fuzz
+// targets that send requests through the handlers.
+type fuzzAPI struct {
+	do                 func(method, path, ct string, body []byte, server bool) *httptest.ResponseRecorder
+	serverID, domainID int64
+}
+
+func newFuzzAPI(f *testing.F) fuzzAPI {
+	f.Helper()
 	st, err := store.Open(filepath.Join(f.TempDir(), store.FileName), store.Options{})
 	if err != nil {
 		f.Fatal(err)
@@ -114,31 +138,29 @@ func FuzzDecodeJSON(f *testing.F) {
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &dom) != nil || dom.ID == 0 {
 		f.Fatalf("creating the domain: %d %s", rec.Code, rec.Body)
 	}
+	return fuzzAPI{do: do, serverID: inst.ServerID, domainID: dom.ID}
+}
 
-	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
-		rt := decodeRoutes[int(route)%len(decodeRoutes)]
-		ct := "application/json"
-		if route >= 128 {
-			ct = "application/json; charset=\"utf-8"
+// checkAnswer fails t unless rec is what every answer must be: never a
+// 500, always JSON, and for an error a Postmark body (ErrorCode and a
+// Message).
+func checkAnswer(t *testing.T, what string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	if rec.Code >= 500 {
+		t.Fatalf("%s: %d %s", what, rec.Code, rec.Body)
+	}
+	if !json.Valid(rec.Body.Bytes()) {
+		t.Fatalf("%s: %d with a body that is not JSON: %q", what, rec.Code, rec.Body)
+	}
+	if rec.Code >= 400 {
+		var e struct {
+			ErrorCode *int
+			Message   string
 		}
-		path := strings.NewReplacer("{dom}", fmt.Sprint(dom.ID), "{srv}", fmt.Sprint(inst.ServerID)).Replace(rt.path)
-		rec := do(rt.method, path, ct, body, rt.server)
-		if rec.Code >= 500 {
-			t.Fatalf("%s %s %q: %d %s", rt.method, path, body, rec.Code, rec.Body)
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.ErrorCode == nil || e.Message == "" {
+			t.Fatalf("%s: %d without a Postmark error body: %s", what, rec.Code, rec.Body)
 		}
-		if !json.Valid(rec.Body.Bytes()) {
-			t.Fatalf("%s %s %q: %d with a body that is not JSON: %q", rt.method, path, body, rec.Code, rec.Body)
-		}
-		if rec.Code >= 400 {
-			var e struct {
-				ErrorCode *int
-				Message   string
-			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.ErrorCode == nil || e.Message == "" {
-				t.Fatalf("%s %s %q: %d without a Postmark error body: %s", rt.method, path, body, rec.Code, rec.Body)
-			}
-		}
-	})
+	}
 }
 
 // FuzzDKIMRecord: the parsing of published DKIM TXT records never
