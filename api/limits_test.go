@@ -161,3 +161,32 @@ func TestPurgedMessagesAreNotFound(t *testing.T) {
 	// newEnv checks the store's consistency when the test ends, once the
 	// relay has stopped: bbolt's Tx.Check is not safe beside commits.
 }
+
+// The account's off switch for SMTP is the account's: a client holding
+// the server's token cannot turn SMTP back on, but may PUT back the value
+// it got.
+func TestServerTokenCannotChangeSMTPSwitch(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tok, own := e.inst.AccountToken, e.inst.ServerToken
+	var got api.Server
+	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", e.inst.ServerID), tok, map[string]any{"SmtpApiActivated": false})).into(&got)
+	if got.SmtpApiActivated {
+		t.Fatalf("the account token did not turn SMTP off: %+v", got)
+	}
+	status, body := e.server(http.MethodPut, "/server", own, map[string]any{"SmtpApiActivated": true})
+	wantError(t, status, body, http.StatusUnprocessableEntity, 403)
+	var apiErr api.Error
+	if err := json.Unmarshal(body, &apiErr); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("SmtpApiActivated can be changed only with an account token (PUT /servers/%d), not with the server's token.", e.inst.ServerID); apiErr.Message != want {
+		t.Errorf("message %q, want %q", apiErr.Message, want)
+	}
+	if after, _ := e.st.Server(e.inst.ServerID); after.SmtpApiActivated {
+		t.Fatal("the server token turned SMTP back on")
+	}
+	e.result(e.server(http.MethodPut, "/server", own, map[string]any{"Name": "Mine", "SmtpApiActivated": false})).into(&got)
+	if got.Name != "Mine" || got.SmtpApiActivated {
+		t.Fatalf("PUT /server with the switch unchanged: %+v", got)
+	}
+}

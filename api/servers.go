@@ -122,10 +122,11 @@ const (
 	maxDailyQuota = 100000000
 )
 
-// operatorFields applies the fields a server token may not change: a
-// client holding its server's token must not lift its own limits or
-// lengthen what the installation keeps. Sent with the value they have,
-// as a client that PUTs back what it GOT does, they are accepted.
+// operatorFields lists the fields of req that would change srv and that a
+// server token may not change: a client holding its server's token must
+// not lift its own limits, lengthen what the installation keeps, or turn
+// SMTP back on after the account turned it off. Sent with the value they
+// have, as a client that PUTs back what it GOT does, they are accepted.
 func (req *serverRequest) operatorFields(srv store.Server) []string {
 	var changed []string
 	for _, f := range []struct {
@@ -140,6 +141,9 @@ func (req *serverRequest) operatorFields(srv store.Server) []string {
 		if f.v != nil && *f.v != f.current {
 			changed = append(changed, f.name)
 		}
+	}
+	if req.SmtpApiActivated != nil && *req.SmtpApiActivated != srv.SmtpApiActivated {
+		changed = append(changed, "SmtpApiActivated")
 	}
 	return changed
 }

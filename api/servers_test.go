@@ -501,8 +501,9 @@ func TestServerLevel(t *testing.T) {
 		status, body := e.server(http.MethodPut, "/server", e.inst.ServerToken, tc.body)
 		wantError(t, status, body, http.StatusUnprocessableEntity, tc.code)
 	}
-	// SmtpApiActivated false turns SMTP off for the server.
-	e.result(e.server(http.MethodPut, "/server", e.inst.ServerToken, map[string]any{"SmtpApiActivated": false})).into(&srv)
+	// SmtpApiActivated false, set with the account's token (a server
+	// token may not change it), turns SMTP off for the server.
+	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", srv.ID), e.inst.AccountToken, map[string]any{"SmtpApiActivated": false})).into(&srv)
 	wantAuthRefused(t, e, e.inst.ServerToken, "SmtpApiActivated false")
 }
 
