@@ -2,7 +2,7 @@ package main
 
 // postern backup: a consistent copy of a running Postern's store, over its
 // HTTP API (GET /backup), with the operator account's owner token. The
-// copy goes to FILE.tmp, is synced, opened and checked, and only then
+// copy goes to FILE.tmp (created new, mode 0600), is synced, opened and checked, and only then
 // renamed to FILE, so FILE is never a partial or broken copy.
 
 import (
@@ -11,10 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/postern/postern/api"
@@ -82,7 +84,11 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	}}
 
 	tmp := out + ".tmp"
-	n, err := c.backup(tmp)
+	file, err := createPrivate(tmp)
+	if err != nil {
+		return err
+	}
+	n, err := c.backup(file)
 	if err != nil {
 		os.Remove(tmp)
 		return err
@@ -111,9 +117,25 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// backup downloads the copy into path (created, mode 0600: the copy holds
-// token hashes, DKIM private keys and every message) and syncs it.
-func (c *cliClient) backup(path string) (int64, error) {
+// createPrivate creates the file at path for the copy, which holds token
+// hashes, DKIM private keys and every message: mode 0600, and only if
+// nothing is there, not even a symbolic link, so that the copy can
+// neither be written through a link planted at the name nor inherit an
+// existing file's mode.
+func createPrivate(path string) (*os.File, error) {
+	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("backup: %s is there already (left by a backup that was interrupted, or not ours): remove it and run backup again", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	return file, nil
+}
+
+// backup downloads the copy into file, syncs and closes it.
+func (c *cliClient) backup(file *os.File) (int64, error) {
+	defer file.Close()
 	req, err := http.NewRequest(http.MethodGet, c.base+"/backup", nil)
 	if err != nil {
 		return 0, err
@@ -142,20 +164,14 @@ func (c *cliClient) backup(path string) (int64, error) {
 	if err != nil || want < 0 {
 		return 0, fmt.Errorf("backup: the answer has no Content-Length (%q): is %s a Postern?", resp.Header.Get("Content-Length"), c.base)
 	}
-	file, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return 0, fmt.Errorf("backup: %w", err)
-	}
 	n, err := io.Copy(file, resp.Body)
 	if err == nil && n != want {
 		err = fmt.Errorf("the answer ended after %d of %d bytes", n, want)
 	}
 	if err != nil {
-		file.Close()
 		return n, fmt.Errorf("backup: receiving the copy: %w", err)
 	}
 	if err := file.Sync(); err != nil {
-		file.Close()
 		return n, fmt.Errorf("backup: %w", err)
 	}
 	if err := file.Close(); err != nil {

@@ -289,5 +289,35 @@ func TestBackupErrors(t *testing.T) {
 		t.Fatalf("backup -force: status %d\n%s%s", code, stdout, stderr)
 	}
 	openBackup(t, file)
+
+	// The copy is made in FILE.tmp, created new with mode 0600: a link
+	// planted there is not followed, and a file left there is not
+	// overwritten; the command stops and says so.
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("victim"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "linked.db")
+	if err := os.Symlink(victim, linked+".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	fail(linked+".tmp is there already", nil, "backup", "-o", linked)
+	if b, _ := os.ReadFile(victim); string(b) != "victim" {
+		t.Fatalf("the backup wrote through the link at %s.tmp", linked)
+	}
+	if fi, err := os.Lstat(linked + ".tmp"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link at %s.tmp was removed or replaced (%v)", linked, err)
+	}
+	// An existing file's mode is not kept: the copy is 0600.
+	wide := filepath.Join(dir, "wide.db")
+	if err := os.WriteFile(wide, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runPostern(t, dir, env, "backup", "-o", wide, "-force"); code != 0 {
+		t.Fatalf("backup -force over a 0644 file: status %d: %s", code, stderr)
+	}
+	if fi, err := os.Stat(wide); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the copy over a 0644 file: %v %v, want mode 0600", fi.Mode(), err)
+	}
 	p.stop(t)
 }
