@@ -510,23 +510,22 @@ func TestThrottleOldFailuresDoNotCount(t *testing.T) {
 	assertBlockedUntil(t, th, addrA, c.now.Add(5*time.Minute))
 }
 
-func TestThrottleSucceedClears(t *testing.T) {
+// A success forgives nothing: 4 failures, a valid login, 4 more, and so
+// on, is a guesser who holds one valid token, and the 5th failure within
+// the window shuts it out.
+func TestThrottleSuccessForgivesNothing(t *testing.T) {
 	c := newClock()
-	th := throttleFor(c, 3)
-	th.Fail(addrA)
-	th.Fail(addrA)
-	th.Succeed(addrA)
-	if th.Fail(addrA) || th.Fail(addrA) {
-		t.Fatal("failures before a success counted")
+	th := throttleFor(c, 5)
+	for range 4 {
+		if th.Fail(addrA) {
+			t.Fatal("blocked before the 5th failure")
+		}
 	}
+	// (A valid login here is not reported to the throttle at all.)
 	if !th.Fail(addrA) {
-		t.Fatal("3 failures after the success did not block")
+		t.Fatal("the 5th failure, after a valid login, did not block")
 	}
-	th.Succeed(addrA)
-	assertNotBlocked(t, th, addrA)
-	if n := th.tracked(); n != 0 {
-		t.Errorf("%d addresses tracked after Succeed, want 0", n)
-	}
+	assertBlockedUntil(t, th, addrA, c.now.Add(5*time.Minute))
 }
 
 func TestThrottleDisabled(t *testing.T) {
@@ -547,7 +546,6 @@ func TestThrottleDisabled(t *testing.T) {
 		t.Error("a nil throttle blocked")
 	}
 	assertNotBlocked(t, nilThrottle, addrA)
-	nilThrottle.Succeed(addrA)
 }
 
 func TestThrottleMaxTracked(t *testing.T) {
@@ -560,33 +558,47 @@ func TestThrottleMaxTracked(t *testing.T) {
 			t.Fatalf("after %d addresses: %d tracked, more than MaxTracked %d", i+1, n, max)
 		}
 	}
-	// The newest address is always kept: its failure counts.
+	// The newest address is always kept: its failures count.
 	last := "10.0." + strconv.Itoa((3*max-1)/256) + "." + strconv.Itoa((3*max-1)%256)
 	th.Fail(last)
 	if !th.Fail(last) {
 		t.Error("the most recent address's failures were forgotten")
 	}
 
-	// Entries past their window are dropped first: a blocked address
-	// survives a flood of stale ones.
-	th2 := newThrottle(c, 2, 5*time.Minute, max)
-	for i := range max - 1 {
-		th2.Fail("10.1.0." + strconv.Itoa(i))
-	}
-	c.advance(6 * time.Minute) // those failures are now stale
+	// The least recently failing address is the one forgotten: one that
+	// keeps failing is kept through a flood of new ones.
+	th2 := newThrottle(c, 3, 5*time.Minute, max)
 	th2.Fail(addrA)
-	if !th2.Fail(addrA) {
+	for i := range 3 * max {
+		th2.Fail("10.1." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256))
+		if i == max/2 {
+			th2.Fail(addrA)
+		}
+		if i == max/2+max-2 && !th2.Fail(addrA) {
+			t.Fatal("addrA's failures were forgotten while it kept failing")
+		}
+	}
+
+	// An address shut out now is never forgotten, whatever the flood.
+	th3 := newThrottle(c, 2, 5*time.Minute, max)
+	th3.Fail(addrA)
+	if !th3.Fail(addrA) {
 		t.Fatal("addrA not blocked")
 	}
 	blockedUntil := c.now.Add(5 * time.Minute)
-	if n := th2.tracked(); n != max {
-		t.Fatalf("%d tracked, want %d", n, max)
+	for i := range 10 * max {
+		th3.Fail("10.2." + strconv.Itoa(i/256) + "." + strconv.Itoa(i%256))
 	}
-	th2.Fail(addrB) // past MaxTracked: prunes
-	if n := th2.tracked(); n != 2 {
-		t.Errorf("%d tracked after pruning stale entries, want 2 (the blocked address and the new one)", n)
+	assertBlockedUntil(t, th3, addrA, blockedUntil)
+	if n := th3.tracked(); n != max+1 {
+		t.Errorf("%d tracked, want MaxTracked counting and the one shut out", n)
 	}
-	assertBlockedUntil(t, th2, addrA, blockedUntil)
+	// When the shut-out ends, it is gone.
+	c.advance(5 * time.Minute)
+	assertNotBlocked(t, th3, addrA)
+	if n := th3.tracked(); n != max {
+		t.Errorf("%d tracked after the shut-out ended, want %d", n, max)
+	}
 }
 
 func TestThrottleConcurrent(t *testing.T) {
@@ -599,16 +611,34 @@ func TestThrottleConcurrent(t *testing.T) {
 				addr := "10.2." + strconv.Itoa(g) + "." + strconv.Itoa(i%64)
 				th.Fail(addr)
 				th.Blocked(addr)
-				if i%7 == 0 {
-					th.Succeed(addr)
-				}
 			}
 		}()
 	}
 	for range 8 {
 		<-done
 	}
-	if n := th.tracked(); n > 50 {
-		t.Errorf("%d tracked, more than MaxTracked 50", n)
+	th.mu.Lock()
+	n := len(th.counting)
+	th.mu.Unlock()
+	if n > 50 {
+		t.Errorf("%d addresses counting, more than MaxTracked 50", n)
+	}
+}
+
+// BenchmarkThrottleDistinctAddresses: failures from 1M distinct
+// addresses, one after another, against the default table of 100,000:
+// every new address evicts the least recent one. Before the LRU, a full
+// table walked all its entries for each new address.
+func BenchmarkThrottleDistinctAddresses(b *testing.B) {
+	const distinct = 1_000_000
+	addrs := make([]string, distinct)
+	for i := range addrs {
+		addrs[i] = "10." + strconv.Itoa(i>>16) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
+	}
+	th := NewThrottle(ThrottleConfig{Failures: 5, Window: 5 * time.Minute})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		th.Fail(addrs[i%distinct])
 	}
 }

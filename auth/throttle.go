@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"container/list"
 	"sync"
 	"time"
 )
@@ -11,8 +12,10 @@ type ThrottleConfig struct {
 	Failures int
 	// Window is how far back failures count, and how long a shut-out lasts.
 	Window time.Duration
-	// MaxTracked bounds memory: past it, entries that no longer matter are
-	// dropped, then arbitrary ones. Default 100,000 addresses.
+	// MaxTracked bounds the addresses whose failures are counted: past
+	// it, the address that failed least recently is forgotten. Addresses
+	// shut out now are kept apart and never forgotten before their
+	// shut-out ends. Default 100,000 addresses.
 	MaxTracked int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -22,15 +25,37 @@ type ThrottleConfig struct {
 // Window, the address is refused outright until Window has passed since
 // it was shut out, so a guesser gets a handful of tries per window, while
 // clients from other addresses are unaffected.
+//
+// A successful login forgives nothing: the failures were made with other
+// credentials, and a guesser who also holds one valid token must not be
+// able to reset its count by using it between guesses.
+//
+// Every operation is O(1) in the number of addresses (amortised for the
+// expiry of shut-outs): the counting addresses form an LRU list, and the
+// shut-out ones a queue in the order their shut-outs end, which is the
+// order they began, since every shut-out lasts Window.
 type Throttle struct {
-	cfg     ThrottleConfig
-	mu      sync.Mutex
-	entries map[string]*throttleEntry
+	cfg ThrottleConfig
+	mu  sync.Mutex
+
+	counting map[string]*list.Element // of *failures
+	lru      *list.List               // most recent failure at the front
+
+	blocked map[string]time.Time // address → end of its shut-out
+	expiry  []shutOut            // shut-outs in the order they end, from expiry[head]
+	head    int
 }
 
-type throttleEntry struct {
-	failures     []time.Time // within the window, oldest first
-	blockedUntil time.Time
+// failures are an address's failed logins within the window, oldest
+// first; never more than Failures-1 of them, since the next blocks.
+type failures struct {
+	addr  string
+	times []time.Time
+}
+
+type shutOut struct {
+	addr  string
+	until time.Time
 }
 
 // NewThrottle returns a Throttle with cfg.
@@ -41,7 +66,12 @@ func NewThrottle(cfg ThrottleConfig) *Throttle {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Throttle{cfg: cfg, entries: make(map[string]*throttleEntry)}
+	return &Throttle{
+		cfg:      cfg,
+		counting: make(map[string]*list.Element),
+		lru:      list.New(),
+		blocked:  make(map[string]time.Time),
+	}
 }
 
 // Blocked reports whether addr is shut out, and until when.
@@ -49,14 +79,12 @@ func (t *Throttle) Blocked(addr string) (bool, time.Time) {
 	if t == nil || t.cfg.Failures <= 0 {
 		return false, time.Time{}
 	}
+	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.entries[addr]
-	if e == nil {
-		return false, time.Time{}
-	}
-	if t.cfg.Now().Before(e.blockedUntil) {
-		return true, e.blockedUntil
+	t.expire(now)
+	if until, ok := t.blocked[addr]; ok && now.Before(until) {
+		return true, until
 	}
 	return false, time.Time{}
 }
@@ -70,53 +98,55 @@ func (t *Throttle) Fail(addr string) bool {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.entries[addr]
-	if e == nil {
-		if len(t.entries) >= t.cfg.MaxTracked {
-			t.prune(now)
-		}
-		e = &throttleEntry{}
-		t.entries[addr] = e
-	}
-	cutoff := now.Add(-t.cfg.Window)
-	kept := e.failures[:0]
-	for _, f := range e.failures {
-		if f.After(cutoff) {
-			kept = append(kept, f)
-		}
-	}
-	e.failures = append(kept, now)
-	if len(e.failures) >= t.cfg.Failures {
-		e.blockedUntil = now.Add(t.cfg.Window)
-		e.failures = e.failures[:0]
+	t.expire(now)
+	if until, ok := t.blocked[addr]; ok && now.Before(until) {
 		return true
 	}
-	return false
-}
-
-// Succeed forgets addr's failures.
-func (t *Throttle) Succeed(addr string) {
-	if t == nil {
-		return
+	var f *failures
+	if el, ok := t.counting[addr]; ok {
+		t.lru.MoveToFront(el)
+		f = el.Value.(*failures)
+	} else {
+		if t.lru.Len() >= t.cfg.MaxTracked {
+			oldest := t.lru.Back()
+			t.lru.Remove(oldest)
+			delete(t.counting, oldest.Value.(*failures).addr)
+		}
+		f = &failures{addr: addr, times: make([]time.Time, 0, t.cfg.Failures)}
+		t.counting[addr] = t.lru.PushFront(f)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.entries, addr)
-}
-
-// prune drops entries that no longer matter; if that is not enough, it
-// drops arbitrary ones (map order), which at worst forgets some failures.
-func (t *Throttle) prune(now time.Time) {
 	cutoff := now.Add(-t.cfg.Window)
-	for addr, e := range t.entries {
-		if now.After(e.blockedUntil) && (len(e.failures) == 0 || e.failures[len(e.failures)-1].Before(cutoff)) {
-			delete(t.entries, addr)
+	kept := f.times[:0]
+	for _, at := range f.times {
+		if at.After(cutoff) {
+			kept = append(kept, at)
 		}
 	}
-	for addr := range t.entries {
-		if len(t.entries) < t.cfg.MaxTracked {
-			break
+	f.times = append(kept, now)
+	if len(f.times) < t.cfg.Failures {
+		return false
+	}
+	t.lru.Remove(t.counting[addr])
+	delete(t.counting, addr)
+	until := now.Add(t.cfg.Window)
+	t.blocked[addr] = until
+	t.expiry = append(t.expiry, shutOut{addr, until})
+	return true
+}
+
+// expire ends the shut-outs that are over, oldest first.
+func (t *Throttle) expire(now time.Time) {
+	for t.head < len(t.expiry) && !now.Before(t.expiry[t.head].until) {
+		s := t.expiry[t.head]
+		if t.blocked[s.addr].Equal(s.until) {
+			delete(t.blocked, s.addr)
 		}
-		delete(t.entries, addr)
+		t.expiry[t.head] = shutOut{}
+		t.head++
+	}
+	// Reclaim the consumed prefix once it is the larger part.
+	if t.head > 1024 && t.head*2 > len(t.expiry) {
+		t.expiry = append(t.expiry[:0], t.expiry[t.head:]...)
+		t.head = 0
 	}
 }

@@ -178,3 +178,26 @@ func TestAuthThrottleSlowBruteForce(t *testing.T) {
 	c = greeted(t, ts.Addr)
 	c.expect("235", "AUTH PLAIN %s", plainIR(ts.Inst.ServerToken, ts.Inst.ServerToken))
 }
+
+// A guesser who also holds a valid token cannot reset its count by
+// logging in between guesses: 4 failures, a success, 4 failures, and
+// the 5th failure shuts the address out.
+func TestAuthThrottleSuccessForgivesNothing(t *testing.T) {
+	ts := newTestServer(t, testOptions{})
+	bad := plainIR("nope", "0f5e1c2a-0000-4000-8000-000000000000")
+	good := plainIR(ts.Inst.ServerToken, ts.Inst.ServerToken)
+	c := greeted(t, ts.Addr)
+	for range 4 {
+		c.expect("535 5.7.8", "AUTH PLAIN %s", bad)
+	}
+	c.conn.Close()
+	c = greeted(t, ts.Addr)
+	c.expect("235 2.7.0", "AUTH PLAIN %s", good)
+	c.conn.Close()
+	c = greeted(t, ts.Addr)
+	if got := c.cmd("AUTH PLAIN %s", bad); !strings.HasPrefix(got, "421 4.7.0 Too many failed authentication attempts") {
+		t.Fatalf("the 5th failure, after a success: %q", got)
+	}
+	c = greeted(t, ts.Addr)
+	c.expect("421 4.7.0", "AUTH PLAIN %s", good)
+}

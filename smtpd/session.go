@@ -160,7 +160,6 @@ func (s *session) checkCredentials(username, password string) error {
 		s.cfg.Logger.Info("smtp auth refused", "remote", ip, "server", srv.ID, "reason", "SMTP turned off for the server")
 		return s.refuse(errSMTPDisabled(srv.Name))
 	}
-	s.cfg.Throttle.Succeed(key)
 	s.server = &srv
 	s.pc.authenticated(srv.ID)
 	return nil
