@@ -188,7 +188,7 @@ func TestSMTPCredentials(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("SMTPCredentials = %+v, %v; want error %v", tok, err, tc.want)
 			}
-			if tok != (store.Token{}) {
+			if tok.Token != (store.Token{}) || tok.Hash != nil {
 				t.Errorf("a refused login returned a token record: %+v", tok)
 			}
 		})
@@ -392,7 +392,7 @@ func TestSASLWithAuthenticator(t *testing.T) {
 	var got store.Token
 	check := func(username, password string) error {
 		tok, err := a.SMTPCredentials(username, password)
-		got = tok
+		got = tok.Token
 		return err
 	}
 	s := NewSASLServer(sasl.Plain, check)

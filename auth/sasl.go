@@ -19,8 +19,8 @@ var ErrAmbiguousCredentials = errors.New("auth: username and password are differ
 // SMTPCredentials resolves an SMTP login to a server token. The token may be
 // the username, the password, or both (swaks and many legacy apps fill both
 // fields); a non-token in the other field is ignored.
-func (a *Authenticator) SMTPCredentials(username, password string) (store.Token, error) {
-	var found *store.Token
+func (a *Authenticator) SMTPCredentials(username, password string) (Credential, error) {
+	var found *Credential
 	for _, candidate := range [...]string{password, username} {
 		if candidate == "" {
 			continue
@@ -30,20 +30,38 @@ func (a *Authenticator) SMTPCredentials(username, password string) (store.Token,
 			continue
 		}
 		if err != nil {
-			return store.Token{}, err
+			return Credential{}, err
 		}
 		if t.Kind != store.KindServer {
-			return store.Token{}, ErrAccountTokenOverSMTP
+			return Credential{}, ErrAccountTokenOverSMTP
 		}
 		if found != nil && found.ServerID != t.ServerID {
-			return store.Token{}, ErrAmbiguousCredentials
+			return Credential{}, ErrAmbiguousCredentials
 		}
-		found = &t
+		found = &Credential{Token: t, Hash: Hash(candidate)}
 	}
 	if found == nil {
-		return store.Token{}, ErrInvalidToken
+		return Credential{}, ErrInvalidToken
 	}
 	return *found, nil
+}
+
+// Credential is the server token a login presented: what it grants, and
+// its hash, by which a session looks it up again later (to learn that it
+// was revoked) without keeping the token itself.
+type Credential struct {
+	store.Token
+	Hash []byte
+}
+
+// Recheck looks up again the token whose hash a Credential holds, or
+// returns ErrInvalidToken when it no longer exists.
+func (a *Authenticator) Recheck(hash []byte) (store.Token, error) {
+	t, err := a.tokens.LookupToken(hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Token{}, ErrInvalidToken
+	}
+	return t, err
 }
 
 // Mechanisms are the SASL mechanisms offered over SMTP.

@@ -20,8 +20,9 @@ type Limits interface {
 
 // checkLimits refuses a new message of the session's server when the
 // server is at its rate limit or its daily quota. It reads the server
-// afresh, so a limit changed over the API applies to sessions already
-// open.
+// afresh when the store's CredentialsGeneration has moved (every server
+// edit moves it), so a limit changed over the API applies to sessions
+// already open, and reads nothing otherwise.
 //
 // It runs at MAIL FROM, so a client over its limit learns it before it
 // sends a message, and again just before the message is stored, so a
@@ -33,12 +34,18 @@ type Limits interface {
 // would put a scan into the store's single writer, which every server's
 // intake shares.
 func (s *session) checkLimits() *Error {
-	srv, err := s.cfg.Store.Server(s.server.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return errServerGone()
-	}
-	if err != nil {
-		return errLimitCheck(err)
+	srv := *s.server
+	if s.cfg.Store.CredentialsGeneration() != s.generation {
+		fresh, err := s.cfg.Store.Server(srv.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return errServerGone()
+		}
+		if err != nil {
+			return errLimitCheck(err)
+		}
+		// The token is checked again at the next MAIL (recheck), which
+		// is why the generation is left as it is.
+		srv, s.server = fresh, &fresh
 	}
 	if srv.RateLimitPerMinute <= 0 && srv.DailyQuota <= 0 {
 		return nil

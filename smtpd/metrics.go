@@ -30,6 +30,7 @@ const (
 	ReasonQuota              = "quota"               // server over its daily quota (451 4.7.1)
 	ReasonStorage            = "storage"             // the store failed (451, 454)
 	ReasonServerGone         = "server_gone"         // server deleted during the session (451)
+	ReasonAuthRevoked        = "auth_revoked"        // token revoked or server deleted during the session, at MAIL (530)
 	ReasonDataRead           = "data_read"           // the message could not be read (451 4.4.2)
 	ReasonTooManySessions    = "too_many_sessions"   // over max-sessions, at connect (421)
 	ReasonBusy               = "busy"                // over max-inflight-bytes, at DATA (451 4.3.2)
@@ -42,7 +43,7 @@ var RefusalReasons = []string{
 	ReasonEncryptionRequired, ReasonAuthMechanism, ReasonBadSequence, ReasonSenderSyntax,
 	ReasonRecipientSyntax, ReasonTooManyRecipients, ReasonInactiveRecipient, ReasonTooBig,
 	ReasonMalformed, ReasonUnknownStream, ReasonSenderDomain, ReasonRateLimit, ReasonQuota,
-	ReasonStorage, ReasonServerGone, ReasonDataRead, ReasonTooManySessions, ReasonBusy, ReasonOther,
+	ReasonStorage, ReasonServerGone, ReasonAuthRevoked, ReasonDataRead, ReasonTooManySessions, ReasonBusy, ReasonOther,
 }
 
 // TLSVersions lists every value of the version label of

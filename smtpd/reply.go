@@ -100,6 +100,10 @@ func errAuthRequired() *Error {
 	return reply(codeAuthRequired, 5, 7, 0, "Authentication required").because(ReasonAuthRequired)
 }
 
+func errCredentialsRevoked() *Error {
+	return reply(codeAuthRequired, 5, 7, 0, "Authentication credentials no longer valid; authenticate again").because(ReasonAuthRevoked)
+}
+
 func errAlreadyAuthenticated() *Error {
 	return reply(codeBadSequence, 5, 5, 1, "Already authenticated").because(ReasonBadSequence)
 }

@@ -27,6 +27,9 @@ import (
 // fields, so that they cannot be left out by mistake.
 type Store interface {
 	Server(id int64) (store.Server, error)
+	// CredentialsGeneration changes after every committed change that
+	// can take away what a token grants (see store.Store's).
+	CredentialsGeneration() uint64
 	Enqueue(msg *store.Message, raw []byte) error
 	Domains
 	Suppressions
@@ -45,9 +48,11 @@ type Suppressions interface {
 	Suppressed(serverID int64, email string) (store.Suppression, bool, error)
 }
 
-// Credentials resolves an SMTP login to a server token.
+// Credentials resolves an SMTP login to a server token, and looks that
+// token up again by its hash, to learn whether it was revoked since.
 type Credentials interface {
-	SMTPCredentials(username, password string) (store.Token, error)
+	SMTPCredentials(username, password string) (auth.Credential, error)
+	Recheck(hash []byte) (store.Token, error)
 }
 
 // Config is the listener's configuration. Zero limits take the defaults.

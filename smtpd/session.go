@@ -39,9 +39,14 @@ type session struct {
 	pc  *conn
 
 	server *store.Server // set by a successful AUTH; kept across RSET
-	from   string
-	size   int64 // SIZE declared in MAIL FROM; 0 if none
-	rcpts  []string
+	// credential is the token hash the session authenticated with, and
+	// generation the store's CredentialsGeneration read before that
+	// token and server were last looked up (see recheck).
+	credential []byte
+	generation uint64
+	from       string
+	size       int64 // SIZE declared in MAIL FROM; 0 if none
+	rcpts      []string
 }
 
 var (
@@ -133,6 +138,7 @@ func (a authReply) Next(response []byte) ([]byte, bool, error) {
 // the reply. What it logs names the reason, never the credentials.
 func (s *session) checkCredentials(username, password string) error {
 	ip, key := s.clientIP(), s.throttleKey()
+	generation := s.cfg.Store.CredentialsGeneration()
 	tok, err := s.cfg.Credentials.SMTPCredentials(username, password)
 	if err != nil {
 		if !errors.Is(err, auth.ErrInvalidToken) && !errors.Is(err, auth.ErrAccountTokenOverSMTP) && !errors.Is(err, auth.ErrAmbiguousCredentials) {
@@ -160,14 +166,61 @@ func (s *session) checkCredentials(username, password string) error {
 		s.cfg.Logger.Info("smtp auth refused", "remote", ip, "server", srv.ID, "reason", "SMTP turned off for the server")
 		return s.refuse(errSMTPDisabled(srv.Name))
 	}
-	s.server = &srv
+	s.server, s.credential, s.generation = &srv, tok.Hash, generation
 	s.pc.authenticated(srv.ID)
 	return nil
+}
+
+// recheck makes sure, before a transaction, that the session's token
+// still exists and its server may still send over SMTP: a token revoked,
+// a server deleted or switched off reaches sessions already open. While
+// the store's CredentialsGeneration has not moved, nothing of that kind
+// changed and it reads nothing. When the credentials no longer hold, the
+// session's authentication is dropped.
+func (s *session) recheck() error {
+	generation := s.cfg.Store.CredentialsGeneration()
+	if generation == s.generation {
+		return nil
+	}
+	tok, err := s.cfg.Credentials.Recheck(s.credential)
+	var srv store.Server
+	if err == nil {
+		if tok.Kind != store.KindServer || tok.ServerID != s.server.ID {
+			err = auth.ErrInvalidToken
+		} else {
+			srv, err = s.cfg.Store.Server(tok.ServerID)
+		}
+	}
+	switch {
+	case errors.Is(err, auth.ErrInvalidToken) || errors.Is(err, store.ErrNotFound):
+		s.cfg.Logger.Info("smtp session deauthenticated", "remote", s.clientIP(), "server", s.server.ID, "reason", "token revoked or server deleted")
+		refusal := s.refuse(errCredentialsRevoked())
+		s.deauthenticate()
+		return refusal
+	case err != nil:
+		return s.refuse(errAuthUnavailable(err))
+	case !srv.SmtpApiActivated:
+		s.cfg.Logger.Info("smtp session deauthenticated", "remote", s.clientIP(), "server", srv.ID, "reason", "SMTP turned off for the server")
+		refusal := s.refuse(errSMTPDisabled(srv.Name))
+		s.deauthenticate()
+		return refusal
+	}
+	s.server, s.generation = &srv, generation
+	return nil
+}
+
+// deauthenticate drops the session's authentication: the client must
+// AUTH again before its next transaction.
+func (s *session) deauthenticate() {
+	s.server, s.credential = nil, nil
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.server == nil {
 		return s.refuse(errAuthRequired())
+	}
+	if err := s.recheck(); err != nil {
+		return err
 	}
 	// The null sender is allowed: some applications send notifications
 	// that must never bounce.

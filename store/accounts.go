@@ -202,7 +202,7 @@ func (s *Store) CreateServer(srv Server, token NewToken, now time.Time) (Server,
 // DeliveryType, InboundHash and creation time stay. A name another server
 // of the account has (in any case) is refused with ErrDuplicate.
 func (s *Store) UpdateServer(srv Server) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateCredentials(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketServers)
 		old := b.Get(itob(srv.ID))
 		if old == nil {

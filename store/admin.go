@@ -104,7 +104,7 @@ func (s *Store) ListServers(accountID int64) ([]Server, error) {
 // its entry does not come back.
 func (s *Store) DeleteServer(accountID, serverID int64) (Server, error) {
 	var srv Server
-	err := s.update(func(tx *bolt.Tx) error {
+	err := s.updateCredentials(func(tx *bolt.Tx) error {
 		servers := tx.Bucket(bucketServers)
 		if err := getJSON(servers, itob(serverID), &srv); err != nil {
 			return err
@@ -255,7 +255,7 @@ func putUniqueToken(tx *bolt.Tx, t NewToken, same func(Token) bool) error {
 // RevokeServerToken removes the server's token with prefix; ErrNotFound
 // if it has none.
 func (s *Store) RevokeServerToken(serverID int64, prefix string) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateCredentials(func(tx *bolt.Tx) error {
 		return revoke(tx, prefix, serverTokens(serverID), nil)
 	})
 }
@@ -264,7 +264,7 @@ func (s *Store) RevokeServerToken(serverID int64, prefix string) error {
 // accepts it (nil: any); ErrNotFound if the account has none such. The
 // last owner token is never revoked (ErrLastOwner).
 func (s *Store) RevokeAccountToken(accountID int64, prefix string, allow func(Token) error) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateCredentials(func(tx *bolt.Tx) error {
 		return revoke(tx, prefix, accountTokens(accountID), func(t Token, all []Token) error {
 			if allow != nil {
 				if err := allow(t); err != nil {
@@ -337,7 +337,7 @@ func (s *Store) Accounts() ([]Account, error) {
 // operator account (ErrOperator) and an account that still has servers
 // or domains (ErrHasServers): those are deleted first, on purpose.
 func (s *Store) DeleteAccount(id int64) error {
-	return s.update(func(tx *bolt.Tx) error {
+	return s.updateCredentials(func(tx *bolt.Tx) error {
 		accounts := tx.Bucket(bucketAccounts)
 		if accounts.Get(itob(id)) == nil {
 			return ErrNotFound

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -59,6 +60,8 @@ type Store struct {
 	once    sync.Once
 	closeMu sync.RWMutex
 	closed  bool
+
+	credentials atomic.Uint64 // see CredentialsGeneration
 }
 
 // write is one unit of work for the group committer.
@@ -196,6 +199,27 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 	s.closeMu.RUnlock()
 	return <-w.done
 }
+
+// updateCredentials is update for a change that can take away what a
+// token grants (a revoked token, a deleted or edited server or account):
+// once the change is on disk, it moves CredentialsGeneration on.
+func (s *Store) updateCredentials(fn func(*bolt.Tx) error) error {
+	err := s.update(fn)
+	if err == nil {
+		s.credentials.Add(1)
+	}
+	return err
+}
+
+// CredentialsGeneration is a number that changes after every committed
+// change that can take away what a token grants: a revoked token, a
+// deleted account or server, an edited server (SMTP turned off, limits).
+// An open session compares it with the number it read when it
+// authenticated, and reads its token and server again only when it
+// moved, so that checking before each message costs no store read while
+// nothing changes. It moves only after the commit, so a session that
+// reads it before looking its credentials up never keeps a stale answer.
+func (s *Store) CredentialsGeneration() uint64 { return s.credentials.Load() }
 
 // commitLoop is the group committer. Unlike bbolt's Batch it never waits for
 // a batch to fill: it takes whatever writes queued up while the previous
