@@ -93,6 +93,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		ClientConfig: relay.ClientConfig{Hostname: "relay.postern.test", ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second},
 		Resolver:     resolver,
 		Port:         e.Peer.Port(),
+		AllowPrivate: true, // the test peer is on loopback
 	})
 	if err != nil {
 		t.Fatal(err)

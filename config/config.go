@@ -68,6 +68,11 @@ type Config struct {
 	RelayPerServer    int
 	RelayPerDomain    int
 	TLSFallback       bool // after a failed STARTTLS handshake with an MX, retry once without TLS
+	// AllowPrivateDestinations lets recipients at private address
+	// literals in, and the relay connect to loopback, private and
+	// link-local addresses; off, a tenant cannot aim Postern's SMTP
+	// client at this machine or its private networks.
+	AllowPrivateDestinations bool
 
 	// RetentionInterval is how often messages past their server's
 	// retention are purged.
@@ -144,6 +149,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RelayWorkers, "relay-workers", 64, "most deliveries in progress at once")
 	fs.IntVar(&c.RelayPerServer, "relay-per-server", 16, "most deliveries in progress at once for one server")
 	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 8, "most deliveries in progress at once to one recipient domain")
+	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", false, "deliver to loopback, private and link-local addresses, named by an MX answer or an address literal (user@[10.0.0.5]); off, RCPT refuses such literals with 550 5.7.1 and such MX answers bounce; a smarthost is exempt")
 	fs.BoolVar(&c.TLSFallback, "tls-fallback", true, "after a failed STARTTLS handshake with an MX host, retry once without TLS (Postfix's \"may\" level); never for the smarthost")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often messages past their server's RetentionDays are purged (each server's retention is on the Server object)")
 }

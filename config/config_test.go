@@ -558,7 +558,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"return-path-domain": "bounces.example.org", "max-lifetime": "72h", "retry-base": "1m",
 		"retry-max-interval": "2h", "relay-workers": "8", "relay-per-server": "4", "relay-per-domain": "2",
 		"tls-fallback": "false", "api-addr": ":8443", "api-tls": "true", "public-url": "https://postern.example.org",
-		"metrics-addr": "10.0.0.5:9100", "retention-interval": "15m",
+		"metrics-addr": "10.0.0.5:9100", "retention-interval": "15m", "allow-private-destinations": "true",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -584,7 +584,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		APIAddr: ":8443", APITLS: true, PublicURL: "https://postern.example.org", MetricsAddr: "10.0.0.5:9100",
 		ReturnPathDomain: "bounces.example.org", MaxLifetime: 72 * time.Hour, RetryBase: time.Minute,
 		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
-		TLSFallback: false, RetentionInterval: 15 * time.Minute,
+		TLSFallback: false, RetentionInterval: 15 * time.Minute, AllowPrivateDestinations: true,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)

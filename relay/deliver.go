@@ -17,6 +17,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/privateaddr"
 )
 
 // Envelope is the SMTP envelope of one delivery: a sender and recipients
@@ -137,6 +139,13 @@ type MXConfig struct {
 	// passive eavesdropping (RFC 7435), and many MX certificates would
 	// not verify.
 	TLSFallback bool
+	// AllowPrivate lets delivery connect to loopback, private, link-local
+	// and other non-public addresses (see package privateaddr), whether
+	// an MX answer or an address literal names them. Off, such a
+	// destination bounces, naming the address: a tenant must not make
+	// Postern open SMTP to this machine or its private networks. Tests
+	// that deliver to 127.0.0.1 turn it on.
+	AllowPrivate bool
 }
 
 // SmarthostConfig configures delivery of everything through one
@@ -165,6 +174,7 @@ type MXDeliverer struct {
 	port         uint16
 	maxAddresses int
 	tlsFallback  bool
+	allowPrivate bool
 }
 
 // NewMXDeliverer checks cfg and fills in its defaults.
@@ -191,11 +201,12 @@ func NewMXDeliverer(cfg MXConfig) (*MXDeliverer, error) {
 		port:         uint16(cfg.Port),
 		maxAddresses: cfg.MaxAddresses,
 		tlsFallback:  cfg.TLSFallback,
+		allowPrivate: cfg.AllowPrivate,
 	}, nil
 }
 
 // DeliverDomain delivers msg to the recipients of env, who are all at
-// domain. An address literal (see AddressLiteral) is delivered to that
+// domain. An address literal (see privateaddr.AddressLiteral) is delivered to that
 // address, at the MX port, without DNS. Otherwise it tries the domain's
 // mail exchangers in order of preference, each at each of its addresses,
 // until one takes up the transaction; a server that cannot be used
@@ -211,9 +222,13 @@ func (d *MXDeliverer) DeliverDomain(ctx context.Context, domain string, env Enve
 	if res, ok := d.client.reuse(ctx, key, env, msg); ok {
 		return res, nil
 	}
-	if ip, ok := AddressLiteral(key); ok {
+	if ip, ok := privateaddr.AddressLiteral(key); ok {
 		// No DNS: the address is given (RFC 5321 §4.1.3). Anyone who can
-		// send could as well point a domain's MX at that address.
+		// send could as well point a domain's MX at that address, which
+		// is why both are held to the same rule.
+		if !d.allowPrivate && privateaddr.Is(ip) {
+			return failed(Result{}, env, Reply{Text: privateRefusal(key, []netip.Addr{ip})}, privateBounce), nil
+		}
 		return d.deliver(ctx, env, msg, ip.String(), netip.AddrPortFrom(ip, d.port), key)
 	}
 	mxs, err := d.resolver.LookupMX(ctx, domain)
@@ -223,7 +238,9 @@ func (d *MXDeliverer) DeliverDomain(ctx context.Context, domain string, env Enve
 	var (
 		hostErrs   []error
 		tried      int
-		unresolved int // MX hosts whose names do not exist
+		unresolved int          // MX hosts whose names do not exist
+		private    []netip.Addr // addresses refused as private
+		public     int          // addresses that may be used
 	)
 servers:
 	for _, mx := range mxs {
@@ -235,6 +252,21 @@ servers:
 			hostErrs = append(hostErrs, &HostError{Host: mx.Host, Err: err})
 			continue
 		}
+		// The check is on the addresses DNS gave, just before they are
+		// used, so a name that answers public first and private later
+		// (DNS rebinding) gains nothing.
+		if !d.allowPrivate {
+			kept := ips[:0:0]
+			for _, ip := range ips {
+				if privateaddr.Is(ip) {
+					private = append(private, ip)
+				} else {
+					kept = append(kept, ip)
+				}
+			}
+			ips = kept
+		}
+		public += len(ips)
 		for _, ip := range ips {
 			if tried == d.maxAddresses || ctx.Err() != nil {
 				break servers
@@ -252,6 +284,11 @@ servers:
 	for i, e := range hostErrs {
 		texts[i] = e.Error()
 	}
+	if len(private) > 0 && public == 0 && len(hostErrs) == 0 {
+		// Every address of every mail exchanger is private: no retry
+		// will change that.
+		return failed(Result{}, env, Reply{Text: privateRefusal(domain, private)}, privateBounce), nil
+	}
 	verdict := Classification{Outcome: Transient}
 	if unresolved == len(mxs) {
 		// Not one mail exchanger exists: as good as no domain.
@@ -260,23 +297,18 @@ servers:
 	return failed(Result{}, env, Reply{Text: strings.Join(texts, "; ")}, verdict), err
 }
 
-// AddressLiteral returns the address of an RFC 5321 §4.1.3 address
-// literal, the domain of user@[192.0.2.1] or user@[IPv6:2001:db8::1]
-// (the "IPv6:" tag may be left out), and whether domain is one.
-func AddressLiteral(domain string) (netip.Addr, bool) {
-	if len(domain) < 3 || domain[0] != '[' || domain[len(domain)-1] != ']' {
-		return netip.Addr{}, false
+// privateBounce is the verdict for a destination at a private address.
+var privateBounce = Classification{Outcome: Bounced, Bounce: BounceBlocked}
+
+// privateRefusal says why a destination was refused, naming its
+// addresses.
+func privateRefusal(domain string, addrs []netip.Addr) string {
+	names := make([]string, len(addrs))
+	for i, a := range addrs {
+		names[i] = a.String()
 	}
-	s := domain[1 : len(domain)-1]
-	tagged := len(s) > 5 && strings.EqualFold(s[:5], "IPv6:")
-	if tagged {
-		s = s[5:]
-	}
-	ip, err := netip.ParseAddr(s)
-	if err != nil || ip.Zone() != "" || (tagged && !ip.Is6()) {
-		return netip.Addr{}, false
-	}
-	return ip.Unmap(), true
+	return fmt.Sprintf("%s is at %s, a loopback, private or link-local address: Postern does not deliver there unless allow-private-destinations is set",
+		domain, strings.Join(names, ", "))
 }
 
 // Deliver runs one SMTP session with the server host at addr. The error

@@ -58,6 +58,7 @@ func (w world) deliverer(t *testing.T, port int, adjust ...func(*relay.MXConfig)
 		ClientConfig: relay.ClientConfig{Hostname: ehloName},
 		Resolver:     relay.NewResolver(w.dns.Addr()),
 		Port:         port,
+		AllowPrivate: true, // the test peers are on loopback
 	}
 	for _, f := range adjust {
 		f(&cfg)
@@ -612,36 +613,6 @@ func TestDeliverTriesAtMostMaxAddresses(t *testing.T) {
 	}
 }
 
-func TestAddressLiteral(t *testing.T) {
-	tests := []struct {
-		domain string
-		want   string // "" if not an address literal
-	}{
-		{"[127.0.0.1]", "127.0.0.1"},
-		{"[IPv6:2001:db8::25]", "2001:db8::25"},
-		{"[ipv6:2001:db8::25]", "2001:db8::25"}, // as store.NormalizeDomain leaves it
-		{"[2001:db8::25]", "2001:db8::25"},
-		{"[IPv6:::ffff:192.0.2.1]", "192.0.2.1"},
-		{"[IPv6:192.0.2.1]", ""},
-		{"[fe80::1%eth0]", ""},
-		{"[example.net]", ""},
-		{"[]", ""},
-		{"127.0.0.1", ""},
-		{"example.net", ""},
-	}
-	for _, tt := range tests {
-		ip, ok := relay.AddressLiteral(tt.domain)
-		if got := ""; ok {
-			got = ip.String()
-			if got != tt.want {
-				t.Errorf("AddressLiteral(%q) = %v, want %q", tt.domain, ip, tt.want)
-			}
-		} else if tt.want != "" {
-			t.Errorf("AddressLiteral(%q): not a literal, want %s", tt.domain, tt.want)
-		}
-	}
-}
-
 // An address literal is delivered to that address without asking DNS.
 func TestDeliverToAddressLiteral(t *testing.T) {
 	w := newWorld(t)
@@ -657,5 +628,36 @@ func TestDeliverToAddressLiteral(t *testing.T) {
 	}
 	if q := w.dns.Queries(); len(q) != 0 {
 		t.Errorf("DNS was asked %v", q)
+	}
+}
+
+// Without AllowPrivate, a destination at a loopback, private or
+// link-local address bounces, naming the address, and nothing connects:
+// an address literal, and a domain whose MX resolves there alike.
+func TestPrivateDestinationsRefused(t *testing.T) {
+	w := newWorld(t)
+	peer := smtptest.New(t, smtptest.Options{})
+	w.mx(loopback1)
+	w.dns.SetMX("inside.example", []dnstest.MX{{Host: "mx.inside.example", Pref: 10}})
+	w.dns.SetA("mx.inside.example", netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("10.0.0.25"))
+	d := w.deliverer(t, peer.Port(), func(c *relay.MXConfig) { c.AllowPrivate = false })
+	for _, tc := range []struct{ domain, rcpt, names string }{
+		{"[127.0.0.1]", "bob@[127.0.0.1]", "127.0.0.1"},
+		{"[IPv6:::1]", "bob@[IPv6:::1]", "::1"},
+		{"example.net", "bob@example.net", "127.0.0.1"},
+		{"inside.example", "bob@inside.example", "10.0.0.25, 169.254.169.254"}, // in the order DNS gave them
+	} {
+		res, err := d.DeliverDomain(testContext(t), tc.domain, envelope(tc.rcpt), testMsg)
+		if err != nil {
+			t.Errorf("%s: %v", tc.domain, err)
+		}
+		checkOutcomes(t, res, relay.Bounced)
+		r := res.Recipients[0]
+		if r.Classification.Bounce != relay.BounceBlocked || !strings.Contains(r.Reply.Text, "is at "+tc.names+", a loopback, private or link-local address") {
+			t.Errorf("%s: %+v, want a Blocked bounce naming %s", tc.domain, r, tc.names)
+		}
+	}
+	if n := peer.Connections(); n != 0 {
+		t.Errorf("%d connections to the loopback peer, want none", n)
 	}
 }

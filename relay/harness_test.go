@@ -197,8 +197,9 @@ func (e *e2e) mxDeliverer(adjust func(*relay.MXConfig)) *relay.MXDeliverer {
 			ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second,
 			ReuseTimeout: 2 * time.Second, // as serve
 		},
-		Resolver: e.resolver,
-		Port:     e.mxPort,
+		Resolver:     e.resolver,
+		Port:         e.mxPort,
+		AllowPrivate: true, // the test peers are on loopback
 	}
 	if adjust != nil {
 		adjust(&cfg)

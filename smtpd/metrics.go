@@ -21,6 +21,7 @@ const (
 	ReasonSenderSyntax       = "sender_syntax"       // MAIL FROM address (501)
 	ReasonRecipientSyntax    = "recipient_syntax"    // RCPT TO address (501)
 	ReasonTooManyRecipients  = "too_many_recipients" // over max-recipients (452)
+	ReasonPrivateDestination = "private_destination" // RCPT at a private address literal (550 5.7.1)
 	ReasonInactiveRecipient  = "inactive_recipient"  // suppressed recipient (550 5.1.1)
 	ReasonTooBig             = "too_big"             // over max-message-size (552)
 	ReasonMalformed          = "malformed"           // unreadable header, From fields (554)
@@ -41,7 +42,7 @@ const (
 var RefusalReasons = []string{
 	ReasonAuthRequired, ReasonAuthInvalid, ReasonSMTPDisabled, ReasonAuthThrottled,
 	ReasonEncryptionRequired, ReasonAuthMechanism, ReasonBadSequence, ReasonSenderSyntax,
-	ReasonRecipientSyntax, ReasonTooManyRecipients, ReasonInactiveRecipient, ReasonTooBig,
+	ReasonRecipientSyntax, ReasonPrivateDestination, ReasonTooManyRecipients, ReasonInactiveRecipient, ReasonTooBig,
 	ReasonMalformed, ReasonUnknownStream, ReasonSenderDomain, ReasonRateLimit, ReasonQuota,
 	ReasonStorage, ReasonServerGone, ReasonAuthRevoked, ReasonDataRead, ReasonTooManySessions, ReasonBusy, ReasonOther,
 }

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -125,6 +126,11 @@ func errBadSender() *Error {
 
 func errBadRecipient() *Error {
 	return reply(codeSyntaxError, 5, 1, 3, "Bad recipient address syntax").because(ReasonRecipientSyntax)
+}
+
+func errPrivateDestination(rcpt string, ip netip.Addr) *Error {
+	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
+		"Recipient <%s> is at %s, a loopback, private or link-local address; Postern does not deliver there", rcpt, ip)).because(ReasonPrivateDestination)
 }
 
 func errTooManyRecipients(limit int) *Error {

@@ -84,6 +84,13 @@ type Config struct {
 	// (unless AllowPlaintextAuth). Nil means loopback addresses only.
 	IsLocal func(net.Addr) bool
 
+	// AllowPrivateDestinations accepts recipients at address literals of
+	// loopback, private or link-local addresses (user@[127.0.0.1]).
+	// Without it they are refused at RCPT with 550 5.7.1, so that a
+	// tenant cannot make the relay open SMTP to this machine or its
+	// private networks; the relay refuses MX answers there likewise.
+	AllowPrivateDestinations bool
+
 	// SenderPolicy says which From domains a Live server may send from;
 	// the zero value is PolicyRegistered.
 	SenderPolicy SenderPolicy

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/privateaddr"
 	"github.com/postern/postern/store"
 )
 
@@ -244,6 +245,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	if !validAddress(to) {
 		return s.refuse(errBadRecipient())
+	}
+	if !s.cfg.AllowPrivateDestinations {
+		if ip, ok := privateaddr.AddressLiteral(to[strings.LastIndexByte(to, '@')+1:]); ok && privateaddr.Is(ip) {
+			return s.refuse(errPrivateDestination(to, ip))
+		}
 	}
 	for _, r := range s.rcpts {
 		if strings.EqualFold(r, to) {

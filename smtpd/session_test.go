@@ -121,9 +121,35 @@ func TestAddressSyntax(t *testing.T) {
 			t.Errorf("RCPT TO:%s got %q, want %q", tc.rcpt, got, tc.want)
 		}
 	}
-	for _, good := range []string{"<alice@example.net>", "<\"odd.name\"@example.net>", "<jörg@bücher.example>", "<x@[127.0.0.1]>", "<x@[IPv6:::1]>"} {
+	for _, good := range []string{"<alice@example.net>", "<\"odd.name\"@example.net>", "<jörg@bücher.example>", "<x@[8.8.8.8]>", "<x@[IPv6:2a00:1450::1]>"} {
 		c.expect("250", "RCPT TO:%s", good)
 	}
+}
+
+// A recipient at an address literal of a loopback, private or link-local
+// address is refused: the relay would open SMTP there for the tenant.
+// The operator's allow-private-destinations accepts it.
+func TestPrivateAddressLiteralRefused(t *testing.T) {
+	ts := newTestServer(t, testOptions{})
+	c := authenticated(t, ts.Addr, ts.Inst.ServerToken)
+	c.expect("250", "MAIL FROM:<app@example.com>")
+	for _, tc := range []struct{ rcpt, ip string }{
+		{"x@[127.0.0.1]", "127.0.0.1"}, {"x@[IPv6:::1]", "::1"}, {"x@[10.1.2.3]", "10.1.2.3"},
+		{"x@[169.254.169.254]", "169.254.169.254"}, {"x@[IPv6:::ffff:192.168.0.1]", "192.168.0.1"}, {"x@[IPv6:fe80::1]", "fe80::1"},
+	} {
+		want := fmt.Sprintf("550 5.7.1 Recipient <%s> is at %s, a loopback, private or link-local address; Postern does not deliver there", tc.rcpt, tc.ip)
+		if got := c.cmd("RCPT TO:<%s>", tc.rcpt); got != want {
+			t.Errorf("RCPT TO:<%s>: %q, want %q", tc.rcpt, got, want)
+		}
+	}
+	// The rest of the transaction goes on.
+	c.expect("250", "RCPT TO:<alice@example.net>")
+	queuedID(t, c.sendData("Subject: hi\r\n\r\nhi\r\n"))
+
+	allowed := newTestServer(t, testOptions{mutate: func(c *Config) { c.AllowPrivateDestinations = true }})
+	c = authenticated(t, allowed.Addr, allowed.Inst.ServerToken)
+	c.expect("250", "MAIL FROM:<app@example.com>")
+	c.expect("250", "RCPT TO:<x@[127.0.0.1]>")
 }
 
 func TestRecipientLimit(t *testing.T) {

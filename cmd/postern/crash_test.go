@@ -188,7 +188,7 @@ func TestCrashConsistency(t *testing.T) {
 		return nil
 	}})
 	env := []string{
-		"POSTERN_DNS=" + dns.Addr(), "POSTERN_MX_PORT=" + strconv.Itoa(peer.Port()),
+		"POSTERN_DNS=" + dns.Addr(), "POSTERN_MX_PORT=" + strconv.Itoa(peer.Port()), "POSTERN_ALLOW_PRIVATE_DESTINATIONS=true",
 		"POSTERN_SENDER_POLICY=any", "POSTERN_RETRY_BASE=100ms", "POSTERN_RETRY_MAX_INTERVAL=1s",
 	}
 

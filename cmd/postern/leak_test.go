@@ -47,7 +47,7 @@ func TestTokensDoNotLeak(t *testing.T) {
 		return nil
 	}})
 	p := startPostern(t, dir, []string{
-		"POSTERN_DNS=" + dns.Addr(), "POSTERN_MX_PORT=" + strconv.Itoa(peer.Port()),
+		"POSTERN_DNS=" + dns.Addr(), "POSTERN_MX_PORT=" + strconv.Itoa(peer.Port()), "POSTERN_ALLOW_PRIVATE_DESTINATIONS=true",
 		"POSTERN_SENDER_POLICY=any", "POSTERN_RETRY_BASE=100ms",
 	}, "serve", "-smtp-addr", "127.0.0.1:0", "-log-level", "debug", "-log-format", "json")
 	listeningJSON := func(name string) string {

@@ -23,6 +23,7 @@ func newRelay(cfg *config.Config, st *store.Store, log *slog.Logger, reg prometh
 		Resolver:     relay.NewResolver(cfg.DNS),
 		Port:         cfg.MXPort,
 		TLSFallback:  cfg.TLSFallback,
+		AllowPrivate: cfg.AllowPrivateDestinations,
 	})
 	if err != nil {
 		return nil, err
