@@ -39,6 +39,8 @@ type Config struct {
 	MaxRecipients      int
 	MaxLineLength      int
 	MaxSessions        int
+	MaxSessionsPerIP   int
+	PreauthTimeout     time.Duration
 	MaxInflightBytes   int64
 	CommandTimeout     time.Duration
 	WriteTimeout       time.Duration
@@ -123,6 +125,8 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 50, "most recipients of one message")
 	fs.IntVar(&c.MaxLineLength, "max-line-length", 4096, "longest command or message line, in bytes")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 1000, "most concurrent SMTP connections; more get 421 4.3.2")
+	fs.IntVar(&c.MaxSessionsPerIP, "max-sessions-per-ip", 20, "most concurrent SMTP connections from one client address (an IPv6 client's /64); more get 421 4.7.0")
+	fs.DurationVar(&c.PreauthTimeout, "preauth-timeout", 30*time.Second, "how long an SMTP session may go on, from its connection, without a successful AUTH; then 421 4.7.0 and close (before AUTH, at most 10 commands besides AUTH are allowed too)")
 	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 256<<20, "most bytes of message data held in memory at once, across sessions; a message that finds no room within 10s gets 451 4.3.2")
 	fs.DurationVar(&c.CommandTimeout, "command-timeout", 5*time.Minute, "how long a client may take to send a command, and to send a message's data")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", time.Minute, "how long a reply may take to reach a client")
@@ -378,13 +382,16 @@ func (c *Config) Validate() error {
 	if c.MaxSessions < 1 {
 		bad("max-sessions", "must be at least 1, got %d", c.MaxSessions)
 	}
+	if c.MaxSessionsPerIP < 1 {
+		bad("max-sessions-per-ip", "must be at least 1, got %d", c.MaxSessionsPerIP)
+	}
 	if c.MaxInflightBytes < 1<<20 {
 		bad("max-inflight-bytes", "must be at least 1 MiB (1048576), got %d", c.MaxInflightBytes)
 	}
 	for _, d := range []struct {
 		name  string
 		value time.Duration
-	}{{"command-timeout", c.CommandTimeout}, {"write-timeout", c.WriteTimeout}, {"session-timeout", c.SessionTimeout}, {"shutdown-timeout", c.ShutdownTimeout}} {
+	}{{"command-timeout", c.CommandTimeout}, {"write-timeout", c.WriteTimeout}, {"session-timeout", c.SessionTimeout}, {"preauth-timeout", c.PreauthTimeout}, {"shutdown-timeout", c.ShutdownTimeout}} {
 		if d.value <= 0 {
 			bad(d.name, "must be positive, got %s", d.value)
 		}

@@ -85,6 +85,8 @@ func TestDefaults(t *testing.T) {
 		MaxRecipients:     50,
 		MaxLineLength:     4096,
 		MaxSessions:       1000,
+		MaxSessionsPerIP:  20,
+		PreauthTimeout:    30 * time.Second,
 		MaxInflightBytes:  256 << 20,
 		CommandTimeout:    5 * time.Minute,
 		WriteTimeout:      time.Minute,
@@ -559,6 +561,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"retry-max-interval": "2h", "relay-workers": "8", "relay-per-server": "4", "relay-per-domain": "2",
 		"tls-fallback": "false", "api-addr": ":8443", "api-tls": "true", "public-url": "https://postern.example.org",
 		"metrics-addr": "10.0.0.5:9100", "retention-interval": "15m", "allow-private-destinations": "true",
+		"max-sessions-per-ip": "6", "preauth-timeout": "7s",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -585,6 +588,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		ReturnPathDomain: "bounces.example.org", MaxLifetime: 72 * time.Hour, RetryBase: time.Minute,
 		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
 		TLSFallback: false, RetentionInterval: 15 * time.Minute, AllowPrivateDestinations: true,
+		MaxSessionsPerIP: 6, PreauthTimeout: 7 * time.Second,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)

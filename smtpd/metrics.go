@@ -11,30 +11,31 @@ import (
 // The set is closed, so the label's cardinality is bounded: a refusal
 // whose Error has no Reason counts as ReasonOther.
 const (
-	ReasonAuthRequired       = "auth_required"       // MAIL, RCPT or DATA before AUTH (530)
-	ReasonAuthInvalid        = "auth_invalid"        // wrong token, account token, deleted server (535)
-	ReasonSMTPDisabled       = "smtp_disabled"       // SmtpApiActivated false (535)
-	ReasonAuthThrottled      = "auth_throttled"      // too many AUTH failures from the address (421)
-	ReasonEncryptionRequired = "encryption_required" // AUTH without TLS (538)
-	ReasonAuthMechanism      = "auth_mechanism"      // unsupported SASL mechanism (504)
-	ReasonBadSequence        = "bad_sequence"        // AUTH twice (503)
-	ReasonSenderSyntax       = "sender_syntax"       // MAIL FROM address (501)
-	ReasonRecipientSyntax    = "recipient_syntax"    // RCPT TO address (501)
-	ReasonTooManyRecipients  = "too_many_recipients" // over max-recipients (452)
-	ReasonPrivateDestination = "private_destination" // RCPT at a private address literal (550 5.7.1)
-	ReasonInactiveRecipient  = "inactive_recipient"  // suppressed recipient (550 5.1.1)
-	ReasonTooBig             = "too_big"             // over max-message-size (552)
-	ReasonMalformed          = "malformed"           // unreadable header, From fields (554)
-	ReasonUnknownStream      = "unknown_stream"      // X-PM-Message-Stream (550)
-	ReasonSenderDomain       = "sender_domain"       // From domain not allowed (550 5.7.1)
-	ReasonRateLimit          = "rate_limit"          // server over its send rate (451 4.7.1)
-	ReasonQuota              = "quota"               // server over its daily quota (451 4.7.1)
-	ReasonStorage            = "storage"             // the store failed (451, 454)
-	ReasonServerGone         = "server_gone"         // server deleted during the session (451)
-	ReasonAuthRevoked        = "auth_revoked"        // token revoked or server deleted during the session, at MAIL (530)
-	ReasonDataRead           = "data_read"           // the message could not be read (451 4.4.2)
-	ReasonTooManySessions    = "too_many_sessions"   // over max-sessions, at connect (421)
-	ReasonBusy               = "busy"                // over max-inflight-bytes, at DATA (451 4.3.2)
+	ReasonAuthRequired       = "auth_required"         // MAIL, RCPT or DATA before AUTH (530)
+	ReasonAuthInvalid        = "auth_invalid"          // wrong token, account token, deleted server (535)
+	ReasonSMTPDisabled       = "smtp_disabled"         // SmtpApiActivated false (535)
+	ReasonAuthThrottled      = "auth_throttled"        // too many AUTH failures from the address (421)
+	ReasonEncryptionRequired = "encryption_required"   // AUTH without TLS (538)
+	ReasonAuthMechanism      = "auth_mechanism"        // unsupported SASL mechanism (504)
+	ReasonBadSequence        = "bad_sequence"          // AUTH twice (503)
+	ReasonSenderSyntax       = "sender_syntax"         // MAIL FROM address (501)
+	ReasonRecipientSyntax    = "recipient_syntax"      // RCPT TO address (501)
+	ReasonTooManyRecipients  = "too_many_recipients"   // over max-recipients (452)
+	ReasonPrivateDestination = "private_destination"   // RCPT at a private address literal (550 5.7.1)
+	ReasonInactiveRecipient  = "inactive_recipient"    // suppressed recipient (550 5.1.1)
+	ReasonTooBig             = "too_big"               // over max-message-size (552)
+	ReasonMalformed          = "malformed"             // unreadable header, From fields (554)
+	ReasonUnknownStream      = "unknown_stream"        // X-PM-Message-Stream (550)
+	ReasonSenderDomain       = "sender_domain"         // From domain not allowed (550 5.7.1)
+	ReasonRateLimit          = "rate_limit"            // server over its send rate (451 4.7.1)
+	ReasonQuota              = "quota"                 // server over its daily quota (451 4.7.1)
+	ReasonStorage            = "storage"               // the store failed (451, 454)
+	ReasonServerGone         = "server_gone"           // server deleted during the session (451)
+	ReasonAuthRevoked        = "auth_revoked"          // token revoked or server deleted during the session, at MAIL (530)
+	ReasonDataRead           = "data_read"             // the message could not be read (451 4.4.2)
+	ReasonTooManySessions    = "too_many_sessions"     // over max-sessions, at connect (421)
+	ReasonTooManyFromAddress = "too_many_from_address" // over max-sessions-per-ip, at connect (421 4.7.0)
+	ReasonBusy               = "busy"                  // over max-inflight-bytes, at DATA (451 4.3.2)
 	ReasonOther              = "other"
 )
 
@@ -44,7 +45,7 @@ var RefusalReasons = []string{
 	ReasonEncryptionRequired, ReasonAuthMechanism, ReasonBadSequence, ReasonSenderSyntax,
 	ReasonRecipientSyntax, ReasonPrivateDestination, ReasonTooManyRecipients, ReasonInactiveRecipient, ReasonTooBig,
 	ReasonMalformed, ReasonUnknownStream, ReasonSenderDomain, ReasonRateLimit, ReasonQuota,
-	ReasonStorage, ReasonServerGone, ReasonAuthRevoked, ReasonDataRead, ReasonTooManySessions, ReasonBusy, ReasonOther,
+	ReasonStorage, ReasonServerGone, ReasonAuthRevoked, ReasonDataRead, ReasonTooManySessions, ReasonTooManyFromAddress, ReasonBusy, ReasonOther,
 }
 
 // TLSVersions lists every value of the version label of

@@ -105,6 +105,13 @@ func errCredentialsRevoked() *Error {
 	return reply(codeAuthRequired, 5, 7, 0, "Authentication credentials no longer valid; authenticate again").because(ReasonAuthRevoked)
 }
 
+func errTooManyFromAddress() *Error {
+	e := reply(codeClosing, 4, 7, 0, "Too many connections from your address")
+	e.Close = true
+	e.Reason = ReasonTooManyFromAddress
+	return e
+}
+
 func errAlreadyAuthenticated() *Error {
 	return reply(codeBadSequence, 5, 5, 1, "Already authenticated").because(ReasonBadSequence)
 }

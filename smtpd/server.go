@@ -71,6 +71,20 @@ type Config struct {
 	WriteTimeout    time.Duration // default 1 min
 	SessionTimeout  time.Duration // a connection's whole life; default 1 h
 	MaxSessions     int           // concurrent connections; default 1000
+	// MaxSessionsPerAddress caps the concurrent connections from one
+	// client address (an IPv6 client's /64), so that one address cannot
+	// take every session; default 20.
+	MaxSessionsPerAddress int
+	// PreauthTimeout is how long a session may go on without a
+	// successful AUTH, counted from its connection (not from its last
+	// command, so NOOPs do not extend it); default 30s.
+	PreauthTimeout time.Duration
+	// MaxPreauthCommands is how many commands other than AUTH a client
+	// may send before it authenticates; the next gets 421 4.7.0 and the
+	// connection closes. Default 10. They are counted where Postern
+	// reads them in clear: without TLS and under implicit TLS; after
+	// STARTTLS, PreauthTimeout bounds the session alone.
+	MaxPreauthCommands int
 	// MaxInflightBytes caps the message data all sessions hold in memory
 	// at once (see inflight.go); default 256 MiB. A session whose DATA
 	// finds no room within InflightWait (default 10s) gets 451 4.3.2.
@@ -114,6 +128,9 @@ const (
 	DefaultWriteTimeout    = time.Minute
 	DefaultSessionTimeout  = time.Hour
 	DefaultMaxSessions     = 1000
+	DefaultMaxPerAddress   = 20
+	DefaultPreauthTimeout  = 30 * time.Second
+	DefaultPreauthCommands = 10
 	DefaultMaxInflight     = 256 << 20
 	DefaultInflightWait    = 10 * time.Second
 )
@@ -139,6 +156,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.MaxSessionsPerAddress <= 0 {
+		c.MaxSessionsPerAddress = DefaultMaxPerAddress
+	}
+	if c.PreauthTimeout <= 0 {
+		c.PreauthTimeout = DefaultPreauthTimeout
+	}
+	if c.MaxPreauthCommands <= 0 {
+		c.MaxPreauthCommands = DefaultPreauthCommands
 	}
 	if c.MaxInflightBytes <= 0 {
 		c.MaxInflightBytes = DefaultMaxInflight
@@ -174,6 +200,9 @@ type Server struct {
 	sessions chan struct{}
 	inflight *inflight
 
+	perAddressMu sync.Mutex
+	perAddress   map[string]int // open sessions by addressKey
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	shutdown  bool
@@ -193,7 +222,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("smtpd: metrics: %w", err)
 	}
 	cfg.TLSConfig = m.countHandshakes(cfg.TLSConfig)
-	s := &Server{cfg: cfg, metrics: m, sessions: make(chan struct{}, cfg.MaxSessions), inflight: newInflight(cfg.MaxInflightBytes)}
+	s := &Server{cfg: cfg, metrics: m, sessions: make(chan struct{}, cfg.MaxSessions), inflight: newInflight(cfg.MaxInflightBytes),
+		perAddress: make(map[string]int)}
 	s.starttls = s.newSMTPServer(cfg.TLSConfig)
 	s.implicit = s.newSMTPServer(nil)
 	return s, nil
@@ -296,7 +326,13 @@ func (l *listener) Accept() (net.Conn, error) {
 		select {
 		case l.srv.sessions <- struct{}{}:
 		default:
-			go l.refuse(raw)
+			go l.refuse(raw, errTooManySessions())
+			continue
+		}
+		key := addressKey(raw.RemoteAddr())
+		if !l.srv.takeAddressSlot(key) {
+			<-l.srv.sessions
+			go l.refuse(raw, errTooManyFromAddress())
 			continue
 		}
 		m := l.srv.metrics
@@ -308,27 +344,70 @@ func (l *listener) Accept() (net.Conn, error) {
 			replies:          replies,
 			hostname:         l.srv.cfg.Hostname,
 			handshakeTimeout: l.srv.cfg.WriteTimeout,
-			release:          func() { m.sessionsOpen.Dec(); <-l.srv.sessions },
-			logger:           l.srv.cfg.Logger,
-			opened:           time.Now(),
+			release: func() {
+				m.sessionsOpen.Dec()
+				l.srv.releaseAddressSlot(key)
+				<-l.srv.sessions
+			},
+			logger:             l.srv.cfg.Logger,
+			opened:             time.Now(),
+			preauth:            true,
+			maxPreauthCommands: l.srv.cfg.MaxPreauthCommands,
+			preauthTimeout:     l.srv.cfg.PreauthTimeout,
 		}
 		if l.tls != nil {
 			c.tls = tls.Server(replies, l.tls)
 			c.Conn = c.tls
 		}
 		c.lifetime = time.AfterFunc(l.srv.cfg.SessionTimeout, func() { c.Close() })
+		c.preauthTimer = time.AfterFunc(l.srv.cfg.PreauthTimeout, c.preauthExpired)
 		return c, nil
 	}
 }
 
-// refuse answers a connection over the session limit and closes it.
-func (l *listener) refuse(raw net.Conn) {
+// takeAddressSlot counts a new session from the address with key, unless
+// that address has MaxSessionsPerAddress open already.
+func (s *Server) takeAddressSlot(key string) bool {
+	s.perAddressMu.Lock()
+	defer s.perAddressMu.Unlock()
+	if s.perAddress[key] >= s.cfg.MaxSessionsPerAddress {
+		return false
+	}
+	s.perAddress[key]++
+	return true
+}
+
+func (s *Server) releaseAddressSlot(key string) {
+	s.perAddressMu.Lock()
+	defer s.perAddressMu.Unlock()
+	if s.perAddress[key] <= 1 {
+		delete(s.perAddress, key)
+	} else {
+		s.perAddress[key]--
+	}
+}
+
+// addressKey is what limits per client count by: the address without
+// its port, and for IPv6 its /64, which one client usually holds whole.
+func addressKey(a net.Addr) string {
+	host := a.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return host
+}
+
+// refuse answers a connection that is over a session limit with e and
+// closes it.
+func (l *listener) refuse(raw net.Conn, e *Error) {
 	defer raw.Close()
-	l.srv.metrics.refused.WithLabelValues(NoServer, ReasonTooManySessions).Inc()
+	l.srv.metrics.refused.WithLabelValues(NoServer, e.Reason).Inc()
 	if l.tls != nil {
 		return // a reply would need a TLS handshake: just close
 	}
-	e := errTooManySessions()
 	raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(raw, "%d %d.%d.%d %s\r\n", e.Code, e.Enhanced[0], e.Enhanced[1], e.Enhanced[2], e.Message)
 }
@@ -355,9 +434,19 @@ type conn struct {
 	closeAfterWrite bool
 	closed          bool
 	serverID        int64 // the last server authenticated, for the log
-	nAccepted       int
-	nRefused        int
-	nAuthFailed     int
+	// Until the first successful AUTH: the commands read (see
+	// countPreauth), and whether the time allowed has run out.
+	preauth            bool
+	preauthTimer       *time.Timer
+	preauthOver        bool
+	maxPreauthCommands int
+	preauthCommands    int
+	preauthTimeout     time.Duration
+	lineStart          []byte // the first bytes of the line being read
+	inAuthExchange     bool   // the last reply was 334: lines are SASL responses
+	nAccepted          int
+	nRefused           int
+	nAuthFailed        int
 }
 
 func (c *conn) Write(p []byte) (int, error) {
@@ -383,6 +472,12 @@ func (c *conn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
+	c.mu.Lock()
+	if c.preauth && !c.upgraded {
+		// A 334 asks for the next SASL response, which is no command.
+		c.inAuthExchange = bytes.HasPrefix(p, []byte("334 "))
+	}
+	c.mu.Unlock()
 	if bytes.HasPrefix(p, []byte("220 ")) {
 		// After the greeting, go-smtp writes a 220 only to go ahead
 		// with STARTTLS; from then on this connection carries TLS.
@@ -404,22 +499,92 @@ func (c *conn) Write(p []byte) (int, error) {
 // error), answer it, and wait again: a client sending a byte at a time
 // held its session for several timeouts, and a line cut short was read
 // as a command.
+//
+// Before the first successful AUTH it also ends the session, with 421
+// 4.7.0, when the client has not authenticated within preauth-timeout of
+// connecting, or sends more than MaxPreauthCommands other commands: an
+// address must not hold sessions open with NOOPs.
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	plain := !c.upgraded
+	expired := c.preauthOver
+	tooMany := c.preauth && plain && c.countPreauth(p[:n])
+	c.mu.Unlock()
+	if tooMany {
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c.Conn, "421 4.7.0 "+c.hostname+" Too many commands before authentication; closing the connection\r\n")
+		c.Close()
+		return 0, net.ErrClosed
+	}
 	var ne net.Error
 	if err != nil && errors.As(err, &ne) && ne.Timeout() {
-		c.mu.Lock()
-		plain := !c.upgraded
-		c.mu.Unlock()
 		if plain {
 			// Under STARTTLS a plaintext reply would break the TLS
 			// stream: then the connection just closes.
 			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-			io.WriteString(c.Conn, "421 4.4.2 "+c.hostname+" Timeout waiting for the client; closing the connection\r\n")
+			if expired {
+				io.WriteString(c.Conn, fmt.Sprintf("421 4.7.0 %s Authentication required within %s of connecting; closing the connection\r\n", c.hostname, c.preauthTimeout))
+			} else {
+				io.WriteString(c.Conn, "421 4.4.2 "+c.hostname+" Timeout waiting for the client; closing the connection\r\n")
+			}
 		}
 		c.Close()
 	}
 	return n, err
+}
+
+// countPreauth counts the command lines in p that are not AUTH or a
+// response within an AUTH exchange, and reports whether they are now
+// over the limit. c.mu is held.
+func (c *conn) countPreauth(p []byte) bool {
+	for _, b := range p {
+		if len(c.lineStart) < len("AUTH ") {
+			c.lineStart = append(c.lineStart, b)
+		}
+		if b != '\n' {
+			continue
+		}
+		if !c.inAuthExchange && !bytes.EqualFold(bytes.TrimRight(c.lineStart, "\r\n"), []byte("AUTH")) &&
+			!bytes.HasPrefix(bytes.ToUpper(c.lineStart), []byte("AUTH ")) {
+			c.preauthCommands++
+		}
+		c.lineStart = c.lineStart[:0]
+	}
+	return c.preauthCommands > c.maxPreauthCommands
+}
+
+// preauthExpired ends a session that has not authenticated within
+// preauth-timeout: the read deadline moves to the past, so the Read in
+// progress, or the next, fails and Read closes the session.
+func (c *conn) preauthExpired() {
+	c.mu.Lock()
+	if !c.preauth {
+		c.mu.Unlock()
+		return
+	}
+	c.preauthOver = true
+	c.mu.Unlock()
+	c.Conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// SetReadDeadline keeps the deadline in the past once preauth-timeout
+// has run out: go-smtp sets a new one before each command.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	if c.preauthOver {
+		t = time.Unix(1, 0)
+	}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetDeadline is SetReadDeadline's counterpart for both directions.
+func (c *conn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
 }
 
 // flushReplies sends the replies held for the next read, for a session
@@ -442,6 +607,7 @@ func (c *conn) Close() error {
 		return nil
 	}
 	c.lifetime.Stop()
+	c.preauthTimer.Stop()
 	c.release()
 	err := c.Conn.Close()
 	c.mu.Lock()
@@ -470,7 +636,9 @@ func underlying(c net.Conn) *conn {
 func (c *conn) authenticated(serverID int64) {
 	c.mu.Lock()
 	c.serverID = serverID
+	c.preauth = false
 	c.mu.Unlock()
+	c.preauthTimer.Stop()
 }
 
 func (c *conn) accepted() {

@@ -67,13 +67,7 @@ func (s *session) clientIP() string {
 // throttleKey is the address failures are counted against. An IPv6 client
 // usually holds a whole /64, so failures count against the /64: otherwise
 // it could rotate addresses and never be shut out.
-func (s *session) throttleKey() string {
-	ip := net.ParseIP(s.clientIP())
-	if ip != nil && ip.To4() == nil {
-		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
-	}
-	return s.clientIP()
-}
+func (s *session) throttleKey() string { return addressKey(s.pc.RemoteAddr()) }
 
 // tlsState returns the TLS state whether go-smtp set TLS up (STARTTLS) or
 // the listener did (implicit TLS).

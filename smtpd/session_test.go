@@ -392,11 +392,106 @@ func TestSessionLimit(t *testing.T) {
 	}
 }
 
+// One address cannot take every session: past MaxSessionsPerAddress its
+// connections get 421 4.7.0, while another address still gets in; a
+// slot comes back when a session ends.
+func TestSessionLimitPerAddress(t *testing.T) {
+	ts := newTestServer(t, testOptions{mutate: func(c *Config) { c.MaxSessions = 10; c.MaxSessionsPerAddress = 3 }})
+	var open []*rawClient
+	for range 3 {
+		open = append(open, greeted(t, ts.Addr))
+	}
+	_, reply := dialRaw(t, ts.Addr)
+	if reply != "421 4.7.0 Too many connections from your address" {
+		t.Fatalf("fourth session from 127.0.0.1: %q", reply)
+	}
+	// 127.0.0.2 is another address.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", ts.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, greeting := newRawClient(t, conn); !strings.HasPrefix(greeting, "220 ") {
+		t.Fatalf("a session from 127.0.0.2: %q", greeting)
+	}
+	open[0].expect("221", "QUIT")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, reply = dialRaw(t, ts.Addr)
+		if strings.HasPrefix(reply, "220 ") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.HasPrefix(reply, "220 ") {
+		t.Fatalf("after one session from 127.0.0.1 ended: %q", reply)
+	}
+}
+
+// Before AUTH, a client may send MaxPreauthCommands commands other than
+// AUTH; the next gets 421 4.7.0 and the connection closes. AUTH and its
+// SASL responses do not count, and after AUTH there is no such limit.
+func TestPreauthCommandLimit(t *testing.T) {
+	ts := newTestServer(t, testOptions{})
+	c := greeted(t, ts.Addr) // EHLO: the first command
+	for range 9 {
+		c.expect("250", "NOOP")
+	}
+	got := c.cmd("NOOP")
+	if !strings.HasPrefix(got, "421 4.7.0") || !strings.Contains(got, "Too many commands before authentication") {
+		t.Fatalf("the 11th command before AUTH: %q", got)
+	}
+	if _, err := c.text.ReadLine(); err == nil {
+		t.Fatal("the connection is still open after 421")
+	}
+
+	// AUTH LOGIN's exchange, and failed AUTHs, are not counted.
+	c = greeted(t, ts.Addr)
+	for range 3 {
+		c.expect("334", "AUTH LOGIN")
+		c.expect("334", "%s", base64Std("nobody"))
+		c.expect("535", "%s", base64Std("0f5e1c2a-0000-4000-8000-000000000000"))
+	}
+	for range 9 {
+		c.expect("250", "NOOP")
+	}
+	c.expect("235", "AUTH PLAIN %s", plainIR(ts.Inst.ServerToken, ts.Inst.ServerToken))
+	for range 30 {
+		c.expect("250", "NOOP")
+	}
+}
+
+// A session that has not authenticated within PreauthTimeout of
+// connecting is closed with 421 4.7.0, however often it sends NOOP; one
+// that authenticated in time is not.
+func TestPreauthTimeout(t *testing.T) {
+	ts := newTestServer(t, testOptions{mutate: func(c *Config) { c.PreauthTimeout = 300 * time.Millisecond; c.MaxPreauthCommands = 1000 }})
+	idle := greeted(t, ts.Addr)
+	busy := greeted(t, ts.Addr)
+	authed := authenticated(t, ts.Addr, ts.Inst.ServerToken)
+	var got string
+	for range 100 {
+		got = busy.cmd("NOOP")
+		if !strings.HasPrefix(got, "250") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	want := "421 4.7.0 mx.test.example Authentication required within 300ms of connecting; closing the connection"
+	if got != want {
+		t.Fatalf("a session sending NOOPs past preauth-timeout: %q, want %q", got, want)
+	}
+	if got, _ := idle.text.ReadLine(); got != want {
+		t.Fatalf("an idle session past preauth-timeout: %q, want %q", got, want)
+	}
+	authed.expect("250", "NOOP")
+}
+
 // 32 concurrent clients × 100 messages: every 250 has exactly one stored
 // message and one queue entry, and nothing else is stored.
 func TestConcurrentClients(t *testing.T) {
 	const clients, perClient = 32, 100
-	ts := newTestServer(t, testOptions{live: true})
+	ts := newTestServer(t, testOptions{live: true, mutate: func(c *Config) { c.MaxSessionsPerAddress = clients }})
 	var mu sync.Mutex
 	accepted := map[string]bool{}
 	var wg sync.WaitGroup

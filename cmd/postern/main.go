@@ -272,6 +272,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		WriteTimeout:             cfg.WriteTimeout,
 		SessionTimeout:           cfg.SessionTimeout,
 		MaxSessions:              cfg.MaxSessions,
+		MaxSessionsPerAddress:    cfg.MaxSessionsPerIP,
+		PreauthTimeout:           cfg.PreauthTimeout,
 		MaxInflightBytes:         cfg.MaxInflightBytes,
 		AllowPlaintextAuth:       cfg.AllowPlaintextAuth,
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations,

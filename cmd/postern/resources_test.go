@@ -129,7 +129,8 @@ func startPlain(t *testing.T) (addr string, pid int, inst installation) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	cmd := exec.CommandContext(ctx, bin, "serve", "-smtp-addr", "127.0.0.1:0")
 	cmd.Dir = dir
-	cmd.Env = testEnv()
+	// Every session comes from 127.0.0.1 and waits unauthenticated.
+	cmd.Env = append(testEnv(), "POSTERN_MAX_SESSIONS_PER_IP=2000", "POSTERN_PREAUTH_TIMEOUT=10m")
 	p := launch(t, cmd, cancel)
 	return p.listening(t, "smtp"), cmd.Process.Pid, p.summary(t)
 }
