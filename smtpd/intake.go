@@ -115,11 +115,25 @@ func (p *parsedMessage) first(lowerName string) (headerField, bool) {
 	return headerField{}, false
 }
 
+// headerValue is one header field's value, as written, with its name.
+type headerValue struct{ name, value string }
+
+// senderFieldName is a sender field's name as replies spell it.
+func senderFieldName(lower string) string {
+	if lower == "sender" {
+		return "Sender"
+	}
+	return "Resent-From"
+}
+
 // intakeResult is what intake learned of a message and the message as it
 // will be stored.
 type intakeResult struct {
-	from         string   // the first From field, decoded, for display
-	fromFields   []string // every From field's value as written (unfolded), for the sender policy
+	from       string   // the first From field, decoded, for display
+	fromFields []string // every From field's value as written (unfolded), for the sender policy
+	// senderFields are the Sender and Resent-From fields' values, for the
+	// sender policy, each with its field's name as written.
+	senderFields []headerValue
 	to, cc, bcc  []address
 	subject      string
 	tag          string
@@ -215,6 +229,8 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 			if r.from == "" {
 				r.from = decodeHeader(f.value())
 			}
+		case lower == "sender" || lower == "resent-from":
+			r.senderFields = append(r.senderFields, headerValue{name: senderFieldName(lower), value: f.value()})
 		case lower == "to":
 			r.to = append(r.to, parseAddressList(f.value())...)
 		case lower == "cc":

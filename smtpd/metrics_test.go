@@ -103,7 +103,7 @@ func TestEveryRefusalHasAReason(t *testing.T) {
 		errAuthRequired(), errAlreadyAuthenticated(), errMechanism("X"), errAuthUnavailable(cause),
 		errBadSender(), errBadRecipient(), errTooManyRecipients(1), errTooBig(1), errUnknownStream("s"),
 		errBadMessage("m"), errNoFrom(), errManyFromFields(2), errBadFrom("w"), errFromAddresses(2),
-		errFromLiteral(), errSenderNotRegistered("d"), errSenderNotVerified("d"), errSenderCheck(cause),
+		errFromLiteral(), errSenderNotRegistered("", "d"), errSenderNotVerified("", "d"), errSenderCheck(cause),
 		errInactiveRecipient("r@x", store.Suppression{}), errRecipientCheck(cause), errStorage(cause),
 		errServerGone(), errTooManySessions(),
 	} {

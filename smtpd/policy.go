@@ -94,19 +94,71 @@ func (s *session) checkSender(fromFields []string) *Error {
 	if strings.HasPrefix(domain, "[") {
 		return errFromLiteral()
 	}
+	return s.checkSenderDomain("", domain)
+}
+
+// checkOtherSenders applies the sender policy to the other addresses that
+// name who sent a message: the envelope sender (at MAIL, field "MAIL
+// FROM") and, at the end of DATA, the Sender and Resent-From fields when
+// present. Each must be at a domain of the account (verified, under
+// PolicyVerified), or the message is refused with 550 5.7.1 naming the
+// field: otherwise a tenant could put another organisation's domain in
+// the return path or the Sender, which receivers show and judge. The
+// null sender is allowed; fields that hold no address are left to the
+// receiver, as they were before.
+func (s *session) checkOtherSenders(field string, values ...string) *Error {
+	if s.cfg.SenderPolicy == PolicyAny || s.server.DeliveryType == store.DeliverySandbox {
+		return nil
+	}
+	for _, v := range values {
+		var addrs []string
+		if field == fieldMailFrom {
+			addrs = []string{v}
+		} else if list, err := fromParser.ParseList(v); err == nil {
+			for _, a := range list {
+				addrs = append(addrs, a.Address)
+			}
+		}
+		for _, addr := range addrs {
+			at := strings.LastIndexByte(addr, '@')
+			if at < 0 {
+				continue
+			}
+			if e := s.checkSenderDomain(field, store.NormalizeDomain(addr[at+1:])); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// fieldMailFrom names the envelope sender in replies.
+const fieldMailFrom = "MAIL FROM"
+
+// checkSenderDomain refuses a domain that is not the account's or, under
+// PolicyVerified, not verified. field is "" for From (whose replies stay
+// as they were), else the field that named the domain.
+func (s *session) checkSenderDomain(field, domain string) *Error {
 	d, err := s.cfg.Store.DomainByName(domain)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return errSenderCheck(err)
 	}
 	if err != nil || d.AccountID != s.server.AccountID {
-		s.cfg.Logger.Info("smtp sender refused", "remote", s.clientIP(), "server", s.server.ID, "domain", domain, "reason", "not a domain of the account")
-		return errSenderNotRegistered(domain)
+		s.cfg.Logger.Info("smtp sender refused", "remote", s.clientIP(), "server", s.server.ID, "domain", domain, "field", fieldOrFrom(field), "reason", "not a domain of the account")
+		return errSenderNotRegistered(field, domain)
 	}
 	if s.cfg.SenderPolicy == PolicyVerified && !d.DKIMVerified {
-		s.cfg.Logger.Info("smtp sender refused", "remote", s.clientIP(), "server", s.server.ID, "domain", domain, "reason", "DKIM records not verified")
-		return errSenderNotVerified(domain)
+		s.cfg.Logger.Info("smtp sender refused", "remote", s.clientIP(), "server", s.server.ID, "domain", domain, "field", fieldOrFrom(field), "reason", "DKIM records not verified")
+		return errSenderNotVerified(field, domain)
 	}
 	return nil
+}
+
+func fieldOrFrom(field string) string {
+	if field == "" {
+		return "From"
+	}
+	return field
 }
 
 // checkRecipient refuses a recipient the server has made inactive (after a

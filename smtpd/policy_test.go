@@ -83,7 +83,12 @@ func (ts *testServer) addDomain(t *testing.T, accountID int64, name string, veri
 // (From fields, or none) and returns the reply to the final dot.
 func sendHeader(t *testing.T, c *rawClient, header string) string {
 	t.Helper()
-	c.expect("250", "MAIL FROM:<bounces@good.example>")
+	return sendHeaderAs(c, "bounces@verified.example", header)
+}
+
+// sendHeaderAs is sendHeader with the envelope sender given.
+func sendHeaderAs(c *rawClient, envelope, header string) string {
+	c.expect("250", "MAIL FROM:<%s>", envelope)
 	c.expect("250", "RCPT TO:<alice@example.net>")
 	return c.sendData(header + "To: alice@example.net\r\nSubject: policy\r\n\r\nHello.\r\n")
 }
@@ -386,7 +391,11 @@ func TestPolicyLookupFailures(t *testing.T) {
 		c.Store = failingStore{Store: c.Store, domains: ioErr}
 	})
 	c := authenticated(t, ps.Addr, ps.liveToken)
-	if got := sendHeader(t, c, "From: app@good.example\r\n"); got != "451 4.3.0 Temporary failure checking the sender domain; the message was not accepted, try again later" {
+	const failure = "451 4.3.0 Temporary failure checking the sender domain; the message was not accepted, try again later"
+	if got := c.cmd("MAIL FROM:<bounces@good.example>"); got != failure {
+		t.Errorf("envelope sender lookup failure: %q", got)
+	}
+	if got := sendHeaderAs(c, "", "From: app@good.example\r\n"); got != failure {
 		t.Errorf("sender lookup failure: %q", got)
 	}
 	if n := countMessages(t, ps.Store, ps.liveID); n != 0 {
@@ -418,5 +427,52 @@ func TestParseSenderPolicy(t *testing.T) {
 	var zero SenderPolicy
 	if zero != PolicyRegistered {
 		t.Error("the zero SenderPolicy is not PolicyRegistered")
+	}
+}
+
+// The envelope sender, and the Sender and Resent-From fields when
+// present, are held to the sender policy as From is: a Live server's
+// message names no domain outside its account (verified, under
+// PolicyVerified), or it is refused with 550 5.7.1 naming the field. The
+// null sender is allowed; a Sandbox server sends nothing and is exempt.
+func TestSenderPolicyOtherSenders(t *testing.T) {
+	const accepted = "250 2.0.0 OK: queued as "
+	refusal := func(field, domain, state string) string {
+		if state == "verified" {
+			return fmt.Sprintf(`550 5.7.1 The %s domain %q is not verified: its DKIM records were not found in DNS; publish them, then run "postern domain verify %s"`, field, domain, domain)
+		}
+		return fmt.Sprintf(`550 5.7.1 The %s domain %q is not registered for this account; add it with "postern domain add %s"`, field, domain, domain)
+	}
+	ps := newPolicyServer(t, PolicyVerified, nil)
+	c := authenticated(t, ps.Addr, ps.liveToken)
+	for _, tc := range []struct{ envelope, want string }{
+		{"bounces@evil.example", refusal("MAIL FROM", domainEvil, "registered")},
+		{"bounces@other.example", refusal("MAIL FROM", domainOther, "registered")},
+		{"bounces@good.example", refusal("MAIL FROM", domainGood, "verified")},
+	} {
+		if got := c.cmd("MAIL FROM:<%s>", tc.envelope); got != tc.want {
+			t.Errorf("MAIL FROM:<%s>: %q, want %q", tc.envelope, got, tc.want)
+		}
+	}
+	from := "From: app@verified.example\r\n"
+	for _, tc := range []struct{ envelope, header, want string }{
+		{"", from, accepted},
+		{"bounces@verified.example", from + "Sender: Ops <ops@verified.example>\r\n", accepted},
+		{"bounces@verified.example", from + "Sender: Ops <ops@evil.example>\r\n", refusal("Sender", domainEvil, "registered")},
+		{"bounces@verified.example", from + "Resent-From: a@verified.example, b@other.example\r\n", refusal("Resent-From", domainOther, "registered")},
+		{"bounces@verified.example", from + "resent-from: x@good.example\r\n", refusal("Resent-From", domainGood, "verified")},
+	} {
+		got := sendHeaderAs(c, tc.envelope, tc.header)
+		if tc.want == accepted && !strings.HasPrefix(got, accepted) || tc.want != accepted && got != tc.want {
+			t.Errorf("envelope <%s>, header %q: %q, want %q", tc.envelope, tc.header, got, tc.want)
+		}
+	}
+	if n := countMessages(t, ps.Store, ps.liveID); n != 2 {
+		t.Errorf("%d messages stored, want the 2 accepted", n)
+	}
+	// A Sandbox server is exempt.
+	s := authenticated(t, ps.Addr, ps.Inst.ServerToken)
+	if got := sendHeaderAs(s, "bounces@evil.example", "From: a@evil.example\r\nSender: b@evil.example\r\n"); !strings.HasPrefix(got, accepted) {
+		t.Errorf("Sandbox server: %q", got)
 	}
 }

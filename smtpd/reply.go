@@ -180,14 +180,23 @@ func errFromLiteral() *Error {
 	return reply(codeMailboxUnavail, 5, 7, 1, "The From address must be at a domain name of this account, not an address literal").because(ReasonSenderDomain)
 }
 
-func errSenderNotRegistered(domain string) *Error {
-	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
-		"Sender domain %q is not registered for this account; add it with \"postern domain add %s\"", domain, domain)).because(ReasonSenderDomain)
+// senderSubject names what carried a refused sender domain: the From
+// field ("Sender domain", as the replies have always said) or another.
+func senderSubject(field string) string {
+	if field == "" {
+		return "Sender domain"
+	}
+	return "The " + field + " domain"
 }
 
-func errSenderNotVerified(domain string) *Error {
+func errSenderNotRegistered(field, domain string) *Error {
 	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
-		"Sender domain %q is not verified: its DKIM records were not found in DNS; publish them, then run \"postern domain verify %s\"", domain, domain)).because(ReasonSenderDomain)
+		"%s %q is not registered for this account; add it with \"postern domain add %s\"", senderSubject(field), domain, domain)).because(ReasonSenderDomain)
+}
+
+func errSenderNotVerified(field, domain string) *Error {
+	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
+		"%s %q is not verified: its DKIM records were not found in DNS; publish them, then run \"postern domain verify %s\"", senderSubject(field), domain, domain)).because(ReasonSenderDomain)
 }
 
 func errSenderCheck(cause error) *Error {

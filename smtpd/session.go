@@ -222,6 +222,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if from != "" && !validAddress(from) {
 		return s.refuse(errBadSender())
 	}
+	if from != "" {
+		if e := s.checkOtherSenders(fieldMailFrom, from); e != nil {
+			return s.refuse(e)
+		}
+	}
 	if e := s.checkLimits(); e != nil {
 		return s.refuse(e)
 	}
@@ -307,6 +312,11 @@ func (s *session) Data(r io.Reader) error {
 	}
 	if e := s.checkSender(res.fromFields); e != nil {
 		return s.refuse(e)
+	}
+	for _, f := range res.senderFields {
+		if e := s.checkOtherSenders(f.name, f.value); e != nil {
+			return s.refuse(e)
+		}
 	}
 	if e := s.checkLimits(); e != nil {
 		return s.refuse(e)
