@@ -145,7 +145,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.SmarthostPassword, "smarthost-password", "", "password for AUTH to the smarthost; prefer POSTERN_SMARTHOST_PASSWORD or the configuration file to a flag, which ps shows")
 	fs.StringVar(&c.SmarthostTLS, "smarthost-tls", SmarthostSTARTTLS, "TLS to the smarthost: starttls (typically port 587) or implicit (port 465); TLS is always required")
 	fs.Var((*domainList)(&c.SmarthostDomains), "smarthost-domains", "comma-separated recipient domains sent through the smarthost, the rest going direct to their MX hosts (default: every domain, when smarthost is set)")
-	fs.StringVar(&c.SenderPolicy, "sender-policy", PolicyRegistered, "which From domains a Live server may send from: registered (a domain of its account), verified (one whose DKIM records are in DNS) or any")
+	fs.StringVar(&c.SenderPolicy, "sender-policy", PolicyVerified, "which sender domains (From, MAIL FROM, Sender, Resent-From) a Live server may send from: verified (a domain of its account whose DKIM records are in DNS), registered (any domain of its account) or any; Sandbox servers are exempt")
 	fs.StringVar(&c.ReturnPathDomain, "return-path-domain", "", "domain of the per-message envelope sender (MAIL FROM) used for delivery, so bounces can be matched (default: keep the client's MAIL FROM)")
 	fs.DurationVar(&c.MaxLifetime, "max-lifetime", 48*time.Hour, "how long a recipient is retried after temporary failures before it bounces as expired")
 	fs.DurationVar(&c.RetryBase, "retry-base", 5*time.Minute, "wait before the first retry; later waits grow from it, with jitter")

@@ -100,7 +100,7 @@ func TestDefaults(t *testing.T) {
 		APIAddr:           "127.0.0.1:8080",
 		MetricsAddr:       "127.0.0.1:9090",
 		SmarthostTLS:      "starttls",
-		SenderPolicy:      "registered",
+		SenderPolicy:      "verified",
 		MaxLifetime:       48 * time.Hour,
 		RetryBase:         5 * time.Minute,
 		RetryMaxInterval:  4 * time.Hour,
