@@ -157,6 +157,12 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, ae.status, ae.body)
 		return
 	}
+	var capped *store.CapError
+	if errors.As(err, &capped) {
+		writeError(w, http.StatusUnprocessableEntity, codeInvalidField, fmt.Sprintf(
+			"The limit of %d %s is reached (the operator's %s setting); delete one first.", capped.Limit, capped.What, capped.Setting))
+		return
+	}
 	a.cfg.Logger.Error("api: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, 0, "Internal server error; the operator's log has the details.")
 }

@@ -58,11 +58,12 @@ type envOptions struct {
 	peer      smtptest.Options // how the mail exchanger answers
 	relayOpts func(*relay.WorkerConfig)
 	now       func() time.Time // the API's clock; nil: time.Now
+	caps      store.Caps       // the store's caps on tenant growth; zero: none
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{Caps: opts.caps})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -190,3 +190,52 @@ func TestServerTokenCannotChangeSMTPSwitch(t *testing.T) {
 		t.Fatalf("PUT /server with the switch unchanged: %+v", got)
 	}
 }
+
+// One tenant cannot grow without bound: past max-domains-per-account,
+// max-servers-per-account and max-tokens-per-server, a creation answers
+// 422 with a Postmark error naming the cap, and nothing is created.
+func TestTenantCaps(t *testing.T) {
+	e := newEnv(t, envOptions{caps: store.Caps{DomainsPerAccount: 2, ServersPerAccount: 2, TokensPerServer: 2}})
+	tok := e.inst.AccountToken
+	capped := func(what string, status int, body []byte, setting string, limit int, noun string) {
+		t.Helper()
+		wantError(t, status, body, http.StatusUnprocessableEntity, 403)
+		var apiErr api.Error
+		if err := json.Unmarshal(body, &apiErr); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("The limit of %d %s is reached (the operator's %s setting); delete one first.", limit, noun, setting)
+		if apiErr.Message != want {
+			t.Errorf("%s: %q, want %q", what, apiErr.Message, want)
+		}
+	}
+	for _, name := range []string{"one.example", "two.example"} {
+		e.result(e.account(http.MethodPost, "/domains", tok, map[string]any{"Name": name}))
+	}
+	status, body := e.account(http.MethodPost, "/domains", tok, map[string]any{"Name": "three.example"})
+	capped("a third domain", status, body, "max-domains-per-account", 2, "domains per account")
+
+	// The account has init's server "Default"; one more reaches the cap.
+	e.createServer(tok, map[string]any{"Name": "second"})
+	status, body = e.account(http.MethodPost, "/servers", tok, map[string]any{"Name": "third"})
+	capped("a third server", status, body, "max-servers-per-account", 2, "servers per account")
+
+	// The server has its first token; one more reaches the cap.
+	path := fmt.Sprintf("/servers/%d/tokens", e.inst.ServerID)
+	e.result(e.account(http.MethodPost, path, tok, nil))
+	status, body = e.account(http.MethodPost, path, tok, nil)
+	capped("a third token", status, body, "max-tokens-per-server", 2, "tokens per server")
+
+	servers, err := e.st.ListServers(e.inst.AccountID)
+	if err != nil || len(servers) != 2 {
+		t.Errorf("%d servers (%v), want 2", len(servers), err)
+	}
+	tokens, err := e.st.ServerTokens(e.inst.ServerID)
+	if err != nil || len(tokens) != 2 {
+		t.Errorf("%d tokens (%v), want 2", len(tokens), err)
+	}
+	domains, err := e.st.Domains(e.inst.AccountID)
+	if err != nil || len(domains) != 2 {
+		t.Errorf("%d domains (%v), want 2", len(domains), err)
+	}
+}

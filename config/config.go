@@ -35,19 +35,23 @@ type Config struct {
 
 	MetricsAddr string // /metrics, /healthz and /readyz; "" or "off" turns it off
 
-	MaxMessageSize     int64
-	MaxRecipients      int
-	MaxLineLength      int
-	MaxSessions        int
-	MaxSessionsPerIP   int
-	PreauthTimeout     time.Duration
-	MaxInflightBytes   int64
-	CommandTimeout     time.Duration
-	WriteTimeout       time.Duration
-	SessionTimeout     time.Duration
-	AllowPlaintextAuth bool
-	AuthMaxFailures    int
-	AuthFailureWindow  time.Duration
+	MaxMessageSize   int64
+	MaxRecipients    int
+	MaxLineLength    int
+	MaxSessions      int
+	MaxSessionsPerIP int
+	// Caps on a tenant's growth.
+	MaxDomainsPerAccount int
+	MaxServersPerAccount int
+	MaxTokensPerServer   int
+	PreauthTimeout       time.Duration
+	MaxInflightBytes     int64
+	CommandTimeout       time.Duration
+	WriteTimeout         time.Duration
+	SessionTimeout       time.Duration
+	AllowPlaintextAuth   bool
+	AuthMaxFailures      int
+	AuthFailureWindow    time.Duration
 
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -126,6 +130,9 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxLineLength, "max-line-length", 4096, "longest command or message line, in bytes")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 1000, "most concurrent SMTP connections; more get 421 4.3.2")
 	fs.IntVar(&c.MaxSessionsPerIP, "max-sessions-per-ip", 20, "most concurrent SMTP connections from one client address (an IPv6 client's /64); more get 421 4.7.0")
+	fs.IntVar(&c.MaxDomainsPerAccount, "max-domains-per-account", 100, "most sending domains one account may have; more are refused (422 over the API)")
+	fs.IntVar(&c.MaxServersPerAccount, "max-servers-per-account", 1000, "most servers one account may have; more are refused (422 over the API)")
+	fs.IntVar(&c.MaxTokensPerServer, "max-tokens-per-server", 20, "most tokens one server may have; more are refused (422 over the API)")
 	fs.DurationVar(&c.PreauthTimeout, "preauth-timeout", 30*time.Second, "how long an SMTP session may go on, from its connection, without a successful AUTH; then 421 4.7.0 and close (before AUTH, at most 10 commands besides AUTH are allowed too)")
 	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 256<<20, "most bytes of message data held in memory at once, across sessions; a message that finds no room within 10s gets 451 4.3.2")
 	fs.DurationVar(&c.CommandTimeout, "command-timeout", 5*time.Minute, "how long a client may take to send a command, and to send a message's data")
@@ -381,6 +388,14 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSessions < 1 {
 		bad("max-sessions", "must be at least 1, got %d", c.MaxSessions)
+	}
+	for _, c := range []struct {
+		name  string
+		value int
+	}{{"max-domains-per-account", c.MaxDomainsPerAccount}, {"max-servers-per-account", c.MaxServersPerAccount}, {"max-tokens-per-server", c.MaxTokensPerServer}} {
+		if c.value < 1 {
+			bad(c.name, "must be at least 1, got %d", c.value)
+		}
 	}
 	if c.MaxSessionsPerIP < 1 {
 		bad("max-sessions-per-ip", "must be at least 1, got %d", c.MaxSessionsPerIP)

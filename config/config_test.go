@@ -77,15 +77,16 @@ func TestDefaults(t *testing.T) {
 		host = "localhost"
 	}
 	want := config.Config{
-		DataDir:           "./postern-data",
-		Hostname:          host,
-		SMTPAddr:          "127.0.0.1:2525",
-		SMTPSAddr:         "off",
-		MaxMessageSize:    10 << 20,
-		MaxRecipients:     50,
-		MaxLineLength:     4096,
-		MaxSessions:       1000,
-		MaxSessionsPerIP:  20,
+		DataDir:              "./postern-data",
+		Hostname:             host,
+		SMTPAddr:             "127.0.0.1:2525",
+		SMTPSAddr:            "off",
+		MaxMessageSize:       10 << 20,
+		MaxRecipients:        50,
+		MaxLineLength:        4096,
+		MaxSessions:          1000,
+		MaxSessionsPerIP:     20,
+		MaxDomainsPerAccount: 100, MaxServersPerAccount: 1000, MaxTokensPerServer: 20,
 		PreauthTimeout:    30 * time.Second,
 		MaxInflightBytes:  256 << 20,
 		CommandTimeout:    5 * time.Minute,
@@ -562,6 +563,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"tls-fallback": "false", "api-addr": ":8443", "api-tls": "true", "public-url": "https://postern.example.org",
 		"metrics-addr": "10.0.0.5:9100", "retention-interval": "15m", "allow-private-destinations": "true",
 		"max-sessions-per-ip": "6", "preauth-timeout": "7s",
+		"max-domains-per-account": "8", "max-servers-per-account": "9", "max-tokens-per-server": "10",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -589,6 +591,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
 		TLSFallback: false, RetentionInterval: 15 * time.Minute, AllowPrivateDestinations: true,
 		MaxSessionsPerIP: 6, PreauthTimeout: 7 * time.Second,
+		MaxDomainsPerAccount: 8, MaxServersPerAccount: 9, MaxTokensPerServer: 10,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)

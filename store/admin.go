@@ -218,6 +218,15 @@ func (s *Store) AddServerToken(serverID int64, t NewToken, now time.Time) (Token
 			return ErrServerMissing
 		}
 		t.Kind, t.AccountID, t.ServerID, t.Role, t.CreatedAt = KindServer, srv.AccountID, srv.ID, "", now.UTC()
+		if limit := s.opts.Caps.TokensPerServer; limit > 0 {
+			existing, err := tokens(tx, serverTokens(serverID))
+			if err != nil {
+				return err
+			}
+			if len(existing) >= limit {
+				return &CapError{Setting: "max-tokens-per-server", What: "tokens per server", Limit: limit}
+			}
+		}
 		return putUniqueToken(tx, t, serverTokens(serverID))
 	})
 	return t.Token, err

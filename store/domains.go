@@ -72,6 +72,25 @@ func (s *Store) CreateDomain(d Domain, now time.Time) (Domain, error) {
 			return fmt.Errorf("store: domain %s: %w", d.Name, ErrDuplicate)
 		}
 		b := tx.Bucket(bucketDomains)
+		if limit := s.opts.Caps.DomainsPerAccount; limit > 0 {
+			n := 0
+			err := b.ForEach(func(_, v []byte) error {
+				var other Domain
+				if err := json.Unmarshal(v, &other); err != nil {
+					return err
+				}
+				if other.AccountID == d.AccountID {
+					n++
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if n >= limit {
+				return &CapError{Setting: "max-domains-per-account", What: "domains per account", Limit: limit}
+			}
+		}
 		seq, err := b.NextSequence()
 		if err != nil {
 			return err

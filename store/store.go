@@ -26,6 +26,7 @@ var (
 	ErrClosed        = errors.New("store: closed")
 	ErrServerMissing = errors.New("store: server does not exist")
 	ErrDuplicate     = errors.New("store: already exists")
+	ErrCapReached    = errors.New("store: cap reached")
 )
 
 // Options tune how the store is opened. The zero value is what production uses.
@@ -42,7 +43,31 @@ type Options struct {
 	// OnCommit, when set, is told how many writes shared each successful
 	// commit and how long the commit took (for metrics).
 	OnCommit func(writes int, took time.Duration)
+	// Caps bound what one tenant can create; zero fields mean no cap.
+	Caps Caps
 }
+
+// Caps bound a tenant's growth. They are checked in the transaction that
+// creates the thing, so concurrent creations cannot overshoot them.
+type Caps struct {
+	DomainsPerAccount int // max-domains-per-account
+	ServersPerAccount int // max-servers-per-account
+	TokensPerServer   int // max-tokens-per-server
+}
+
+// CapError is the refusal of a creation past one of the Caps.
+type CapError struct {
+	Setting string // the cap's setting, e.g. "max-domains-per-account"
+	What    string // what is counted, e.g. "domains"
+	Limit   int
+}
+
+func (e *CapError) Error() string {
+	return fmt.Sprintf("the limit of %d %s (%s) is reached", e.Limit, e.What, e.Setting)
+}
+
+// Unwrap lets callers test for ErrCapReached.
+func (e *CapError) Unwrap() error { return ErrCapReached }
 
 // Store is the open store. Its methods are safe for concurrent use.
 type Store struct {

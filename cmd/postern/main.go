@@ -166,7 +166,11 @@ func openStore(cfg *config.Config) (*store.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	return store.Open(store.Path(cfg.DataDir), store.Options{})
+	return store.Open(store.Path(cfg.DataDir), store.Options{Caps: store.Caps{
+		DomainsPerAccount: cfg.MaxDomainsPerAccount,
+		ServersPerAccount: cfg.MaxServersPerAccount,
+		TokensPerServer:   cfg.MaxTokensPerServer,
+	}})
 }
 
 // swaksTarget is where the printed swaks command should connect.
