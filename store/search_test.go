@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -223,5 +224,53 @@ func TestParseBody(t *testing.T) {
 	}
 	if b := ParseBody([]byte("Subject: x\r\n\r\nplain")); b.Text != "plain" {
 		t.Fatalf("plain: %+v", b)
+	}
+}
+
+// A day's stats keep at most MaxTagsPerDay tags: the counts of a new tag
+// past them go under OtherTag, while the tags already counted keep
+// counting, and the next day starts afresh.
+func TestStatsTagsPerDayCapped(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	_, srv := initTest(t, s)
+	day := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	send := func(at time.Time, tag string) {
+		t.Helper()
+		m := testMessage(srv.ID, at)
+		m.Tag = tag
+		if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range MaxTagsPerDay {
+		send(day, fmt.Sprintf("tag-%04d", i))
+	}
+	send(day, "one-too-many")
+	send(day, "and-another")
+	send(day, "tag-0007")
+	send(day.Add(24*time.Hour), "one-too-many")
+	sent := func(q StatsQuery) int64 {
+		t.Helper()
+		days, err := s.Stats(srv.ID, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, d := range days {
+			n += d.Counts[StatSent]
+		}
+		return n
+	}
+	if n := sent(StatsQuery{Tag: OtherTag}); n != 2 {
+		t.Errorf("%s counted %d messages, want the 2 new tags past the cap", OtherTag, n)
+	}
+	if n := sent(StatsQuery{Tag: "tag-0007"}); n != 2 {
+		t.Errorf("a tag counted before the cap: %d, want 2", n)
+	}
+	if n := sent(StatsQuery{Tag: "one-too-many", From: day.Add(24 * time.Hour)}); n != 1 {
+		t.Errorf("the next day: %d, want 1 under its own tag", n)
+	}
+	if n := sent(StatsQuery{}); n != MaxTagsPerDay+4 {
+		t.Errorf("all tags: %d, want %d", n, MaxTagsPerDay+4)
 	}
 }

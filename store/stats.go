@@ -35,6 +35,16 @@ func parseStatKey(k []byte) (day time.Time, stream, tag string, err error) {
 	return day, parts[1], parts[2], err
 }
 
+// MaxTagsPerDay bounds the distinct tags (with their streams) a server's
+// stats keep for one day: a client that puts a new tag on every message
+// would otherwise grow its stats without bound. Past it, a new tag's
+// counts go under OtherTag; the messages keep their tags.
+const MaxTagsPerDay = 1000
+
+// OtherTag is the tag under which the stats count the tags of a day past
+// MaxTagsPerDay.
+const OtherTag = "(other)"
+
 // addStat adds one to a counter of a day, stream and tag, inside a write
 // transaction on a server's mail bucket.
 func addStat(mail *bolt.Bucket, at time.Time, stream, tag, counter string) error {
@@ -43,14 +53,31 @@ func addStat(mail *bolt.Bucket, at time.Time, stream, tag, counter string) error
 		return err
 	}
 	k := statKey(at, stream, tag)
+	v := b.Get(k)
+	if v == nil && tagsOn(b, at) >= MaxTagsPerDay {
+		k = statKey(at, stream, OtherTag)
+		v = b.Get(k)
+	}
 	counts := map[string]int64{}
-	if v := b.Get(k); v != nil {
+	if v != nil {
 		if err := json.Unmarshal(v, &counts); err != nil {
 			return fmt.Errorf("store: stats %q: %w", k, err)
 		}
 	}
 	counts[counter]++
 	return putJSON(b, k, counts)
+}
+
+// tagsOn counts a day's stats records (one per stream and tag), stopping
+// at MaxTagsPerDay: it runs only when a record would be added.
+func tagsOn(b *bolt.Bucket, at time.Time) int {
+	prefix := []byte(at.UTC().Format(statDay) + "\x00")
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < MaxTagsPerDay; k, _ = c.Next() {
+		n++
+	}
+	return n
 }
 
 // StatsQuery selects a server's daily stats. Zero fields do not filter.
