@@ -174,15 +174,17 @@ func (a *API) listBounces(w http.ResponseWriter, r *http.Request, srv store.Serv
 		}
 		bq.Inactive = &b
 	}
-	total, bounces, err := a.cfg.Store.Bounces(srv.ID, bq)
+	res, err := a.cfg.Store.Bounces(srv.ID, bq)
 	if err != nil {
 		return err
 	}
 	out := struct {
 		TotalCount int
-		Bounces    []bounceJSON
-	}{TotalCount: total, Bounces: make([]bounceJSON, 0, len(bounces))}
-	for _, b := range bounces {
+		// TotalCountCapped: as in message searches.
+		TotalCountCapped bool `json:",omitempty"`
+		Bounces          []bounceJSON
+	}{TotalCount: res.Total, TotalCountCapped: res.Capped, Bounces: make([]bounceJSON, 0, len(res.Bounces))}
+	for _, b := range res.Bounces {
 		out.Bounces = append(out.Bounces, bounceView(b, false))
 	}
 	writeJSON(w, http.StatusOK, out)

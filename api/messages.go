@@ -213,15 +213,19 @@ func (a *API) searchMessages(w http.ResponseWriter, r *http.Request, srv store.S
 			mq.Metadata[key] = vs[0]
 		}
 	}
-	total, msgs, err := a.cfg.Store.SearchMessages(srv.ID, mq)
+	res, err := a.cfg.Store.SearchMessages(srv.ID, mq)
 	if err != nil {
 		return err
 	}
 	out := struct {
 		TotalCount int
-		Messages   []messageJSON
-	}{TotalCount: total, Messages: make([]messageJSON, 0, len(msgs))}
-	for _, m := range msgs {
+		// TotalCountCapped (Postern's own, only when true): a filtered
+		// search stopped after store.SearchScanLimit messages, so
+		// TotalCount is a lower bound; narrow the dates to see past it.
+		TotalCountCapped bool `json:",omitempty"`
+		Messages         []messageJSON
+	}{TotalCount: res.Total, TotalCountCapped: res.Capped, Messages: make([]messageJSON, 0, len(res.Messages))}
+	for _, m := range res.Messages {
 		out.Messages = append(out.Messages, messageView(m))
 	}
 	writeJSON(w, http.StatusOK, out)

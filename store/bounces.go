@@ -193,39 +193,50 @@ func (q BounceQuery) match(b *Bounce) bool {
 	return true
 }
 
-// Bounces returns the number of a server's bounces matching q and the
-// page of them q asks for, newest first.
-func (s *Store) Bounces(serverID int64, q BounceQuery) (int, []Bounce, error) {
-	var total int
-	var out []Bounce
-	err := s.view(func(tx *bolt.Tx) error {
-		total, out = 0, nil
-		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
-		if mail == nil {
-			return ErrNotFound
+// BounceResult is a page of bounces and the number that match.
+type BounceResult struct {
+	Total   int
+	Bounces []Bounce
+	// Capped: the listing examined SearchScanLimit bounces and stopped,
+	// so Total is a lower bound and the page may be short.
+	Capped bool
+}
+
+// Bounces returns the number of a server's bounces that match q and the
+// page of them that q asks for, newest first, walking them in read
+// transactions of scanChunk and stopping after SearchScanLimit.
+func (s *Store) Bounces(serverID int64, q BounceQuery) (BounceResult, error) {
+	var res BounceResult
+	scanned := 0
+	found, err := s.scanBackward(func(tx *bolt.Tx) (*bolt.Bucket, bool) {
+		if mail := tx.Bucket(bucketMail).Bucket(itob(serverID)); mail != nil {
+			return mail.Bucket(bucketBounces), true
 		}
-		bounces := mail.Bucket(bucketBounces)
-		if bounces == nil {
-			return nil
+		return nil, false
+	}, nil, func(tx *bolt.Tx, k, v []byte) (bool, error) {
+		if scanned == s.scan.limit {
+			res.Capped = true
+			return false, nil
 		}
-		c := bounces.Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
-			var b Bounce
-			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("store: bounce %x: %w", k, err)
-			}
-			b.fill(mail)
-			if !q.match(&b) {
-				continue
-			}
-			if total >= q.Offset && total < q.Offset+q.Count {
-				out = append(out, b)
-			}
-			total++
+		scanned++
+		var b Bounce
+		if err := json.Unmarshal(v, &b); err != nil {
+			return false, fmt.Errorf("store: bounce %x: %w", k, err)
 		}
-		return nil
+		b.fill(tx.Bucket(bucketMail).Bucket(itob(serverID)))
+		if !q.match(&b) {
+			return true, nil
+		}
+		if res.Total >= q.Offset && res.Total < q.Offset+q.Count {
+			res.Bounces = append(res.Bounces, b)
+		}
+		res.Total++
+		return true, nil
 	})
-	return total, out, err
+	if err == nil && !found {
+		err = ErrNotFound
+	}
+	return res, err
 }
 
 // DeliveryStats returns how many recipients a server has inactive and how

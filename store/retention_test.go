@@ -78,7 +78,8 @@ func TestPurgeExpired(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, bounces, err := s.Bounces(a.ID, BounceQuery{Count: 10})
+	bres, err := s.Bounces(a.ID, BounceQuery{Count: 10})
+	bounces := bres.Bounces
 	if err != nil || len(bounces) != 3 {
 		t.Fatalf("bounces %+v %v", bounces, err)
 	}
@@ -116,8 +117,8 @@ func TestPurgeExpired(t *testing.T) {
 	if _, err := s.Message(b.ID, others); err != nil {
 		t.Errorf("B's message: %v, want kept", err)
 	}
-	if total, _, _ := s.SearchMessages(a.ID, MessageQuery{}); total != 2 {
-		t.Errorf("A has %d messages, want 2", total)
+	if res, _ := s.SearchMessages(a.ID, MessageQuery{}); res.Total != 2 {
+		t.Errorf("A has %d messages, want 2", res.Total)
 	}
 	// Bounces of purged messages are gone, but for the one that keeps its
 	// recipient inactive: it is how the recipient is reactivated.
@@ -130,8 +131,8 @@ func TestPurgeExpired(t *testing.T) {
 	if err != nil || !held.Inactive || held.DumpAvailable {
 		t.Errorf("held bounce %+v %v", held, err)
 	}
-	if total, _, _ := s.Bounces(a.ID, BounceQuery{Count: 10}); total != 1 {
-		t.Errorf("%d bounces left, want 1", total)
+	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10}); r.Total != 1 {
+		t.Errorf("%d bounces left, want 1", r.Total)
 	}
 	// Stats stay.
 	if statsAfter, _ := s.Stats(a.ID, StatsQuery{}); !reflect.DeepEqual(statsAfter, statsBefore) {

@@ -95,73 +95,82 @@ func fromAddress(from string) string {
 	return strings.TrimSpace(from)
 }
 
+// SearchResult is a page of a search and the number of messages that
+// match.
+type SearchResult struct {
+	Total    int
+	Messages []Message
+	// Capped: the search examined SearchScanLimit messages and stopped,
+	// so Total is a lower bound and the page may be short.
+	Capped bool
+}
+
 // SearchMessages returns the number of a server's messages that match q
 // and the page of them that q asks for, newest first. It walks the
-// server's time index from q.To back to q.From and reads only message
-// metadata, never bodies; without filters other than dates it reads the
-// metadata of the page alone.
-func (s *Store) SearchMessages(serverID int64, q MessageQuery) (int, []Message, error) {
-	var total int
-	var out []Message
-	err := s.view(func(tx *bolt.Tx) error {
-		total, out = 0, nil
-		mb := tx.Bucket(bucketMail).Bucket(itob(serverID))
-		if mb == nil {
-			return ErrNotFound
+// server's time index from q.To back to q.From, in read transactions of
+// scanChunk entries, and reads only message metadata, never bodies;
+// without filters other than dates it reads the metadata of the page
+// alone, and with filters it stops after SearchScanLimit messages.
+func (s *Store) SearchMessages(serverID int64, q MessageQuery) (SearchResult, error) {
+	var res SearchResult
+	var start []byte
+	if !q.To.IsZero() {
+		start = make([]byte, 8)
+		binary.BigEndian.PutUint64(start, uint64(q.To.UnixNano()+1))
+	}
+	var low []byte
+	if !q.From.IsZero() {
+		low = make([]byte, 8)
+		binary.BigEndian.PutUint64(low, uint64(max(q.From.UnixNano(), 0)))
+	}
+	filters := q.filters()
+	scanned := 0
+	found, err := s.scanBackward(func(tx *bolt.Tx) (*bolt.Bucket, bool) {
+		if mb := tx.Bucket(bucketMail).Bucket(itob(serverID)); mb != nil {
+			return mb.Bucket(bucketByTime), true
 		}
-		msgs := mb.Bucket(bucketMessages)
-		c := mb.Bucket(bucketByTime).Cursor()
-		var k []byte
-		if q.To.IsZero() {
-			k, _ = c.Last()
-		} else {
-			bound := make([]byte, 8)
-			binary.BigEndian.PutUint64(bound, uint64(q.To.UnixNano()+1))
-			if k, _ = c.Seek(bound); k == nil {
-				k, _ = c.Last()
-			} else {
-				k, _ = c.Prev()
-			}
+		return nil, false
+	}, start, func(tx *bolt.Tx, k, _ []byte) (bool, error) {
+		if low != nil && bytes.Compare(k[:8], low) < 0 {
+			return false, nil
 		}
-		var low []byte
-		if !q.From.IsZero() {
-			low = make([]byte, 8)
-			binary.BigEndian.PutUint64(low, uint64(max(q.From.UnixNano(), 0)))
-		}
-		filters := q.filters()
-		for ; k != nil; k, _ = c.Prev() {
-			if low != nil && bytes.Compare(k[:8], low) < 0 {
-				break
-			}
-			inPage := total >= q.Offset && total < q.Offset+q.Count
-			if !filters {
-				if inPage {
-					var m Message
-					if err := getJSON(msgs, k[8:], &m); err != nil {
-						return fmt.Errorf("store: index entry %x: %w", k, err)
-					}
-					out = append(out, m)
-				}
-				total++
-				continue
-			}
-			v := msgs.Get(k[8:])
-			if v == nil {
-				return fmt.Errorf("store: index entry %x: %w", k, ErrNotFound)
-			}
-			var m Message
-			if err := json.Unmarshal(v, &m); err != nil {
-				return err
-			}
-			if !q.match(&m) {
-				continue
-			}
+		msgs := tx.Bucket(bucketMail).Bucket(itob(serverID)).Bucket(bucketMessages)
+		inPage := res.Total >= q.Offset && res.Total < q.Offset+q.Count
+		if !filters {
 			if inPage {
-				out = append(out, m)
+				var m Message
+				if err := getJSON(msgs, k[8:], &m); err != nil {
+					return false, fmt.Errorf("store: index entry %x: %w", k, err)
+				}
+				res.Messages = append(res.Messages, m)
 			}
-			total++
+			res.Total++
+			return true, nil
 		}
-		return nil
+		if scanned == s.scan.limit {
+			res.Capped = true
+			return false, nil
+		}
+		scanned++
+		v := msgs.Get(k[8:])
+		if v == nil {
+			return false, fmt.Errorf("store: index entry %x: %w", k, ErrNotFound)
+		}
+		var m Message
+		if err := json.Unmarshal(v, &m); err != nil {
+			return false, err
+		}
+		if !q.match(&m) {
+			return true, nil
+		}
+		if inPage {
+			res.Messages = append(res.Messages, m)
+		}
+		res.Total++
+		return true, nil
 	})
-	return total, out, err
+	if err == nil && !found {
+		err = ErrNotFound
+	}
+	return res, err
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -48,7 +49,8 @@ func TestSearchMessages(t *testing.T) {
 		{"before the first", MessageQuery{Count: 10, To: base.Add(-time.Nanosecond)}, 0, nil},
 		{"to far ahead", MessageQuery{Count: 10, To: base.Add(100 * time.Hour)}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
 	} {
-		total, got, err := s.SearchMessages(a.ID, c.q)
+		res, err := s.SearchMessages(a.ID, c.q)
+		total, got := res.Total, res.Messages
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,10 +69,10 @@ func TestSearchMessages(t *testing.T) {
 			}
 		}
 	}
-	if total, _, _ := s.SearchMessages(b.ID, MessageQuery{Count: 10}); total != 3 {
-		t.Errorf("B: %d", total)
+	if res, _ := s.SearchMessages(b.ID, MessageQuery{Count: 10}); res.Total != 3 {
+		t.Errorf("B: %d", res.Total)
 	}
-	if _, _, err := s.SearchMessages(99, MessageQuery{Count: 10}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.SearchMessages(99, MessageQuery{Count: 10}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("missing server: %v", err)
 	}
 }
@@ -150,7 +152,8 @@ func TestStatsAndBounces(t *testing.T) {
 	}
 
 	// Bounces: one per Bounced outcome, events naming them.
-	total, bounces, err := s.Bounces(a.ID, BounceQuery{Count: 10})
+	bres, err := s.Bounces(a.ID, BounceQuery{Count: 10})
+	total, bounces := bres.Total, bres.Bounces
 	if err != nil || total != 2 || len(bounces) != 2 {
 		t.Fatalf("bounces %d %+v %v", total, bounces, err)
 	}
@@ -165,14 +168,14 @@ func TestStatsAndBounces(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 	yes := true
-	if n, _, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Inactive: &yes}); n != 1 {
-		t.Errorf("inactive: %d", n)
+	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Inactive: &yes}); r.Total != 1 {
+		t.Errorf("inactive: %d", r.Total)
 	}
-	if n, _, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Email: "GONE", Type: "hardbounce", Tag: "Welcome", MessageID: m.MessageID, From: day2, To: day2}); n != 1 {
-		t.Errorf("all filters: %d", n)
+	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Email: "GONE", Type: "hardbounce", Tag: "Welcome", MessageID: m.MessageID, From: day2, To: day2}); r.Total != 1 {
+		t.Errorf("all filters: %d", r.Total)
 	}
-	if n, _, _ := s.Bounces(a.ID, BounceQuery{Count: 10, To: day1}); n != 0 {
-		t.Errorf("before: %d", n)
+	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10, To: day1}); r.Total != 0 {
+		t.Errorf("before: %d", r.Total)
 	}
 	inactive, byType, err := s.DeliveryStats(a.ID)
 	if err != nil || inactive != 1 || byType["HardBounce"] != 1 || byType["SoftBounce"] != 1 {
@@ -272,5 +275,49 @@ func TestStatsTagsPerDayCapped(t *testing.T) {
 	}
 	if n := sent(StatsQuery{}); n != MaxTagsPerDay+4 {
 		t.Errorf("all tags: %d, want %d", n, MaxTagsPerDay+4)
+	}
+}
+
+// A search walks the index in read transactions of a few entries each,
+// resuming where the last stopped, and gives what one walk would; a
+// filtered search stops after the scan limit and says so.
+func TestSearchInChunks(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	_, srv := initTest(t, s)
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	var ids []string // oldest first
+	for i := range 20 {
+		m := testMessage(srv.ID, at.Add(time.Duration(i)*time.Minute))
+		m.Tag = []string{"even", "odd"}[i%2]
+		if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.MessageID)
+	}
+	ids = slices.Clone(ids)
+	slices.Reverse(ids) // newest first, as searches answer
+	chunks := 0
+	s.scan = scanSettings{chunk: 3, limit: 1000, onChunk: func(time.Duration) { chunks++ }}
+	res, err := s.SearchMessages(srv.ID, MessageQuery{Offset: 5, Count: 4})
+	if err != nil || res.Total != 20 || res.Capped || len(res.Messages) != 4 {
+		t.Fatalf("unfiltered: %+v %v", res, err)
+	}
+	for i, m := range res.Messages {
+		if m.MessageID != ids[5+i] {
+			t.Errorf("message %d of the page: %s, want %s", i, m.MessageID, ids[5+i])
+		}
+	}
+	if chunks != 7 {
+		t.Errorf("%d read transactions for 20 entries in chunks of 3, want 7", chunks)
+	}
+	res, err = s.SearchMessages(srv.ID, MessageQuery{Count: 100, Tag: "odd", To: at.Add(17 * time.Minute)})
+	if err != nil || res.Total != 9 || res.Capped || len(res.Messages) != 9 || res.Messages[0].MessageID != ids[2] {
+		t.Fatalf("filtered, to minute 17: %+v %v", res, err)
+	}
+	s.scan.limit = 7
+	res, err = s.SearchMessages(srv.ID, MessageQuery{Count: 100, Tag: "even"})
+	if err != nil || !res.Capped || res.Total != 3 || len(res.Messages) != 3 {
+		t.Fatalf("filtered past the scan limit: total %d, capped %v, %d messages, %v; want 3 of the 7 newest, capped",
+			res.Total, res.Capped, len(res.Messages), err)
 	}
 }

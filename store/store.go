@@ -87,6 +87,7 @@ type Store struct {
 	closed  bool
 
 	credentials atomic.Uint64 // see CredentialsGeneration
+	scan        scanSettings
 }
 
 // write is one unit of work for the group committer.
@@ -187,6 +188,7 @@ func Open(path string, opts Options) (*Store, error) {
 		closing: make(chan struct{}),
 		done:    make(chan struct{}),
 		domains: decodedCache[Domain]{clone: cloneDomain},
+		scan:    scanSettings{chunk: scanChunk, limit: SearchScanLimit},
 	}
 	go s.commitLoop()
 	return s, nil

@@ -39,7 +39,7 @@ func testToken(name string) NewToken {
 }
 
 // initTest creates an account and a server.
-func initTest(t *testing.T, s *Store) (Account, Server) {
+func initTest(t testing.TB, s *Store) (Account, Server) {
 	t.Helper()
 	at := testToken("acct")
 	at.Role = RoleOwner
