@@ -127,7 +127,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.PublicURL, "public-url", "", "the API's URL as people reach it, for the ServerLink of servers (default: derived from api-addr)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 10<<20, "largest message accepted, in bytes")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 50, "most recipients of one message")
-	fs.IntVar(&c.MaxLineLength, "max-line-length", 4096, "longest command or message line, in bytes")
+	fs.IntVar(&c.MaxLineLength, "max-line-length", 4096, "longest line of a message, in bytes; a longer one gets 554 5.6.0 (command lines may be up to 64 KiB or 16 times this)")
 	fs.IntVar(&c.MaxSessions, "max-sessions", 1000, "most concurrent SMTP connections; more get 421 4.3.2")
 	fs.IntVar(&c.MaxSessionsPerIP, "max-sessions-per-ip", 20, "most concurrent SMTP connections from one client address (an IPv6 client's /64); more get 421 4.7.0")
 	fs.IntVar(&c.MaxDomainsPerAccount, "max-domains-per-account", 100, "most sending domains one account may have; more are refused (422 over the API)")

@@ -79,12 +79,12 @@ func TestHostileCommandsBeforeEHLO(t *testing.T) {
 	}
 }
 
-// A 10,000-byte command line (the limit is 4096): 500 5.4.0 and the
-// connection closes, before or after AUTH, and in the middle of a
-// transaction.
+// A 70,000-byte command line (over streamLineLimit, 64 KiB by default):
+// 500 5.4.0 and the connection closes, before or after AUTH, and in the
+// middle of a transaction.
 func TestHostileLongCommandLine(t *testing.T) {
 	ts := newTestServer(t, testOptions{})
-	long := strings.Repeat("A", 10000)
+	long := strings.Repeat("A", 70000)
 	for _, line := range []string{
 		"EHLO " + long,
 		"MAIL FROM:<" + long + "@example.com>",

@@ -105,6 +105,10 @@ func errCredentialsRevoked() *Error {
 	return reply(codeAuthRequired, 5, 7, 0, "Authentication credentials no longer valid; authenticate again").because(ReasonAuthRevoked)
 }
 
+func errLongLine(limit int) *Error {
+	return reply(codeTransactionFailed, 5, 6, 0, fmt.Sprintf("Message has a line longer than %d bytes", limit)).because(ReasonMalformed)
+}
+
 func errTooManyFromAddress() *Error {
 	e := reply(codeClosing, 4, 7, 0, "Too many connections from your address")
 	e.Close = true

@@ -190,6 +190,17 @@ func isLoopback(a net.Addr) bool {
 	return false
 }
 
+// streamLineLimit is go-smtp's own line limit, a ceiling above
+// max-line-length. go-smtp applies it to command lines and to DATA, and a
+// line over it ends the session (500 5.4.0, close): its limit, once
+// crossed, fails every later read. Intake checks max-line-length itself
+// (lineLengthReader), with a 554 that leaves the session usable, so
+// go-smtp's limit only has to bound what a command line may take in
+// memory: 64 KiB, or 16 times max-line-length if that is more.
+func streamLineLimit(maxLineLength int) int {
+	return max(64<<10, 16*maxLineLength)
+}
+
 // Server is the SMTP listener. One Server serves any number of listeners,
 // with STARTTLS (Serve) or implicit TLS (ServeTLS).
 type Server struct {
@@ -234,7 +245,7 @@ func (s *Server) newSMTPServer(tlsConfig *tls.Config) *smtp.Server {
 	srv.Domain = s.cfg.Hostname
 	srv.TLSConfig = tlsConfig
 	srv.MaxMessageBytes = s.cfg.MaxMessageBytes
-	srv.MaxLineLength = s.cfg.MaxLineLength
+	srv.MaxLineLength = streamLineLimit(s.cfg.MaxLineLength)
 	srv.ReadTimeout = s.cfg.CommandTimeout
 	srv.WriteTimeout = s.cfg.WriteTimeout
 	// Postern decides itself who may authenticate without TLS (see

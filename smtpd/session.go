@@ -282,7 +282,7 @@ func (s *session) Data(r io.Reader) error {
 	if held == 0 {
 		return s.refuse(errBusy())
 	}
-	rr := &reservedReader{r: r, f: s.srv.inflight, wait: s.cfg.InflightWait, max: s.cfg.MaxMessageBytes, held: held}
+	rr := &reservedReader{r: &lineLengthReader{r: r, max: s.cfg.MaxLineLength}, f: s.srv.inflight, wait: s.cfg.InflightWait, max: s.cfg.MaxMessageBytes, held: held}
 	defer func() { s.srv.inflight.release(rr.held) }()
 	var buf bytes.Buffer
 	if s.size > 0 && s.size <= s.cfg.MaxMessageBytes {
@@ -294,6 +294,9 @@ func (s *session) Data(r io.Reader) error {
 		}
 		if errors.Is(err, errInflight) {
 			return s.refuse(errBusy())
+		}
+		if errors.Is(err, errLineTooLong) {
+			return s.refuse(errLongLine(s.cfg.MaxLineLength))
 		}
 		return s.refuse(&Error{Code: codeLocalError, Enhanced: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again", Cause: err, Reason: ReasonDataRead})
 	}
