@@ -9,10 +9,10 @@ import (
 
 // scanChunk is how many entries one read transaction of a long scan
 // visits. A read transaction holds back the reuse of the pages that
-// writes free and a remap of a growing file; 5,000 entries decoded take
-// about 50 ms here (2-core AMD EPYC), so no search holds one for long however large the
-// server.
-const scanChunk = 5000
+// writes free and a remap of a growing file. With 5,000 the longest one
+// took 86 ms on 1M messages (BenchmarkSearchLargeServer, 2-core AMD
+// EPYC), too close to 100 ms; 2,500 halves it, however large the server.
+const scanChunk = 2500
 
 // SearchScanLimit bounds the entries a filtered search or bounce listing
 // examines. Past it the scan stops and the total it gives is a lower
