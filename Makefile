@@ -49,7 +49,7 @@ bench-go:
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 FUZZ_TARGETS := smtpd:FuzzIntake smtpd:FuzzSMTPSession smtpd:FuzzValidAddress smtpd:FuzzLineLength \
-	relay:FuzzClassifyReply api:FuzzDecodeJSON api:FuzzPaging api:FuzzDKIMRecord
+	relay:FuzzClassifyReply relay:FuzzFitLines api:FuzzDecodeJSON api:FuzzPaging api:FuzzDKIMRecord
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \

@@ -7,7 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -778,4 +783,78 @@ func sendRaw(t *testing.T, addr, token, from, to, data string) string {
 	}
 	expect(221, "QUIT")
 	return strings.TrimPrefix(msg, prefix)
+}
+
+// A message with lines over RFC 5321's 998 octets (accepted up to
+// max-line-length) leaves with every line within the limit: the parts
+// that had such lines re-encoded as quoted-printable, the others as they
+// were, both signatures verifying, and the decoded text unchanged.
+func TestE2ELongLinesReencoded(t *testing.T) {
+	e := newE2E(t)
+	srv, token := e.liveServer("production")
+	e.sendingDomain(srv.AccountID, "example.com")
+	p := e.peer(loopbacks[0], smtptest.Options{})
+	e.route("example.net", loopbacks[0])
+	e.startRelay(e.relayConfig())
+
+	html := "<html><body><p>" + strings.Repeat("Déjà vu, ", 300) + "</p></body></html>"
+	text := "Short lines\r\nstay as they are.\r\n"
+	id := sendRaw(t, e.intake, token, "app@example.com", "alice@example.net",
+		"From: App <app@example.com>\r\nTo: alice@example.net\r\nSubject: Long\r\nMIME-Version: 1.0\r\n"+
+			"Content-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"+
+			"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+text+
+			"--b1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"+html+"\r\n"+
+			"--b1--\r\n")
+	evs := e.waitFinal(srv.ID, id)
+	if got := eventTypes(evs, "alice@example.net"); fmt.Sprint(got) != "[Delivered]" {
+		t.Fatalf("events %v, want [Delivered]", got)
+	}
+	msgs := p.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("the exchanger received %d messages, want 1", len(msgs))
+	}
+	data := msgs[0].Data
+	for i, line := range strings.Split(string(data), "\r\n") {
+		if len(line) > 998 {
+			t.Fatalf("line %d is %d octets long", i+1, len(line))
+		}
+	}
+	verifications, err := dkim.VerifyWithOptions(bytes.NewReader(data), &dkim.VerifyOptions{
+		LookupTXT: func(name string) ([]string, error) { return e.resolver.LookupTXT(context.Background(), name) },
+	})
+	if err != nil || len(verifications) != 2 {
+		t.Fatalf("%d signatures, %v; want 2", len(verifications), err)
+	}
+	for _, v := range verifications {
+		if v.Err != nil {
+			t.Errorf("signature of %s: %v", v.Domain, v.Err)
+		}
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, params, _ := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	var parts []string
+	for {
+		part, err := mr.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(part)
+		if part.Header.Get("Content-Transfer-Encoding") == "quoted-printable" {
+			body, err = io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		parts = append(parts, part.Header.Get("Content-Transfer-Encoding")+"|"+string(body))
+	}
+	if want := []string{"|" + strings.TrimSuffix(text, "\r\n"), "quoted-printable|" + html}; !slices.Equal(parts, want) {
+		t.Errorf("parts received:\n%.200q\nwant:\n%.200q", parts, want)
+	}
 }

@@ -579,6 +579,8 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 	if err != nil {
 		return store.Attempt{}, fmt.Errorf("raw message: %w", err)
 	}
+	// Before signing: the signature covers the bytes that are sent.
+	raw = fitLines(raw)
 
 	a := store.Attempt{Entry: e}
 	signature, signed := e.Signature, ""
