@@ -86,6 +86,10 @@ type DomainDetails struct {
 	// DKIMRecords are the records to publish: the active keys' and, while
 	// a rotation waits, the pending keys'. Revoked keys are not in it.
 	DKIMRecords []DKIMRecord
+	// Claim (Postern's own, present only when true): another account
+	// registered the name first but has not proven it in DNS; this
+	// account's domain takes the name when verifyDkim finds its records.
+	Claim bool `json:",omitempty"`
 }
 
 func (a *API) registerDomains() {
@@ -178,6 +182,7 @@ func (a *API) details(d store.Domain) (DomainDetails, error) {
 	out := DomainDetails{
 		ID:               d.ID,
 		Name:             d.Name,
+		Claim:            d.Claim,
 		DKIMVerified:     d.DKIMVerified,
 		DKIMUpdateStatus: dkimVerified,
 		ReturnPathDomain: d.ReturnPathDomain,
@@ -254,10 +259,12 @@ func (a *API) createDomain(w http.ResponseWriter, r *http.Request, p accountPrin
 	}
 	exists := errorf(http.StatusUnprocessableEntity, codeDomainExists, "The domain %s already exists.", name)
 	// The same answer whichever account has it, so that nothing is told
-	// about other accounts but that the name is taken.
-	if _, err := a.cfg.Store.DomainByName(name); err == nil {
+	// about other accounts but that the name is taken. A name registered
+	// by another account but not proven in DNS can still be claimed (the
+	// store decides it, in the transaction).
+	if held, err := a.cfg.Store.DomainByName(name); err == nil && (held.AccountID == p.AccountID || held.DKIMVerified) {
 		return exists
-	} else if !errors.Is(err, store.ErrNotFound) {
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	keys, err := a.generateKeys(name)
@@ -484,6 +491,19 @@ func (a *API) verifyDKIM(w http.ResponseWriter, r *http.Request, p accountPrinci
 	}
 	looked := strings.Join(selectors(d.Keys), " ") + "/" + strings.Join(selectors(d.PendingKeys), " ")
 	now := a.cfg.Now().UTC()
+	if d.Claim && activeOK {
+		// Proven in DNS: the name is this account's now, unless its
+		// holder proved it first.
+		won, err := a.cfg.Store.TakeDomain(d.ID, now)
+		if errors.Is(err, store.ErrDomainProven) {
+			return errorf(http.StatusUnprocessableEntity, codeDomainExists, "The domain %s is verified by the account that registered it first; it stays with that account while its DKIM records are published.", d.Name)
+		}
+		if err != nil {
+			return err
+		}
+		a.cfg.Logger.Info("api: domain claim won", "domain", won.Name, "id", won.ID, "account", p.AccountID)
+		return a.writeDomain(w, won)
+	}
 	d, err = a.modifyOwnDomain(r, p, func(cur *store.Domain) error {
 		if strings.Join(selectors(cur.Keys), " ")+"/"+strings.Join(selectors(cur.PendingKeys), " ") != looked {
 			return errorf(http.StatusConflict, 0, "The domain's keys changed while their records were looked up; try again.")

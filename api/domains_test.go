@@ -532,7 +532,10 @@ func TestDomainIsolation(t *testing.T) {
 			t.Errorf("list: %+v, want only %s", list, c.name)
 		}
 	}
-	// The name is taken, but the answer says no more than that.
+	// A name proven in DNS is taken, and the answer says no more than
+	// that. (One not proven can be claimed: TestDomainClaimOverAPI.)
+	e.publishDKIM(mine)
+	e.verifyDKIM(tok, mine.ID)
 	status, body := e.account(http.MethodPost, "/domains", otherTok, map[string]any{"Name": "mine.example"})
 	wantError(t, status, body, 422, 512)
 	if _, own := e.account(http.MethodPost, "/domains", tok, map[string]any{"Name": "mine.example"}); !bytes.Equal(body, own) {
@@ -560,4 +563,48 @@ func domainWaitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Domain squatting: a name registered first by one account but not
+// proven in DNS is claimed by another, which takes it when its own DKIM
+// records are found; the first account's record goes, with an event in
+// its log. From then on the name is the winner's, and a third account's
+// claim cannot take it.
+func TestDomainClaimOverAPI(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	squatter := e.inst.AccountToken
+	_, ownerTok := e.domainsAccount("Brand owner")
+	_, thirdTok := e.domainsAccount("Third")
+	squat := e.createDomain(squatter, "brand.example")
+
+	claim := e.createDomain(ownerTok, "brand.example")
+	if !claim.Claim || claim.DKIMVerified || claim.ID == squat.ID {
+		t.Fatalf("the claim: %+v", claim)
+	}
+	// Before its records are published, verifyDkim changes nothing.
+	if d := e.verifyDKIM(ownerTok, claim.ID); !d.Claim || d.DKIMVerified {
+		t.Fatalf("verifyDkim with no records: %+v", d)
+	}
+	third := e.createDomain(thirdTok, "brand.example")
+	e.publishDKIM(claim)
+	won := e.verifyDKIM(ownerTok, claim.ID)
+	if won.Claim || !won.DKIMVerified || won.ID != claim.ID {
+		t.Fatalf("verifyDkim with the records published: %+v", won)
+	}
+	status, body := e.account(http.MethodGet, fmt.Sprintf("/domains/%d", squat.ID), squatter, nil)
+	wantError(t, status, body, 404, 510)
+	if d, err := e.st.DomainByName("brand.example"); err != nil || d.ID != claim.ID {
+		t.Fatalf("the sender policy's domain: %+v %v", d, err)
+	}
+	events, err := e.st.AccountEvents(e.inst.AccountID)
+	if err != nil || len(events) != 1 || events[0].Type != store.AccountEventDomainLost || events[0].Domain != "brand.example" {
+		t.Fatalf("the squatter's log: %+v %v", events, err)
+	}
+	// The third account's claim, even with its records published, now
+	// meets a proven name.
+	e.publishDKIM(third)
+	status, body = e.account(http.MethodPut, fmt.Sprintf("/domains/%d/verifyDkim", third.ID), thirdTok, nil)
+	wantError(t, status, body, 422, 512)
+	status, body = e.account(http.MethodPost, "/domains", squatter, map[string]any{"Name": "brand.example"})
+	wantError(t, status, body, 422, 512)
 }

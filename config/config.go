@@ -44,14 +44,17 @@ type Config struct {
 	MaxDomainsPerAccount int
 	MaxServersPerAccount int
 	MaxTokensPerServer   int
-	PreauthTimeout       time.Duration
-	MaxInflightBytes     int64
-	CommandTimeout       time.Duration
-	WriteTimeout         time.Duration
-	SessionTimeout       time.Duration
-	AllowPlaintextAuth   bool
-	AuthMaxFailures      int
-	AuthFailureWindow    time.Duration
+	// DomainReverifyDays: a verified domain whose DKIM records are missing
+	// that many days in a row loses its verification.
+	DomainReverifyDays int
+	PreauthTimeout     time.Duration
+	MaxInflightBytes   int64
+	CommandTimeout     time.Duration
+	WriteTimeout       time.Duration
+	SessionTimeout     time.Duration
+	AllowPlaintextAuth bool
+	AuthMaxFailures    int
+	AuthFailureWindow  time.Duration
 
 	ShutdownTimeout time.Duration
 	LogLevel        string
@@ -132,6 +135,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxSessionsPerIP, "max-sessions-per-ip", 20, "most concurrent SMTP connections from one client address (an IPv6 client's /64); more get 421 4.7.0")
 	fs.IntVar(&c.MaxDomainsPerAccount, "max-domains-per-account", 100, "most sending domains one account may have; more are refused (422 over the API)")
 	fs.IntVar(&c.MaxServersPerAccount, "max-servers-per-account", 1000, "most servers one account may have; more are refused (422 over the API)")
+	fs.IntVar(&c.DomainReverifyDays, "domain-reverify-days", 7, "a verified domain whose DKIM records are not found in DNS by the daily check this many days in a row loses its verification (and another account that proves the name may then take it)")
 	fs.IntVar(&c.MaxTokensPerServer, "max-tokens-per-server", 20, "most tokens one server may have; more are refused (422 over the API)")
 	fs.DurationVar(&c.PreauthTimeout, "preauth-timeout", 30*time.Second, "how long an SMTP session may go on, from its connection, without a successful AUTH; then 421 4.7.0 and close (before AUTH, at most 10 commands besides AUTH are allowed too)")
 	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", 256<<20, "most bytes of message data held in memory at once, across sessions; a message that finds no room within 10s gets 451 4.3.2")
@@ -392,7 +396,7 @@ func (c *Config) Validate() error {
 	for _, c := range []struct {
 		name  string
 		value int
-	}{{"max-domains-per-account", c.MaxDomainsPerAccount}, {"max-servers-per-account", c.MaxServersPerAccount}, {"max-tokens-per-server", c.MaxTokensPerServer}} {
+	}{{"max-domains-per-account", c.MaxDomainsPerAccount}, {"max-servers-per-account", c.MaxServersPerAccount}, {"max-tokens-per-server", c.MaxTokensPerServer}, {"domain-reverify-days", c.DomainReverifyDays}} {
 		if c.value < 1 {
 			bad(c.name, "must be at least 1, got %d", c.value)
 		}

@@ -86,7 +86,7 @@ func TestDefaults(t *testing.T) {
 		MaxLineLength:        4096,
 		MaxSessions:          1000,
 		MaxSessionsPerIP:     20,
-		MaxDomainsPerAccount: 100, MaxServersPerAccount: 1000, MaxTokensPerServer: 20,
+		MaxDomainsPerAccount: 100, MaxServersPerAccount: 1000, MaxTokensPerServer: 20, DomainReverifyDays: 7,
 		PreauthTimeout:    30 * time.Second,
 		MaxInflightBytes:  256 << 20,
 		CommandTimeout:    5 * time.Minute,
@@ -564,6 +564,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"metrics-addr": "10.0.0.5:9100", "retention-interval": "15m", "allow-private-destinations": "true",
 		"max-sessions-per-ip": "6", "preauth-timeout": "7s",
 		"max-domains-per-account": "8", "max-servers-per-account": "9", "max-tokens-per-server": "10",
+		"domain-reverify-days": "3",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -592,6 +593,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		TLSFallback: false, RetentionInterval: 15 * time.Minute, AllowPrivateDestinations: true,
 		MaxSessionsPerIP: 6, PreauthTimeout: 7 * time.Second,
 		MaxDomainsPerAccount: 8, MaxServersPerAccount: 9, MaxTokensPerServer: 10,
+		DomainReverifyDays: 3,
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)

@@ -290,8 +290,8 @@ func TestDomains(t *testing.T) {
 	if err != nil || d.Name != "example.com" || d.ID == 0 {
 		t.Fatalf("%+v %v", d, err)
 	}
-	if _, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "example.com"}, time.Now()); !errors.Is(err, ErrDuplicate) {
-		t.Fatalf("same name for another account: %v", err)
+	if _, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "example.com"}, time.Now()); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("same name again for the account: %v", err)
 	}
 	got, err := s.DomainByName("EXAMPLE.com")
 	if err != nil || got.AccountID != acct.ID || len(got.Keys) != 1 || got.Keys[0].PrivateKey[1] != 2 {
@@ -304,6 +304,10 @@ func TestDomains(t *testing.T) {
 	got.AccountID = other.ID // not editable
 	if err := s.UpdateDomain(got); err != nil {
 		t.Fatal(err)
+	}
+	// A verified name is its account's: no other account can claim it.
+	if _, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "example.com"}, time.Now()); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("a verified name for another account: %v", err)
 	}
 	list, _ := s.Domains(acct.ID)
 	if len(list) != 1 || !list[0].DKIMVerified {
@@ -347,5 +351,74 @@ func TestEnqueueSandboxRecordsDelivered(t *testing.T) {
 	evs, err := s.Events(sb.ID, ids[0])
 	if err != nil || len(evs) != 2 || evs[0].Type != EventDelivered || evs[1].Details.DeliveryMessage != sandboxDelivery {
 		t.Fatalf("events %+v, %v", evs, err)
+	}
+}
+
+// A name held but not proven can be claimed by another account; the
+// claim takes it when its own records are found in DNS, and the holder's
+// record goes, with an event in the holder's log. A proven name stays.
+func TestDomainClaims(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	acct, _ := initTest(t, s)
+	other, err := s.CreateAccount("Other", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	third, err := s.CreateAccount("Third", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	squat, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "brand.example"}, now)
+	if err != nil || squat.Claim {
+		t.Fatalf("the first registration: %+v %v", squat, err)
+	}
+	claim, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "brand.example"}, now)
+	if err != nil || !claim.Claim {
+		t.Fatalf("a claim on an unproven name: %+v %v", claim, err)
+	}
+	if _, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "brand.example"}, now); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("a second claim of the same account: %v", err)
+	}
+	rival, err := s.CreateDomain(Domain{AccountID: third.ID, Name: "brand.example"}, now)
+	if err != nil || !rival.Claim {
+		t.Fatalf("a third account's claim: %+v %v", rival, err)
+	}
+	// The holder is what the sender policy finds until a claim wins.
+	if d, err := s.DomainByName("brand.example"); err != nil || d.ID != squat.ID {
+		t.Fatalf("DomainByName before: %+v %v", d, err)
+	}
+	if list, _ := s.Domains(other.ID); len(list) != 1 || list[0].ID != claim.ID || !list[0].Claim {
+		t.Fatalf("the claimant's list: %+v", list)
+	}
+	won, err := s.TakeDomain(claim.ID, now.Add(time.Hour))
+	if err != nil || won.Claim || !won.DKIMVerified || won.AccountID != other.ID {
+		t.Fatalf("TakeDomain: %+v %v", won, err)
+	}
+	if d, err := s.DomainByName("brand.example"); err != nil || d.ID != claim.ID {
+		t.Fatalf("DomainByName after: %+v %v", d, err)
+	}
+	if _, err := s.Domain(squat.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the squatter's record: %v, want it gone", err)
+	}
+	events, err := s.AccountEvents(acct.ID)
+	if err != nil || len(events) != 1 || events[0].Type != AccountEventDomainLost || events[0].Domain != "brand.example" {
+		t.Fatalf("the squatter's log: %+v %v", events, err)
+	}
+	if events, _ := s.AccountEvents(other.ID); len(events) != 0 {
+		t.Fatalf("the winner's log: %+v", events)
+	}
+	// Now proven: the third account's claim cannot take it.
+	if _, err := s.TakeDomain(rival.ID, now.Add(2*time.Hour)); !errors.Is(err, ErrDomainProven) {
+		t.Fatalf("taking a proven name: %v", err)
+	}
+	if _, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "brand.example"}, now); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("claiming a proven name: %v", err)
+	}
+	if err := s.DeleteDomain(rival.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(); err != nil {
+		t.Fatalf("consistency: %v", err)
 	}
 }

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,12 +46,27 @@ type Domain struct {
 	// (Postmark's field); empty when none.
 	ReturnPathDomain string `json:",omitempty"`
 	CreatedAt        time.Time
+	// Claim: the name is another account's, which has not proven it in
+	// DNS; this record claims it, and takes it (TakeDomain) when its own
+	// DKIM records are found first. A claim signs nothing and is not the
+	// domain the sender policy finds.
+	Claim bool `json:",omitempty"`
+	// FailingSince: a verified domain's records have not been found by
+	// the daily re-verification since then (zero while they are).
+	FailingSince time.Time `json:",omitzero"`
 }
 
 var (
-	bucketDomains     = []byte("domains")     // ID → Domain
-	bucketDomainNames = []byte("domainnames") // name → ID
+	bucketDomains      = []byte("domains")      // ID → Domain
+	bucketDomainNames  = []byte("domainnames")  // name → ID of the account that holds it
+	bucketDomainClaims = []byte("domainclaims") // name 0 ID → empty: claims on a held name
 )
+
+// ErrDomainProven refuses a claim on a name whose holder has proven it
+// in DNS: a verified domain stays with its account.
+var ErrDomainProven = errors.New("store: the domain is verified by the account that holds it")
+
+func claimKey(name string, id int64) []byte { return append([]byte(name+"\x00"), itob(id)...) }
 
 // NormalizeDomain is the form domain names are stored and looked up in.
 func NormalizeDomain(name string) string {
@@ -68,10 +85,27 @@ func (s *Store) CreateDomain(d Domain, now time.Time) (Domain, error) {
 			return fmt.Errorf("store: account %d: %w", d.AccountID, ErrNotFound)
 		}
 		names := tx.Bucket(bucketDomainNames)
-		if names.Get([]byte(d.Name)) != nil {
-			return fmt.Errorf("store: domain %s: %w", d.Name, ErrDuplicate)
-		}
 		b := tx.Bucket(bucketDomains)
+		d.Claim = false
+		if holderID := names.Get([]byte(d.Name)); holderID != nil {
+			// A name held but not proven may be claimed by another
+			// account; the first to prove it in DNS keeps it.
+			var holder Domain
+			if err := getJSON(b, holderID, &holder); err != nil {
+				return err
+			}
+			if holder.AccountID == d.AccountID || holder.DKIMVerified {
+				return fmt.Errorf("store: domain %s: %w", d.Name, ErrDuplicate)
+			}
+			claimed := false
+			if err := forClaims(tx, d.Name, func(c Domain) { claimed = claimed || c.AccountID == d.AccountID }); err != nil {
+				return err
+			}
+			if claimed {
+				return fmt.Errorf("store: domain %s: %w", d.Name, ErrDuplicate)
+			}
+			d.Claim = true
+		}
 		if limit := s.opts.Caps.DomainsPerAccount; limit > 0 {
 			n := 0
 			err := b.ForEach(func(_, v []byte) error {
@@ -96,9 +130,125 @@ func (s *Store) CreateDomain(d Domain, now time.Time) (Domain, error) {
 			return err
 		}
 		d.ID, d.CreatedAt = int64(seq), now.UTC()
+		if d.Claim {
+			err = tx.Bucket(bucketDomainClaims).Put(claimKey(d.Name, d.ID), nil)
+		} else {
+			err = names.Put([]byte(d.Name), itob(d.ID))
+		}
+		if err != nil {
+			return err
+		}
+		return putJSON(b, itob(d.ID), d)
+	})
+	return d, err
+}
+
+// VerifiedDomains returns every verified domain of the installation, for
+// their daily re-verification.
+func (s *Store) VerifiedDomains() ([]Domain, error) {
+	var out []Domain
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDomains)
+		return tx.Bucket(bucketDomainNames).ForEach(func(_, id []byte) error {
+			var d Domain
+			if err := getJSON(b, id, &d); err != nil {
+				return err
+			}
+			if d.DKIMVerified {
+				out = append(out, d)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Reverified records a re-verification of a verified domain: found, its
+// records were in DNS. A domain whose records have been missing for
+// failFor in a row loses its verification, with an event in its
+// account's log, and may then be claimed by another account that proves
+// it. It returns the domain as stored.
+func (s *Store) Reverified(id int64, found bool, now time.Time, failFor time.Duration) (Domain, error) {
+	var d Domain
+	err := s.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDomains)
+		d = Domain{}
+		if err := getJSON(b, itob(id), &d); err != nil {
+			return err
+		}
+		switch {
+		case !d.DKIMVerified:
+			return nil
+		case found:
+			d.FailingSince = time.Time{}
+		case d.FailingSince.IsZero():
+			d.FailingSince = now.UTC()
+		}
+		if !found && now.Sub(d.FailingSince) >= failFor {
+			d.DKIMVerified, d.FailingSince = false, time.Time{}
+			if err := addAccountEvent(tx, d.AccountID, AccountEvent{At: now.UTC(), Type: AccountEventDomainUnverified, Domain: d.Name,
+				Message: fmt.Sprintf("The domain %s is no longer verified: its DKIM records were not found in DNS for %d days in a row. Publish them again and verify it, or another account that proves the name may take it.", d.Name, int(failFor.Hours()/24))}); err != nil {
+				return err
+			}
+		}
+		return putJSON(b, itob(id), d)
+	})
+	return d, err
+}
+
+// forClaims calls fn with each claim on name.
+func forClaims(tx *bolt.Tx, name string, fn func(Domain)) error {
+	prefix := []byte(name + "\x00")
+	c := tx.Bucket(bucketDomainClaims).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		var d Domain
+		if err := getJSON(tx.Bucket(bucketDomains), k[len(prefix):], &d); err != nil {
+			return err
+		}
+		fn(d)
+	}
+	return nil
+}
+
+// TakeDomain gives a claim's name to its account, once the claim's DKIM
+// records were found in DNS: the claim becomes the verified domain of
+// that name, and the holder's unproven record is removed, with an event
+// in the holder's account log saying so. A holder that has proven the
+// name meanwhile keeps it (ErrDomainProven); the claim stays.
+func (s *Store) TakeDomain(id int64, now time.Time) (Domain, error) {
+	var d Domain
+	err := s.update(func(tx *bolt.Tx) error {
+		b, names := tx.Bucket(bucketDomains), tx.Bucket(bucketDomainNames)
+		d = Domain{}
+		if err := getJSON(b, itob(id), &d); err != nil {
+			return err
+		}
+		if !d.Claim {
+			return fmt.Errorf("store: domain %d is no claim", id)
+		}
+		if holderID := names.Get([]byte(d.Name)); holderID != nil {
+			var holder Domain
+			if err := getJSON(b, holderID, &holder); err != nil {
+				return err
+			}
+			if holder.DKIMVerified {
+				return ErrDomainProven
+			}
+			if err := b.Delete(holderID); err != nil {
+				return err
+			}
+			if err := addAccountEvent(tx, holder.AccountID, AccountEvent{At: now.UTC(), Type: AccountEventDomainLost, Domain: d.Name,
+				Message: fmt.Sprintf("The domain %s was removed from this account: another account published its DKIM records in DNS first, which this account had not done.", d.Name)}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketDomainClaims).Delete(claimKey(d.Name, d.ID)); err != nil {
+			return err
+		}
 		if err := names.Put([]byte(d.Name), itob(d.ID)); err != nil {
 			return err
 		}
+		d.Claim, d.DKIMVerified, d.VerifiedAt = false, true, now.UTC()
 		return putJSON(b, itob(d.ID), d)
 	})
 	return d, err
@@ -123,14 +273,13 @@ func (s *Store) DomainByName(name string) (Domain, error) {
 	return d, err
 }
 
-// Domains returns an account's domains, by name.
+// Domains returns an account's domains, claims included, by name.
 func (s *Store) Domains(accountID int64) ([]Domain, error) {
 	var out []Domain
 	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDomains)
-		return tx.Bucket(bucketDomainNames).ForEach(func(_, id []byte) error {
+		return tx.Bucket(bucketDomains).ForEach(func(_, v []byte) error {
 			var d Domain
-			if err := getJSON(b, id, &d); err != nil {
+			if err := json.Unmarshal(v, &d); err != nil {
 				return err
 			}
 			if d.AccountID == accountID {
@@ -139,6 +288,7 @@ func (s *Store) Domains(accountID int64) ([]Domain, error) {
 			return nil
 		})
 	})
+	slices.SortFunc(out, func(a, b Domain) int { return strings.Compare(a.Name, b.Name) })
 	return out, err
 }
 
@@ -204,6 +354,9 @@ func (s *Store) DeleteDomain(id int64) error {
 			if err := names.Delete([]byte(d.Name)); err != nil {
 				return err
 			}
+		}
+		if err := tx.Bucket(bucketDomainClaims).Delete(claimKey(d.Name, d.ID)); err != nil {
+			return err
 		}
 		return b.Delete(itob(id))
 	})
@@ -292,7 +445,11 @@ func checkDomains(tx *bolt.Tx) []error {
 		if string(itob(d.ID)) != string(k) {
 			problems = append(problems, fmt.Errorf("domain %x: holds ID %d", k, d.ID))
 		}
-		if got := names.Get([]byte(d.Name)); got == nil || string(got) != string(k) {
+		if d.Claim {
+			if tx.Bucket(bucketDomainClaims).Get(claimKey(d.Name, d.ID)) == nil {
+				problems = append(problems, fmt.Errorf("domain %d (%s): a claim not in the claim index", d.ID, d.Name))
+			}
+		} else if got := names.Get([]byte(d.Name)); got == nil || string(got) != string(k) {
 			problems = append(problems, fmt.Errorf("domain %d (%s): not in the name index", d.ID, d.Name))
 		}
 		if accounts.Get(itob(d.AccountID)) == nil {

@@ -199,9 +199,11 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 	} else if err != nil {
 		return err
 	}
-	if d, err := st.DomainByName(name); err == nil {
+	// A name another account holds but has not proven in DNS can be
+	// claimed (the store decides, in its transaction).
+	if d, err := st.DomainByName(name); err == nil && (d.AccountID == account || d.DKIMVerified) {
 		return fmt.Errorf("domain add: %s is already registered (account %d); nothing was changed", name, d.AccountID)
-	} else if !errors.Is(err, store.ErrNotFound) {
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	keys, err := generateDomainKeys(name)
@@ -364,13 +366,28 @@ type recordCheck struct {
 	Error     string   `json:",omitempty"`
 }
 
+// accountDomain finds the account's domain of that name: the one it
+// holds, or its claim on a name another account holds.
+func accountDomain(st *store.Store, account int64, name string) (store.Domain, error) {
+	domains, err := st.Domains(account)
+	if err != nil {
+		return store.Domain{}, err
+	}
+	for _, d := range domains {
+		if d.Name == store.NormalizeDomain(name) {
+			return d, nil
+		}
+	}
+	return store.Domain{}, store.ErrNotFound
+}
+
 func domainVerify(args []string, stdout, stderr io.Writer) error {
 	var (
 		af     apiFlags
 		asJSON bool
 	)
 	cfg, rest, err := loadConfigArgs("domain verify", args, stderr, func(fs *flag.FlagSet) {
-		af.bind(fs, "")
+		af.bind(fs, "the account whose domain (or claim) to verify; default: the account that holds the name")
 		fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
 	})
 	if err != nil {
@@ -393,6 +410,9 @@ func domainVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	defer st.Close()
 	d, err := st.DomainByName(name)
+	if af.account != 0 {
+		d, err = accountDomain(st, af.account, name)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("domain verify: no domain %s; add it with: postern domain add %s", name, name)
 	}
@@ -416,8 +436,20 @@ func domainVerify(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	verified := published == len(d.Keys)
+	if d.Claim && verified {
+		// Proven: the name is this account's now, unless its holder
+		// proved it first.
+		won, err := st.TakeDomain(d.ID, time.Now())
+		if errors.Is(err, store.ErrDomainProven) {
+			return fmt.Errorf("domain verify: %s is verified by the account that registered it first; it stays with that account while its DKIM records are published", name)
+		}
+		if err != nil {
+			return err
+		}
+		d = won
+	}
 	// Record what DNS said; a failure to get an answer changes nothing.
-	if verified || definite {
+	if !d.Claim && (verified || definite) {
 		wasVerified := d.DKIMVerified
 		d.DKIMVerified = verified
 		if verified {

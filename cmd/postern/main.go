@@ -20,6 +20,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
+	"github.com/postern/postern/relay"
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
 )
@@ -376,13 +377,19 @@ func serve(args []string, stdout, stderr io.Writer) error {
 			failed <- err
 		}
 	}()
-	// Retention purges in the background, in small transactions.
+	// Retention purges in the background, in small transactions; the
+	// daily re-verification of domains runs beside it.
 	retentionCtx, stopRetention := context.WithCancel(context.Background())
 	defer stopRetention()
 	retentionDone := make(chan struct{})
 	go func() {
 		defer close(retentionDone)
 		runRetention(retentionCtx, st, cfg.RetentionInterval, time.Now, log)
+	}()
+	reverifyDone := make(chan struct{})
+	go func() {
+		defer close(reverifyDone)
+		runReverify(retentionCtx, st, relay.NewResolver(cfg.DNS), time.Duration(cfg.DomainReverifyDays)*24*time.Hour, time.Now, log)
 	}()
 	for _, l := range listeners {
 		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
@@ -427,6 +434,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	<-retentionDone
+	<-reverifyDone
 	if err := st.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
 	}
