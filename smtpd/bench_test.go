@@ -39,7 +39,7 @@ func benchmarkAccept(b *testing.B, sessions int, pipelined bool, msg string) {
 		commits.Add(1)
 		writes.Add(int64(n))
 		commitNanos.Add(int64(took))
-	}}})
+	}}, mutate: func(c *Config) { c.MaxSessionsPerAddress = sessions }}) // every session is from 127.0.0.1
 	clients := make([]*rawClient, sessions)
 	for i := range clients {
 		clients[i] = authenticated(b, ts.Addr, ts.Inst.ServerToken)
