@@ -80,10 +80,10 @@ type Config struct {
 	// command, so NOOPs do not extend it); default 30s.
 	PreauthTimeout time.Duration
 	// MaxPreauthCommands is how many commands other than AUTH a client
-	// may send before it authenticates; the next gets 421 4.7.0 and the
-	// connection closes. Default 10. They are counted where Postern
-	// reads them in clear: without TLS and under implicit TLS; after
-	// STARTTLS, PreauthTimeout bounds the session alone.
+	// may send before it authenticates; default 10. Without TLS and under
+	// implicit TLS the next gets 421 4.7.0 and the connection closes;
+	// after STARTTLS, where go-smtp holds the TLS stream, the next has its
+	// reply and then the connection closes.
 	MaxPreauthCommands int
 	// MaxInflightBytes caps the message data all sessions hold in memory
 	// at once (see inflight.go); default 256 MiB. A session whose DATA
@@ -455,9 +455,14 @@ type conn struct {
 	preauthTimeout     time.Duration
 	lineStart          []byte // the first bytes of the line being read
 	inAuthExchange     bool   // the last reply was 334: lines are SASL responses
-	nAccepted          int
-	nRefused           int
-	nAuthFailed        int
+	// After STARTTLS the stream is go-smtp's to decrypt, but go-smtp
+	// sets a read deadline before each line it reads (command or SASL
+	// response): those calls count the lines, and the session reports
+	// the ones that belonged to AUTH.
+	tlsLines, tlsAuthLines int
+	nAccepted              int
+	nRefused               int
+	nAuthFailed            int
 }
 
 func (c *conn) Write(p []byte) (int, error) {
@@ -580,14 +585,38 @@ func (c *conn) preauthExpired() {
 }
 
 // SetReadDeadline keeps the deadline in the past once preauth-timeout
-// has run out: go-smtp sets a new one before each command.
+// has run out: go-smtp sets a new one before each line it reads.
+//
+// After STARTTLS, before AUTH, those calls also count the command lines
+// (see tlsLines): when the lines read so far, less AUTH's, are more than
+// MaxPreauthCommands, the deadline goes to the past as well, and the read
+// fails and closes the session. The command over the limit has had its
+// reply by then: under TLS Postern can neither see a line before go-smtp
+// answers it nor write a reply of its own.
 func (c *conn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
+	if c.preauth && c.upgraded {
+		c.tlsLines++
+		// Lines already read: all but the one about to be.
+		if read := c.tlsLines - 1 - c.tlsAuthLines; c.preauthCommands+read > c.maxPreauthCommands {
+			c.preauthOver = true
+		}
+	}
 	if c.preauthOver {
 		t = time.Unix(1, 0)
 	}
 	c.mu.Unlock()
 	return c.Conn.SetReadDeadline(t)
+}
+
+// authLine tells the count of commands before AUTH that a line read
+// belonged to AUTH: the command itself or a SASL response.
+func (c *conn) authLine() {
+	c.mu.Lock()
+	if c.upgraded {
+		c.tlsAuthLines++
+	}
+	c.mu.Unlock()
 }
 
 // SetDeadline is SetReadDeadline's counterpart for both directions.

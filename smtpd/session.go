@@ -101,6 +101,7 @@ func (s *session) refuse(e *Error) error {
 func (s *session) AuthMechanisms() []string { return auth.Mechanisms }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	s.pc.authLine()
 	if s.server != nil {
 		return nil, s.refuse(errAlreadyAuthenticated())
 	}
@@ -114,14 +115,24 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if inner == nil {
 		return nil, s.refuse(errMechanism(mech))
 	}
-	return authReply{inner}, nil
+	return &authReply{Server: inner, pc: s.pc}, nil
 }
 
 // authReply words the success reply as the design has it ("235 2.7.0
-// Authentication successful"); go-smtp's own is fixed.
-type authReply struct{ sasl.Server }
+// Authentication successful"); go-smtp's own is fixed. It also tells the
+// connection which lines were SASL responses (every Next but the first,
+// which carries the AUTH command's own initial response).
+type authReply struct {
+	sasl.Server
+	pc     *conn
+	called bool
+}
 
-func (a authReply) Next(response []byte) ([]byte, bool, error) {
+func (a *authReply) Next(response []byte) ([]byte, bool, error) {
+	if a.called {
+		a.pc.authLine()
+	}
+	a.called = true
 	challenge, done, err := a.Server.Next(response)
 	if err == nil && done {
 		return nil, false, replyAuthOK()

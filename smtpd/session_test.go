@@ -461,6 +461,45 @@ func TestPreauthCommandLimit(t *testing.T) {
 	}
 }
 
+// After STARTTLS the commands before AUTH are counted too: the 11th
+// (STARTTLS and the EHLOs included; AUTH and its SASL responses not) has
+// its reply, and the connection then closes, since under TLS Postern
+// cannot write a reply of its own. AUTH within the limit goes on.
+func TestPreauthCommandLimitAfterSTARTTLS(t *testing.T) {
+	ts := newTestServer(t, testOptions{})
+	c := greeted(t, ts.Addr)    // EHLO: 1
+	c.expect("220", "STARTTLS") // 2
+	tc := tls.Client(c.conn, ts.ClientTLS)
+	c2, _ := newRawClientNoGreeting(t, tc)
+	c2.expect("250", "EHLO client.test") // 3
+	for range 8 {                        // 4 to 11
+		c2.expect("250", "NOOP")
+	}
+	c2.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c2.conn, "NOOP\r\n"); err == nil {
+		if line, err := c2.text.ReadLine(); err == nil {
+			t.Fatalf("the 12th command before AUTH, under TLS: %q, want the connection closed", line)
+		}
+	}
+
+	c = greeted(t, ts.Addr)
+	c.expect("220", "STARTTLS")
+	c2, _ = newRawClientNoGreeting(t, tls.Client(c.conn, ts.ClientTLS))
+	c2.expect("250", "EHLO client.test")
+	for range 3 {
+		c2.expect("334", "AUTH LOGIN")
+		c2.expect("334", "%s", base64Std("nobody"))
+		c2.expect("535", "%s", base64Std("0f5e1c2a-0000-4000-8000-000000000000"))
+	}
+	for range 7 {
+		c2.expect("250", "NOOP")
+	}
+	c2.expect("235", "AUTH PLAIN %s", plainIR(ts.Inst.ServerToken, ts.Inst.ServerToken))
+	for range 20 {
+		c2.expect("250", "NOOP")
+	}
+}
+
 // A session that has not authenticated within PreauthTimeout of
 // connecting is closed with 421 4.7.0, however often it sends NOOP; one
 // that authenticated in time is not.
