@@ -28,6 +28,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/config"
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/store"
 )
 
@@ -475,20 +476,6 @@ func TestGoSMTPClientRefusals(t *testing.T) {
 
 // --- external programs: swaks and Python's smtplib ---
 
-// requireTool returns the path of an external program the test needs. CI
-// installs it, so there its absence fails the test; elsewhere it skips.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s is not installed: %v", name, err)
-	}
-	return path
-}
-
 // runTool runs a program with a bounded context and returns its combined
 // output and exit code (-1 if it did not exit normally).
 func runTool(t *testing.T, timeout time.Duration, name string, args ...string) (string, int) {
@@ -516,7 +503,7 @@ var queuedRe = regexp.MustCompile(`250 2\.0\.0 OK: queued as ([0-9a-f]{8}-[0-9a-
 
 func TestSwaks(t *testing.T) {
 	t.Parallel()
-	swaks := requireTool(t, "swaks")
+	swaks := testutil.NeedTool(t, "swaks")
 	ts := newTestServer(t, testOptions{live: true})
 	token := ts.Inst.ServerToken
 	host, port, err := net.SplitHostPort(ts.Addr)
@@ -659,7 +646,7 @@ print(json.dumps(out))
 
 func TestPythonSMTPLib(t *testing.T) {
 	t.Parallel()
-	python := requireTool(t, "python3")
+	python := testutil.NeedTool(t, "python3")
 	ts := newTestServer(t, testOptions{live: true})
 	host, port, err := net.SplitHostPort(ts.Addr)
 	if err != nil {

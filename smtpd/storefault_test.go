@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/store"
 )
 
@@ -180,8 +181,8 @@ func TestStorageFailureUnderLoad(t *testing.T) {
 }
 
 // mountTmpfs mounts a tmpfs of size bytes on a new temporary directory and
-// unmounts it when the test ends, or skips the test where mounting is not
-// permitted.
+// unmounts it when the test ends. Where mounting is not permitted, the
+// test skips, or fails under CI=true (CI runs as root).
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
 	if runtime.GOOS != "linux" {
@@ -189,7 +190,7 @@ func mountTmpfs(t *testing.T, size string) string {
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs (%v: %s)", err, strings.TrimSpace(string(out)))
+		testutil.Unavailable(t, "cannot mount a tmpfs (%v: %s)", err, strings.TrimSpace(string(out)))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {

@@ -12,13 +12,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/testutil"
 )
 
 func TestBenchScriptSmoke(t *testing.T) {
 	for _, tool := range []string{"bash", "python3", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is needed: %v", tool, err)
-		}
+		testutil.NeedTool(t, tool)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
