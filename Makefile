@@ -2,7 +2,7 @@ GO ?= go
 BIN := bin/postern
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test vet fmt-check bench bench-compare bench-go fuzz clean
+.PHONY: build run test vet fmt-check bench bench-compare bench-go fuzz docs clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/postern
@@ -56,6 +56,11 @@ fuzz:
 		echo "== $$name ($$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg/; \
 	done
+
+# Writes docs/settings.md from the code's settings (a test checks it is
+# current).
+docs:
+	$(GO) run ./cmd/postern settings -markdown > docs/settings.md
 
 clean:
 	rm -rf bin

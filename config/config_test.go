@@ -990,3 +990,21 @@ func TestAPIURL(t *testing.T) {
 		}
 	}
 }
+
+// docs/settings.md is what "postern settings -markdown" prints from the
+// code's settings: a setting added, removed or reworded makes it stale,
+// and this test says how to write it anew.
+func TestSettingsMarkdownCurrent(t *testing.T) {
+	got, err := os.ReadFile(filepath.Join("..", "docs", "settings.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := config.SettingsMarkdown(); string(got) != want {
+		t.Fatalf("docs/settings.md is stale; write it anew with:\n\n\tgo run ./cmd/postern settings -markdown > docs/settings.md")
+	}
+	for _, s := range config.Settings() {
+		if !strings.Contains(string(got), "| `"+s.Name+"` | `"+s.Env+"` |") {
+			t.Errorf("docs/settings.md has no row for %s", s.Name)
+		}
+	}
+}

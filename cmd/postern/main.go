@@ -39,7 +39,7 @@ Commands:
   backup    a consistent copy of the store of a running serve, over the HTTP API (operator's owner token)
   bench     drive SMTP load at an address and report throughput and latency
   sink      an SMTP server that accepts and discards everything, counting it
-  settings  list every setting with its environment variable and default
+  settings  list every setting with its environment variable and default (-markdown: docs/settings.md)
   version   print the version
 
 Run "postern <command> -h" for a command's flags.
@@ -73,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sink":
 		err = sinkCmd(rest, stdout, stderr)
 	case "settings":
-		err = settingsCmd(stdout)
+		err = settingsCmd(rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "postern", versionString())
 	case "help", "-h", "-help", "--help":
@@ -214,7 +214,20 @@ The server token is the SMTP username and password. Try it:
 		target.addr, target.flag, inst.ServerToken, inst.ServerToken)
 }
 
-func settingsCmd(stdout io.Writer) error {
+func settingsCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("settings", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	markdown := fs.Bool("markdown", false, "print the reference page docs/settings.md")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("settings: unexpected argument %q", fs.Arg(0))
+	}
+	if *markdown {
+		_, err := io.WriteString(stdout, config.SettingsMarkdown())
+		return err
+	}
 	for _, s := range config.Settings() {
 		fmt.Fprintf(stdout, "-%s (%s, default %q)\n    %s\n", s.Name, s.Env, s.Default, s.Usage)
 	}
