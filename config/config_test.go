@@ -913,63 +913,6 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
-// readmeCode matches a code span in Markdown.
-var readmeCode = regexp.MustCompile("`([^`]+)`")
-
-// TestREADMEListsSettings checks that the README's settings table has a
-// row for every setting: a table row with the name as code (`name`, or
-// the flag form `-name` / `-name VALUE`).
-func TestREADMEListsSettings(t *testing.T) {
-	const path = "../README.md"
-	raw, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("%s does not exist yet: the README must have a table row for every setting (see config.Settings)", path)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	inTable := tableCode(string(raw))
-	for _, s := range config.Settings() {
-		if s.Name == "config" {
-			continue
-		}
-		if !inTable[s.Name] {
-			t.Errorf("%s has no table row with `%s` (%s)", path, s.Name, s.Env)
-		}
-	}
-}
-
-// tableCode returns the names given as code in Markdown table rows: `name`,
-// `-name`, `--name VALUE` all give name.
-func tableCode(markdown string) map[string]bool {
-	names := map[string]bool{}
-	for _, line := range strings.Split(markdown, "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(line), "|") {
-			continue
-		}
-		for _, m := range readmeCode.FindAllStringSubmatch(line, -1) {
-			if f := strings.Fields(strings.TrimLeft(m[1], "-")); len(f) > 0 {
-				names[f[0]] = true
-			}
-		}
-	}
-	return names
-}
-
-func TestTableCode(t *testing.T) {
-	got := tableCode("Run `postern serve -data DIR`.\n\n| flag | variable |\n|---|---|\n| `-smtp-addr ADDR` | `POSTERN_SMTP_ADDR` |\n| `--tls-cert FILE`, `-tls-key FILE` | |\n  | `max-recipients` | 50 |\n| data | no code |\n")
-	for _, name := range []string{"smtp-addr", "POSTERN_SMTP_ADDR", "tls-cert", "tls-key", "max-recipients"} {
-		if !got[name] {
-			t.Errorf("%s not found", name)
-		}
-	}
-	for _, name := range []string{"postern", "data"} {
-		if got[name] {
-			t.Errorf("%s found outside a table row or outside code", name)
-		}
-	}
-}
-
 func TestAPIURL(t *testing.T) {
 	for _, tc := range []struct {
 		addr, listened, public string

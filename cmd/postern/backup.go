@@ -29,7 +29,7 @@ Writes a consistent copy of the store of a running postern serve to FILE,
 over its HTTP API, while Postern goes on accepting and delivering mail.
 The copy is checked (it opens and passes the store's consistency check)
 before it is given its name. Restore it by stopping Postern and putting
-it in place of postern.db in the data directory (see the README).
+it in place of postern.db in the data directory (see docs/operations.md, "Backup and restore").
 
 Flags:
   -o FILE        where to write the copy (required)

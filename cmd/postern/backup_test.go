@@ -144,7 +144,7 @@ func openBackup(t *testing.T, path string) *store.Store {
 // several SMTP clients send: the copy opens, passes the consistency check
 // (bbolt's Tx.Check and Postern's own), and holds every message whose 250
 // came before the backup began; mail keeps being accepted while it runs.
-// Then the copy is restored as the README says, and serves again.
+// Then the copy is restored as docs/operations.md says, and serves again.
 func TestBackupUnderLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

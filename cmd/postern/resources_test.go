@@ -60,7 +60,7 @@ var plainBinary = sync.OnceValues(func() (string, error) {
 
 const mib = 1 << 20
 
-// Memory budgets, as the README's "Resource bounds" gives them.
+// Memory budgets, as docs/operations.md, "Resource bounds", gives them.
 const (
 	budgetIdle     = 150 * mib  // 1,000 idle sessions
 	budgetInflight = 1280 * mib // 50 concurrent 10 MiB messages under the 256 MiB cap: about 4 copies of each in-flight byte, and GC headroom
