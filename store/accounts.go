@@ -188,24 +188,8 @@ func (s *Store) CreateServer(srv Server, token NewToken, now time.Time) (Server,
 		if tx.Bucket(bucketAccounts).Get(itob(srv.AccountID)) == nil {
 			return fmt.Errorf("store: account %d: %w", srv.AccountID, ErrNotFound)
 		}
-		if limit := s.opts.Caps.ServersPerAccount; limit > 0 {
-			n := 0
-			err := tx.Bucket(bucketServers).ForEach(func(_, v []byte) error {
-				var other Server
-				if err := json.Unmarshal(v, &other); err != nil {
-					return err
-				}
-				if other.AccountID == srv.AccountID {
-					n++
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if n >= limit {
-				return &CapError{Setting: "max-servers-per-account", What: "servers per account", Limit: limit}
-			}
+		if err := capPerAccount(tx.Bucket(bucketServers), srv.AccountID, s.opts.Caps.ServersPerAccount, "max-servers-per-account", "servers per account"); err != nil {
+			return err
 		}
 		var err error
 		if out, err = createServer(tx, srv, now); err != nil {

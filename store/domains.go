@@ -106,24 +106,8 @@ func (s *Store) CreateDomain(d Domain, now time.Time) (Domain, error) {
 			}
 			d.Claim = true
 		}
-		if limit := s.opts.Caps.DomainsPerAccount; limit > 0 {
-			n := 0
-			err := b.ForEach(func(_, v []byte) error {
-				var other Domain
-				if err := json.Unmarshal(v, &other); err != nil {
-					return err
-				}
-				if other.AccountID == d.AccountID {
-					n++
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if n >= limit {
-				return &CapError{Setting: "max-domains-per-account", What: "domains per account", Limit: limit}
-			}
+		if err := capPerAccount(b, d.AccountID, s.opts.Caps.DomainsPerAccount, "max-domains-per-account", "domains per account"); err != nil {
+			return err
 		}
 		seq, err := b.NextSequence()
 		if err != nil {

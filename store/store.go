@@ -4,6 +4,7 @@ package store
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -68,6 +69,33 @@ func (e *CapError) Error() string {
 
 // Unwrap lets callers test for ErrCapReached.
 func (e *CapError) Unwrap() error { return ErrCapReached }
+
+// capPerAccount refuses one more record in b for the account when it has
+// limit already (0: no cap), with a CapError naming setting. The records
+// of b are JSON with an AccountID field (servers, domains).
+func capPerAccount(b *bolt.Bucket, accountID int64, limit int, setting, what string) error {
+	if limit <= 0 {
+		return nil
+	}
+	n := 0
+	err := b.ForEach(func(_, v []byte) error {
+		var rec struct{ AccountID int64 }
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return err
+		}
+		if rec.AccountID == accountID {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n >= limit {
+		return &CapError{Setting: setting, What: what, Limit: limit}
+	}
+	return nil
+}
 
 // Store is the open store. Its methods are safe for concurrent use.
 type Store struct {
