@@ -14,8 +14,8 @@ import (
 
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/smtptest"
 	"github.com/postern/postern/store"
 )
 

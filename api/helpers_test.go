@@ -26,9 +26,9 @@ import (
 
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/dnstest"
-	"github.com/postern/postern/relay/smtptest"
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
 )

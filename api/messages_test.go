@@ -12,7 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/auth"
-	"github.com/postern/postern/relay/smtptest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/store"
 )
 

@@ -15,9 +15,9 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/dnstest"
-	"github.com/postern/postern/relay/smtptest"
 )
 
 const ehloName = "postern.test"

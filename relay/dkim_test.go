@@ -13,8 +13,8 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/dnstest"
 )
 
 // testKeys are generated once: RSA-2048 generation takes a while.

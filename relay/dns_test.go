@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/dnstest"
 )
 
 // testContext bounds a test's network waits so that a bug hangs nothing.

@@ -22,8 +22,8 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/smtptest"
 	"github.com/postern/postern/store"
 )
 

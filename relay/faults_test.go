@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/smtptest"
 	"github.com/postern/postern/store"
 )
 

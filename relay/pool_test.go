@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/smtptest"
 )
 
 // reuseDeliverer delivers to example.net's exchangers, keeping sessions

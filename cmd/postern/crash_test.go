@@ -25,8 +25,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/auth"
-	"github.com/postern/postern/relay/dnstest"
-	"github.com/postern/postern/relay/smtptest"
+	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/store"
 )
 

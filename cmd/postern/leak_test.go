@@ -18,8 +18,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/auth"
-	"github.com/postern/postern/relay/dnstest"
-	"github.com/postern/postern/relay/smtptest"
+	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 )
 
 // TestTokensDoNotLeak runs postern serve with debug logging in JSON and

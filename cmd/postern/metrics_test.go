@@ -20,9 +20,9 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/dnstest"
-	"github.com/postern/postern/relay/smtptest"
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
 )

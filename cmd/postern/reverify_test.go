@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/relay/dnstest"
 	"github.com/postern/postern/store"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/postern/postern/relay/smtptest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 )
 
 func TestRunAgainstSink(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/relay/dnstest"
+	"github.com/postern/postern/internal/testutil/dnstest"
 )
 
 // resolver is Go's own resolver pointed at srv, as production code points

@@ -10,7 +10,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/postern/postern/relay/smtptest"
+	"github.com/postern/postern/internal/testutil/smtptest"
 )
 
 const msg = "From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n\r\n.leading dot\r\nbody\r\n"
