@@ -106,30 +106,34 @@ func (s *session) checkSender(fromFields []string) *Error {
 // the return path or the Sender, which receivers show and judge. The
 // null sender is allowed; fields that hold no address are left to the
 // receiver, as they were before.
-func (s *session) checkOtherSenders(field string, values ...string) *Error {
+func (s *session) checkOtherSenders(field string, addrs ...string) *Error {
 	if s.cfg.SenderPolicy == PolicyAny || s.server.DeliveryType == store.DeliverySandbox {
 		return nil
 	}
-	for _, v := range values {
-		var addrs []string
-		if field == fieldMailFrom {
-			addrs = []string{v}
-		} else if list, err := fromParser.ParseList(v); err == nil {
-			for _, a := range list {
-				addrs = append(addrs, a.Address)
-			}
+	for _, addr := range addrs {
+		at := strings.LastIndexByte(addr, '@')
+		if at < 0 {
+			continue
 		}
-		for _, addr := range addrs {
-			at := strings.LastIndexByte(addr, '@')
-			if at < 0 {
-				continue
-			}
-			if e := s.checkSenderDomain(field, store.NormalizeDomain(addr[at+1:])); e != nil {
-				return e
-			}
+		if e := s.checkSenderDomain(field, store.NormalizeDomain(addr[at+1:])); e != nil {
+			return e
 		}
 	}
 	return nil
+}
+
+// fieldAddresses returns the addresses of an address-list field's value,
+// or none when it is not one.
+func fieldAddresses(value string) []string {
+	list, err := fromParser.ParseList(value)
+	if err != nil {
+		return nil
+	}
+	addrs := make([]string, len(list))
+	for i, a := range list {
+		addrs[i] = a.Address
+	}
+	return addrs
 }
 
 // fieldMailFrom names the envelope sender in replies.

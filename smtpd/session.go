@@ -328,7 +328,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(e)
 	}
 	for _, f := range res.senderFields {
-		if e := s.checkOtherSenders(f.name, f.value); e != nil {
+		if e := s.checkOtherSenders(f.name, fieldAddresses(f.value)...); e != nil {
 			return s.refuse(e)
 		}
 	}

@@ -208,12 +208,13 @@ type BounceResult struct {
 func (s *Store) Bounces(serverID int64, q BounceQuery) (BounceResult, error) {
 	var res BounceResult
 	scanned := 0
+	var mail *bolt.Bucket // the server's mail bucket, in the current read transaction
 	found, err := s.scanBackward(func(tx *bolt.Tx) (*bolt.Bucket, bool) {
-		if mail := tx.Bucket(bucketMail).Bucket(itob(serverID)); mail != nil {
-			return mail.Bucket(bucketBounces), true
+		if mail = tx.Bucket(bucketMail).Bucket(itob(serverID)); mail == nil {
+			return nil, false
 		}
-		return nil, false
-	}, nil, func(tx *bolt.Tx, k, v []byte) (bool, error) {
+		return mail.Bucket(bucketBounces), true
+	}, nil, func(k, v []byte) (bool, error) {
 		if scanned == s.scan.limit {
 			res.Capped = true
 			return false, nil
@@ -223,7 +224,7 @@ func (s *Store) Bounces(serverID int64, q BounceQuery) (BounceResult, error) {
 		if err := json.Unmarshal(v, &b); err != nil {
 			return false, fmt.Errorf("store: bounce %x: %w", k, err)
 		}
-		b.fill(tx.Bucket(bucketMail).Bucket(itob(serverID)))
+		b.fill(mail)
 		if !q.match(&b) {
 			return true, nil
 		}

@@ -20,15 +20,17 @@ const scanChunk = 2500
 // costs seconds of CPU that one request must not take.
 const SearchScanLimit = 100_000
 
-// scanBackward visits the entries of the bucket that bucket finds (nil
-// and true when its owner exists but it does not: nothing to visit;
-// false when the owner does not exist), from
+// scanBackward visits the entries of the bucket that bucket finds in each
+// read transaction (nil and true when its owner exists but it does not:
+// nothing to visit; false when the owner does not exist); bucket is also
+// where a caller takes the other buckets visit reads, once per
+// transaction. It walks from
 // the newest (highest key) down, in read transactions of scanChunk
 // entries each, resuming after the last key visited. visit returns false
 // to stop. It returns whether the bucket was found, and visit's or the
 // store's error. Entries written between two transactions above the
 // resume point are not visited; those below are.
-func (s *Store) scanBackward(bucket func(*bolt.Tx) (*bolt.Bucket, bool), start []byte, visit func(tx *bolt.Tx, k, v []byte) (bool, error)) (bool, error) {
+func (s *Store) scanBackward(bucket func(*bolt.Tx) (*bolt.Bucket, bool), start []byte, visit func(k, v []byte) (bool, error)) (bool, error) {
 	var resume []byte // the last key visited; nil: from start
 	found := true
 	for {
@@ -70,7 +72,7 @@ func (s *Store) scanBackward(bucket func(*bolt.Tx) (*bolt.Bucket, bool), start [
 					return nil
 				}
 				n++
-				more, err := visit(tx, k, v)
+				more, err := visit(k, v)
 				if err != nil || !more {
 					done = true
 					return err

@@ -125,16 +125,18 @@ func (s *Store) SearchMessages(serverID int64, q MessageQuery) (SearchResult, er
 	}
 	filters := q.filters()
 	scanned := 0
+	var msgs *bolt.Bucket // the server's messages, in the current read transaction
 	found, err := s.scanBackward(func(tx *bolt.Tx) (*bolt.Bucket, bool) {
-		if mb := tx.Bucket(bucketMail).Bucket(itob(serverID)); mb != nil {
-			return mb.Bucket(bucketByTime), true
+		mb := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mb == nil {
+			return nil, false
 		}
-		return nil, false
-	}, start, func(tx *bolt.Tx, k, _ []byte) (bool, error) {
+		msgs = mb.Bucket(bucketMessages)
+		return mb.Bucket(bucketByTime), true
+	}, start, func(k, _ []byte) (bool, error) {
 		if low != nil && bytes.Compare(k[:8], low) < 0 {
 			return false, nil
 		}
-		msgs := tx.Bucket(bucketMail).Bucket(itob(serverID)).Bucket(bucketMessages)
 		inPage := res.Total >= q.Offset && res.Total < q.Offset+q.Count
 		if !filters {
 			if inPage {
