@@ -34,7 +34,7 @@ type TXTResolver interface {
 
 // Config is the API's configuration.
 type Config struct {
-	Store    *store.Store
+	Store    store.Backend
 	Auth     *auth.Authenticator
 	Resolver TXTResolver // nil: the system's resolver
 	// GenerateKeys makes a new domain's DKIM keys (POST /domains and

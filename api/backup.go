@@ -38,7 +38,7 @@ func (a *API) registerBackup() {
 // into an unlinked temporary file in BackupDir, and sent from there: the
 // read transaction then lasts as long as a local copy, however slowly the
 // client reads. (A read transaction held open stalls every write that
-// needs the store file's memory map to grow; see store.Backup.)
+// needs the store file's memory map to grow; see bolt.Store's Backup.)
 func (a *API) backup(w http.ResponseWriter, r *http.Request) {
 	tok, err := a.cfg.Auth.Lookup(r.Header.Get("X-Postmark-Account-Token"))
 	if err != nil && !errors.Is(err, auth.ErrInvalidToken) {
@@ -50,7 +50,10 @@ func (a *API) backup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, opErr)
 		return
 	}
-	if err != nil || opErr != nil || tok.Kind != store.KindAccount || tok.AccountID != op || tok.Role != store.RoleOwner {
+	// A backend without online backup (PostgreSQL has its own tools) has
+	// no such endpoint for anyone.
+	backuper, canBackup := a.cfg.Store.(store.Backuper)
+	if err != nil || opErr != nil || !canBackup || tok.Kind != store.KindAccount || tok.AccountID != op || tok.Role != store.RoleOwner {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 		return
 	}
@@ -71,7 +74,7 @@ func (a *API) backup(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	began := a.cfg.Now()
-	size, err := a.cfg.Store.Backup(f)
+	size, err := backuper.Backup(f)
 	if err != nil {
 		a.fail(w, r, fmt.Errorf("backup: copying the store: %w", err))
 		return

@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // getBackup sends GET /backup with the token in the account header.
@@ -38,7 +39,7 @@ var backupFilename = regexp.MustCompile(`^attachment; filename="postern-(\d{8}-\
 
 // wantBackup checks a backup answer's headers and body, and returns the
 // copy opened as a store, checked.
-func wantBackup(t *testing.T, resp *http.Response) *store.Store {
+func wantBackup(t *testing.T, resp *http.Response) *bolt.Store {
 	t.Helper()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(resp.Body)
@@ -68,7 +69,7 @@ func wantBackup(t *testing.T, resp *http.Response) *store.Store {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := store.Open(path, store.Options{})
+	c, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatalf("the copy does not open: %v", err)
 	}
@@ -134,7 +135,7 @@ func TestBackup(t *testing.T) {
 // one that must grow the store file's memory map (which waits for every
 // read transaction to end), and the temporary copy leaves nothing behind.
 func TestBackupSlowClient(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

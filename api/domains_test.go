@@ -17,6 +17,7 @@ import (
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // createDomain makes a domain over the API and returns its details.
@@ -67,7 +68,7 @@ func (e *env) domainsAccount(name string) (store.Account, string) {
 	return acct, token
 }
 
-func domainInStore(t *testing.T, st *store.Store, id int64) store.Domain {
+func domainInStore(t *testing.T, st *bolt.Store, id int64) store.Domain {
 	t.Helper()
 	d, err := st.Domain(id)
 	if err != nil {

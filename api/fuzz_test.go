@@ -17,6 +17,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // decodeRoutes are the requests whose bodies the API decodes. Account
@@ -88,7 +89,7 @@ type fuzzAPI struct {
 
 func newFuzzAPI(f *testing.F) fuzzAPI {
 	f.Helper()
-	st, err := store.Open(filepath.Join(f.TempDir(), store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(f.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}

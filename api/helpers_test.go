@@ -31,6 +31,7 @@ import (
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // updateGolden rewrites testdata/api/*.json from the responses:
@@ -43,7 +44,7 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files in testd
 // SMTP peer (the mail exchanger of every domain routed with route).
 type env struct {
 	t    testing.TB
-	st   *store.Store
+	st   *bolt.Store
 	inst auth.Installation // the operator account and its Sandbox server
 	URL  string            // the API's base URL
 	SMTP string            // the intake's address
@@ -63,7 +64,7 @@ type envOptions struct {
 
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{Caps: opts.caps})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{Caps: opts.caps})
 	if err != nil {
 		t.Fatal(err)
 	}

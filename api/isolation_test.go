@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // The isolation matrix: two accounts (the operator's and one created with
@@ -127,7 +128,7 @@ func isolationEndpoints() []endpoint {
 // TestIsolationCoversEveryEndpoint: the matrix's table holds exactly the
 // endpoints the API registers.
 func TestIsolationCoversEveryEndpoint(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -124,7 +125,7 @@ func TestPurgedMessagesAreNotFound(t *testing.T) {
 	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", f.B.ID), e.inst.AccountToken, map[string]any{"RetentionDays": 100})).into(new(api.Server))
 
 	// 46 days on, A's default retention of 45 days has passed.
-	if _, err := e.st.PurgeExpired(time.Now().Add(46*24*time.Hour), 2); err != nil {
+	if _, err := e.st.PurgeExpired(context.Background(), time.Now().Add(46*24*time.Hour), 2); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{f.welcome, f.invoice, f.again} {

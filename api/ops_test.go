@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/api"
-	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 type health struct {
@@ -43,7 +43,7 @@ func getHealth(t *testing.T, url string) (int, health) {
 // recovers with it; healthz stays 200 throughout.
 func TestReadyzFollowsTheStore(t *testing.T) {
 	var broken atomic.Bool
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{BeforeCommit: func() error {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{BeforeCommit: func() error {
 		if broken.Load() {
 			return errors.New("injected: no space left on device")
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -61,9 +62,9 @@ func TestStoreTokenKeepsOnlyPrefix(t *testing.T) {
 // testStore is a real store in a temporary directory, initialised like
 // `postern init`. The store's consistency is checked, and the store
 // closed, when the test ends.
-func testStore(t *testing.T) (*store.Store, Installation) {
+func testStore(t *testing.T) (*bolt.Store, Installation) {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func testStore(t *testing.T) (*store.Store, Installation) {
 
 // secondServer adds a server to the installation's account and returns
 // it with its token.
-func secondServer(t *testing.T, st *store.Store, inst Installation) (store.Server, string) {
+func secondServer(t *testing.T, st *bolt.Store, inst Installation) (store.Server, string) {
 	t.Helper()
 	tok := NewToken()
 	srv, err := st.CreateServer(store.Server{

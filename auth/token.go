@@ -92,7 +92,7 @@ const DefaultServerName = "Default"
 // Init creates the installation's operator account with an owner token,
 // and a Sandbox server named "Default" with a server token. It fails with
 // store.ErrInitialized on a store that was initialised before.
-func Init(s *store.Store, now time.Time) (Installation, error) {
+func Init(s store.Accounts, now time.Time) (Installation, error) {
 	accountToken, serverToken := NewToken(), NewToken()
 	at := StoreToken(accountToken)
 	at.Role = store.RoleOwner

@@ -12,6 +12,7 @@ import (
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // countingStore counts the Delivered outcomes the store has recorded.
@@ -53,7 +54,7 @@ func (s *countingStore) RecordAttempt(a store.Attempt) error {
 func BenchmarkEndToEnd(b *testing.B) {
 	const sessions = 32
 	var commits, writes, commitNanos atomic.Int64
-	e := newE2E(b, store.Options{OnCommit: func(n int, took time.Duration) {
+	e := newE2E(b, bolt.Options{OnCommit: func(n int, took time.Duration) {
 		commits.Add(1)
 		writes.Add(int64(n))
 		commitNanos.Add(int64(took))

@@ -22,6 +22,7 @@ import (
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // e2e is a whole Postern on loopback: a store in a temporary directory,
@@ -30,7 +31,7 @@ import (
 // one MX port at different loopback addresses.
 type e2e struct {
 	t        testing.TB
-	st       *store.Store
+	st       *bolt.Store
 	inst     auth.Installation
 	dns      *dnstest.Server
 	resolver *relay.Resolver
@@ -59,13 +60,13 @@ var loopbacks = []netip.Addr{
 	netip.MustParseAddr("127.0.0.4"), netip.MustParseAddr("127.0.0.5"),
 }
 
-func newE2E(t testing.TB, storeOptions ...store.Options) *e2e {
+func newE2E(t testing.TB, storeOptions ...bolt.Options) *e2e {
 	t.Helper()
-	var opts store.Options
+	var opts bolt.Options
 	if len(storeOptions) > 0 {
 		opts = storeOptions[0]
 	}
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), opts)
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/postern/postern/store"
 )
 
-// Store is what the relay needs of the store; *store.Store is one.
+// Store is what the relay needs of the store; every store.Backend is one.
 type Store interface {
 	ReleaseLeases(now time.Time) (int, error)
 	Claim(req store.ClaimRequest) ([]store.QueueEntry, error)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // BenchmarkAccept measures accepted messages per second: 2 KB messages
@@ -35,7 +35,7 @@ func BenchmarkAccept(b *testing.B) {
 
 func benchmarkAccept(b *testing.B, sessions int, pipelined bool, msg string) {
 	var commits, writes, commitNanos atomic.Int64
-	ts := newTestServer(b, testOptions{storeOptions: store.Options{OnCommit: func(n int, took time.Duration) {
+	ts := newTestServer(b, testOptions{storeOptions: bolt.Options{OnCommit: func(n int, took time.Duration) {
 		commits.Add(1)
 		writes.Add(int64(n))
 		commitNanos.Add(int64(took))

@@ -18,6 +18,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // testServer is a real listener on 127.0.0.1 over a real store in a
@@ -25,7 +26,7 @@ import (
 type testServer struct {
 	Addr      string // STARTTLS listener
 	TLSAddr   string // implicit TLS listener
-	Store     *store.Store
+	Store     *bolt.Store
 	Inst      auth.Installation
 	ClientTLS *tls.Config // trusts the server's certificate
 	srv       *Server
@@ -34,7 +35,7 @@ type testServer struct {
 
 type testOptions struct {
 	mutate       func(*Config) // adjusts the listener's config
-	storeOptions store.Options // e.g. BeforeCommit for fault injection
+	storeOptions bolt.Options  // e.g. BeforeCommit for fault injection
 	noTLS        bool          // no certificate: no STARTTLS, no implicit TLS
 	dir          string        // the store's directory (a small filesystem, say); default t.TempDir()
 	// live makes ts.Inst a Live server (sender policy any), whose messages
@@ -51,7 +52,7 @@ func newTestServer(t testing.TB, opts testOptions) *testServer {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	st, err := store.Open(filepath.Join(dir, store.FileName), opts.storeOptions)
+	st, err := bolt.Open(filepath.Join(dir, bolt.FileName), opts.storeOptions)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // clock is a settable Config.Now.
@@ -38,7 +39,7 @@ type limitsFixture struct {
 	t            *testing.T
 	path         string
 	clock        *clock
-	st           *store.Store
+	st           *bolt.Store
 	addr         string
 	aID, bID     int64
 	aTok, bTok   string
@@ -47,8 +48,8 @@ type limitsFixture struct {
 
 func newLimitsFixture(t *testing.T, now time.Time, limit func(*store.Server)) *limitsFixture {
 	t.Helper()
-	f := &limitsFixture{t: t, path: filepath.Join(t.TempDir(), store.FileName), clock: &clock{t: now}}
-	st, err := store.Open(f.path, store.Options{})
+	f := &limitsFixture{t: t, path: filepath.Join(t.TempDir(), bolt.FileName), clock: &clock{t: now}}
+	st, err := bolt.Open(f.path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func (f *limitsFixture) restart() {
 	if err := f.st.Close(); err != nil {
 		f.t.Fatal(err)
 	}
-	st, err := store.Open(f.path, store.Options{})
+	st, err := bolt.Open(f.path, bolt.Options{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ func TestLimitCheckFailure(t *testing.T) {
 	c.expect("221", "QUIT")
 }
 
-type limitsFailing struct{ *store.Store }
+type limitsFailing struct{ *bolt.Store }
 
 func (limitsFailing) SentSince(int64, time.Time, int) (int, error) {
 	return 0, errors.New("disk on fire")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // The domains of the policy tests: the test account has good.example
@@ -102,7 +103,7 @@ func notVerified(domain string) string {
 }
 
 // countMessages returns how many messages a server has stored.
-func countMessages(t *testing.T, st *store.Store, serverID int64) int {
+func countMessages(t *testing.T, st *bolt.Store, serverID int64) int {
 	t.Helper()
 	msgs, err := st.Messages(serverID, 1000)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // revocationMessage is a message the Sandbox server accepts.
@@ -74,7 +75,7 @@ func TestRevocationReachesOpenSessions(t *testing.T) {
 
 // countingStore counts the reads a session makes of servers and tokens.
 type countingStore struct {
-	*store.Store
+	*bolt.Store
 	reads *atomic.Int64
 }
 
@@ -94,7 +95,7 @@ func (s countingStore) LookupToken(hash []byte) (store.Token, error) {
 func TestRevocationCheckReadsNothingWhileNothingChanges(t *testing.T) {
 	var reads atomic.Int64
 	ts := newTestServer(t, testOptions{mutate: func(c *Config) {
-		cs := countingStore{c.Store.(*store.Store), &reads}
+		cs := countingStore{c.Store.(*bolt.Store), &reads}
 		c.Store = cs
 		c.Credentials = auth.NewAuthenticator(cs)
 	}})

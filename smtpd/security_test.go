@@ -10,6 +10,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // No open relay: no path stores a message without a successful AUTH,
@@ -138,7 +139,7 @@ func TestSMTPTenantIsolation(t *testing.T) {
 	c.expect("550 5.1.1", "RCPT TO:<gone@example.net>")
 }
 
-func mustRaw(t *testing.T, st *store.Store, serverID int64, id string) string {
+func mustRaw(t *testing.T, st *bolt.Store, serverID int64, id string) string {
 	t.Helper()
 	raw, err := st.RawMessage(serverID, id)
 	if err != nil {

@@ -28,7 +28,7 @@ import (
 type Store interface {
 	Server(id int64) (store.Server, error)
 	// CredentialsGeneration changes after every committed change that
-	// can take away what a token grants (see store.Store's).
+	// can take away what a token grants (see store.Tokens).
 	CredentialsGeneration() uint64
 	Enqueue(msg *store.Message, raw []byte) error
 	Domains

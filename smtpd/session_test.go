@@ -16,6 +16,7 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 func TestGreetingAndAuthReplies(t *testing.T) {
@@ -249,7 +250,7 @@ func TestStoredMessage(t *testing.T) {
 	id := queuedID(t, c.sendData(testMessage))
 	c.expect("221", "QUIT")
 
-	check := func(st *store.Store) {
+	check := func(st *bolt.Store) {
 		t.Helper()
 		m, err := st.Message(ts.Inst.ServerID, id)
 		if err != nil {
@@ -302,11 +303,11 @@ func TestStoredMessage(t *testing.T) {
 	}
 	check(ts.Store)
 
-	path := filepath.Join(ts.dir, store.FileName)
+	path := filepath.Join(ts.dir, bolt.FileName)
 	if err := ts.Store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	reopened, err := store.Open(path, store.Options{})
+	reopened, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +358,7 @@ func TestSeveralMessagesOnOneConnection(t *testing.T) {
 // store recovers, the same connection can send.
 func TestStorageFailure(t *testing.T) {
 	var fail atomic.Bool
-	ts := newTestServer(t, testOptions{storeOptions: store.Options{BeforeCommit: func() error {
+	ts := newTestServer(t, testOptions{storeOptions: bolt.Options{BeforeCommit: func() error {
 		if fail.Load() {
 			return errors.New("injected: input/output error")
 		}

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/testutil"
-	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 const (
@@ -86,7 +86,7 @@ func body(size int) string {
 
 // check asserts that the store holds exactly the accepted messages, each
 // with its queue entry.
-func (l *faultLoad) check(t *testing.T, st *store.Store, serverID int64) {
+func (l *faultLoad) check(t *testing.T, st *bolt.Store, serverID int64) {
 	t.Helper()
 	if len(l.other) > 0 {
 		t.Errorf("unexpected replies: %q", l.other)
@@ -124,7 +124,7 @@ func (l *faultLoad) check(t *testing.T, st *store.Store, serverID int64) {
 // with ENOSPC, then recover.
 func TestStorageFailureUnderLoad(t *testing.T) {
 	var fault atomic.Pointer[error]
-	ts := newTestServer(t, testOptions{live: true, storeOptions: store.Options{BeforeCommit: func() error {
+	ts := newTestServer(t, testOptions{live: true, storeOptions: bolt.Options{BeforeCommit: func() error {
 		if e := fault.Load(); e != nil {
 			return *e
 		}
@@ -276,7 +276,7 @@ func TestStorageFullFilesystem(t *testing.T) {
 	if err := ts.Store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	reopened, err := store.Open(filepath.Join(dir, store.FileName), store.Options{})
+	reopened, err := bolt.Open(filepath.Join(dir, bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

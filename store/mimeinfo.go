@@ -36,9 +36,9 @@ func ParseBody(raw []byte) Body {
 	return b
 }
 
-// attachmentNames is ParseBody's attachment list alone, for the listing
+// AttachmentNames is ParseBody's attachment list alone, for the listing
 // metadata filed at intake.
-func attachmentNames(raw []byte) []string {
+func AttachmentNames(raw []byte) []string {
 	var b Body
 	m, err := mail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/api"
-	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 const backupUsage = `Usage: postern backup -o FILE [-force] [-token TOKEN] [-url URL] [-json]
@@ -184,7 +184,7 @@ func (c *cliClient) backup(file *os.File) (int64, error) {
 // (bbolt's page checks and Postern's own). Open may add a missing
 // top-level bucket, as it does to any store; it changes nothing else.
 func checkCopy(path string) error {
-	st, err := store.Open(path, store.Options{LockTimeout: time.Second})
+	st, err := bolt.Open(path, bolt.Options{LockTimeout: time.Second})
 	if err != nil {
 		return err
 	}

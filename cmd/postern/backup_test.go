@@ -16,7 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/api"
-	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // accepted is a message Postern answered 250 to, and when the answer came.
@@ -127,9 +127,9 @@ func (l *smtpLoad) waitCount(t *testing.T, n int) {
 }
 
 // openBackup opens a backup file as a store and checks its consistency.
-func openBackup(t *testing.T, path string) *store.Store {
+func openBackup(t *testing.T, path string) *bolt.Store {
 	t.Helper()
-	st, err := store.Open(path, store.Options{})
+	st, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
 		t.Fatalf("the backup does not open: %v", err)
 	}
@@ -209,7 +209,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(store.Path(data), raw, 0o600); err != nil {
+	if err := os.WriteFile(bolt.Path(data), raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p = startPostern(t, dir, nil, "serve", "-smtp-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0")

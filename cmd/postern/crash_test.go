@@ -28,6 +28,7 @@ import (
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 var longTests = flag.Bool("long", false, "run the long forms of the crash and resource tests (also POSTERN_TEST_LONG=1)")
@@ -145,7 +146,7 @@ func crashClient(addr, token, worker string, next func() int, ledger *crashLedge
 // consistency, and closes it again.
 func checkStoreOffline(t *testing.T, data string, round int) {
 	t.Helper()
-	st, err := store.Open(store.Path(data), store.Options{})
+	st, err := bolt.Open(bolt.Path(data), bolt.Options{})
 	if err != nil {
 		t.Fatalf("after kill %d: open: %v", round, err)
 	}
@@ -164,7 +165,7 @@ func TestCrashConsistency(t *testing.T) {
 	dir := t.TempDir()
 	inst, data := initialized(t, dir)
 	// A Live server, made in the store while serve is not running.
-	st, err := store.Open(store.Path(data), store.Options{})
+	st, err := bolt.Open(bolt.Path(data), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +278,7 @@ func TestCrashConsistency(t *testing.T) {
 	}
 	p.stop(t)
 
-	st, err = store.Open(store.Path(data), store.Options{})
+	st, err = bolt.Open(bolt.Path(data), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 const domainUsage = `Usage: postern domain <command> [flags]
@@ -112,11 +113,11 @@ func oneName(cmd string, args []string) (string, error) {
 
 // openExistingStore opens the store of an initialised data directory for
 // an operator command.
-func openExistingStore(cfg *config.Config) (*store.Store, error) {
-	if !store.Exists(cfg.DataDir) {
+func openExistingStore(cfg *config.Config) (*bolt.Store, error) {
+	if !bolt.Exists(cfg.DataDir) {
 		return nil, fmt.Errorf("no store in %s: run postern init (or postern serve) first, or set -data", cfg.DataDir)
 	}
-	return store.Open(store.Path(cfg.DataDir), store.Options{LockTimeout: domainLockTimeout})
+	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{LockTimeout: domainLockTimeout})
 }
 
 // dkimRecord is one TXT record to publish, in the design's DKIMRecords
@@ -368,7 +369,7 @@ type recordCheck struct {
 
 // accountDomain finds the account's domain of that name: the one it
 // holds, or its claim on a name another account holds.
-func accountDomain(st *store.Store, account int64, name string) (store.Domain, error) {
+func accountDomain(st *bolt.Store, account int64, name string) (store.Domain, error) {
 	domains, err := st.Domains(account)
 	if err != nil {
 		return store.Domain{}, err

@@ -20,6 +20,7 @@ import (
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // initData makes an initialised data directory and returns it.
@@ -36,7 +37,7 @@ func initData(t *testing.T, dir string) string {
 // released.
 func storedDomain(t *testing.T, data, name string) store.Domain {
 	t.Helper()
-	st, err := store.Open(store.Path(data), store.Options{})
+	st, err := bolt.Open(bolt.Path(data), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,13 +285,13 @@ func TestDomainWhileServing(t *testing.T) {
 type domainTestAPI struct {
 	URL  string
 	inst auth.Installation
-	st   *store.Store
+	st   *bolt.Store
 	dns  *dnstest.Server
 }
 
 func newDomainTestAPI(t *testing.T) *domainTestAPI {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

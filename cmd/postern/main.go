@@ -23,6 +23,7 @@ import (
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -163,11 +164,11 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 // openStore opens the store in the data directory, creating both if new.
-func openStore(cfg *config.Config) (*store.Store, error) {
+func openStore(cfg *config.Config) (*bolt.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	return store.Open(store.Path(cfg.DataDir), store.Options{Caps: store.Caps{
+	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{Caps: store.Caps{
 		DomainsPerAccount: cfg.MaxDomainsPerAccount,
 		ServersPerAccount: cfg.MaxServersPerAccount,
 		TokensPerServer:   cfg.MaxTokensPerServer,
@@ -260,7 +261,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStoreWith(cfg, store.Options{OnCommit: metrics.onCommit})
+	st, err := openStoreWith(cfg, bolt.Options{OnCommit: metrics.onCommit})
 	if err != nil {
 		return err
 	}

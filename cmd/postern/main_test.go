@@ -31,6 +31,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // testVersion is stamped into the binary the way the Makefile does it.
@@ -461,9 +462,9 @@ func message(rcpt, subject string) string {
 
 // openCheckedStore opens a data directory's store once postern is done with it,
 // checks its consistency, and closes it when the test ends.
-func openCheckedStore(t *testing.T, dataDir string) *store.Store {
+func openCheckedStore(t *testing.T, dataDir string) *bolt.Store {
 	t.Helper()
-	st, err := store.Open(store.Path(dataDir), store.Options{})
+	st, err := bolt.Open(bolt.Path(dataDir), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +479,7 @@ func openCheckedStore(t *testing.T, dataDir string) *store.Store {
 	return st
 }
 
-func wantMessage(t *testing.T, st *store.Store, serverID int64, id, subject, rcpt string) {
+func wantMessage(t *testing.T, st *bolt.Store, serverID int64, id, subject, rcpt string) {
 	t.Helper()
 	m, err := st.Message(serverID, id)
 	if err != nil {
@@ -537,7 +538,7 @@ func initialized(t *testing.T, dir string) (installation, string) {
 // to compare before and after something that must change nothing.
 func describeStore(t *testing.T, dataDir string, inst installation) string {
 	t.Helper()
-	st, err := store.Open(store.Path(dataDir), store.Options{})
+	st, err := bolt.Open(bolt.Path(dataDir), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -642,7 +643,7 @@ func TestInitJSON(t *testing.T) {
 	if fi, err := os.Stat(data); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("data directory: %v, mode %v, want 0700", err, fi.Mode().Perm())
 	}
-	dbPath := store.Path(data)
+	dbPath := bolt.Path(data)
 	if fi, err := os.Stat(dbPath); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("store file: %v, mode %v, want 0600", err, fi.Mode().Perm())
 	}
@@ -735,7 +736,7 @@ func TestInitSummary(t *testing.T) {
 			}
 			// The summary's tokens are the store's.
 			acct, err := func() (store.Token, error) {
-				st, err := store.Open(store.Path(filepath.Join(dir, "postern-data")), store.Options{})
+				st, err := bolt.Open(bolt.Path(filepath.Join(dir, "postern-data")), bolt.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -765,7 +766,7 @@ func TestServeWithoutConfiguration(t *testing.T) {
 	}
 	// A new data directory: the tokens are printed, once.
 	inst := p.summary(t)
-	for _, f := range []string{store.FileName, config.SelfSignedCert, config.SelfSignedKey} {
+	for _, f := range []string{bolt.FileName, config.SelfSignedCert, config.SelfSignedKey} {
 		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
 			t.Errorf("./postern-data/%s: %v", f, err)
 		}

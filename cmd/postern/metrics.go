@@ -16,7 +16,7 @@ import (
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // serveMetrics is what serve needs for its metrics: the registry that
@@ -67,11 +67,11 @@ func (m *serveMetrics) onCommit(writes int, took time.Duration) {
 
 // openStoreWith opens the store in the data directory with opts,
 // creating both if new.
-func openStoreWith(cfg *config.Config, opts store.Options) (*store.Store, error) {
+func openStoreWith(cfg *config.Config, opts bolt.Options) (*bolt.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	return store.Open(store.Path(cfg.DataDir), opts)
+	return bolt.Open(bolt.Path(cfg.DataDir), opts)
 }
 
 // Bounds of the metrics listener's connections: scrapes and probes are
@@ -85,7 +85,7 @@ const (
 // newMetricsServer builds the metrics listener's HTTP server: /metrics,
 // /healthz, and /readyz, ready when the store takes a commit, the
 // listeners serve and the relay runs.
-func newMetricsServer(m *serveMetrics, st *store.Store, worker *relay.Worker, log *slog.Logger) (*http.Server, error) {
+func newMetricsServer(m *serveMetrics, st *bolt.Store, worker *relay.Worker, log *slog.Logger) (*http.Server, error) {
 	h, err := api.NewOps(api.OpsConfig{
 		Gatherer: m.reg,
 		Ready: []api.Check{

@@ -25,6 +25,7 @@ import (
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // scrape reads /metrics with the Prometheus text parser, and returns the
@@ -92,7 +93,7 @@ func TestServeMetrics(t *testing.T) {
 	dir := t.TempDir()
 	inst, data := initialized(t, dir)
 	// Two Live servers, straight in the store while serve is not running.
-	st, err := store.Open(store.Path(data), store.Options{})
+	st, err := bolt.Open(bolt.Path(data), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 // purger is what the retention runner needs of the store.
 type purger interface {
-	PurgeExpiredContext(ctx context.Context, now time.Time, batch int) (int, error)
+	PurgeExpired(ctx context.Context, now time.Time, batch int) (int, error)
 }
 
 // runRetention purges the messages past their server's retention once at
@@ -24,7 +24,7 @@ func runRetention(ctx context.Context, st purger, interval time.Duration, now fu
 	defer t.Stop()
 	for {
 		start := time.Now()
-		n, err := st.PurgeExpiredContext(ctx, now(), store.DefaultPurgeBatch)
+		n, err := st.PurgeExpired(ctx, now(), store.DefaultPurgeBatch)
 		switch {
 		case ctx.Err() != nil:
 			return

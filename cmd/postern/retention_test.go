@@ -13,12 +13,13 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // The runner purges at start, then at each interval, with the time it is
 // given, and stops with its context.
 func TestRunRetention(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,16 +85,16 @@ func TestRunRetention(t *testing.T) {
 }
 
 type countingPurger struct {
-	st *store.Store
+	st *bolt.Store
 	mu sync.Mutex
 	n  int
 }
 
-func (p *countingPurger) PurgeExpiredContext(ctx context.Context, now time.Time, batch int) (int, error) {
+func (p *countingPurger) PurgeExpired(ctx context.Context, now time.Time, batch int) (int, error) {
 	p.mu.Lock()
 	p.n++
 	p.mu.Unlock()
-	return p.st.PurgeExpiredContext(ctx, now, batch)
+	return p.st.PurgeExpired(ctx, now, batch)
 }
 
 func (p *countingPurger) calls() int {

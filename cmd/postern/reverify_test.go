@@ -11,6 +11,7 @@ import (
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // A verified domain stays verified while the daily check finds its
@@ -20,7 +21,7 @@ import (
 // in between starts the count anew.
 func TestReverifyDomains(t *testing.T) {
 	dns := dnstest.New(t)
-	st, err := store.Open(filepath.Join(t.TempDir(), store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/smtpd"
-	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
 )
 
 // startPostern runs Postern's real intake over a store in a temporary
@@ -22,7 +22,7 @@ import (
 func startPostern(t *testing.T) (string, string, *atomic.Int64) {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, store.FileName), store.Options{})
+	st, err := bolt.Open(filepath.Join(dir, bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 func TestSearchMessages(t *testing.T) {
@@ -27,27 +29,27 @@ func TestSearchMessages(t *testing.T) {
 	enqueueN(t, s, b.ID, 3, base)
 	for _, c := range []struct {
 		name  string
-		q     MessageQuery
+		q     store.MessageQuery
 		total int
 		want  []string
 	}{
-		{"all", MessageQuery{Count: 10}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
-		{"page", MessageQuery{Count: 2, Offset: 1}, 5, []string{ids[3], ids[2]}},
-		{"count 0: the total only", MessageQuery{}, 5, nil},
-		{"tag", MessageQuery{Count: 10, Tag: "ODD"}, 2, []string{ids[3], ids[1]}},
-		{"tag paged", MessageQuery{Count: 1, Offset: 1, Tag: "odd"}, 2, []string{ids[1]}},
-		{"recipient", MessageQuery{Count: 10, Recipient: "BOB@example.org"}, 2, []string{ids[3], ids[1]}},
-		{"recipient in To", MessageQuery{Count: 10, Recipient: "alice@example.net"}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
-		{"from header", MessageQuery{Count: 10, FromEmail: "APP@example.com"}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
-		{"subject", MessageQuery{Count: 10, Subject: "odd"}, 2, []string{ids[3], ids[1]}},
-		{"status", MessageQuery{Count: 10, Statuses: []string{StatusSent}}, 0, nil},
-		{"metadata", MessageQuery{Count: 10, Metadata: map[string]string{"client-id": "42"}}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
-		{"stream", MessageQuery{Count: 10, Stream: "broadcast"}, 0, nil},
-		{"dates", MessageQuery{Count: 10, From: base.Add(time.Hour), To: base.Add(3 * time.Hour)}, 3, []string{ids[3], ids[2], ids[1]}},
-		{"dates and tag", MessageQuery{Count: 10, From: base.Add(time.Hour), To: base.Add(2 * time.Hour), Tag: "odd"}, 1, []string{ids[1]}},
-		{"after the last", MessageQuery{Count: 10, From: base.Add(5 * time.Hour)}, 0, nil},
-		{"before the first", MessageQuery{Count: 10, To: base.Add(-time.Nanosecond)}, 0, nil},
-		{"to far ahead", MessageQuery{Count: 10, To: base.Add(100 * time.Hour)}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"all", store.MessageQuery{Count: 10}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"page", store.MessageQuery{Count: 2, Offset: 1}, 5, []string{ids[3], ids[2]}},
+		{"count 0: the total only", store.MessageQuery{}, 5, nil},
+		{"tag", store.MessageQuery{Count: 10, Tag: "ODD"}, 2, []string{ids[3], ids[1]}},
+		{"tag paged", store.MessageQuery{Count: 1, Offset: 1, Tag: "odd"}, 2, []string{ids[1]}},
+		{"recipient", store.MessageQuery{Count: 10, Recipient: "BOB@example.org"}, 2, []string{ids[3], ids[1]}},
+		{"recipient in To", store.MessageQuery{Count: 10, Recipient: "alice@example.net"}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"from header", store.MessageQuery{Count: 10, FromEmail: "APP@example.com"}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"subject", store.MessageQuery{Count: 10, Subject: "odd"}, 2, []string{ids[3], ids[1]}},
+		{"status", store.MessageQuery{Count: 10, Statuses: []string{store.StatusSent}}, 0, nil},
+		{"metadata", store.MessageQuery{Count: 10, Metadata: map[string]string{"client-id": "42"}}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
+		{"stream", store.MessageQuery{Count: 10, Stream: "broadcast"}, 0, nil},
+		{"dates", store.MessageQuery{Count: 10, From: base.Add(time.Hour), To: base.Add(3 * time.Hour)}, 3, []string{ids[3], ids[2], ids[1]}},
+		{"dates and tag", store.MessageQuery{Count: 10, From: base.Add(time.Hour), To: base.Add(2 * time.Hour), Tag: "odd"}, 1, []string{ids[1]}},
+		{"after the last", store.MessageQuery{Count: 10, From: base.Add(5 * time.Hour)}, 0, nil},
+		{"before the first", store.MessageQuery{Count: 10, To: base.Add(-time.Nanosecond)}, 0, nil},
+		{"to far ahead", store.MessageQuery{Count: 10, To: base.Add(100 * time.Hour)}, 5, []string{ids[4], ids[3], ids[2], ids[1], ids[0]}},
 	} {
 		res, err := s.SearchMessages(a.ID, c.q)
 		total, got := res.Total, res.Messages
@@ -69,10 +71,10 @@ func TestSearchMessages(t *testing.T) {
 			}
 		}
 	}
-	if res, _ := s.SearchMessages(b.ID, MessageQuery{Count: 10}); res.Total != 3 {
+	if res, _ := s.SearchMessages(b.ID, store.MessageQuery{Count: 10}); res.Total != 3 {
 		t.Errorf("B: %d", res.Total)
 	}
-	if _, err := s.SearchMessages(99, MessageQuery{Count: 10}); !errors.Is(err, ErrNotFound) {
+	if _, err := s.SearchMessages(99, store.MessageQuery{Count: 10}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing server: %v", err)
 	}
 }
@@ -94,7 +96,7 @@ func TestStatsAndBounces(t *testing.T) {
 		t.Fatal(err)
 	}
 	enqueueN(t, s, b.ID, 1, day2)
-	got, err := s.Claim(ClaimRequest{Now: day2, Lease: time.Minute, Max: 10, Allow: func(id int64) int {
+	got, err := s.Claim(store.ClaimRequest{Now: day2, Lease: time.Minute, Max: 10, Allow: func(id int64) int {
 		if id == a.ID {
 			return 10
 		}
@@ -107,33 +109,33 @@ func TestStatsAndBounces(t *testing.T) {
 	if entry.MessageID != m.MessageID {
 		entry = got[1]
 	}
-	err = s.RecordAttempt(Attempt{Entry: entry, At: day2, Outcomes: []Outcome{
-		{Recipient: "Gone@example.org", Type: EventBounced, Inactivate: true, Details: EventDetails{DeliveryMessage: "550 5.1.1 no", BounceType: "HardBounce", BounceTypeCode: 1, Summary: "gone"}},
-		{Recipient: "full@example.org", Type: EventBounced, Details: EventDetails{DeliveryMessage: "552 5.2.2 full", BounceType: "SoftBounce", BounceTypeCode: 4096}},
-		{Recipient: "ok@example.net", Type: EventDelivered},
+	err = s.RecordAttempt(store.Attempt{Entry: entry, At: day2, Outcomes: []store.Outcome{
+		{Recipient: "Gone@example.org", Type: store.EventBounced, Inactivate: true, Details: store.EventDetails{DeliveryMessage: "550 5.1.1 no", BounceType: "HardBounce", BounceTypeCode: 1, Summary: "gone"}},
+		{Recipient: "full@example.org", Type: store.EventBounced, Details: store.EventDetails{DeliveryMessage: "552 5.2.2 full", BounceType: "SoftBounce", BounceTypeCode: 4096}},
+		{Recipient: "ok@example.net", Type: store.EventDelivered},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Stats: Sent on the day of receipt, bounces on the day they happened.
-	days, err := s.Stats(a.ID, StatsQuery{})
+	days, err := s.Stats(a.ID, store.StatsQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(days) != 2 || days[0].Date != "2026-03-01" || days[0].Counts[StatSent] != 1 || len(days[0].Counts) != 1 ||
-		days[1].Date != "2026-03-02" || days[1].Counts[StatSent] != 1 || days[1].Counts["HardBounce"] != 1 || days[1].Counts["SoftBounce"] != 1 {
+	if len(days) != 2 || days[0].Date != "2026-03-01" || days[0].Counts[store.StatSent] != 1 || len(days[0].Counts) != 1 ||
+		days[1].Date != "2026-03-02" || days[1].Counts[store.StatSent] != 1 || days[1].Counts["HardBounce"] != 1 || days[1].Counts["SoftBounce"] != 1 {
 		t.Fatalf("stats %+v", days)
 	}
 	for _, c := range []struct {
-		q    StatsQuery
+		q    store.StatsQuery
 		want string
 	}{
-		{StatsQuery{Tag: "welcome"}, "2026-03-01:1/0 2026-03-02:0/1"},
-		{StatsQuery{From: day2}, "2026-03-02:1/1"},
-		{StatsQuery{To: day1}, "2026-03-01:1/0"},
-		{StatsQuery{Stream: "outbound", From: day1, To: day2}, "2026-03-01:1/0 2026-03-02:1/1"},
-		{StatsQuery{Stream: "other"}, ""},
+		{store.StatsQuery{Tag: "welcome"}, "2026-03-01:1/0 2026-03-02:0/1"},
+		{store.StatsQuery{From: day2}, "2026-03-02:1/1"},
+		{store.StatsQuery{To: day1}, "2026-03-01:1/0"},
+		{store.StatsQuery{Stream: "outbound", From: day1, To: day2}, "2026-03-01:1/0 2026-03-02:1/1"},
+		{store.StatsQuery{Stream: "other"}, ""},
 	} {
 		days, err := s.Stats(a.ID, c.q)
 		if err != nil {
@@ -144,7 +146,7 @@ func TestStatsAndBounces(t *testing.T) {
 			if i > 0 {
 				got += " "
 			}
-			got += d.Date + ":" + itoa(d.Counts[StatSent]) + "/" + itoa(d.Counts["HardBounce"])
+			got += d.Date + ":" + itoa(d.Counts[store.StatSent]) + "/" + itoa(d.Counts["HardBounce"])
 		}
 		if got != c.want {
 			t.Errorf("%+v: %q, want %q", c.q, got, c.want)
@@ -152,7 +154,7 @@ func TestStatsAndBounces(t *testing.T) {
 	}
 
 	// Bounces: one per Bounced outcome, events naming them.
-	bres, err := s.Bounces(a.ID, BounceQuery{Count: 10})
+	bres, err := s.Bounces(a.ID, store.BounceQuery{Count: 10})
 	total, bounces := bres.Total, bres.Bounces
 	if err != nil || total != 2 || len(bounces) != 2 {
 		t.Fatalf("bounces %d %+v %v", total, bounces, err)
@@ -168,13 +170,13 @@ func TestStatsAndBounces(t *testing.T) {
 		t.Fatalf("events %+v", evs)
 	}
 	yes := true
-	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Inactive: &yes}); r.Total != 1 {
+	if r, _ := s.Bounces(a.ID, store.BounceQuery{Count: 10, Inactive: &yes}); r.Total != 1 {
 		t.Errorf("inactive: %d", r.Total)
 	}
-	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10, Email: "GONE", Type: "hardbounce", Tag: "Welcome", MessageID: m.MessageID, From: day2, To: day2}); r.Total != 1 {
+	if r, _ := s.Bounces(a.ID, store.BounceQuery{Count: 10, Email: "GONE", Type: "hardbounce", Tag: "Welcome", MessageID: m.MessageID, From: day2, To: day2}); r.Total != 1 {
 		t.Errorf("all filters: %d", r.Total)
 	}
-	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10, To: day1}); r.Total != 0 {
+	if r, _ := s.Bounces(a.ID, store.BounceQuery{Count: 10, To: day1}); r.Total != 0 {
 		t.Errorf("before: %d", r.Total)
 	}
 	inactive, byType, err := s.DeliveryStats(a.ID)
@@ -183,10 +185,10 @@ func TestStatsAndBounces(t *testing.T) {
 	}
 
 	// Another server's bounce is not found, and activating it does nothing.
-	if _, err := s.Bounce(b.ID, hard.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Bounce(b.ID, hard.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("B reads A's bounce: %v", err)
 	}
-	if _, err := s.ActivateBounce(b.ID, hard.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ActivateBounce(b.ID, hard.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("B activates A's bounce: %v", err)
 	}
 	if _, ok, _ := s.Suppressed(a.ID, "gone@example.org"); !ok {
@@ -215,17 +217,17 @@ func TestParseBody(t *testing.T) {
 		"--b\r\nContent-Type: image/png\r\nContent-Disposition: inline\r\n\r\nPNG\r\n" +
 		"--b\r\nContent-Type: text/plain; name=\"=?utf-8?q?r=C3=A9sum=C3=A9.txt?=\"\r\n\r\nnotes\r\n" +
 		"--b--\r\n"
-	b := ParseBody([]byte(raw))
+	b := store.ParseBody([]byte(raw))
 	if b.Text != "Hello world" || b.HTML != "<p>a=b</p>" || len(b.Attachments) != 2 || b.Attachments[0] != "attachment" || b.Attachments[1] != "résumé.txt" {
 		t.Fatalf("%+v", b)
 	}
-	if names := attachmentNames([]byte(raw)); len(names) != 2 {
+	if names := store.AttachmentNames([]byte(raw)); len(names) != 2 {
 		t.Fatalf("names %v", names)
 	}
-	if b := ParseBody([]byte("not a message")); b.Text != "" || b.Attachments != nil {
+	if b := store.ParseBody([]byte("not a message")); b.Text != "" || b.Attachments != nil {
 		t.Fatalf("garbage: %+v", b)
 	}
-	if b := ParseBody([]byte("Subject: x\r\n\r\nplain")); b.Text != "plain" {
+	if b := store.ParseBody([]byte("Subject: x\r\n\r\nplain")); b.Text != "plain" {
 		t.Fatalf("plain: %+v", b)
 	}
 }
@@ -245,14 +247,14 @@ func TestStatsTagsPerDayCapped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := range MaxTagsPerDay {
+	for i := range store.MaxTagsPerDay {
 		send(day, fmt.Sprintf("tag-%04d", i))
 	}
 	send(day, "one-too-many")
 	send(day, "and-another")
 	send(day, "tag-0007")
 	send(day.Add(24*time.Hour), "one-too-many")
-	sent := func(q StatsQuery) int64 {
+	sent := func(q store.StatsQuery) int64 {
 		t.Helper()
 		days, err := s.Stats(srv.ID, q)
 		if err != nil {
@@ -260,21 +262,21 @@ func TestStatsTagsPerDayCapped(t *testing.T) {
 		}
 		var n int64
 		for _, d := range days {
-			n += d.Counts[StatSent]
+			n += d.Counts[store.StatSent]
 		}
 		return n
 	}
-	if n := sent(StatsQuery{Tag: OtherTag}); n != 2 {
-		t.Errorf("%s counted %d messages, want the 2 new tags past the cap", OtherTag, n)
+	if n := sent(store.StatsQuery{Tag: store.OtherTag}); n != 2 {
+		t.Errorf("%s counted %d messages, want the 2 new tags past the cap", store.OtherTag, n)
 	}
-	if n := sent(StatsQuery{Tag: "tag-0007"}); n != 2 {
+	if n := sent(store.StatsQuery{Tag: "tag-0007"}); n != 2 {
 		t.Errorf("a tag counted before the cap: %d, want 2", n)
 	}
-	if n := sent(StatsQuery{Tag: "one-too-many", From: day.Add(24 * time.Hour)}); n != 1 {
+	if n := sent(store.StatsQuery{Tag: "one-too-many", From: day.Add(24 * time.Hour)}); n != 1 {
 		t.Errorf("the next day: %d, want 1 under its own tag", n)
 	}
-	if n := sent(StatsQuery{}); n != MaxTagsPerDay+4 {
-		t.Errorf("all tags: %d, want %d", n, MaxTagsPerDay+4)
+	if n := sent(store.StatsQuery{}); n != store.MaxTagsPerDay+4 {
+		t.Errorf("all tags: %d, want %d", n, store.MaxTagsPerDay+4)
 	}
 }
 
@@ -298,7 +300,7 @@ func TestSearchInChunks(t *testing.T) {
 	slices.Reverse(ids) // newest first, as searches answer
 	chunks := 0
 	s.scan = scanSettings{chunk: 3, limit: 1000, onChunk: func(time.Duration) { chunks++ }}
-	res, err := s.SearchMessages(srv.ID, MessageQuery{Offset: 5, Count: 4})
+	res, err := s.SearchMessages(srv.ID, store.MessageQuery{Offset: 5, Count: 4})
 	if err != nil || res.Total != 20 || res.Capped || len(res.Messages) != 4 {
 		t.Fatalf("unfiltered: %+v %v", res, err)
 	}
@@ -310,12 +312,12 @@ func TestSearchInChunks(t *testing.T) {
 	if chunks != 7 {
 		t.Errorf("%d read transactions for 20 entries in chunks of 3, want 7", chunks)
 	}
-	res, err = s.SearchMessages(srv.ID, MessageQuery{Count: 100, Tag: "odd", To: at.Add(17 * time.Minute)})
+	res, err = s.SearchMessages(srv.ID, store.MessageQuery{Count: 100, Tag: "odd", To: at.Add(17 * time.Minute)})
 	if err != nil || res.Total != 9 || res.Capped || len(res.Messages) != 9 || res.Messages[0].MessageID != ids[2] {
 		t.Fatalf("filtered, to minute 17: %+v %v", res, err)
 	}
 	s.scan.limit = 7
-	res, err = s.SearchMessages(srv.ID, MessageQuery{Count: 100, Tag: "even"})
+	res, err = s.SearchMessages(srv.ID, store.MessageQuery{Count: 100, Tag: "even"})
 	if err != nil || !res.Capped || res.Total != 3 || len(res.Messages) != 3 {
 		t.Fatalf("filtered past the scan limit: total %d, capped %v, %d messages, %v; want 3 of the 7 newest, capped",
 			res.Total, res.Capped, len(res.Messages), err)

@@ -1,10 +1,12 @@
-package store
+package bolt
 
 import (
 	"bytes"
 	"encoding/json"
 	"slices"
 	"sync"
+
+	"github.com/postern/postern/store"
 )
 
 // decodedCache keeps records decoded from their JSON. The SMTP intake reads
@@ -53,7 +55,7 @@ func (c *decodedCache[V]) decode(key []byte, raw []byte) (V, error) {
 }
 
 // cloneDomain copies a Domain's key lists, which a caller may change.
-func cloneDomain(d Domain) Domain {
+func cloneDomain(d store.Domain) store.Domain {
 	d.Keys = slices.Clone(d.Keys)
 	d.PendingKeys = slices.Clone(d.PendingKeys)
 	d.RevokedKeys = slices.Clone(d.RevokedKeys)

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"context"
@@ -6,19 +6,21 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 func TestRetentionDefault(t *testing.T) {
-	if got := (Server{}).Retention(); got != DefaultRetentionDays {
-		t.Errorf("zero RetentionDays: %d, want %d", got, DefaultRetentionDays)
+	if got := (store.Server{}).Retention(); got != store.DefaultRetentionDays {
+		t.Errorf("zero RetentionDays: %d, want %d", got, store.DefaultRetentionDays)
 	}
-	if got := (Server{RetentionDays: 7}).Retention(); got != 7 {
+	if got := (store.Server{RetentionDays: 7}).Retention(); got != 7 {
 		t.Errorf("7: %d", got)
 	}
 	s, _ := openTest(t, Options{})
 	acct, _ := initTest(t, s)
-	if b := secondServer(t, s, acct.ID, "B"); b.RetentionDays != DefaultRetentionDays {
-		t.Errorf("new server: RetentionDays %d, want %d", b.RetentionDays, DefaultRetentionDays)
+	if b := secondServer(t, s, acct.ID, "B"); b.RetentionDays != store.DefaultRetentionDays {
+		t.Errorf("new server: RetentionDays %d, want %d", b.RetentionDays, store.DefaultRetentionDays)
 	}
 }
 
@@ -54,31 +56,31 @@ func TestPurgeExpired(t *testing.T) {
 		extra = append(extra, enqueue(a.ID, old.Add(time.Duration(i)*time.Second), "ok@example.net"))
 	}
 
-	entries, err := s.Claim(ClaimRequest{Now: now, Lease: time.Hour, Max: 100})
+	entries, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Hour, Max: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var bounceIDs = map[string]int64{}
 	for _, e := range entries {
-		var outcomes []Outcome
+		var outcomes []store.Outcome
 		switch e.MessageID {
 		case queued:
 			continue
 		case bounced:
-			outcomes = []Outcome{
-				{Recipient: "soft@example.net", Type: EventBounced, Details: EventDetails{BounceType: "SoftBounce", BounceTypeCode: 4096}},
-				{Recipient: "gone@example.org", Type: EventBounced, Inactivate: true, Details: EventDetails{BounceType: "HardBounce", BounceTypeCode: 1}},
+			outcomes = []store.Outcome{
+				{Recipient: "soft@example.net", Type: store.EventBounced, Details: store.EventDetails{BounceType: "SoftBounce", BounceTypeCode: 4096}},
+				{Recipient: "gone@example.org", Type: store.EventBounced, Inactivate: true, Details: store.EventDetails{BounceType: "HardBounce", BounceTypeCode: 1}},
 			}
 		case inactive:
-			outcomes = []Outcome{{Recipient: "dead@example.org", Type: EventBounced, Inactivate: true, Details: EventDetails{BounceType: "HardBounce", BounceTypeCode: 1}}}
+			outcomes = []store.Outcome{{Recipient: "dead@example.org", Type: store.EventBounced, Inactivate: true, Details: store.EventDetails{BounceType: "HardBounce", BounceTypeCode: 1}}}
 		default:
-			outcomes = []Outcome{{Recipient: e.Pending[0], Type: EventDelivered}}
+			outcomes = []store.Outcome{{Recipient: e.Pending[0], Type: store.EventDelivered}}
 		}
-		if err := s.RecordAttempt(Attempt{Entry: e, At: e.Due.Add(-time.Hour).Add(time.Minute), Outcomes: outcomes}); err != nil {
+		if err := s.RecordAttempt(store.Attempt{Entry: e, At: e.Due.Add(-time.Hour).Add(time.Minute), Outcomes: outcomes}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	bres, err := s.Bounces(a.ID, BounceQuery{Count: 10})
+	bres, err := s.Bounces(a.ID, store.BounceQuery{Count: 10})
 	bounces := bres.Bounces
 	if err != nil || len(bounces) != 3 {
 		t.Fatalf("bounces %+v %v", bounces, err)
@@ -89,9 +91,9 @@ func TestPurgeExpired(t *testing.T) {
 	if _, err := s.ActivateBounce(a.ID, bounceIDs[bounced+"/gone@example.org"]); err != nil {
 		t.Fatal(err)
 	}
-	statsBefore, _ := s.Stats(a.ID, StatsQuery{})
+	statsBefore, _ := s.Stats(a.ID, store.StatsQuery{})
 
-	n, err := s.PurgeExpired(now, 2)
+	n, err := s.PurgeExpired(context.Background(), now, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,10 +101,10 @@ func TestPurgeExpired(t *testing.T) {
 		t.Errorf("purged %d, want %d", n, want)
 	}
 	for _, id := range append([]string{delivered, bounced, inactive}, extra...) {
-		if _, err := s.Message(a.ID, id); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Message(a.ID, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("message %s: %v, want not found", id, err)
 		}
-		if _, err := s.RawMessage(a.ID, id); !errors.Is(err, ErrNotFound) {
+		if _, err := s.RawMessage(a.ID, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("raw %s: %v, want not found", id, err)
 		}
 		if evs, err := s.Events(a.ID, id); err != nil || len(evs) != 0 {
@@ -117,13 +119,13 @@ func TestPurgeExpired(t *testing.T) {
 	if _, err := s.Message(b.ID, others); err != nil {
 		t.Errorf("B's message: %v, want kept", err)
 	}
-	if res, _ := s.SearchMessages(a.ID, MessageQuery{}); res.Total != 2 {
+	if res, _ := s.SearchMessages(a.ID, store.MessageQuery{}); res.Total != 2 {
 		t.Errorf("A has %d messages, want 2", res.Total)
 	}
 	// Bounces of purged messages are gone, but for the one that keeps its
 	// recipient inactive: it is how the recipient is reactivated.
 	for _, key := range []string{bounced + "/soft@example.net", bounced + "/gone@example.org"} {
-		if _, err := s.Bounce(a.ID, bounceIDs[key]); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Bounce(a.ID, bounceIDs[key]); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("bounce %s: %v, want not found", key, err)
 		}
 	}
@@ -131,11 +133,11 @@ func TestPurgeExpired(t *testing.T) {
 	if err != nil || !held.Inactive || held.DumpAvailable {
 		t.Errorf("held bounce %+v %v", held, err)
 	}
-	if r, _ := s.Bounces(a.ID, BounceQuery{Count: 10}); r.Total != 1 {
+	if r, _ := s.Bounces(a.ID, store.BounceQuery{Count: 10}); r.Total != 1 {
 		t.Errorf("%d bounces left, want 1", r.Total)
 	}
 	// Stats stay.
-	if statsAfter, _ := s.Stats(a.ID, StatsQuery{}); !reflect.DeepEqual(statsAfter, statsBefore) {
+	if statsAfter, _ := s.Stats(a.ID, store.StatsQuery{}); !reflect.DeepEqual(statsAfter, statsBefore) {
 		t.Errorf("stats changed: %+v, were %+v", statsAfter, statsBefore)
 	}
 	if err := s.Check(); err != nil {
@@ -143,21 +145,21 @@ func TestPurgeExpired(t *testing.T) {
 	}
 
 	// Nothing more to do, until the queued message is delivered.
-	if n, err := s.PurgeExpired(now, 2); n != 0 || err != nil {
+	if n, err := s.PurgeExpired(context.Background(), now, 2); n != 0 || err != nil {
 		t.Errorf("second run: %d %v", n, err)
 	}
 	for _, e := range entries {
 		if e.MessageID == queued {
-			if err := s.RecordAttempt(Attempt{Entry: e, At: now, Outcomes: []Outcome{{Recipient: "later@example.net", Type: EventDelivered}}}); err != nil {
+			if err := s.RecordAttempt(store.Attempt{Entry: e, At: now, Outcomes: []store.Outcome{{Recipient: "later@example.net", Type: store.EventDelivered}}}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if n, err := s.PurgeExpired(now, 0); n != 1 || err != nil {
+	if n, err := s.PurgeExpired(context.Background(), now, 0); n != 1 || err != nil {
 		t.Errorf("after delivery: %d %v, want 1", n, err)
 	}
 	// Time passes: the recent message goes too, and B's at 45 days.
-	if n, err := s.PurgeExpired(now.Add(45*24*time.Hour), 0); n != 2 || err != nil {
+	if n, err := s.PurgeExpired(context.Background(), now.Add(45*24*time.Hour), 0); n != 2 || err != nil {
 		t.Errorf("45 days later: %d %v, want 2", n, err)
 	}
 	if err := s.Check(); err != nil {
@@ -172,7 +174,7 @@ func TestPurgeExpiredStopsWithItsContext(t *testing.T) {
 	enqueueN(t, s, a.ID, 3, now.Add(-50*24*time.Hour))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if n, err := s.PurgeExpiredContext(ctx, now, 1); !errors.Is(err, context.Canceled) || n != 0 {
+	if n, err := s.PurgeExpired(ctx, now, 1); !errors.Is(err, context.Canceled) || n != 0 {
 		t.Fatalf("cancelled: %d %v", n, err)
 	}
 }

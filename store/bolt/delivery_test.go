@@ -1,10 +1,12 @@
-package store
+package bolt
 
 import (
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 func enqueueN(t *testing.T, s *Store, serverID int64, n int, at time.Time, rcpts ...string) []string {
@@ -23,9 +25,9 @@ func enqueueN(t *testing.T, s *Store, serverID int64, n int, at time.Time, rcpts
 	return ids
 }
 
-func secondServer(t *testing.T, s *Store, accountID int64, name string) Server {
+func secondServer(t *testing.T, s *Store, accountID int64, name string) store.Server {
 	t.Helper()
-	srv, err := s.CreateServer(Server{AccountID: accountID, Name: name, DeliveryType: DeliveryLive, SmtpApiActivated: true}, testToken(name), time.Now())
+	srv, err := s.CreateServer(store.Server{AccountID: accountID, Name: name, DeliveryType: store.DeliveryLive, SmtpApiActivated: true}, testToken(name), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func TestClaimRotatesAcrossServers(t *testing.T) {
 	now := time.Now()
 	enqueueN(t, s, a.ID, 500, now.Add(-time.Minute))
 	bIDs := enqueueN(t, s, b.ID, 1, now)
-	got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 2})
+	got, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestClaimRotatesAcrossServers(t *testing.T) {
 		t.Fatal("B's message not claimed")
 	}
 	// Rotation: starting after A, B comes first (nothing left there), then A.
-	more, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, After: a.ID})
+	more, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 10, After: a.ID})
 	if err != nil || len(more) != 10 {
 		t.Fatalf("claimed %d, %v", len(more), err)
 	}
@@ -72,7 +74,7 @@ func TestClaimRespectsAllowAndDueTime(t *testing.T) {
 	enqueueN(t, s, a.ID, 5, now)
 	enqueueN(t, s, b.ID, 5, now)
 	enqueueN(t, s, b.ID, 5, now.Add(time.Hour)) // not due
-	got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 100, Allow: func(id int64) int {
+	got, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 100, Allow: func(id int64) int {
 		if id == a.ID {
 			return 2
 		}
@@ -99,8 +101,8 @@ func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
 	now := time.Now()
 	full := enqueueN(t, s, a.ID, 3, now.Add(-2*time.Minute), "bob@full.example")
 	open := enqueueN(t, s, a.ID, 2, now.Add(-time.Minute), "alice@open.example")
-	takeOpen := func(e QueueEntry, taken []QueueEntry) bool { return e.Pending[0] != "bob@full.example" }
-	got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Take: takeOpen})
+	takeOpen := func(e store.QueueEntry, taken []store.QueueEntry) bool { return e.Pending[0] != "bob@full.example" }
+	got, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Take: takeOpen})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +119,8 @@ func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
 		}
 	}
 	// Take sees what this claim has taken: one at most.
-	one := func(e QueueEntry, taken []QueueEntry) bool { return len(taken) == 0 }
-	if got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Take: one}); len(got) != 1 || got[0].MessageID != full[0] {
+	one := func(e store.QueueEntry, taken []store.QueueEntry) bool { return len(taken) == 0 }
+	if got, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Take: one}); len(got) != 1 || got[0].MessageID != full[0] {
 		t.Fatalf("claimed %+v, want only %s", got, full[0])
 	}
 
@@ -126,7 +128,7 @@ func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
 	// past ClaimSkipMax refused entries at the head, the scan goes on from
 	// where the previous claim stopped, so each claim looks further.
 	b := secondServer(t, s, a.AccountID, "B")
-	enqueueN(t, s, b.ID, 3*ClaimSkipMax+5, now.Add(-2*time.Minute), "bob@full.example")
+	enqueueN(t, s, b.ID, 3*store.ClaimSkipMax+5, now.Add(-2*time.Minute), "bob@full.example")
 	behind := enqueueN(t, s, b.ID, 1, now.Add(-time.Minute), "alice@open.example")
 	onlyB := func(id int64) int {
 		if id == b.ID {
@@ -134,7 +136,7 @@ func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
 		}
 		return 0
 	}
-	req := ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Allow: onlyB, Take: takeOpen}
+	req := store.ClaimRequest{Now: now, Lease: time.Minute, Max: 10, Allow: onlyB, Take: takeOpen}
 	claims := 0
 	got = nil
 	for len(got) == 0 && claims < 10 {
@@ -172,21 +174,21 @@ func TestLeasesComeBack(t *testing.T) {
 	_, a := initTest(t, s)
 	now := time.Now()
 	enqueueN(t, s, a.ID, 3, now)
-	got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 3})
+	got, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 3})
 	if len(got) != 3 {
 		t.Fatalf("claimed %d", len(got))
 	}
-	if again, _ := s.Claim(ClaimRequest{Now: now.Add(30 * time.Second), Lease: time.Minute, Max: 3}); len(again) != 0 {
+	if again, _ := s.Claim(store.ClaimRequest{Now: now.Add(30 * time.Second), Lease: time.Minute, Max: 3}); len(again) != 0 {
 		t.Fatalf("claimed %d leased entries", len(again))
 	}
-	if again, _ := s.Claim(ClaimRequest{Now: now.Add(61 * time.Second), Lease: time.Minute, Max: 1}); len(again) != 1 {
+	if again, _ := s.Claim(store.ClaimRequest{Now: now.Add(61 * time.Second), Lease: time.Minute, Max: 1}); len(again) != 1 {
 		t.Fatalf("expired lease: claimed %d, want 1", len(again))
 	}
 	n, err := s.ReleaseLeases(now)
 	if err != nil || n != 3 {
 		t.Fatalf("released %d, %v", n, err)
 	}
-	if again, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 10}); len(again) != 3 {
+	if again, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 10}); len(again) != 3 {
 		t.Fatalf("after release: claimed %d, want 3", len(again))
 	}
 }
@@ -197,22 +199,22 @@ func TestRecordAttempt(t *testing.T) {
 	b := secondServer(t, s, acct.ID, "B")
 	now := time.Now()
 	ids := enqueueN(t, s, a.ID, 1, now, "ok@example.net", "later@example.net", "gone@example.org")
-	got, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
-	bounce := EventDetails{DeliveryMessage: "550 5.1.1 no such user", BounceType: "HardBounce", BounceTypeCode: 1, DestinationServer: "mx.example.org"}
-	err := s.RecordAttempt(Attempt{Entry: got[0], At: now, Retry: now.Add(5 * time.Minute), Signature: []byte("DKIM-Signature: x\r\n"), Signed: true, Outcomes: []Outcome{
-		{Recipient: "ok@example.net", Type: EventDelivered, Details: EventDetails{DeliveryMessage: "250 2.0.0 ok", DestinationIP: "127.0.0.1"}},
-		{Recipient: "later@example.net", Type: EventTransient, Details: EventDetails{DeliveryMessage: "450 4.2.0 busy"}},
-		{Recipient: "Gone@example.org", Type: EventBounced, Details: bounce, Inactivate: true},
+	got, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
+	bounce := store.EventDetails{DeliveryMessage: "550 5.1.1 no such user", BounceType: "HardBounce", BounceTypeCode: 1, DestinationServer: "mx.example.org"}
+	err := s.RecordAttempt(store.Attempt{Entry: got[0], At: now, Retry: now.Add(5 * time.Minute), Signature: []byte("DKIM-Signature: x\r\n"), Signed: true, Outcomes: []store.Outcome{
+		{Recipient: "ok@example.net", Type: store.EventDelivered, Details: store.EventDetails{DeliveryMessage: "250 2.0.0 ok", DestinationIP: "127.0.0.1"}},
+		{Recipient: "later@example.net", Type: store.EventTransient, Details: store.EventDetails{DeliveryMessage: "450 4.2.0 busy"}},
+		{Recipient: "Gone@example.org", Type: store.EventBounced, Details: bounce, Inactivate: true},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _ := s.Message(a.ID, ids[0])
-	if m.Status != StatusQueued || m.RecipientStatus["ok@example.net"] != EventDelivered {
+	if m.Status != store.StatusQueued || m.RecipientStatus["ok@example.net"] != store.EventDelivered {
 		t.Fatalf("message %+v", m)
 	}
 	evs, err := s.Events(a.ID, ids[0])
-	if err != nil || len(evs) != 3 || evs[0].Type != EventDelivered || evs[2].Details.BounceType != "HardBounce" {
+	if err != nil || len(evs) != 3 || evs[0].Type != store.EventDelivered || evs[2].Details.BounceType != "HardBounce" {
 		t.Fatalf("events %+v %v", evs, err)
 	}
 	if other, _ := s.Events(b.ID, ids[0]); len(other) != 0 {
@@ -232,21 +234,21 @@ func TestRecordAttempt(t *testing.T) {
 	}
 	// The retry delivers the last recipient: the entry goes, the status
 	// says some were delivered and some bounced.
-	got, _ = s.Claim(ClaimRequest{Now: now.Add(5 * time.Minute), Lease: time.Minute, Max: 1})
+	got, _ = s.Claim(store.ClaimRequest{Now: now.Add(5 * time.Minute), Lease: time.Minute, Max: 1})
 	if len(got) != 1 {
 		t.Fatalf("retry not claimed: %+v", got)
 	}
-	if err := s.RecordAttempt(Attempt{Entry: got[0], At: now, Outcomes: []Outcome{{Recipient: "later@example.net", Type: EventDelivered}}}); err != nil {
+	if err := s.RecordAttempt(store.Attempt{Entry: got[0], At: now, Outcomes: []store.Outcome{{Recipient: "later@example.net", Type: store.EventDelivered}}}); err != nil {
 		t.Fatal(err)
 	}
 	if q, _ := s.Queue(10); len(q) != 0 {
 		t.Fatalf("queue %+v", q)
 	}
-	if m, _ := s.Message(a.ID, ids[0]); m.Status != StatusPartial {
+	if m, _ := s.Message(a.ID, ids[0]); m.Status != store.StatusPartial {
 		t.Fatalf("status %q", m.Status)
 	}
 	// Recording the same claim twice fails: its entry is gone.
-	if err := s.RecordAttempt(Attempt{Entry: got[0], At: now}); !errors.Is(err, ErrNotFound) {
+	if err := s.RecordAttempt(store.Attempt{Entry: got[0], At: now}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second record: %v", err)
 	}
 	if err := s.Unsuppress(a.ID, "gone@example.org"); err != nil {
@@ -262,18 +264,18 @@ func TestMessageStatuses(t *testing.T) {
 		types []string
 		want  string
 	}{
-		{[]string{EventDelivered, EventDelivered}, StatusSent},
-		{[]string{EventBounced}, StatusBounced},
-		{[]string{EventDelivered, EventBounced}, StatusPartial},
+		{[]string{store.EventDelivered, store.EventDelivered}, store.StatusSent},
+		{[]string{store.EventBounced}, store.StatusBounced},
+		{[]string{store.EventDelivered, store.EventBounced}, store.StatusPartial},
 	} {
-		m := Message{RecipientStatus: map[string]string{}}
+		m := store.Message{RecipientStatus: map[string]string{}}
 		for i, typ := range tc.types {
 			m.RecipientStatus[fmt.Sprint(i)] = typ
 		}
-		if got := messageStatus(m, false); got != tc.want {
+		if got := store.MessageStatus(m, false); got != tc.want {
 			t.Errorf("%v: %q, want %q", tc.types, got, tc.want)
 		}
-		if got := messageStatus(m, true); got != StatusQueued {
+		if got := store.MessageStatus(m, true); got != store.StatusQueued {
 			t.Errorf("%v pending: %q", tc.types, got)
 		}
 	}
@@ -286,11 +288,11 @@ func TestDomains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "Example.COM.", Keys: []DKIMKey{{Algorithm: "ed25519", Selector: "s1", PrivateKey: []byte{1, 2}}}}, time.Now())
+	d, err := s.CreateDomain(store.Domain{AccountID: acct.ID, Name: "Example.COM.", Keys: []store.DKIMKey{{Algorithm: "ed25519", Selector: "s1", PrivateKey: []byte{1, 2}}}}, time.Now())
 	if err != nil || d.Name != "example.com" || d.ID == 0 {
 		t.Fatalf("%+v %v", d, err)
 	}
-	if _, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "example.com"}, time.Now()); !errors.Is(err, ErrDuplicate) {
+	if _, err := s.CreateDomain(store.Domain{AccountID: acct.ID, Name: "example.com"}, time.Now()); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("same name again for the account: %v", err)
 	}
 	got, err := s.DomainByName("EXAMPLE.com")
@@ -306,7 +308,7 @@ func TestDomains(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A verified name is its account's: no other account can claim it.
-	if _, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "example.com"}, time.Now()); !errors.Is(err, ErrDuplicate) {
+	if _, err := s.CreateDomain(store.Domain{AccountID: other.ID, Name: "example.com"}, time.Now()); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("a verified name for another account: %v", err)
 	}
 	list, _ := s.Domains(acct.ID)
@@ -336,7 +338,7 @@ func TestNextDue(t *testing.T) {
 func TestEnqueueSandboxRecordsDelivered(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	acct, _ := initTest(t, s)
-	sb, err := s.CreateServer(Server{AccountID: acct.ID, Name: "Sandbox", DeliveryType: DeliverySandbox, SmtpApiActivated: true}, testToken("sb"), time.Now())
+	sb, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "Sandbox", DeliveryType: store.DeliverySandbox, SmtpApiActivated: true}, testToken("sb"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,11 +347,11 @@ func TestEnqueueSandboxRecordsDelivered(t *testing.T) {
 		t.Fatalf("a Sandbox message was queued: %+v", q)
 	}
 	m, err := s.Message(sb.ID, ids[0])
-	if err != nil || m.Status != StatusSent || m.RecipientStatus["b@example.org"] != EventDelivered {
+	if err != nil || m.Status != store.StatusSent || m.RecipientStatus["b@example.org"] != store.EventDelivered {
 		t.Fatalf("message %+v, %v", m, err)
 	}
 	evs, err := s.Events(sb.ID, ids[0])
-	if err != nil || len(evs) != 2 || evs[0].Type != EventDelivered || evs[1].Details.DeliveryMessage != sandboxDelivery {
+	if err != nil || len(evs) != 2 || evs[0].Type != store.EventDelivered || evs[1].Details.DeliveryMessage != store.SandboxDelivery {
 		t.Fatalf("events %+v, %v", evs, err)
 	}
 }
@@ -369,18 +371,18 @@ func TestDomainClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	squat, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "brand.example"}, now)
+	squat, err := s.CreateDomain(store.Domain{AccountID: acct.ID, Name: "brand.example"}, now)
 	if err != nil || squat.Claim {
 		t.Fatalf("the first registration: %+v %v", squat, err)
 	}
-	claim, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "brand.example"}, now)
+	claim, err := s.CreateDomain(store.Domain{AccountID: other.ID, Name: "brand.example"}, now)
 	if err != nil || !claim.Claim {
 		t.Fatalf("a claim on an unproven name: %+v %v", claim, err)
 	}
-	if _, err := s.CreateDomain(Domain{AccountID: other.ID, Name: "brand.example"}, now); !errors.Is(err, ErrDuplicate) {
+	if _, err := s.CreateDomain(store.Domain{AccountID: other.ID, Name: "brand.example"}, now); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("a second claim of the same account: %v", err)
 	}
-	rival, err := s.CreateDomain(Domain{AccountID: third.ID, Name: "brand.example"}, now)
+	rival, err := s.CreateDomain(store.Domain{AccountID: third.ID, Name: "brand.example"}, now)
 	if err != nil || !rival.Claim {
 		t.Fatalf("a third account's claim: %+v %v", rival, err)
 	}
@@ -398,21 +400,21 @@ func TestDomainClaims(t *testing.T) {
 	if d, err := s.DomainByName("brand.example"); err != nil || d.ID != claim.ID {
 		t.Fatalf("DomainByName after: %+v %v", d, err)
 	}
-	if _, err := s.Domain(squat.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Domain(squat.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the squatter's record: %v, want it gone", err)
 	}
 	events, err := s.AccountEvents(acct.ID)
-	if err != nil || len(events) != 1 || events[0].Type != AccountEventDomainLost || events[0].Domain != "brand.example" {
+	if err != nil || len(events) != 1 || events[0].Type != store.AccountEventDomainLost || events[0].Domain != "brand.example" {
 		t.Fatalf("the squatter's log: %+v %v", events, err)
 	}
 	if events, _ := s.AccountEvents(other.ID); len(events) != 0 {
 		t.Fatalf("the winner's log: %+v", events)
 	}
 	// Now proven: the third account's claim cannot take it.
-	if _, err := s.TakeDomain(rival.ID, now.Add(2*time.Hour)); !errors.Is(err, ErrDomainProven) {
+	if _, err := s.TakeDomain(rival.ID, now.Add(2*time.Hour)); !errors.Is(err, store.ErrDomainProven) {
 		t.Fatalf("taking a proven name: %v", err)
 	}
-	if _, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "brand.example"}, now); !errors.Is(err, ErrDuplicate) {
+	if _, err := s.CreateDomain(store.Domain{AccountID: acct.ID, Name: "brand.example"}, now); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("claiming a proven name: %v", err)
 	}
 	if err := s.DeleteDomain(rival.ID); err != nil {

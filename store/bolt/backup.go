@@ -1,9 +1,10 @@
-package store
+package bolt
 
 import (
 	"io"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Backup writes a consistent copy of the whole store to w: the state of
@@ -22,11 +23,11 @@ import (
 func (s *Store) Backup(w io.Writer) (int64, error) {
 	select {
 	case <-s.closing:
-		return 0, ErrClosed
+		return 0, store.ErrClosed
 	default:
 	}
 	var n int64
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		var err error
 		n, err = tx.WriteTo(w)
 		return err

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // openTest opens a store in a temporary directory and, when the test ends,
@@ -24,29 +25,29 @@ func openTest(t *testing.T, opts Options) (*Store, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := s.Check(); err != nil && !errors.Is(err, ErrClosed) {
+		if err := s.Check(); err != nil && !errors.Is(err, store.ErrClosed) {
 			t.Errorf("consistency check: %v", err)
 		}
-		if err := s.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		if err := s.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
 			t.Errorf("close: %v", err)
 		}
 	})
 	return s, path
 }
 
-func testToken(name string) NewToken {
-	return NewToken{Hash: []byte("hash-of-" + name + "-padded-to-be-long-enough"), Token: Token{Prefix: name}}
+func testToken(name string) store.NewToken {
+	return store.NewToken{Hash: []byte("hash-of-" + name + "-padded-to-be-long-enough"), Token: store.Token{Prefix: name}}
 }
 
 // initTest creates an account and a server.
-func initTest(t testing.TB, s *Store) (Account, Server) {
+func initTest(t testing.TB, s *Store) (store.Account, store.Server) {
 	t.Helper()
 	at := testToken("acct")
-	at.Role = RoleOwner
-	a, srv, err := s.Initialize(InitParams{
+	at.Role = store.RoleOwner
+	a, srv, err := s.Initialize(store.InitParams{
 		AccountName:  "Operator",
 		AccountToken: at,
-		Server:       Server{Name: "Default", DeliveryType: DeliveryLive, SmtpApiActivated: true},
+		Server:       store.Server{Name: "Default", DeliveryType: store.DeliveryLive, SmtpApiActivated: true},
 		ServerToken:  testToken("srv"),
 	}, time.Now())
 	if err != nil {
@@ -55,13 +56,13 @@ func initTest(t testing.TB, s *Store) (Account, Server) {
 	return a, srv
 }
 
-func testMessage(serverID int64, at time.Time) *Message {
-	return &Message{
-		MessageID:     NewMessageID(),
+func testMessage(serverID int64, at time.Time) *store.Message {
+	return &store.Message{
+		MessageID:     store.NewMessageID(),
 		ServerID:      serverID,
 		EnvelopeFrom:  "app@example.com",
 		From:          "App <app@example.com>",
-		To:            []Address{{Email: "alice@example.net", Name: "Alice"}},
+		To:            []store.Address{{Email: "alice@example.net", Name: "Alice"}},
 		Recipients:    []string{"alice@example.net"},
 		Subject:       "Hello",
 		Tag:           "welcome",
@@ -69,7 +70,7 @@ func testMessage(serverID int64, at time.Time) *Message {
 		MessageStream: "outbound",
 		ReceivedAt:    at.UTC(),
 		Size:          5,
-		Status:        StatusQueued,
+		Status:        store.StatusQueued,
 	}
 }
 
@@ -80,21 +81,21 @@ func TestInitializeOnce(t *testing.T) {
 		t.Fatalf("account %+v server %+v", acct, srv)
 	}
 	tok, err := s.LookupToken(testToken("srv").Hash)
-	if err != nil || tok.Kind != KindServer || tok.ServerID != srv.ID || tok.AccountID != acct.ID {
+	if err != nil || tok.Kind != store.KindServer || tok.ServerID != srv.ID || tok.AccountID != acct.ID {
 		t.Fatalf("server token: %+v %v", tok, err)
 	}
 	tok, err = s.LookupToken(testToken("acct").Hash)
-	if err != nil || tok.Kind != KindAccount || tok.Role != RoleOwner || tok.AccountID != acct.ID {
+	if err != nil || tok.Kind != store.KindAccount || tok.Role != store.RoleOwner || tok.AccountID != acct.ID {
 		t.Fatalf("account token: %+v %v", tok, err)
 	}
-	_, _, err = s.Initialize(InitParams{AccountName: "Again", AccountToken: testToken("a2"), Server: Server{Name: "X"}, ServerToken: testToken("s2")}, time.Now())
-	if !errors.Is(err, ErrInitialized) {
+	_, _, err = s.Initialize(store.InitParams{AccountName: "Again", AccountToken: testToken("a2"), Server: store.Server{Name: "X"}, ServerToken: testToken("s2")}, time.Now())
+	if !errors.Is(err, store.ErrInitialized) {
 		t.Fatalf("second Initialize: %v, want ErrInitialized", err)
 	}
-	if _, err := s.LookupToken(testToken("a2").Hash); !errors.Is(err, ErrNotFound) {
+	if _, err := s.LookupToken(testToken("a2").Hash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second Initialize left a token behind: %v", err)
 	}
-	if _, err := s.Account(2); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Account(2); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second Initialize left an account behind: %v", err)
 	}
 }
@@ -114,7 +115,7 @@ func TestEnqueueAndRead(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got.Subject != "Hello" || got.Tag != "welcome" || got.Metadata["client-id"] != "42" ||
-			got.Status != StatusQueued || !got.ReceivedAt.Equal(msg.ReceivedAt) || got.To[0].Name != "Alice" {
+			got.Status != store.StatusQueued || !got.ReceivedAt.Equal(msg.ReceivedAt) || got.To[0].Name != "Alice" {
 			t.Fatalf("stored metadata %+v", got)
 		}
 		gotRaw, err := s.RawMessage(srv.ID, msg.MessageID)
@@ -148,7 +149,7 @@ func TestEnqueueAndRead(t *testing.T) {
 func TestMessageOfAnotherServerIsNotFound(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	acct, srv := initTest(t, s)
-	other, err := s.CreateServer(Server{AccountID: acct.ID, Name: "Other"}, testToken("other"), time.Now())
+	other, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "Other"}, testToken("other"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,10 +157,10 @@ func TestMessageOfAnotherServerIsNotFound(t *testing.T) {
 	if err := s.Enqueue(msg, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Message(other.ID, msg.MessageID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Message(other.ID, msg.MessageID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("other server reads the message: %v", err)
 	}
-	if _, err := s.RawMessage(other.ID, msg.MessageID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.RawMessage(other.ID, msg.MessageID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("other server reads the raw message: %v", err)
 	}
 }
@@ -167,11 +168,11 @@ func TestMessageOfAnotherServerIsNotFound(t *testing.T) {
 func TestDuplicateServerName(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	acct, _ := initTest(t, s)
-	_, err := s.CreateServer(Server{AccountID: acct.ID, Name: "default"}, testToken("dup"), time.Now())
-	if !errors.Is(err, ErrDuplicate) {
+	_, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "default"}, testToken("dup"), time.Now())
+	if !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("got %v, want ErrDuplicate", err)
 	}
-	if _, err := s.LookupToken(testToken("dup").Hash); !errors.Is(err, ErrNotFound) {
+	if _, err := s.LookupToken(testToken("dup").Hash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("refused server left its token: %v", err)
 	}
 }
@@ -179,7 +180,7 @@ func TestDuplicateServerName(t *testing.T) {
 func TestEnqueueUnknownServer(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	initTest(t, s)
-	if err := s.Enqueue(testMessage(99, time.Now()), []byte("x")); !errors.Is(err, ErrServerMissing) {
+	if err := s.Enqueue(testMessage(99, time.Now()), []byte("x")); !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("got %v, want ErrServerMissing", err)
 	}
 	if q, _ := s.Queue(10); len(q) != 0 {
@@ -248,7 +249,7 @@ func TestBatchIsolatesAFailingWrite(t *testing.T) {
 	ok := 0
 	for i, err := range errs {
 		switch {
-		case i%8 == 0 && !errors.Is(err, ErrServerMissing):
+		case i%8 == 0 && !errors.Is(err, store.ErrServerMissing):
 			t.Errorf("write %d: %v, want ErrServerMissing", i, err)
 		case i%8 != 0 && err != nil:
 			t.Errorf("write %d: %v", i, err)
@@ -300,7 +301,7 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("x")); !errors.Is(err, ErrClosed) {
+	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("x")); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("got %v, want ErrClosed", err)
 	}
 }
@@ -321,7 +322,7 @@ func TestCheckFindsDanglingQueueEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Corrupt on purpose, then repair so the cleanup check passes.
-	if err := s.update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMail).Bucket(itob(srv.ID)).Bucket(bucketRaw).Delete([]byte(msg.MessageID))
 	}); err != nil {
 		t.Fatal(err)
@@ -329,7 +330,7 @@ func TestCheckFindsDanglingQueueEntry(t *testing.T) {
 	if err := s.Check(); err == nil {
 		t.Fatal("Check passed a message without its raw MIME")
 	}
-	if err := s.update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketMail).Bucket(itob(srv.ID)).Bucket(bucketRaw).Put([]byte(msg.MessageID), []byte("x"))
 	}); err != nil {
 		t.Fatal(err)
@@ -340,7 +341,7 @@ func TestNewMessageIDIsTimeOrderedUUIDv7(t *testing.T) {
 	seen := map[string]bool{}
 	prev := ""
 	for i := 0; i < 1000; i++ {
-		id := NewMessageID()
+		id := store.NewMessageID()
 		if len(id) != 36 || id[14] != '7' || !strings.ContainsAny(id[19:20], "89ab") {
 			t.Fatalf("%q is not a UUIDv7", id)
 		}
@@ -354,7 +355,7 @@ func TestNewMessageIDIsTimeOrderedUUIDv7(t *testing.T) {
 		prev = id[:13]
 	}
 	at := time.Date(2026, 11, 27, 8, 0, 0, 500_000, time.UTC)
-	if got := uuidV7(at)[:15]; got != fmt.Sprintf("%08x-%04x-7", uint64(at.UnixMilli())>>16, uint64(at.UnixMilli())&0xffff) {
+	if got := store.MessageIDAt(at)[:15]; got != fmt.Sprintf("%08x-%04x-7", uint64(at.UnixMilli())>>16, uint64(at.UnixMilli())&0xffff) {
 		t.Fatalf("timestamp bits: %s", got)
 	}
 }

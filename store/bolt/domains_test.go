@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"errors"
@@ -6,26 +6,27 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 func TestDomainModifyAndDelete(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	acct, _ := initTest(t, s)
-	d, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "example.com", Keys: []DKIMKey{{Algorithm: "rsa", Selector: "a"}}}, time.Now())
+	d, err := s.CreateDomain(store.Domain{AccountID: acct.ID, Name: "example.com", Keys: []store.DKIMKey{{Algorithm: "rsa", Selector: "a"}}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Domain(d.ID); err != nil || got.Name != "example.com" {
 		t.Fatalf("Domain: %+v %v", got, err)
 	}
-	if _, err := s.Domain(d.ID + 1); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Domain(d.ID + 1); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Domain of a missing ID: %v", err)
 	}
 
 	// ModifyDomain changes what fn changes, but not the identity.
-	got, err := s.ModifyDomain(d.ID, func(x *Domain) error {
-		x.PendingKeys = []DKIMKey{{Algorithm: "rsa", Selector: "b"}}
+	got, err := s.ModifyDomain(d.ID, func(x *store.Domain) error {
+		x.PendingKeys = []store.DKIMKey{{Algorithm: "rsa", Selector: "b"}}
 		x.Name, x.AccountID, x.ID = "evil.example", 99, 42
 		return nil
 	})
@@ -33,13 +34,13 @@ func TestDomainModifyAndDelete(t *testing.T) {
 		t.Fatalf("ModifyDomain: %+v %v", got, err)
 	}
 	stop := errors.New("no")
-	if _, err := s.ModifyDomain(d.ID, func(x *Domain) error { x.PendingKeys = nil; return stop }); !errors.Is(err, stop) {
+	if _, err := s.ModifyDomain(d.ID, func(x *store.Domain) error { x.PendingKeys = nil; return stop }); !errors.Is(err, stop) {
 		t.Fatalf("ModifyDomain with an error: %v", err)
 	}
 	if again, _ := s.Domain(d.ID); len(again.PendingKeys) != 1 {
 		t.Fatalf("a failed ModifyDomain changed the domain: %+v", again)
 	}
-	if _, err := s.ModifyDomain(d.ID+1, func(*Domain) error { return nil }); !errors.Is(err, ErrNotFound) {
+	if _, err := s.ModifyDomain(d.ID+1, func(*store.Domain) error { return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("ModifyDomain of a missing ID: %v", err)
 	}
 
@@ -47,13 +48,13 @@ func TestDomainModifyAndDelete(t *testing.T) {
 	if err := s.DeleteDomain(d.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DomainByName("example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.DomainByName("example.com"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("DomainByName after delete: %v", err)
 	}
-	if err := s.DeleteDomain(d.ID); !errors.Is(err, ErrNotFound) {
+	if err := s.DeleteDomain(d.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
-	if _, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "example.com"}, time.Now()); err != nil {
+	if _, err := s.CreateDomain(store.Domain{AccountID: acct.ID, Name: "example.com"}, time.Now()); err != nil {
 		t.Fatalf("the name is not free again: %v", err)
 	}
 }
@@ -61,14 +62,14 @@ func TestDomainModifyAndDelete(t *testing.T) {
 func TestCheckFindsDomainIndexProblems(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	acct, _ := initTest(t, s)
-	d, err := s.CreateDomain(Domain{AccountID: acct.ID, Name: "example.com"}, time.Now())
+	d, err := s.CreateDomain(store.Domain{AccountID: acct.ID, Name: "example.com"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDomainNames).Put([]byte("stale.example"), itob(d.ID))
 	}); err != nil {
 		t.Fatal(err)
@@ -76,7 +77,7 @@ func TestCheckFindsDomainIndexProblems(t *testing.T) {
 	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "domain name stale.example: names domain") {
 		t.Fatalf("Check with a stale name: %v", err)
 	}
-	if err := s.update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bbolt.Tx) error {
 		names := tx.Bucket(bucketDomainNames)
 		if err := names.Delete([]byte("stale.example")); err != nil {
 			return err
@@ -88,7 +89,7 @@ func TestCheckFindsDomainIndexProblems(t *testing.T) {
 	if err := s.Check(); err == nil || !strings.Contains(err.Error(), "not in the name index") {
 		t.Fatalf("Check with a missing name: %v", err)
 	}
-	if err := s.update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bucketDomains).Delete(itob(d.ID))
 	}); err != nil {
 		t.Fatal(err)
@@ -106,14 +107,14 @@ func TestQueuedSignatureBy(t *testing.T) {
 	if found, err := s.QueuedSignatureBy("example.com", []string{"old"}); err != nil || found {
 		t.Fatalf("unsigned queue: %v %v", found, err)
 	}
-	entries, err := s.Claim(ClaimRequest{Now: now.Add(time.Second), Lease: time.Minute, Max: 1})
+	entries, err := s.Claim(store.ClaimRequest{Now: now.Add(time.Second), Lease: time.Minute, Max: 1})
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("claim: %v %v", entries, err)
 	}
 	sig := "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=Example.com;\r\n s=old; h=From; bh=x; b=y\r\n"
-	if err := s.RecordAttempt(Attempt{
+	if err := s.RecordAttempt(store.Attempt{
 		Entry: entries[0], At: now, Retry: now.Add(time.Hour),
-		Outcomes:  []Outcome{{Recipient: m.Recipients[0], Type: EventTransient}},
+		Outcomes:  []store.Outcome{{Recipient: m.Recipients[0], Type: store.EventTransient}},
 		Signature: []byte(sig), Signed: true,
 	}); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"os"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 // BenchmarkSearchLargeServer searches one server holding 1M messages
@@ -36,7 +38,7 @@ func BenchmarkSearchLargeServer(b *testing.B) {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
 				m := testMessage(srv.ID, start.Add(time.Duration(i)*time.Second))
-				m.MessageID = uuidV7(start.Add(time.Duration(i) * time.Second))
+				m.MessageID = store.MessageIDAt(start.Add(time.Duration(i) * time.Second))
 				m.Tag = "bulk"
 				if i%100 == 0 {
 					m.Tag = "rare"
@@ -54,7 +56,7 @@ func BenchmarkSearchLargeServer(b *testing.B) {
 	s.scan.onChunk = func(d time.Duration) { longest = max(longest, d) }
 	b.ResetTimer()
 	for range b.N {
-		res, err := s.SearchMessages(srv.ID, MessageQuery{Count: 50, Tag: "rare"})
+		res, err := s.SearchMessages(srv.ID, store.MessageQuery{Count: 50, Tag: "rare"})
 		if err != nil || len(res.Messages) != 50 {
 			b.Fatalf("%d messages, %v", len(res.Messages), err)
 		}

@@ -1,10 +1,12 @@
-package store
+package bolt
 
 import (
 	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 func TestQueueStats(t *testing.T) {
@@ -17,7 +19,7 @@ func TestQueueStats(t *testing.T) {
 	enqueueN(t, s, b.ID, 2, now.Add(time.Hour)) // not due yet
 
 	// A claimed entry is still queued, due when its lease ends.
-	if got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 1, Allow: func(id int64) int {
+	if got, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 1, Allow: func(id int64) int {
 		if id == a.ID {
 			return 1
 		}
@@ -61,7 +63,7 @@ func TestPing(t *testing.T) {
 		t.Fatalf("ping after recovery: %v", err)
 	}
 	s.Close()
-	if err := s.Ping(); !errors.Is(err, ErrClosed) {
+	if err := s.Ping(); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("ping after close: %v, want ErrClosed", err)
 	}
 }

@@ -1,9 +1,11 @@
-package store
+package bolt
 
 import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 // A deferred entry goes back to the queue unleased, due when asked,
@@ -14,7 +16,7 @@ func TestDeferReturnsEntryUncounted(t *testing.T) {
 	_, srv := initTest(t, s)
 	now := time.Now()
 	ids := enqueueN(t, s, srv.ID, 1, now, "a@example.net", "b@example.org")
-	got, err := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
+	got, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("claim: %+v %v", got, err)
 	}
@@ -29,18 +31,18 @@ func TestDeferReturnsEntryUncounted(t *testing.T) {
 	if evs, _ := s.Events(srv.ID, ids[0]); len(evs) != 0 {
 		t.Fatalf("events %+v", evs)
 	}
-	if m, _ := s.Message(srv.ID, ids[0]); m.Status != StatusQueued {
+	if m, _ := s.Message(srv.ID, ids[0]); m.Status != store.StatusQueued {
 		t.Fatalf("status %q", m.Status)
 	}
-	if again, _ := s.Claim(ClaimRequest{Now: now, Lease: time.Minute, Max: 1}); len(again) != 0 {
+	if again, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 1}); len(again) != 0 {
 		t.Fatalf("claimed before due: %+v", again)
 	}
-	again, _ := s.Claim(ClaimRequest{Now: later, Lease: time.Minute, Max: 1})
+	again, _ := s.Claim(store.ClaimRequest{Now: later, Lease: time.Minute, Max: 1})
 	if len(again) != 1 || again[0].MessageID != ids[0] || again[0].Attempts != 0 {
 		t.Fatalf("claim after due: %+v", again)
 	}
 	// The stale copy (its lease was replaced by the new claim) is refused.
-	if err := s.Defer(got[0], later); !errors.Is(err, ErrNotFound) {
+	if err := s.Defer(got[0], later); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("defer of a stale entry: %v", err)
 	}
 	if err := s.Check(); err != nil {

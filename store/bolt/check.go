@@ -1,11 +1,12 @@
-package store
+package bolt
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Check verifies the store's consistency: bbolt's own page checks, then
@@ -24,11 +25,11 @@ import (
 func (s *Store) Check() error {
 	select {
 	case <-s.closing:
-		return ErrClosed
+		return store.ErrClosed
 	default:
 	}
 	var problems []error
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		var err error
 		if problems, err = checkTx(tx); err != nil {
 			return err
@@ -46,7 +47,7 @@ var errRollback = errors.New("store: check done")
 
 // checkTx returns what is wrong in tx; an error means the check itself
 // could not run.
-func checkTx(tx *bolt.Tx) (problems []error, err error) {
+func checkTx(tx *bbolt.Tx) (problems []error, err error) {
 	for err := range tx.Check() {
 		problems = append(problems, fmt.Errorf("bbolt: %w", err))
 	}
@@ -54,7 +55,7 @@ func checkTx(tx *bolt.Tx) (problems []error, err error) {
 	mail := tx.Bucket(bucketMail)
 	accounts := tx.Bucket(bucketAccounts)
 	if err := servers.ForEach(func(k, v []byte) error {
-		var srv Server
+		var srv store.Server
 		if err := json.Unmarshal(v, &srv); err != nil {
 			problems = append(problems, fmt.Errorf("server %x: %w", k, err))
 			return nil
@@ -92,7 +93,7 @@ func checkTx(tx *bolt.Tx) (problems []error, err error) {
 		}
 		mb := mail.Bucket(serverKey)
 		return queue.Bucket(serverKey).ForEach(func(k, v []byte) error {
-			var e QueueEntry
+			var e store.QueueEntry
 			if err := json.Unmarshal(v, &e); err != nil {
 				problems = append(problems, fmt.Errorf("queue %x: %w", k, err))
 				return nil
@@ -112,24 +113,24 @@ func checkTx(tx *bolt.Tx) (problems []error, err error) {
 		return problems, err
 	}
 	err = tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-		var t Token
+		var t store.Token
 		if err := json.Unmarshal(v, &t); err != nil {
 			problems = append(problems, fmt.Errorf("token %s: %w", t.Prefix, err))
 			return nil
 		}
 		switch t.Kind {
-		case KindServer:
-			var srv Server
+		case store.KindServer:
+			var srv store.Server
 			if err := getJSON(servers, itob(t.ServerID), &srv); err != nil {
 				problems = append(problems, fmt.Errorf("token %s: server %d missing", t.Prefix, t.ServerID))
 			} else if srv.AccountID != t.AccountID {
 				problems = append(problems, fmt.Errorf("token %s: account %d, but its server %d is account %d's", t.Prefix, t.AccountID, t.ServerID, srv.AccountID))
 			}
-		case KindAccount:
+		case store.KindAccount:
 			if accounts.Get(itob(t.AccountID)) == nil {
 				problems = append(problems, fmt.Errorf("token %s: account %d missing", t.Prefix, t.AccountID))
 			}
-			if t.Role != RoleOwner && t.Role != RoleAdmin {
+			if t.Role != store.RoleOwner && t.Role != store.RoleAdmin {
 				problems = append(problems, fmt.Errorf("token %s: role %q", t.Prefix, t.Role))
 			}
 		default:
@@ -140,7 +141,7 @@ func checkTx(tx *bolt.Tx) (problems []error, err error) {
 	return problems, err
 }
 
-func checkMail(serverID int64, mb *bolt.Bucket) []error {
+func checkMail(serverID int64, mb *bbolt.Bucket) []error {
 	var problems []error
 	msgs, raw, byTime := mb.Bucket(bucketMessages), mb.Bucket(bucketRaw), mb.Bucket(bucketByTime)
 	if msgs == nil || raw == nil || byTime == nil {
@@ -157,7 +158,7 @@ func checkMail(serverID int64, mb *bolt.Bucket) []error {
 	count := 0
 	_ = msgs.ForEach(func(k, v []byte) error {
 		count++
-		var m Message
+		var m store.Message
 		if err := json.Unmarshal(v, &m); err != nil {
 			problems = append(problems, fmt.Errorf("server %d: message %s: %w", serverID, k, err))
 			return nil

@@ -1,16 +1,17 @@
-package store
+package bolt
 
 import (
 	"errors"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 func TestOperatorAccount(t *testing.T) {
 	s, _ := openTest(t, Options{})
-	if _, err := s.OperatorAccount(); !errors.Is(err, ErrNotFound) {
+	if _, err := s.OperatorAccount(); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("before Initialize: %v, want ErrNotFound", err)
 	}
 	a, _ := initTest(t, s)
@@ -30,16 +31,16 @@ func TestOperatorAccount(t *testing.T) {
 func TestServerDefaultsAndUpdate(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	a, def := initTest(t, s)
-	srv, err := s.CreateServer(Server{AccountID: a.ID, Name: "acme-production"}, testToken("p1"), time.Now())
+	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "acme-production"}, testToken("p1"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if srv.DeliveryType != DeliveryLive || srv.TrackLinks != TrackLinksNone || len(srv.InboundHash) != 32 {
+	if srv.DeliveryType != store.DeliveryLive || srv.TrackLinks != store.TrackLinksNone || len(srv.InboundHash) != 32 {
 		t.Fatalf("defaults: %+v", srv)
 	}
 	// DeliveryType and InboundHash cannot change; the name must stay unique.
 	edit := srv
-	edit.DeliveryType, edit.InboundHash, edit.Pinned, edit.Name = DeliverySandbox, "x", true, "Acme-Production"
+	edit.DeliveryType, edit.InboundHash, edit.Pinned, edit.Name = store.DeliverySandbox, "x", true, "Acme-Production"
 	if err := s.UpdateServer(edit); err != nil {
 		t.Fatal(err)
 	}
@@ -47,11 +48,11 @@ func TestServerDefaultsAndUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.DeliveryType != DeliveryLive || got.InboundHash != srv.InboundHash || !got.Pinned || got.Name != "Acme-Production" {
+	if got.DeliveryType != store.DeliveryLive || got.InboundHash != srv.InboundHash || !got.Pinned || got.Name != "Acme-Production" {
 		t.Fatalf("after update: %+v", got)
 	}
 	edit.Name = "DEFAULT"
-	if err := s.UpdateServer(edit); !errors.Is(err, ErrDuplicate) {
+	if err := s.UpdateServer(edit); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("renaming to another server's name: %v, want ErrDuplicate", err)
 	}
 	// Another account may use the same name.
@@ -59,7 +60,7 @@ func TestServerDefaultsAndUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateServer(Server{AccountID: b.ID, Name: def.Name}, testToken("o1"), time.Now()); err != nil {
+	if _, err := s.CreateServer(store.Server{AccountID: b.ID, Name: def.Name}, testToken("o1"), time.Now()); err != nil {
 		t.Fatalf("same name in another account: %v", err)
 	}
 }
@@ -68,13 +69,13 @@ func TestListServers(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	a, _ := initTest(t, s)
 	for i, name := range []string{"zeta", "Alpha", "beta", "Omega"} {
-		srv := Server{AccountID: a.ID, Name: name, Pinned: name == "zeta" || name == "Omega"}
+		srv := store.Server{AccountID: a.ID, Name: name, Pinned: name == "zeta" || name == "Omega"}
 		if _, err := s.CreateServer(srv, testToken("t"+name+string(rune('0'+i))), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	other, _ := s.CreateAccount("Other", time.Now())
-	if _, err := s.CreateServer(Server{AccountID: other.ID, Name: "aardvark"}, testToken("other"), time.Now()); err != nil {
+	if _, err := s.CreateServer(store.Server{AccountID: other.ID, Name: "aardvark"}, testToken("other"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.ListServers(a.ID)
@@ -99,7 +100,7 @@ func TestListServers(t *testing.T) {
 func TestDeleteServer(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	a, keep := initTest(t, s)
-	srv, err := s.CreateServer(Server{AccountID: a.ID, Name: "doomed"}, testToken("doomed1"), time.Now())
+	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "doomed"}, testToken("doomed1"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,23 +114,23 @@ func TestDeleteServer(t *testing.T) {
 	if err := s.Enqueue(testMessage(keep.ID, time.Now()), []byte("kept")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateDomain(Domain{AccountID: a.ID, Name: "example.com"}, time.Now()); err != nil {
+	if _, err := s.CreateDomain(store.Domain{AccountID: a.ID, Name: "example.com"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 
 	other, _ := s.CreateAccount("Other", time.Now())
-	if _, err := s.DeleteServer(other.ID, srv.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.DeleteServer(other.ID, srv.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another account deleting: %v, want ErrNotFound", err)
 	}
 	got, err := s.DeleteServer(a.ID, srv.ID)
 	if err != nil || got.Name != "doomed" {
 		t.Fatalf("DeleteServer = %+v, %v", got, err)
 	}
-	if _, err := s.Server(srv.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Server(srv.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the server remains: %v", err)
 	}
 	for _, name := range []string{"doomed1", "doomed2"} {
-		if _, err := s.LookupToken(testToken(name).Hash); !errors.Is(err, ErrNotFound) {
+		if _, err := s.LookupToken(testToken(name).Hash); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("token %s remains: %v", name, err)
 		}
 	}
@@ -146,10 +147,10 @@ func TestDeleteServer(t *testing.T) {
 	if ds, err := s.Domains(a.ID); err != nil || len(ds) != 1 {
 		t.Fatalf("the account's domains: %+v, %v", ds, err)
 	}
-	if _, err := s.DeleteServer(a.ID, srv.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.DeleteServer(a.ID, srv.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
 	}
-	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("late")); !errors.Is(err, ErrServerMissing) {
+	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("late")); !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("enqueue on a deleted server: %v", err)
 	}
 	if err := s.Check(); err != nil {
@@ -166,33 +167,33 @@ func TestServerTokens(t *testing.T) {
 	}
 	dup := testToken("srv")
 	dup.Hash = []byte("another-hash-with-the-same-prefix-xxxxxxxx")
-	if _, err := s.AddServerToken(srv.ID, dup, t0); !errors.Is(err, ErrDuplicate) {
+	if _, err := s.AddServerToken(srv.ID, dup, t0); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("a second token with prefix srv: %v, want ErrDuplicate", err)
 	}
-	if _, err := s.AddServerToken(999, testToken("nowhere"), t0); !errors.Is(err, ErrServerMissing) {
+	if _, err := s.AddServerToken(999, testToken("nowhere"), t0); !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("token for a missing server: %v", err)
 	}
 	toks, err := s.ServerTokens(srv.ID)
 	if err != nil || len(toks) != 2 || toks[0].Prefix != "srv" || toks[1].Prefix != "srv2" {
 		t.Fatalf("ServerTokens = %+v, %v", toks, err)
 	}
-	if toks[1].Kind != KindServer || toks[1].ServerID != srv.ID || toks[1].AccountID != srv.AccountID {
+	if toks[1].Kind != store.KindServer || toks[1].ServerID != srv.ID || toks[1].AccountID != srv.AccountID {
 		t.Fatalf("added token %+v", toks[1])
 	}
 	if err := s.RevokeServerToken(srv.ID, "srv"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RevokeServerToken(srv.ID, "srv"); !errors.Is(err, ErrNotFound) {
+	if err := s.RevokeServerToken(srv.ID, "srv"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoking twice: %v", err)
 	}
-	if _, err := s.LookupToken(testToken("srv").Hash); !errors.Is(err, ErrNotFound) {
+	if _, err := s.LookupToken(testToken("srv").Hash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoked token still found: %v", err)
 	}
 	if _, err := s.LookupToken(testToken("srv2").Hash); err != nil {
 		t.Fatalf("the other token: %v", err)
 	}
 	// An account token with the prefix is not a server token.
-	if err := s.RevokeServerToken(srv.ID, "acct"); !errors.Is(err, ErrNotFound) {
+	if err := s.RevokeServerToken(srv.ID, "acct"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoking an account token as a server's: %v", err)
 	}
 }
@@ -203,22 +204,22 @@ func TestAccountTokens(t *testing.T) {
 	if _, err := s.AddAccountToken(a.ID, "root", testToken("x"), time.Now()); err == nil {
 		t.Fatal("a token of an unknown role was stored")
 	}
-	adm, err := s.AddAccountToken(a.ID, RoleAdmin, testToken("adm"), time.Now())
-	if err != nil || adm.Role != RoleAdmin || adm.Kind != KindAccount {
+	adm, err := s.AddAccountToken(a.ID, store.RoleAdmin, testToken("adm"), time.Now())
+	if err != nil || adm.Role != store.RoleAdmin || adm.Kind != store.KindAccount {
 		t.Fatalf("AddAccountToken = %+v, %v", adm, err)
 	}
 	toks, err := s.AccountTokens(a.ID)
 	if err != nil || len(toks) != 2 {
 		t.Fatalf("AccountTokens = %+v, %v", toks, err)
 	}
-	if err := s.RevokeAccountToken(a.ID, "acct", nil); !errors.Is(err, ErrLastOwner) {
+	if err := s.RevokeAccountToken(a.ID, "acct", nil); !errors.Is(err, store.ErrLastOwner) {
 		t.Fatalf("revoking the last owner token: %v, want ErrLastOwner", err)
 	}
 	refuse := errors.New("refused")
-	if err := s.RevokeAccountToken(a.ID, "adm", func(Token) error { return refuse }); !errors.Is(err, refuse) {
+	if err := s.RevokeAccountToken(a.ID, "adm", func(store.Token) error { return refuse }); !errors.Is(err, refuse) {
 		t.Fatalf("allow refusing: %v", err)
 	}
-	if _, err := s.AddAccountToken(a.ID, RoleOwner, testToken("own2"), time.Now()); err != nil {
+	if _, err := s.AddAccountToken(a.ID, store.RoleOwner, testToken("own2"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RevokeAccountToken(a.ID, "acct", nil); err != nil {
@@ -241,35 +242,35 @@ func TestAccounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok, err := s.LookupToken(owner.Hash)
-	if err != nil || tok.Kind != KindAccount || tok.Role != RoleOwner || tok.AccountID != c.ID {
+	if err != nil || tok.Kind != store.KindAccount || tok.Role != store.RoleOwner || tok.AccountID != c.ID {
 		t.Fatalf("the new owner token: %+v, %v", tok, err)
 	}
 	all, err := s.Accounts()
 	if err != nil || len(all) != 2 || all[0].ID != op.ID || all[1].Name != "Customer" {
 		t.Fatalf("Accounts = %+v, %v", all, err)
 	}
-	if err := s.DeleteAccount(op.ID); !errors.Is(err, ErrOperator) {
+	if err := s.DeleteAccount(op.ID); !errors.Is(err, store.ErrOperator) {
 		t.Fatalf("deleting the operator: %v", err)
 	}
-	srv, err := s.CreateServer(Server{AccountID: c.ID, Name: "x"}, testToken("cx"), time.Now())
+	srv, err := s.CreateServer(store.Server{AccountID: c.ID, Name: "x"}, testToken("cx"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAccount(c.ID); !errors.Is(err, ErrHasServers) {
+	if err := s.DeleteAccount(c.ID); !errors.Is(err, store.ErrHasServers) {
 		t.Fatalf("deleting with a server: %v", err)
 	}
 	if _, err := s.DeleteServer(c.ID, srv.ID); err != nil {
 		t.Fatal(err)
 	}
-	d, err := s.CreateDomain(Domain{AccountID: c.ID, Name: "customer.example"}, time.Now())
+	d, err := s.CreateDomain(store.Domain{AccountID: c.ID, Name: "customer.example"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAccount(c.ID); !errors.Is(err, ErrHasServers) {
+	if err := s.DeleteAccount(c.ID); !errors.Is(err, store.ErrHasServers) {
 		t.Fatalf("deleting with a domain: %v", err)
 	}
 	// Remove the domain directly (its deletion is the domains' business).
-	if err := s.update(func(tx *bolt.Tx) error {
+	if err := s.update(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketDomainNames).Delete([]byte(d.Name)); err != nil {
 			return err
 		}
@@ -280,10 +281,10 @@ func TestAccounts(t *testing.T) {
 	if err := s.DeleteAccount(c.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LookupToken(owner.Hash); !errors.Is(err, ErrNotFound) {
+	if _, err := s.LookupToken(owner.Hash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the deleted account's token remains: %v", err)
 	}
-	if err := s.DeleteAccount(c.ID); !errors.Is(err, ErrNotFound) {
+	if err := s.DeleteAccount(c.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 }

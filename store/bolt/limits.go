@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -7,28 +7,19 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
 )
-
-// Per-server limits (Server.RateLimitPerMinute and Server.DailyQuota) are
-// enforced by the SMTP listener from counts read here. The counts come
-// from what the store keeps durably anyway, not from counters in memory,
-// so limits hold across restarts and need no bookkeeping of their own:
-//
-//   - the rate from the server's time index (one key per accepted message,
-//     by time of receipt), counting back from now at most max keys;
-//   - the quota from the day's Sent counters of the daily stats, which
-//     retention never purges.
 
 // SentSince counts the server's messages received at or after since,
 // stopping at limit: the caller only needs to know whether limit is
 // reached, and the scan costs at most limit keys. limit <= 0 counts all.
 func (s *Store) SentSince(serverID int64, since time.Time, limit int) (int, error) {
 	n := 0
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
 		if mail == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		low := make([]byte, 8)
 		binary.BigEndian.PutUint64(low, uint64(max(since.UnixNano(), 0)))
@@ -48,10 +39,10 @@ func (s *Store) SentSince(serverID int64, since time.Time, limit int) (int, erro
 // day, in every stream and tag: the day's Sent counters of the stats.
 func (s *Store) SentOn(serverID int64, day time.Time) (int64, error) {
 	var n int64
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
 		if mail == nil {
-			return ErrNotFound
+			return store.ErrNotFound
 		}
 		b := mail.Bucket(bucketStats)
 		if b == nil {
@@ -64,7 +55,7 @@ func (s *Store) SentOn(serverID int64, day time.Time) (int64, error) {
 			if err := json.Unmarshal(v, &counts); err != nil {
 				return fmt.Errorf("store: stats %q: %w", k, err)
 			}
-			n += counts[StatSent]
+			n += counts[store.StatSent]
 		}
 		return nil
 	})

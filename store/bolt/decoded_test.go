@@ -1,9 +1,11 @@
-package store
+package bolt
 
 import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 // Server answers from its cache of decoded records; every change to a
@@ -11,7 +13,7 @@ import (
 func TestServerReadsSeeEveryChange(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	a, _ := initTest(t, s)
-	srv, err := s.CreateServer(Server{AccountID: a.ID, Name: "acme"}, testToken("c1"), time.Now())
+	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "acme"}, testToken("c1"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func TestServerReadsSeeEveryChange(t *testing.T) {
 	if _, err := s.DeleteServer(a.ID, srv.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Server(srv.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Server(srv.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted server: %v, want ErrNotFound", err)
 	}
 }
@@ -46,7 +48,7 @@ func TestServerReadsSeeEveryChange(t *testing.T) {
 func TestDomainReadsSeeEveryChange(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	a, _ := initTest(t, s)
-	d, err := s.CreateDomain(Domain{AccountID: a.ID, Name: "example.com", Keys: []DKIMKey{{Algorithm: "rsa", Selector: "a"}}}, time.Now())
+	d, err := s.CreateDomain(store.Domain{AccountID: a.ID, Name: "example.com", Keys: []store.DKIMKey{{Algorithm: "rsa", Selector: "a"}}}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +60,8 @@ func TestDomainReadsSeeEveryChange(t *testing.T) {
 	if again, _ := s.DomainByName("example.com"); again.Keys[0].Selector != "a" {
 		t.Fatalf("a caller's change reached the cache: %+v", again.Keys)
 	}
-	if _, err := s.ModifyDomain(d.ID, func(x *Domain) error {
-		x.Keys = []DKIMKey{{Algorithm: "rsa", Selector: "b"}}
+	if _, err := s.ModifyDomain(d.ID, func(x *store.Domain) error {
+		x.Keys = []store.DKIMKey{{Algorithm: "rsa", Selector: "b"}}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestDomainReadsSeeEveryChange(t *testing.T) {
 	if err := s.DeleteDomain(d.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DomainByName("example.com"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.DomainByName("example.com"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleted domain: %v", err)
 	}
 }

@@ -1,10 +1,11 @@
-package store
+package bolt
 
 import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Defer hands a claimed entry back to the queue, unleased and due at due,
@@ -14,15 +15,15 @@ import (
 // so that waiting does not hold a worker. e is the entry as Claim
 // returned it; if its lease has since ended and it was claimed again,
 // Defer fails with ErrNotFound and changes nothing.
-func (s *Store) Defer(e QueueEntry, due time.Time) error {
-	return s.update(func(tx *bolt.Tx) error {
+func (s *Store) Defer(e store.QueueEntry, due time.Time) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		queue := tx.Bucket(bucketQueue).Bucket(itob(e.ServerID))
 		if queue == nil {
-			return ErrServerMissing
+			return store.ErrServerMissing
 		}
 		key := queueKey(e)
 		if queue.Get(key) == nil {
-			return fmt.Errorf("store: queue entry %s (due %s): %w", e.MessageID, e.Due.Format(time.RFC3339Nano), ErrNotFound)
+			return fmt.Errorf("store: queue entry %s (due %s): %w", e.MessageID, e.Due.Format(time.RFC3339Nano), store.ErrNotFound)
 		}
 		if err := queue.Delete(key); err != nil {
 			return err

@@ -1,4 +1,4 @@
-package store
+package bolt
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store"
 )
 
 // openCopy writes a backup to a file, opens it as a store and checks it.
@@ -119,7 +121,7 @@ func TestBackupUnderWrites(t *testing.T) {
 		case a.at.Before(ended):
 			during++
 		}
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("message %s in the copy: %v", a.id, err)
 		}
 	}
@@ -158,7 +160,7 @@ func TestBackupIsASnapshot(t *testing.T) {
 	// file would wait for the backup's read transaction (see Backup). (In
 	// the same server's bucket, the next write would rewrite the large
 	// value's leaf page, and need that much room again.)
-	other, err := s.CreateServer(Server{AccountID: acct.ID, Name: "Other"}, testToken("other"), time.Now())
+	other, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "Other"}, testToken("other"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +210,7 @@ func TestBackupIsASnapshot(t *testing.T) {
 	if _, err := c.Message(srv.ID, first.MessageID); err != nil {
 		t.Errorf("the message written before the backup: %v", err)
 	}
-	if _, err := c.Message(srv.ID, during.MessageID); !errors.Is(err, ErrNotFound) {
+	if _, err := c.Message(srv.ID, during.MessageID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the message written during the backup is in the copy (%v)", err)
 	}
 	if _, err := s.Message(srv.ID, during.MessageID); err != nil {
@@ -219,7 +221,7 @@ func TestBackupIsASnapshot(t *testing.T) {
 func TestBackupClosed(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	s.Close()
-	if _, err := s.Backup(new(bytes.Buffer)); !errors.Is(err, ErrClosed) {
+	if _, err := s.Backup(new(bytes.Buffer)); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Backup after Close: %v, want ErrClosed", err)
 	}
 }

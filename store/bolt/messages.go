@@ -1,0 +1,187 @@
+package bolt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/postern/postern/store"
+	bbolt "go.etcd.io/bbolt"
+)
+
+// Enqueue stores a message, its raw MIME and its queue entry in one
+// transaction and returns once that transaction is on disk. On error
+// nothing of the message was written. A Sandbox server's message gets no
+// queue entry: it is recorded as delivered to every recipient in the same
+// transaction, since its outcome is known at once (and so costs one
+// commit, not the three of a claim and a recorded attempt).
+func (s *Store) Enqueue(msg *store.Message, raw []byte) error {
+	if msg.MessageID == "" || msg.ServerID == 0 {
+		return fmt.Errorf("store: enqueue: message without ID or server")
+	}
+	if msg.Attachments == nil {
+		msg.Attachments = store.AttachmentNames(raw)
+	}
+	// Everything that can be encoded is encoded before the transaction:
+	// the committer is the one serial step of the intake, and the time it
+	// spends is every concurrent client's wait. A server's DeliveryType is
+	// set at creation only, so it can be read first.
+	srv, err := s.Server(msg.ServerID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.ErrServerMissing
+	}
+	if err != nil {
+		return err
+	}
+	stored := *msg
+	var events [][]byte
+	if srv.DeliveryType == store.DeliverySandbox {
+		if events, err = store.SandboxEvents(&stored); err != nil {
+			return err
+		}
+	}
+	meta, err := json.Marshal(&stored)
+	if err != nil {
+		return err
+	}
+	entry := store.QueueEntry{Due: msg.ReceivedAt, ServerID: msg.ServerID, MessageID: msg.MessageID, Pending: msg.Recipients}
+	entryJSON, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	id := []byte(msg.MessageID)
+	timeKey := timeIDKey(msg.ReceivedAt, msg.MessageID)
+	queueKey := queueKey(entry)
+	return s.update(func(tx *bbolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(msg.ServerID))
+		if mail == nil {
+			return store.ErrServerMissing
+		}
+		msgs := mail.Bucket(bucketMessages)
+		if msgs.Get(id) != nil {
+			return fmt.Errorf("store: message %s: %w", msg.MessageID, store.ErrDuplicate)
+		}
+		if err := msgs.Put(id, meta); err != nil {
+			return err
+		}
+		if err := mail.Bucket(bucketRaw).Put(id, raw); err != nil {
+			return err
+		}
+		if err := mail.Bucket(bucketByTime).Put(timeKey, nil); err != nil {
+			return err
+		}
+		if err := addStat(mail, msg.ReceivedAt, msg.MessageStream, msg.Tag, store.StatSent); err != nil {
+			return err
+		}
+		if events != nil {
+			b := mail.Bucket(bucketEvents)
+			for _, ev := range events {
+				seq, err := b.NextSequence()
+				if err != nil {
+					return err
+				}
+				if err := b.Put(eventKey(msg.MessageID, seq), ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists(itob(msg.ServerID))
+		if err != nil {
+			return err
+		}
+		return q.Put(queueKey, entryJSON)
+	})
+}
+
+// Message returns a message's metadata. A message of another server is
+// not found.
+func (s *Store) Message(serverID int64, messageID string) (store.Message, error) {
+	var m store.Message
+	err := s.view(func(tx *bbolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return store.ErrNotFound
+		}
+		return getJSON(mail.Bucket(bucketMessages), []byte(messageID), &m)
+	})
+	return m, err
+}
+
+// RawMessage returns a copy of a message's raw MIME.
+func (s *Store) RawMessage(serverID int64, messageID string) ([]byte, error) {
+	var raw []byte
+	err := s.view(func(tx *bbolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return store.ErrNotFound
+		}
+		v := mail.Bucket(bucketRaw).Get([]byte(messageID))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		raw = bytes.Clone(v)
+		return nil
+	})
+	return raw, err
+}
+
+// Messages returns a server's messages, newest first, at most limit.
+func (s *Store) Messages(serverID int64, limit int) ([]store.Message, error) {
+	var out []store.Message
+	err := s.view(func(tx *bbolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return store.ErrNotFound
+		}
+		msgs := mail.Bucket(bucketMessages)
+		c := mail.Bucket(bucketByTime).Cursor()
+		for k, _ := c.Last(); k != nil && len(out) < limit; k, _ = c.Prev() {
+			var m store.Message
+			if err := getJSON(msgs, k[8:], &m); err != nil {
+				return fmt.Errorf("store: index entry %x: %w", k, err)
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Queue returns the queue entries of every server in due order, at most
+// limit.
+func (s *Store) Queue(limit int) ([]store.QueueEntry, error) {
+	var out []store.QueueEntry
+	err := s.view(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketQueue).ForEachBucket(func(k []byte) error {
+			c := tx.Bucket(bucketQueue).Bucket(k).Cursor()
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				var e store.QueueEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return err
+				}
+				out = append(out, e)
+			}
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Due.Before(out[j].Due) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
+}
+
+// timeIDKey orders a server's messages by time of receipt.
+func timeIDKey(t time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	return append(k, id...)
+}
+
+// queueKey orders a server's queue by due time, then message.
+func queueKey(e store.QueueEntry) []byte { return timeIDKey(e.Due, e.MessageID) }
