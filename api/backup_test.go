@@ -17,6 +17,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
+	"github.com/postern/postern/store/storetest"
 )
 
 // getBackup sends GET /backup with the token in the account header.
@@ -159,7 +160,7 @@ func TestBackupSlowClient(t *testing.T) {
 		t.Helper()
 		id := store.NewMessageID()
 		m := &store.Message{MessageID: id, ServerID: inst.ServerID, Recipients: []string{"a@example.net"}, ReceivedAt: time.Now().UTC(), Status: store.StatusQueued}
-		if err := st.Enqueue(m, bytes.Repeat([]byte("x"), size)); err != nil {
+		if err := storetest.Enqueue(st, m, bytes.Repeat([]byte("x"), size)); err != nil {
 			t.Fatal(err)
 		}
 		return id
@@ -181,7 +182,7 @@ func TestBackupSlowClient(t *testing.T) {
 		id := store.NewMessageID()
 		during = id
 		m := &store.Message{MessageID: id, ServerID: inst.ServerID, Recipients: []string{"a@example.net"}, ReceivedAt: time.Now().UTC(), Status: store.StatusQueued}
-		wrote <- st.Enqueue(m, bytes.Repeat([]byte("y"), 32<<20))
+		wrote <- storetest.Enqueue(st, m, bytes.Repeat([]byte("y"), 32<<20))
 	}()
 	select {
 	case err := <-wrote:

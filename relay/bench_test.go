@@ -13,6 +13,7 @@ import (
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
+	"github.com/postern/postern/store/storetest"
 )
 
 // countingStore counts the Delivered outcomes the store has recorded.
@@ -144,7 +145,7 @@ func BenchmarkDeliverQueued(b *testing.B) {
 			for next.Add(1) <= int64(b.N) {
 				m := &store.Message{MessageID: store.NewMessageID(), ServerID: srv.ID, EnvelopeFrom: "app@example.com",
 					Recipients: []string{"alice@example.net"}, MessageStream: "outbound", ReceivedAt: time.Now(), Status: store.StatusQueued}
-				if err := e.st.Enqueue(m, body); err != nil {
+				if err := storetest.Enqueue(e.st, m, body); err != nil {
 					b.Error(err)
 					return
 				}

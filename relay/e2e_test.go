@@ -25,6 +25,7 @@ import (
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 )
 
 // A message to two domains reaches each domain's mail exchanger once,
@@ -358,7 +359,7 @@ func TestE2ENullMXAndExpiry(t *testing.T) {
 		ReceivedAt: time.Now().Add(-49 * time.Hour), Status: store.StatusQueued,
 	}
 	raw := "From: app@example.com\r\nTo: alice@example.net\r\nSubject: old\r\n\r\nHi\r\n"
-	if err := e.st.Enqueue(old, []byte(raw)); err != nil {
+	if err := storetest.Enqueue(e.st, old, []byte(raw)); err != nil {
 		t.Fatal(err)
 	}
 	e.notify()
@@ -505,7 +506,7 @@ func TestE2EUnsigned(t *testing.T) {
 	for _, from := range []string{"app@theirs.example", "app@nowhere.example"} {
 		m := &store.Message{MessageID: store.NewMessageID(), ServerID: srv.ID, EnvelopeFrom: from, Recipients: []string{"alice@example.net"},
 			MessageStream: "outbound", ReceivedAt: time.Now(), Status: store.StatusQueued}
-		if err := e.st.Enqueue(m, []byte("From: "+from+"\r\nTo: alice@example.net\r\nSubject: unsigned\r\n\r\nHi\r\n")); err != nil {
+		if err := storetest.Enqueue(e.st, m, []byte("From: "+from+"\r\nTo: alice@example.net\r\nSubject: unsigned\r\n\r\nHi\r\n")); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, m.MessageID)
@@ -555,7 +556,7 @@ func TestE2EFairness(t *testing.T) {
 			for next.Add(1) <= backlog {
 				m := &store.Message{MessageID: store.NewMessageID(), ServerID: a.ID, EnvelopeFrom: "bulk@example.com",
 					Recipients: []string{"someone@example.net"}, MessageStream: "outbound", ReceivedAt: time.Now(), Status: store.StatusQueued}
-				if err := e.st.Enqueue(m, raw); err != nil {
+				if err := storetest.Enqueue(e.st, m, raw); err != nil {
 					t.Error(err)
 					return
 				}

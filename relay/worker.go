@@ -525,25 +525,13 @@ func (w *Worker) attempt(ctx context.Context, e store.QueueEntry) {
 	w.metrics.recorded(a, w.cfg.Now().Sub(start))
 }
 
-// prepare reads the message and, unless its server is a Sandbox, signs
-// and delivers it; it returns the attempt to record.
+// prepare reads the message, signs and delivers it, and returns the
+// attempt to record. (A Sandbox server's messages are never queued: see
+// store.Accept.)
 func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logger) (store.Attempt, error) {
 	srv, err := w.cfg.Store.Server(e.ServerID)
 	if err != nil {
 		return store.Attempt{}, fmt.Errorf("server %d: %w", e.ServerID, err)
-	}
-	if srv.DeliveryType == store.DeliverySandbox {
-		// store.Enqueue records a Sandbox server's messages as
-		// delivered and never queues them; this guard only keeps one
-		// queued by some other path from ever being sent.
-		a := store.Attempt{Entry: e, At: w.cfg.Now()}
-		for _, r := range e.Pending {
-			a.Outcomes = append(a.Outcomes, store.Outcome{Recipient: r, Type: store.EventDelivered, Details: store.EventDetails{
-				DeliveryMessage: "Sandbox server: recorded as delivered; nothing was sent",
-			}})
-		}
-		log.Info("relay: sandbox message recorded as delivered", "recipients", len(e.Pending))
-		return a, nil
 	}
 	// Take a session slot for every destination now, or none: an
 	// attempt never waits for a slot while it holds a worker, so

@@ -30,7 +30,7 @@ type Store interface {
 	// CredentialsGeneration changes after every committed change that
 	// can take away what a token grants (see store.Tokens).
 	CredentialsGeneration() uint64
-	Enqueue(msg *store.Message, raw []byte) error
+	Enqueue(sub store.Submission) error
 	Domains
 	Suppressions
 	Limits

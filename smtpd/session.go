@@ -335,7 +335,7 @@ func (s *session) Data(r io.Reader) error {
 	if e := s.checkLimits(); e != nil {
 		return s.refuse(e)
 	}
-	msg := &store.Message{
+	msg := store.Message{
 		MessageID:     id,
 		ServerID:      s.server.ID,
 		EnvelopeFrom:  s.from,
@@ -352,7 +352,7 @@ func (s *session) Data(r io.Reader) error {
 		Size:          len(res.stored),
 		Status:        store.StatusQueued,
 	}
-	if err := s.cfg.Store.Enqueue(msg, res.stored); err != nil {
+	if err := s.cfg.Store.Enqueue(store.Accept(*s.server, msg, res.stored)); err != nil {
 		if errors.Is(err, store.ErrServerMissing) {
 			return s.refuse(errServerGone())
 		}

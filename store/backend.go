@@ -97,10 +97,11 @@ type Domains interface {
 
 // Messages keeps accepted messages, their raw MIME and their events.
 type Messages interface {
-	// Enqueue stores a message, its raw MIME and its queue entry in one
-	// transaction and returns once that is durable; on error nothing of
-	// it was written.
-	Enqueue(msg *Message, raw []byte) error
+	// Enqueue stores an accepted message as Accept decided to keep it,
+	// in one transaction, and returns once that is durable; on error
+	// nothing of it was written. A server that no longer exists fails
+	// with ErrServerMissing, a MessageID already used with ErrDuplicate.
+	Enqueue(sub Submission) error
 	Message(serverID int64, messageID string) (Message, error)
 	RawMessage(serverID int64, messageID string) ([]byte, error)
 	// Messages returns a server's newest messages, newest first.

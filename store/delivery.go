@@ -92,27 +92,3 @@ type ClaimRequest struct {
 // comes back to the head at the end), and costs a bounded scan, with no
 // writes, at every claim.
 const ClaimSkipMax = 16
-
-// MessageStatus follows the recipients: Queued while any is pending, then
-// Sent, Bounced or Partially sent.
-func MessageStatus(m Message, pending bool) string {
-	if pending {
-		return StatusQueued
-	}
-	delivered, bounced := 0, 0
-	for _, t := range m.RecipientStatus {
-		switch t {
-		case EventDelivered:
-			delivered++
-		case EventBounced:
-			bounced++
-		}
-	}
-	switch {
-	case bounced == 0:
-		return StatusSent
-	case delivered == 0:
-		return StatusBounced
-	}
-	return StatusPartial
-}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"time"
 )
 
@@ -56,25 +55,4 @@ type QueueEntry struct {
 	// so a retried message is not signed again.
 	Signature []byte `json:",omitempty"`
 	Signed    bool   `json:",omitempty"` // signing was done (Signature may be empty: no key)
-}
-
-// SandboxDelivery is the DeliveryMessage of a Sandbox server's events.
-const SandboxDelivery = "Sandbox server: recorded as delivered; nothing was sent"
-
-// SandboxEvents marks a Sandbox server's message delivered to every
-// recipient, and returns the encoded Delivered event of each.
-func SandboxEvents(m *Message) ([][]byte, error) {
-	m.Status = StatusSent
-	m.RecipientStatus = make(map[string]string, len(m.Recipients))
-	events := make([][]byte, 0, len(m.Recipients))
-	for _, r := range m.Recipients {
-		m.RecipientStatus[r] = EventDelivered
-		ev, err := json.Marshal(Event{MessageID: m.MessageID, Recipient: r, Type: EventDelivered, ReceivedAt: m.ReceivedAt,
-			Details: EventDetails{DeliveryMessage: SandboxDelivery}})
-		if err != nil {
-			return nil, err
-		}
-		events = append(events, ev)
-	}
-	return events, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
+	"github.com/postern/postern/store/storetest"
 )
 
 // The runner purges at start, then at each interval, with the time it is
@@ -33,7 +34,7 @@ func TestRunRetention(t *testing.T) {
 	for range 3 {
 		m := &store.Message{MessageID: store.NewMessageID(), ServerID: inst.ServerID, Recipients: []string{"a@example.net"},
 			MessageStream: "outbound", ReceivedAt: received, Status: store.StatusSent}
-		if err := st.Enqueue(m, []byte("x")); err != nil {
+		if err := storetest.Enqueue(st, m, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, m.MessageID)

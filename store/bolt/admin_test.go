@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -108,10 +109,10 @@ func TestDeleteServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A queued message, so there is a queue and mail to remove.
-	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("hello")); err != nil {
+	if err := storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Enqueue(testMessage(keep.ID, time.Now()), []byte("kept")); err != nil {
+	if err := storetest.Enqueue(s, testMessage(keep.ID, time.Now()), []byte("kept")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateDomain(store.Domain{AccountID: a.ID, Name: "example.com"}, time.Now()); err != nil {
@@ -150,7 +151,7 @@ func TestDeleteServer(t *testing.T) {
 	if _, err := s.DeleteServer(a.ID, srv.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
 	}
-	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("late")); !errors.Is(err, store.ErrServerMissing) {
+	if err := storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("late")); !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("enqueue on a deleted server: %v", err)
 	}
 	if err := s.Check(); err != nil {

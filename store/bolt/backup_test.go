@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 )
 
 // openCopy writes a backup to a file, opens it as a store and checks it.
@@ -54,7 +55,7 @@ func TestBackupUnderWrites(t *testing.T) {
 	body := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
 	for range 500 {
 		m := testMessage(srv.ID, time.Now())
-		if err := s.Enqueue(m, body); err != nil {
+		if err := storetest.Enqueue(s, m, body); err != nil {
 			t.Fatal(err)
 		}
 		acks = append(acks, acked{m.MessageID, time.Now()})
@@ -68,7 +69,7 @@ func TestBackupUnderWrites(t *testing.T) {
 				default:
 				}
 				m := testMessage(srv.ID, time.Now())
-				if err := s.Enqueue(m, body); err != nil {
+				if err := storetest.Enqueue(s, m, body); err != nil {
 					errCh <- err
 					return
 				}
@@ -164,11 +165,11 @@ func TestBackupIsASnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Enqueue(testMessage(other.ID, time.Now()), bytes.Repeat([]byte("x"), 5<<20)); err != nil {
+	if err := storetest.Enqueue(s, testMessage(other.ID, time.Now()), bytes.Repeat([]byte("x"), 5<<20)); err != nil {
 		t.Fatal(err)
 	}
 	first := testMessage(srv.ID, time.Now())
-	if err := s.Enqueue(first, []byte("before the backup")); err != nil {
+	if err := storetest.Enqueue(s, first, []byte("before the backup")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -186,7 +187,7 @@ func TestBackupIsASnapshot(t *testing.T) {
 
 	during := testMessage(srv.ID, time.Now())
 	wrote := make(chan error, 1)
-	go func() { wrote <- s.Enqueue(during, []byte("during the backup")) }()
+	go func() { wrote <- storetest.Enqueue(s, during, []byte("during the backup")) }()
 	select {
 	case err := <-wrote:
 		if err != nil {

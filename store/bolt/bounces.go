@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/postern/postern/store"
 	bbolt "go.etcd.io/bbolt"
@@ -22,8 +21,8 @@ var (
 
 const maxJSInt = 1<<53 - 1
 
-// createBounce files a bounce for a Bounced outcome of msg and returns its ID.
-func createBounce(mail *bbolt.Bucket, msg *store.Message, o store.Outcome, at time.Time) (int64, error) {
+// createBounce files b, giving it its ID and Seq, and returns the ID.
+func createBounce(mail *bbolt.Bucket, b *store.Bounce) (int64, error) {
 	bounces, err := mail.CreateBucketIfNotExists(bucketBounces)
 	if err != nil {
 		return 0, err
@@ -34,27 +33,17 @@ func createBounce(mail *bbolt.Bucket, msg *store.Message, o store.Outcome, at ti
 	}
 	var id int64
 	for id == 0 || ids.Get(itob(id)) != nil {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
+		var r [8]byte
+		if _, err := rand.Read(r[:]); err != nil {
 			return 0, err
 		}
-		id = int64(binary.BigEndian.Uint64(b[:]) & maxJSInt)
+		id = int64(binary.BigEndian.Uint64(r[:]) & maxJSInt)
 	}
 	seq, err := bounces.NextSequence()
 	if err != nil {
 		return 0, err
 	}
-	b := store.Bounce{
-		ID: id, Seq: seq, ServerID: msg.ServerID, MessageID: msg.MessageID,
-		Type: o.Details.BounceType, TypeCode: o.Details.BounceTypeCode,
-		Email: o.Recipient, From: store.FromAddress(msg.From), Tag: msg.Tag, Subject: msg.Subject,
-		MessageStream: msg.MessageStream, BouncedAt: at.UTC(),
-		Summary: o.Details.Summary, Details: o.Details.DeliveryMessage, DestinationServer: o.Details.DestinationServer,
-		Inactivated: o.Inactivate,
-	}
-	if b.Type == "" {
-		b.Type, b.TypeCode = "Unknown", 2048
-	}
+	b.ID, b.Seq = id, seq
 	if err := putJSON(bounces, seqKey(seq), b); err != nil {
 		return 0, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/postern/postern/store"
@@ -226,11 +225,8 @@ func (s *Store) NextDue() (time.Time, bool, error) {
 	return next, found, err
 }
 
-// RecordAttempt stores what an attempt did, in one transaction: an event
-// per outcome; for each bounce, a Bounce and its count in the day's
-// stats; suppression of recipients to inactivate; the message's
-// status; and the queue entry, removed or, while recipients remain
-// pending, due again at a.Retry.
+// RecordAttempt stores what store.ResolveAttempt decides attempt a
+// changes, in one transaction.
 func (s *Store) RecordAttempt(a store.Attempt) error {
 	e := a.Entry
 	return s.update(func(tx *bbolt.Tx) error {
@@ -247,70 +243,47 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 		if err := getJSON(msgs, []byte(e.MessageID), &msg); err != nil {
 			return err
 		}
+		res, err := store.ResolveAttempt(msg, a)
+		if err != nil {
+			return err
+		}
 		events := mail.Bucket(bucketEvents)
-		suppressed := mail.Bucket(bucketSuppressed)
-		outcome := map[string]string{}
-		for _, o := range a.Outcomes {
+		for _, re := range res.Events {
+			ev := re.Event
+			if re.Bounce != nil {
+				if ev.BounceID, err = createBounce(mail, re.Bounce); err != nil {
+					return err
+				}
+			}
 			seq, err := events.NextSequence()
 			if err != nil {
 				return err
 			}
-			ev := store.Event{MessageID: e.MessageID, Recipient: o.Recipient, Type: o.Type, ReceivedAt: a.At.UTC(), Details: o.Details}
-			if o.Type == store.EventBounced {
-				if ev.BounceID, err = createBounce(mail, &msg, o, a.At); err != nil {
-					return err
-				}
-				counter := o.Details.BounceType
-				if counter == "" {
-					counter = "Unknown"
-				}
-				if err := addStat(mail, a.At, msg.MessageStream, msg.Tag, counter); err != nil {
-					return err
-				}
-			}
 			if err := putJSON(events, eventKey(e.MessageID, seq), ev); err != nil {
 				return err
 			}
-			outcome[strings.ToLower(o.Recipient)] = o.Type
-			if o.Type != store.EventTransient {
-				if msg.RecipientStatus == nil {
-					msg.RecipientStatus = map[string]string{}
-				}
-				msg.RecipientStatus[o.Recipient] = o.Type
-			}
-			if o.Inactivate {
-				sup := store.Suppression{Email: strings.ToLower(o.Recipient), Reason: o.Details.BounceType, Since: a.At.UTC(), MessageID: e.MessageID, Details: o.Details.DeliveryMessage}
-				if err := putJSON(suppressed, []byte(sup.Email), sup); err != nil {
-					return err
-				}
+		}
+		for _, counter := range res.Counters {
+			if err := addStat(mail, a.At, msg.MessageStream, msg.Tag, counter); err != nil {
+				return err
 			}
 		}
-		// Recipients without an outcome stay pending, as do Transient ones.
-		var pending []string
-		for _, r := range e.Pending {
-			if t, ok := outcome[strings.ToLower(r)]; !ok || t == store.EventTransient {
-				pending = append(pending, r)
+		suppressed := mail.Bucket(bucketSuppressed)
+		for _, sup := range res.Suppressions {
+			if err := putJSON(suppressed, []byte(sup.Email), sup); err != nil {
+				return err
 			}
 		}
-		msg.Status = store.MessageStatus(msg, len(pending) > 0)
-		if err := putJSON(msgs, []byte(e.MessageID), msg); err != nil {
+		if err := putJSON(msgs, []byte(e.MessageID), res.Message); err != nil {
 			return err
 		}
 		if err := queue.Delete(queueKey(e)); err != nil {
 			return err
 		}
-		if len(pending) == 0 {
+		if res.Next == nil {
 			return nil
 		}
-		if a.Retry.IsZero() {
-			return fmt.Errorf("store: attempt leaves %d recipients of %s pending without a retry time", len(pending), e.MessageID)
-		}
-		next := e
-		next.Due, next.Leased, next.Pending, next.Attempts = a.Retry, false, pending, e.Attempts+1
-		if a.Signed && !e.Signed {
-			next.Signature, next.Signed = a.Signature, true
-		}
-		return putJSON(queue, queueKey(next), next)
+		return putJSON(queue, queueKey(*res.Next), *res.Next)
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 )
 
 func enqueueN(t *testing.T, s *Store, serverID int64, n int, at time.Time, rcpts ...string) []string {
@@ -17,7 +18,7 @@ func enqueueN(t *testing.T, s *Store, serverID int64, n int, at time.Time, rcpts
 		if len(rcpts) > 0 {
 			m.Recipients = rcpts
 		}
-		if err := s.Enqueue(m, []byte("x")); err != nil {
+		if err := storetest.Enqueue(s, m, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, m.MessageID)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -101,7 +102,7 @@ func TestQueuedSignatureBy(t *testing.T) {
 	_, srv := initTest(t, s)
 	now := time.Now()
 	m := testMessage(srv.ID, now)
-	if err := s.Enqueue(m, []byte("From: a@example.com\r\n\r\nhi\r\n")); err != nil {
+	if err := storetest.Enqueue(s, m, []byte("From: a@example.com\r\n\r\nhi\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	if found, err := s.QueuedSignatureBy("example.com", []string{"old"}); err != nil || found {

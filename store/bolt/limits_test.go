@@ -3,6 +3,8 @@ package bolt
 import (
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store/storetest"
 )
 
 func TestSentSinceAndSentOn(t *testing.T) {
@@ -34,7 +36,7 @@ func TestSentSinceAndSentOn(t *testing.T) {
 	// A message of each stream and tag counts toward the day.
 	m := testMessage(a.ID, now)
 	m.Tag, m.MessageStream = "", "broadcast"
-	if err := s.Enqueue(m, []byte("x")); err != nil {
+	if err := storetest.Enqueue(s, m, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

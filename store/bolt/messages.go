@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -13,49 +12,37 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
-// Enqueue stores a message, its raw MIME and its queue entry in one
-// transaction and returns once that transaction is on disk. On error
-// nothing of the message was written. A Sandbox server's message gets no
-// queue entry: it is recorded as delivered to every recipient in the same
-// transaction, since its outcome is known at once (and so costs one
-// commit, not the three of a claim and a recorded attempt).
-func (s *Store) Enqueue(msg *store.Message, raw []byte) error {
+// Enqueue stores an accepted message (see store.Accept): its metadata,
+// raw MIME, events and queue entry, in one transaction, and returns once
+// that transaction is on disk. On error nothing of the message was
+// written.
+func (s *Store) Enqueue(sub store.Submission) error {
+	msg := &sub.Message
 	if msg.MessageID == "" || msg.ServerID == 0 {
 		return fmt.Errorf("store: enqueue: message without ID or server")
 	}
-	if msg.Attachments == nil {
-		msg.Attachments = store.AttachmentNames(raw)
-	}
 	// Everything that can be encoded is encoded before the transaction:
 	// the committer is the one serial step of the intake, and the time it
-	// spends is every concurrent client's wait. A server's DeliveryType is
-	// set at creation only, so it can be read first.
-	srv, err := s.Server(msg.ServerID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.ErrServerMissing
-	}
+	// spends is every concurrent client's wait.
+	meta, err := json.Marshal(msg)
 	if err != nil {
 		return err
 	}
-	stored := *msg
-	var events [][]byte
-	if srv.DeliveryType == store.DeliverySandbox {
-		if events, err = store.SandboxEvents(&stored); err != nil {
+	events := make([][]byte, len(sub.Events))
+	for i, ev := range sub.Events {
+		if events[i], err = json.Marshal(ev); err != nil {
 			return err
 		}
 	}
-	meta, err := json.Marshal(&stored)
-	if err != nil {
-		return err
-	}
-	entry := store.QueueEntry{Due: msg.ReceivedAt, ServerID: msg.ServerID, MessageID: msg.MessageID, Pending: msg.Recipients}
-	entryJSON, err := json.Marshal(entry)
-	if err != nil {
-		return err
+	var entryJSON, entryKey []byte
+	if sub.Entry != nil {
+		if entryJSON, err = json.Marshal(sub.Entry); err != nil {
+			return err
+		}
+		entryKey = queueKey(*sub.Entry)
 	}
 	id := []byte(msg.MessageID)
 	timeKey := timeIDKey(msg.ReceivedAt, msg.MessageID)
-	queueKey := queueKey(entry)
 	return s.update(func(tx *bbolt.Tx) error {
 		mail := tx.Bucket(bucketMail).Bucket(itob(msg.ServerID))
 		if mail == nil {
@@ -68,7 +55,7 @@ func (s *Store) Enqueue(msg *store.Message, raw []byte) error {
 		if err := msgs.Put(id, meta); err != nil {
 			return err
 		}
-		if err := mail.Bucket(bucketRaw).Put(id, raw); err != nil {
+		if err := mail.Bucket(bucketRaw).Put(id, sub.Raw); err != nil {
 			return err
 		}
 		if err := mail.Bucket(bucketByTime).Put(timeKey, nil); err != nil {
@@ -77,24 +64,24 @@ func (s *Store) Enqueue(msg *store.Message, raw []byte) error {
 		if err := addStat(mail, msg.ReceivedAt, msg.MessageStream, msg.Tag, store.StatSent); err != nil {
 			return err
 		}
-		if events != nil {
-			b := mail.Bucket(bucketEvents)
-			for _, ev := range events {
-				seq, err := b.NextSequence()
-				if err != nil {
-					return err
-				}
-				if err := b.Put(eventKey(msg.MessageID, seq), ev); err != nil {
-					return err
-				}
+		b := mail.Bucket(bucketEvents)
+		for _, ev := range events {
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
 			}
+			if err := b.Put(eventKey(msg.MessageID, seq), ev); err != nil {
+				return err
+			}
+		}
+		if entryJSON == nil {
 			return nil
 		}
 		q, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists(itob(msg.ServerID))
 		if err != nil {
 			return err
 		}
-		return q.Put(queueKey, entryJSON)
+		return q.Put(entryKey, entryJSON)
 	})
 }
 

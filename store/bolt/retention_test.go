@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 )
 
 func TestRetentionDefault(t *testing.T) {
@@ -40,7 +41,7 @@ func TestPurgeExpired(t *testing.T) {
 		t.Helper()
 		m := testMessage(serverID, at)
 		m.Recipients = rcpts
-		if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+		if err := storetest.Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
 			t.Fatal(err)
 		}
 		return m.MessageID

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 )
 
 // BenchmarkSearchLargeServer searches one server holding 1M messages
@@ -43,7 +44,7 @@ func BenchmarkSearchLargeServer(b *testing.B) {
 				if i%100 == 0 {
 					m.Tag = "rare"
 				}
-				if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+				if err := storetest.Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
 					b.Error(err)
 					return
 				}

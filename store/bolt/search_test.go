@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 )
 
 func TestSearchMessages(t *testing.T) {
@@ -21,7 +22,7 @@ func TestSearchMessages(t *testing.T) {
 		if i%2 == 1 {
 			m.Tag, m.Subject, m.Recipients = "odd", "Odd one", []string{"bob@example.org"}
 		}
-		if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+		if err := storetest.Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, m.MessageID)
@@ -87,12 +88,12 @@ func TestStatsAndBounces(t *testing.T) {
 	day2 := day1.Add(2 * time.Hour)
 	m := testMessage(a.ID, day1)
 	m.Recipients = []string{"gone@example.org", "full@example.org", "ok@example.net"}
-	if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+	if err := storetest.Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
 		t.Fatal(err)
 	}
 	untagged := testMessage(a.ID, day2)
 	untagged.Tag = ""
-	if err := s.Enqueue(untagged, []byte("x")); err != nil {
+	if err := storetest.Enqueue(s, untagged, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	enqueueN(t, s, b.ID, 1, day2)
@@ -243,7 +244,7 @@ func TestStatsTagsPerDayCapped(t *testing.T) {
 		t.Helper()
 		m := testMessage(srv.ID, at)
 		m.Tag = tag
-		if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+		if err := storetest.Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -291,7 +292,7 @@ func TestSearchInChunks(t *testing.T) {
 	for i := range 20 {
 		m := testMessage(srv.ID, at.Add(time.Duration(i)*time.Minute))
 		m.Tag = []string{"even", "odd"}[i%2]
-		if err := s.Enqueue(m, []byte("Subject: x\r\n\r\nx")); err != nil {
+		if err := storetest.Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, m.MessageID)

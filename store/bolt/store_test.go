@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/storetest"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -105,7 +106,7 @@ func TestEnqueueAndRead(t *testing.T) {
 	_, srv := initTest(t, s)
 	msg := testMessage(srv.ID, time.Now())
 	raw := []byte("Subject: Hello\r\n\r\nHi\r\n")
-	if err := s.Enqueue(msg, raw); err != nil {
+	if err := storetest.Enqueue(s, msg, raw); err != nil {
 		t.Fatal(err)
 	}
 	check := func(s *Store) {
@@ -154,7 +155,7 @@ func TestMessageOfAnotherServerIsNotFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := testMessage(srv.ID, time.Now())
-	if err := s.Enqueue(msg, []byte("x")); err != nil {
+	if err := storetest.Enqueue(s, msg, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Message(other.ID, msg.MessageID); !errors.Is(err, store.ErrNotFound) {
@@ -180,7 +181,7 @@ func TestDuplicateServerName(t *testing.T) {
 func TestEnqueueUnknownServer(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	initTest(t, s)
-	if err := s.Enqueue(testMessage(99, time.Now()), []byte("x")); !errors.Is(err, store.ErrServerMissing) {
+	if err := storetest.Enqueue(s, testMessage(99, time.Now()), []byte("x")); !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("got %v, want ErrServerMissing", err)
 	}
 	if q, _ := s.Queue(10); len(q) != 0 {
@@ -206,7 +207,7 @@ func TestCommitFailureWritesNothing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.Enqueue(testMessage(srv.ID, time.Now()), []byte("x"))
+			errs[i] = storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("x"))
 		}()
 	}
 	wg.Wait()
@@ -223,7 +224,7 @@ func TestCommitFailureWritesNothing(t *testing.T) {
 	}
 	// Space returns: writes succeed again.
 	fail.Store(false)
-	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("x")); err != nil {
+	if err := storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("x")); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
 }
@@ -242,7 +243,7 @@ func TestBatchIsolatesAFailingWrite(t *testing.T) {
 			if i%8 == 0 {
 				serverID = 999 // no such server
 			}
-			errs[i] = s.Enqueue(testMessage(serverID, time.Now()), []byte("x"))
+			errs[i] = storetest.Enqueue(s, testMessage(serverID, time.Now()), []byte("x"))
 		}()
 	}
 	wg.Wait()
@@ -278,7 +279,7 @@ func TestGroupCommitSharesCommits(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := 0; j < 20; j++ {
-				if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("x")); err != nil {
+				if err := storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("x")); err != nil {
 					t.Error(err)
 					return
 				}
@@ -301,7 +302,7 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Enqueue(testMessage(srv.ID, time.Now()), []byte("x")); !errors.Is(err, store.ErrClosed) {
+	if err := storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("x")); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("got %v, want ErrClosed", err)
 	}
 }
@@ -318,7 +319,7 @@ func TestCheckFindsDanglingQueueEntry(t *testing.T) {
 	s, _ := openTest(t, Options{})
 	_, srv := initTest(t, s)
 	msg := testMessage(srv.ID, time.Now())
-	if err := s.Enqueue(msg, []byte("x")); err != nil {
+	if err := storetest.Enqueue(s, msg, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	// Corrupt on purpose, then repair so the cleanup check passes.
