@@ -12,6 +12,9 @@ import (
 // unlike a sequence shared by all servers, they tell a server nothing of
 // how much other servers bounce, and no server's ID names another's
 // bounce.
+// MaxBounceID is the largest bounce ID: IDs fit JavaScript's numbers.
+const MaxBounceID = 1<<53 - 1
+
 type Bounce struct {
 	ID                int64
 	Seq               uint64

@@ -37,7 +37,7 @@ func openCopy(t *testing.T, data []byte) *Store {
 // Enqueue returned before the copy began.
 func TestBackupUnderWrites(t *testing.T) {
 	s, _ := openTest(t, Options{})
-	_, srv := initTest(t, s)
+	_, srv := storetest.Init(t, s)
 
 	type acked struct {
 		id string
@@ -54,7 +54,7 @@ func TestBackupUnderWrites(t *testing.T) {
 	// Enough messages before the copy that it takes a while.
 	body := bytes.Repeat([]byte("0123456789abcdef"), 256) // 4 KiB
 	for range 500 {
-		m := testMessage(srv.ID, time.Now())
+		m := storetest.NewMessage(srv.ID, time.Now())
 		if err := storetest.Enqueue(s, m, body); err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +68,7 @@ func TestBackupUnderWrites(t *testing.T) {
 					return
 				default:
 				}
-				m := testMessage(srv.ID, time.Now())
+				m := storetest.NewMessage(srv.ID, time.Now())
 				if err := storetest.Enqueue(s, m, body); err != nil {
 					errCh <- err
 					return
@@ -155,20 +155,20 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 // which is the store as it was when the backup began.
 func TestBackupIsASnapshot(t *testing.T) {
 	s, _ := openTest(t, Options{})
-	acct, srv := initTest(t, s)
+	acct, srv := storetest.Init(t, s)
 	// A large message of another server grows the file's memory map well
 	// past what the next small write needs: a write that had to remap the
 	// file would wait for the backup's read transaction (see Backup). (In
 	// the same server's bucket, the next write would rewrite the large
 	// value's leaf page, and need that much room again.)
-	other, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "Other"}, testToken("other"), time.Now())
+	other, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "Other"}, storetest.Token("other"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := storetest.Enqueue(s, testMessage(other.ID, time.Now()), bytes.Repeat([]byte("x"), 5<<20)); err != nil {
+	if err := storetest.Enqueue(s, storetest.NewMessage(other.ID, time.Now()), bytes.Repeat([]byte("x"), 5<<20)); err != nil {
 		t.Fatal(err)
 	}
-	first := testMessage(srv.ID, time.Now())
+	first := storetest.NewMessage(srv.ID, time.Now())
 	if err := storetest.Enqueue(s, first, []byte("before the backup")); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestBackupIsASnapshot(t *testing.T) {
 	}()
 	<-w.started
 
-	during := testMessage(srv.ID, time.Now())
+	during := storetest.NewMessage(srv.ID, time.Now())
 	wrote := make(chan error, 1)
 	go func() { wrote <- storetest.Enqueue(s, during, []byte("during the backup")) }()
 	select {
@@ -230,7 +230,7 @@ func TestBackupClosed(t *testing.T) {
 // A failing writer's error comes back.
 func TestBackupWriterError(t *testing.T) {
 	s, _ := openTest(t, Options{})
-	initTest(t, s)
+	storetest.Init(t, s)
 	want := errors.New("disk full")
 	// bbolt formats the writer's error with %s, so errors.Is cannot see it.
 	if _, err := s.Backup(failingWriter{want}); err == nil || !strings.Contains(err.Error(), want.Error()) {

@@ -19,8 +19,6 @@ var (
 	bucketBounceIDs = []byte("bounceids") // ID → sequence
 )
 
-const maxJSInt = 1<<53 - 1
-
 // createBounce files b, giving it its ID and Seq, and returns the ID.
 func createBounce(mail *bbolt.Bucket, b *store.Bounce) (int64, error) {
 	bounces, err := mail.CreateBucketIfNotExists(bucketBounces)
@@ -37,7 +35,7 @@ func createBounce(mail *bbolt.Bucket, b *store.Bounce) (int64, error) {
 		if _, err := rand.Read(r[:]); err != nil {
 			return 0, err
 		}
-		id = int64(binary.BigEndian.Uint64(r[:]) & maxJSInt)
+		id = int64(binary.BigEndian.Uint64(r[:]) & store.MaxBounceID)
 	}
 	seq, err := bounces.NextSequence()
 	if err != nil {

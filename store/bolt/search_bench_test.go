@@ -28,7 +28,7 @@ func BenchmarkSearchLargeServer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	_, srv := initTest(b, s)
+	_, srv := storetest.Init(b, s)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	filled := time.Now()
 	const workers = 64
@@ -38,7 +38,7 @@ func BenchmarkSearchLargeServer(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
-				m := testMessage(srv.ID, start.Add(time.Duration(i)*time.Second))
+				m := storetest.NewMessage(srv.ID, start.Add(time.Duration(i)*time.Second))
 				m.MessageID = store.MessageIDAt(start.Add(time.Duration(i) * time.Second))
 				m.Tag = "bulk"
 				if i%100 == 0 {

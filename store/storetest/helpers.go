@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"testing"
 
 	"github.com/postern/postern/store"
 )
@@ -20,4 +21,14 @@ func Enqueue(b interface {
 	sub := store.Accept(srv, *m, raw)
 	m.Attachments = sub.Message.Attachments
 	return b.Enqueue(sub)
+}
+
+// selfCheck fails t when b can check its own structure and finds a fault.
+func selfCheck(t *testing.T, b store.Backend) {
+	t.Helper()
+	if c, ok := b.(store.Checker); ok {
+		if err := c.Check(); err != nil {
+			t.Fatalf("consistency check: %v", err)
+		}
+	}
 }

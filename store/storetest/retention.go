@@ -1,4 +1,4 @@
-package bolt
+package storetest
 
 import (
 	"context"
@@ -8,26 +8,11 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
-	"github.com/postern/postern/store/storetest"
 )
 
-func TestRetentionDefault(t *testing.T) {
-	if got := (store.Server{}).Retention(); got != store.DefaultRetentionDays {
-		t.Errorf("zero RetentionDays: %d, want %d", got, store.DefaultRetentionDays)
-	}
-	if got := (store.Server{RetentionDays: 7}).Retention(); got != 7 {
-		t.Errorf("7: %d", got)
-	}
-	s, _ := openTest(t, Options{})
-	acct, _ := initTest(t, s)
-	if b := secondServer(t, s, acct.ID, "B"); b.RetentionDays != store.DefaultRetentionDays {
-		t.Errorf("new server: RetentionDays %d, want %d", b.RetentionDays, store.DefaultRetentionDays)
-	}
-}
-
-func TestPurgeExpired(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, a := initTest(t, s)
+func testPurgeExpired(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, a := Init(t, s)
 	b := secondServer(t, s, acct.ID, "B") // the default retention, 45 days
 	a.RetentionDays = 3
 	if err := s.UpdateServer(a); err != nil {
@@ -39,9 +24,9 @@ func TestPurgeExpired(t *testing.T) {
 
 	enqueue := func(serverID int64, at time.Time, rcpts ...string) string {
 		t.Helper()
-		m := testMessage(serverID, at)
+		m := NewMessage(serverID, at)
 		m.Recipients = rcpts
-		if err := storetest.Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
+		if err := Enqueue(s, m, []byte("Subject: x\r\n\r\nx")); err != nil {
 			t.Fatal(err)
 		}
 		return m.MessageID
@@ -141,9 +126,7 @@ func TestPurgeExpired(t *testing.T) {
 	if statsAfter, _ := s.Stats(a.ID, store.StatsQuery{}); !reflect.DeepEqual(statsAfter, statsBefore) {
 		t.Errorf("stats changed: %+v, were %+v", statsAfter, statsBefore)
 	}
-	if err := s.Check(); err != nil {
-		t.Fatalf("check after purge: %v", err)
-	}
+	selfCheck(t, s)
 
 	// Nothing more to do, until the queued message is delivered.
 	if n, err := s.PurgeExpired(context.Background(), now, 2); n != 0 || err != nil {
@@ -163,14 +146,12 @@ func TestPurgeExpired(t *testing.T) {
 	if n, err := s.PurgeExpired(context.Background(), now.Add(45*24*time.Hour), 0); n != 2 || err != nil {
 		t.Errorf("45 days later: %d %v, want 2", n, err)
 	}
-	if err := s.Check(); err != nil {
-		t.Fatal(err)
-	}
+	selfCheck(t, s)
 }
 
-func TestPurgeExpiredStopsWithItsContext(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	_, a := initTest(t, s)
+func testPurgeExpiredStopsWithItsContext(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	_, a := Init(t, s)
 	now := time.Now()
 	enqueueN(t, s, a.ID, 3, now.Add(-50*24*time.Hour))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,4 +1,4 @@
-package bolt
+package storetest
 
 import (
 	"errors"
@@ -6,16 +6,14 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
-	"github.com/postern/postern/store/storetest"
-	bbolt "go.etcd.io/bbolt"
 )
 
-func TestOperatorAccount(t *testing.T) {
-	s, _ := openTest(t, Options{})
+func testOperatorAccount(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
 	if _, err := s.OperatorAccount(); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("before Initialize: %v, want ErrNotFound", err)
 	}
-	a, _ := initTest(t, s)
+	a, _ := Init(t, s)
 	id, err := s.OperatorAccount()
 	if err != nil || id != a.ID {
 		t.Fatalf("OperatorAccount = %d, %v; want %d", id, err, a.ID)
@@ -29,10 +27,10 @@ func TestOperatorAccount(t *testing.T) {
 	}
 }
 
-func TestServerDefaultsAndUpdate(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	a, def := initTest(t, s)
-	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "acme-production"}, testToken("p1"), time.Now())
+func testServerDefaultsAndUpdate(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	a, def := Init(t, s)
+	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "acme-production"}, Token("p1"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,22 +59,22 @@ func TestServerDefaultsAndUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateServer(store.Server{AccountID: b.ID, Name: def.Name}, testToken("o1"), time.Now()); err != nil {
+	if _, err := s.CreateServer(store.Server{AccountID: b.ID, Name: def.Name}, Token("o1"), time.Now()); err != nil {
 		t.Fatalf("same name in another account: %v", err)
 	}
 }
 
-func TestListServers(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	a, _ := initTest(t, s)
+func testListServers(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	a, _ := Init(t, s)
 	for i, name := range []string{"zeta", "Alpha", "beta", "Omega"} {
 		srv := store.Server{AccountID: a.ID, Name: name, Pinned: name == "zeta" || name == "Omega"}
-		if _, err := s.CreateServer(srv, testToken("t"+name+string(rune('0'+i))), time.Now()); err != nil {
+		if _, err := s.CreateServer(srv, Token("t"+name+string(rune('0'+i))), time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	other, _ := s.CreateAccount("Other", time.Now())
-	if _, err := s.CreateServer(store.Server{AccountID: other.ID, Name: "aardvark"}, testToken("other"), time.Now()); err != nil {
+	if _, err := s.CreateServer(store.Server{AccountID: other.ID, Name: "aardvark"}, Token("other"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	list, err := s.ListServers(a.ID)
@@ -98,21 +96,21 @@ func TestListServers(t *testing.T) {
 	}
 }
 
-func TestDeleteServer(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	a, keep := initTest(t, s)
-	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "doomed"}, testToken("doomed1"), time.Now())
+func testDeleteServer(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	a, keep := Init(t, s)
+	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "doomed"}, Token("doomed1"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddServerToken(srv.ID, testToken("doomed2"), time.Now()); err != nil {
+	if _, err := s.AddServerToken(srv.ID, Token("doomed2"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	// A queued message, so there is a queue and mail to remove.
-	if err := storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("hello")); err != nil {
+	if err := Enqueue(s, NewMessage(srv.ID, time.Now()), []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	if err := storetest.Enqueue(s, testMessage(keep.ID, time.Now()), []byte("kept")); err != nil {
+	if err := Enqueue(s, NewMessage(keep.ID, time.Now()), []byte("kept")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateDomain(store.Domain{AccountID: a.ID, Name: "example.com"}, time.Now()); err != nil {
@@ -131,11 +129,11 @@ func TestDeleteServer(t *testing.T) {
 		t.Fatalf("the server remains: %v", err)
 	}
 	for _, name := range []string{"doomed1", "doomed2"} {
-		if _, err := s.LookupToken(testToken(name).Hash); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.LookupToken(Token(name).Hash); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("token %s remains: %v", name, err)
 		}
 	}
-	if _, err := s.LookupToken(testToken("srv").Hash); err != nil {
+	if _, err := s.LookupToken(Token("srv").Hash); err != nil {
 		t.Errorf("another server's token went too: %v", err)
 	}
 	q, err := s.Queue(10)
@@ -151,27 +149,25 @@ func TestDeleteServer(t *testing.T) {
 	if _, err := s.DeleteServer(a.ID, srv.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
 	}
-	if err := storetest.Enqueue(s, testMessage(srv.ID, time.Now()), []byte("late")); !errors.Is(err, store.ErrServerMissing) {
+	if err := Enqueue(s, NewMessage(srv.ID, time.Now()), []byte("late")); !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("enqueue on a deleted server: %v", err)
 	}
-	if err := s.Check(); err != nil {
-		t.Fatal(err)
-	}
+	selfCheck(t, s)
 }
 
-func TestServerTokens(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	_, srv := initTest(t, s)
+func testServerTokens(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	_, srv := Init(t, s)
 	t0 := time.Now()
-	if _, err := s.AddServerToken(srv.ID, testToken("srv2"), t0.Add(time.Second)); err != nil {
+	if _, err := s.AddServerToken(srv.ID, Token("srv2"), t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	dup := testToken("srv")
+	dup := Token("srv")
 	dup.Hash = []byte("another-hash-with-the-same-prefix-xxxxxxxx")
 	if _, err := s.AddServerToken(srv.ID, dup, t0); !errors.Is(err, store.ErrDuplicate) {
 		t.Fatalf("a second token with prefix srv: %v, want ErrDuplicate", err)
 	}
-	if _, err := s.AddServerToken(999, testToken("nowhere"), t0); !errors.Is(err, store.ErrServerMissing) {
+	if _, err := s.AddServerToken(999, Token("nowhere"), t0); !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("token for a missing server: %v", err)
 	}
 	toks, err := s.ServerTokens(srv.ID)
@@ -187,10 +183,10 @@ func TestServerTokens(t *testing.T) {
 	if err := s.RevokeServerToken(srv.ID, "srv"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoking twice: %v", err)
 	}
-	if _, err := s.LookupToken(testToken("srv").Hash); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.LookupToken(Token("srv").Hash); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("revoked token still found: %v", err)
 	}
-	if _, err := s.LookupToken(testToken("srv2").Hash); err != nil {
+	if _, err := s.LookupToken(Token("srv2").Hash); err != nil {
 		t.Fatalf("the other token: %v", err)
 	}
 	// An account token with the prefix is not a server token.
@@ -199,13 +195,13 @@ func TestServerTokens(t *testing.T) {
 	}
 }
 
-func TestAccountTokens(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	a, _ := initTest(t, s)
-	if _, err := s.AddAccountToken(a.ID, "root", testToken("x"), time.Now()); err == nil {
+func testAccountTokens(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	a, _ := Init(t, s)
+	if _, err := s.AddAccountToken(a.ID, "root", Token("x"), time.Now()); err == nil {
 		t.Fatal("a token of an unknown role was stored")
 	}
-	adm, err := s.AddAccountToken(a.ID, store.RoleAdmin, testToken("adm"), time.Now())
+	adm, err := s.AddAccountToken(a.ID, store.RoleAdmin, Token("adm"), time.Now())
 	if err != nil || adm.Role != store.RoleAdmin || adm.Kind != store.KindAccount {
 		t.Fatalf("AddAccountToken = %+v, %v", adm, err)
 	}
@@ -220,7 +216,7 @@ func TestAccountTokens(t *testing.T) {
 	if err := s.RevokeAccountToken(a.ID, "adm", func(store.Token) error { return refuse }); !errors.Is(err, refuse) {
 		t.Fatalf("allow refusing: %v", err)
 	}
-	if _, err := s.AddAccountToken(a.ID, store.RoleOwner, testToken("own2"), time.Now()); err != nil {
+	if _, err := s.AddAccountToken(a.ID, store.RoleOwner, Token("own2"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RevokeAccountToken(a.ID, "acct", nil); err != nil {
@@ -234,10 +230,10 @@ func TestAccountTokens(t *testing.T) {
 	}
 }
 
-func TestAccounts(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	op, _ := initTest(t, s)
-	owner := testToken("cust")
+func testAccounts(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	op, _ := Init(t, s)
+	owner := Token("cust")
 	c, err := s.CreateAccountWithOwner("Customer", owner, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +249,7 @@ func TestAccounts(t *testing.T) {
 	if err := s.DeleteAccount(op.ID); !errors.Is(err, store.ErrOperator) {
 		t.Fatalf("deleting the operator: %v", err)
 	}
-	srv, err := s.CreateServer(store.Server{AccountID: c.ID, Name: "x"}, testToken("cx"), time.Now())
+	srv, err := s.CreateServer(store.Server{AccountID: c.ID, Name: "x"}, Token("cx"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,13 +266,7 @@ func TestAccounts(t *testing.T) {
 	if err := s.DeleteAccount(c.ID); !errors.Is(err, store.ErrHasServers) {
 		t.Fatalf("deleting with a domain: %v", err)
 	}
-	// Remove the domain directly (its deletion is the domains' business).
-	if err := s.update(func(tx *bbolt.Tx) error {
-		if err := tx.Bucket(bucketDomainNames).Delete([]byte(d.Name)); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketDomains).Delete(itob(d.ID))
-	}); err != nil {
+	if err := s.DeleteDomain(d.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeleteAccount(c.ID); err != nil {

@@ -1,4 +1,4 @@
-package bolt
+package storetest
 
 import (
 	"errors"
@@ -8,12 +8,9 @@ import (
 	"github.com/postern/postern/store"
 )
 
-// A deferred entry goes back to the queue unleased, due when asked,
-// without an attempt counted or an event recorded, and is claimed again
-// once due.
-func TestDeferReturnsEntryUncounted(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	_, srv := initTest(t, s)
+func testDeferReturnsEntryUncounted(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	_, srv := Init(t, s)
 	now := time.Now()
 	ids := enqueueN(t, s, srv.ID, 1, now, "a@example.net", "b@example.org")
 	got, err := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
@@ -45,7 +42,5 @@ func TestDeferReturnsEntryUncounted(t *testing.T) {
 	if err := s.Defer(got[0], later); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("defer of a stale entry: %v", err)
 	}
-	if err := s.Check(); err != nil {
-		t.Fatal(err)
-	}
+	selfCheck(t, s)
 }

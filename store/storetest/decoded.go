@@ -1,4 +1,4 @@
-package bolt
+package storetest
 
 import (
 	"errors"
@@ -8,12 +8,10 @@ import (
 	"github.com/postern/postern/store"
 )
 
-// Server answers from its cache of decoded records; every change to a
-// server must show at the next read, and a deleted server must be gone.
-func TestServerReadsSeeEveryChange(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	a, _ := initTest(t, s)
-	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "acme"}, testToken("c1"), time.Now())
+func testServerReadsSeeEveryChange(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	a, _ := Init(t, s)
+	srv, err := s.CreateServer(store.Server{AccountID: a.ID, Name: "acme"}, Token("c1"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,12 +40,9 @@ func TestServerReadsSeeEveryChange(t *testing.T) {
 	}
 }
 
-// DomainByName answers from the same kind of cache: a key rotation shows
-// at the next read, and a caller changing what it was given changes
-// nothing for the next caller.
-func TestDomainReadsSeeEveryChange(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	a, _ := initTest(t, s)
+func testDomainReadsSeeEveryChange(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	a, _ := Init(t, s)
 	d, err := s.CreateDomain(store.Domain{AccountID: a.ID, Name: "example.com", Keys: []store.DKIMKey{{Algorithm: "rsa", Selector: "a"}}}, time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -1,15 +1,15 @@
-package bolt
+package storetest
 
 import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/store/storetest"
+	"github.com/postern/postern/store"
 )
 
-func TestSentSinceAndSentOn(t *testing.T) {
-	s, path := openTest(t, Options{})
-	acct, a := initTest(t, s)
+func testSentSinceAndSentOn(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, a := Init(t, s)
 	b := secondServer(t, s, acct.ID, "B")
 	now := time.Date(2026, 3, 2, 0, 1, 30, 0, time.UTC)
 	enqueueN(t, s, a.ID, 2, now.Add(-2*time.Minute)) // 23:59:30 the day before
@@ -34,9 +34,9 @@ func TestSentSinceAndSentOn(t *testing.T) {
 		t.Error("missing server: no error")
 	}
 	// A message of each stream and tag counts toward the day.
-	m := testMessage(a.ID, now)
+	m := NewMessage(a.ID, now)
 	m.Tag, m.MessageStream = "", "broadcast"
-	if err := storetest.Enqueue(s, m, []byte("x")); err != nil {
+	if err := Enqueue(s, m, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -48,14 +48,7 @@ func TestSentSinceAndSentOn(t *testing.T) {
 		}
 	}
 	// Both survive a restart: they are read from what the store keeps.
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
+	s2 := h.Reopen(t, s)
 	if n, _ := s2.SentSince(a.ID, since, 0); n != 8 {
 		t.Errorf("after reopening: SentSince %d, want 8", n)
 	}

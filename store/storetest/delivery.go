@@ -1,4 +1,4 @@
-package bolt
+package storetest
 
 import (
 	"errors"
@@ -7,18 +7,17 @@ import (
 	"time"
 
 	"github.com/postern/postern/store"
-	"github.com/postern/postern/store/storetest"
 )
 
-func enqueueN(t *testing.T, s *Store, serverID int64, n int, at time.Time, rcpts ...string) []string {
+func enqueueN(t *testing.T, s store.Backend, serverID int64, n int, at time.Time, rcpts ...string) []string {
 	t.Helper()
 	var ids []string
 	for i := 0; i < n; i++ {
-		m := testMessage(serverID, at)
+		m := NewMessage(serverID, at)
 		if len(rcpts) > 0 {
 			m.Recipients = rcpts
 		}
-		if err := storetest.Enqueue(s, m, []byte("x")); err != nil {
+		if err := Enqueue(s, m, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, m.MessageID)
@@ -26,19 +25,18 @@ func enqueueN(t *testing.T, s *Store, serverID int64, n int, at time.Time, rcpts
 	return ids
 }
 
-func secondServer(t *testing.T, s *Store, accountID int64, name string) store.Server {
+func secondServer(t *testing.T, s store.Backend, accountID int64, name string) store.Server {
 	t.Helper()
-	srv, err := s.CreateServer(store.Server{AccountID: accountID, Name: name, DeliveryType: store.DeliveryLive, SmtpApiActivated: true}, testToken(name), time.Now())
+	srv, err := s.CreateServer(store.Server{AccountID: accountID, Name: name, DeliveryType: store.DeliveryLive, SmtpApiActivated: true}, Token(name), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return srv
 }
 
-// A server with a backlog does not hold back another server's message.
-func TestClaimRotatesAcrossServers(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, a := initTest(t, s)
+func testClaimRotatesAcrossServers(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, a := Init(t, s)
 	b := secondServer(t, s, acct.ID, "B")
 	now := time.Now()
 	enqueueN(t, s, a.ID, 500, now.Add(-time.Minute))
@@ -67,9 +65,9 @@ func TestClaimRotatesAcrossServers(t *testing.T) {
 	}
 }
 
-func TestClaimRespectsAllowAndDueTime(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, a := initTest(t, s)
+func testClaimRespectsAllowAndDueTime(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, a := Init(t, s)
 	b := secondServer(t, s, acct.ID, "B")
 	now := time.Now()
 	enqueueN(t, s, a.ID, 5, now)
@@ -93,12 +91,9 @@ func TestClaimRespectsAllowAndDueTime(t *testing.T) {
 	}
 }
 
-// Take refuses entries (their destination is full): they stay due and
-// unleased, the scan goes past them, and it looks past at most
-// ClaimSkipMax of them in one server's queue.
-func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	_, a := initTest(t, s)
+func testClaimTakeSkipsRefusedEntries(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	_, a := Init(t, s)
 	now := time.Now()
 	full := enqueueN(t, s, a.ID, 3, now.Add(-2*time.Minute), "bob@full.example")
 	open := enqueueN(t, s, a.ID, 2, now.Add(-time.Minute), "alice@open.example")
@@ -168,11 +163,9 @@ func TestClaimTakeSkipsRefusedEntries(t *testing.T) {
 	}
 }
 
-// A lease that ends makes the entry due again (a worker that died), and
-// ReleaseLeases makes every lease due at once (restart).
-func TestLeasesComeBack(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	_, a := initTest(t, s)
+func testLeasesComeBack(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	_, a := Init(t, s)
 	now := time.Now()
 	enqueueN(t, s, a.ID, 3, now)
 	got, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 3})
@@ -194,9 +187,9 @@ func TestLeasesComeBack(t *testing.T) {
 	}
 }
 
-func TestRecordAttempt(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, a := initTest(t, s)
+func testRecordAttempt(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, a := Init(t, s)
 	b := secondServer(t, s, acct.ID, "B")
 	now := time.Now()
 	ids := enqueueN(t, s, a.ID, 1, now, "ok@example.net", "later@example.net", "gone@example.org")
@@ -260,7 +253,7 @@ func TestRecordAttempt(t *testing.T) {
 	}
 }
 
-func TestMessageStatuses(t *testing.T) {
+func testMessageStatuses(t *testing.T, h Harness) {
 	for _, tc := range []struct {
 		types []string
 		want  string
@@ -282,9 +275,9 @@ func TestMessageStatuses(t *testing.T) {
 	}
 }
 
-func TestDomains(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, _ := initTest(t, s)
+func testDomains(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, _ := Init(t, s)
 	other, err := s.CreateAccount("Other", time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -318,9 +311,9 @@ func TestDomains(t *testing.T) {
 	}
 }
 
-func TestNextDue(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, a := initTest(t, s)
+func testNextDue(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, a := Init(t, s)
 	b := secondServer(t, s, acct.ID, "B")
 	if _, ok, _ := s.NextDue(); ok {
 		t.Fatal("empty queue has a next due")
@@ -334,12 +327,10 @@ func TestNextDue(t *testing.T) {
 	}
 }
 
-// A Sandbox server's message is delivered at intake: Delivered events for
-// every recipient, status Sent, no queue entry, in the one commit.
-func TestEnqueueSandboxRecordsDelivered(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, _ := initTest(t, s)
-	sb, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "Sandbox", DeliveryType: store.DeliverySandbox, SmtpApiActivated: true}, testToken("sb"), time.Now())
+func testEnqueueSandboxRecordsDelivered(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, _ := Init(t, s)
+	sb, err := s.CreateServer(store.Server{AccountID: acct.ID, Name: "Sandbox", DeliveryType: store.DeliverySandbox, SmtpApiActivated: true}, Token("sb"), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,12 +348,9 @@ func TestEnqueueSandboxRecordsDelivered(t *testing.T) {
 	}
 }
 
-// A name held but not proven can be claimed by another account; the
-// claim takes it when its own records are found in DNS, and the holder's
-// record goes, with an event in the holder's log. A proven name stays.
-func TestDomainClaims(t *testing.T) {
-	s, _ := openTest(t, Options{})
-	acct, _ := initTest(t, s)
+func testDomainClaims(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, _ := Init(t, s)
 	other, err := s.CreateAccount("Other", time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +409,5 @@ func TestDomainClaims(t *testing.T) {
 	if err := s.DeleteDomain(rival.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Check(); err != nil {
-		t.Fatalf("consistency: %v", err)
-	}
+	selfCheck(t, s)
 }
