@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/store"
 )
 
@@ -27,16 +27,11 @@ const (
 	codeRequestTooBig = 413 // not Postmark's: Postmark documents only the HTTP status
 )
 
-// TXTResolver looks up TXT records (the verifyDkim endpoint).
-type TXTResolver interface {
-	LookupTXT(ctx context.Context, name string) ([]string, error)
-}
-
 // Config is the API's configuration.
 type Config struct {
 	Store    store.Backend
 	Auth     *auth.Authenticator
-	Resolver TXTResolver // nil: the system's resolver
+	Resolver dkim.TXTResolver // verifyDkim's lookups; nil: the system's resolver
 	// GenerateKeys makes a new domain's DKIM keys (POST /domains and
 	// rotatedkim): cmd/postern passes relay's generator, which the api
 	// package may not import. Nil: those endpoints answer 500.

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/store"
 )
 
@@ -372,12 +373,6 @@ func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request, p accountPrin
 }
 
 // Outcomes of looking one record up.
-const (
-	recordPublished = iota // a TXT record there holds the key
-	recordMissing          // no such name, no DKIM record there, or another key
-	recordDNSError         // no answer: nothing can be concluded
-)
-
 // lookupKeys looks every key's record up and returns whether all are
 // published, and the first DNS failure, if any.
 func (a *API) lookupKeys(ctx context.Context, keys []store.DKIMKey) (bool, error) {
@@ -389,81 +384,20 @@ func (a *API) lookupKeys(ctx context.Context, keys []store.DKIMKey) (bool, error
 	var dnsErr error
 	for _, k := range keys {
 		lctx, cancel := context.WithTimeout(ctx, dnsLookupTimeout)
-		status, err := lookupRecord(lctx, resolver, k)
+		c := dkim.CheckRecord(lctx, resolver, k)
 		cancel()
-		switch status {
-		case recordMissing:
-			all = false
-		case recordDNSError:
+		switch c.Status {
+		case dkim.Published:
+		case dkim.DNSError:
 			all = false
 			if dnsErr == nil {
-				dnsErr = fmt.Errorf("%s: %w", k.Host, err)
+				dnsErr = fmt.Errorf("%s: %s", k.Host, c.Error)
 			}
+		default:
+			all = false
 		}
 	}
 	return all, dnsErr
-}
-
-func lookupRecord(ctx context.Context, r TXTResolver, k store.DKIMKey) (int, error) {
-	txts, err := r.LookupTXT(ctx, k.Host)
-	if err != nil {
-		// No such name, or no TXT record there, is an answer; anything
-		// else (SERVFAIL, timeout, refused) is not.
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return recordMissing, nil
-		}
-		return recordDNSError, err
-	}
-	for _, txt := range txts {
-		if DKIMRecordMatches(txt, k.TextValue) {
-			return recordPublished, nil
-		}
-	}
-	return recordMissing, nil
-}
-
-// dkimTags reads a DKIM tag list (RFC 6376 §3.2); whitespace inside
-// values is dropped, as base64 keys allow it.
-func dkimTags(v string) map[string]string {
-	tags := map[string]string{}
-	for _, part := range strings.Split(v, ";") {
-		name, value, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
-		}
-		tags[strings.TrimSpace(name)] = strings.Join(strings.Fields(value), "")
-	}
-	return tags
-}
-
-// IsDKIMRecord reports whether a TXT record looks like a DKIM key record.
-func IsDKIMRecord(txt string) bool {
-	tags := dkimTags(txt)
-	_, hasKey := tags["p"]
-	return hasKey || tags["v"] == "DKIM1"
-}
-
-// DKIMRecordMatches reports whether a published TXT record holds the key
-// of want: the same public key and algorithm (k= defaults to rsa), and
-// v=, if present, DKIM1. Other tags (t=, n=, ...) and spacing are the
-// publisher's choice.
-func DKIMRecordMatches(published, want string) bool {
-	p, w := dkimTags(published), dkimTags(want)
-	if p["p"] == "" || p["p"] != w["p"] {
-		return false
-	}
-	k := p["k"]
-	if k == "" {
-		k = "rsa"
-	}
-	if !strings.EqualFold(k, w["k"]) {
-		return false
-	}
-	if v, ok := p["v"]; ok && v != "DKIM1" {
-		return false
-	}
-	return true
 }
 
 // verifyDKIM looks the domain's records up. Pending keys whose records are

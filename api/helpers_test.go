@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/dkim"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -82,7 +84,7 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	authn := auth.NewAuthenticator(st)
 	resolver := relay.NewResolver(e.dns.Addr())
 
-	a, err := api.New(api.Config{Store: st, Auth: authn, Resolver: resolver, GenerateKeys: generateKeys, PublicURL: "http://postern.test", Now: opts.now})
+	a, err := api.New(api.Config{Store: st, Auth: authn, Resolver: resolver, GenerateKeys: dkim.Generate, PublicURL: "http://postern.test", Now: opts.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,19 +161,6 @@ func waitFor(t testing.TB, what string, done <-chan error) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("%s did not return within 30s of shutdown", what)
 	}
-}
-
-// generateKeys is relay's DKIM key generator, as the API takes it.
-func generateKeys(domain string) ([]store.DKIMKey, error) {
-	keys, err := relay.GenerateKeys(domain)
-	if err != nil {
-		return nil, err
-	}
-	var out []store.DKIMKey
-	for _, k := range []relay.DKIMKey{keys.Ed25519, keys.RSA} {
-		out = append(out, store.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey, Host: k.Host, TextValue: k.TextValue})
-	}
-	return out, nil
 }
 
 // route makes the test's peer the mail exchanger of domain.

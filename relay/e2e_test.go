@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
+	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/internal/testutil/smtptest"
@@ -79,7 +79,7 @@ func TestE2ETwoDomainsSignedAndDelivered(t *testing.T) {
 		if strings.Contains(h, "\nx-pm-") || strings.Contains(h, "\nbcc:") || strings.Contains(h, "hidden@") {
 			t.Errorf("%s: X-PM-* or Bcc arrived:\n%s", name, header(m.Data))
 		}
-		verifications, err := dkim.VerifyWithOptions(bytes.NewReader(m.Data), &dkim.VerifyOptions{
+		verifications, err := msgdkim.VerifyWithOptions(bytes.NewReader(m.Data), &msgdkim.VerifyOptions{
 			LookupTXT: func(name string) ([]string, error) { return e.resolver.LookupTXT(context.Background(), name) },
 		})
 		if err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/dkim"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -159,18 +161,16 @@ func (e *e2e) liveServer(name string) (store.Server, string) {
 
 // sendingDomain gives the account a domain with new DKIM keys, and
 // publishes their records.
-func (e *e2e) sendingDomain(accountID int64, name string) relay.DomainKeys {
+func (e *e2e) sendingDomain(accountID int64, name string) dkim.Keys {
 	e.t.Helper()
-	keys, err := relay.GenerateKeys(name)
+	keys, err := dkim.GenerateKeys(name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var stored []store.DKIMKey
-	for _, k := range []relay.DKIMKey{keys.Ed25519, keys.RSA} {
-		stored = append(stored, store.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey, Host: k.Host, TextValue: k.TextValue})
+	for _, k := range keys.List() {
 		e.dns.SetTXT(k.Host, k.TextValue)
 	}
-	if _, err := e.st.CreateDomain(store.Domain{AccountID: accountID, Name: name, Keys: stored}, time.Now()); err != nil {
+	if _, err := e.st.CreateDomain(store.Domain{AccountID: accountID, Name: name, Keys: keys.List()}, time.Now()); err != nil {
 		e.t.Fatal(err)
 	}
 	return keys

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/store"
 )
 
@@ -36,7 +37,7 @@ func (w *Worker) sign(srv store.Server, raw []byte, log *slog.Logger) ([]byte, s
 	if err == nil {
 		var sig []byte
 		if sig, err = signer.Sign(raw); err == nil {
-			for _, alg := range signer.algorithms() {
+			for _, alg := range signer.Algorithms() {
 				w.metrics.dkim.WithLabelValues(alg).Inc()
 			}
 			return sig, d.Name
@@ -72,22 +73,6 @@ func fromDomain(raw []byte) (string, error) {
 	return store.NormalizeDomain(list[0].Address[at+1:]), nil
 }
 
-// signingDomain reads the d= tag of the first DKIM-Signature field, for
-// the events of retries, which reuse the first attempt's signature.
-func signingDomain(sig []byte) string {
-	if len(sig) == 0 {
-		return "unsigned"
-	}
-	s := string(sig)
-	for _, tag := range strings.Split(s, ";") {
-		tag = strings.Join(strings.Fields(tag), "")
-		if v, ok := strings.CutPrefix(tag, "d="); ok {
-			return v
-		}
-	}
-	return "signed"
-}
-
 // signerCache keeps each domain's parsed keys: parsing an RSA key costs
 // more than a signature.
 type signerCache struct {
@@ -97,26 +82,13 @@ type signerCache struct {
 
 type cachedSigner struct {
 	selectors string // the keys it was made from
-	signer    *Signer
+	signer    *dkim.Signer
 }
 
-func (c *signerCache) get(d store.Domain) (*Signer, error) {
-	keys := DomainKeys{Domain: d.Name}
-	var selectors []string
+func (c *signerCache) get(d store.Domain) (*dkim.Signer, error) {
+	selectors := make([]string, 0, len(d.Keys))
 	for _, k := range d.Keys {
-		rk := DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey, Host: k.Host, TextValue: k.TextValue}
-		switch {
-		case k.Algorithm == "ed25519" && keys.Ed25519.PrivateKey == nil:
-			keys.Ed25519 = rk
-		case k.Algorithm == "rsa" && keys.RSA.PrivateKey == nil:
-			keys.RSA = rk
-		default:
-			continue
-		}
 		selectors = append(selectors, k.Selector)
-	}
-	if len(selectors) == 0 {
-		return nil, fmt.Errorf("the domain %s has no Ed25519 or RSA key", d.Name)
 	}
 	id := strings.Join(selectors, " ")
 	c.mu.Lock()
@@ -125,7 +97,7 @@ func (c *signerCache) get(d store.Domain) (*Signer, error) {
 	if ok && cached.selectors == id {
 		return cached.signer, nil
 	}
-	signer, err := NewSigner(keys)
+	signer, err := dkim.NewSigner(d.Name, d.Keys)
 	if err != nil {
 		return nil, err
 	}

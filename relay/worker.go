@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/store"
 )
 
@@ -573,7 +574,7 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 	a := store.Attempt{Entry: e}
 	signature, signed := e.Signature, ""
 	if e.Signed {
-		signed = signingDomain(signature)
+		signed = dkim.SigningDomain(signature)
 	} else {
 		signature, signed = w.sign(srv, raw, log)
 		a.Signature, a.Signed = signature, true

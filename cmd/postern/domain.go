@@ -13,12 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/postern/postern/api"
+	"github.com/postern/postern/internal/dkim"
+
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
@@ -207,7 +207,7 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	keys, err := generateDomainKeys(name)
+	keys, err := dkim.Generate(name)
 	if err != nil {
 		return err
 	}
@@ -228,20 +228,6 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 	printRecords(stdout, d)
 	fmt.Fprintf(stdout, "\nOnce they are published, run: postern domain verify %s\n", d.Name)
 	return nil
-}
-
-// generateDomainKeys makes a domain's Ed25519 and RSA keys as the store
-// keeps them: the API's Config.GenerateKeys.
-func generateDomainKeys(name string) ([]store.DKIMKey, error) {
-	keys, err := relay.GenerateKeys(name)
-	if err != nil {
-		return nil, err
-	}
-	return []store.DKIMKey{storeKey(keys.Ed25519), storeKey(keys.RSA)}, nil
-}
-
-func storeKey(k relay.DKIMKey) store.DKIMKey {
-	return store.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, PrivateKey: k.PrivateKey, Host: k.Host, TextValue: k.TextValue}
 }
 
 // printRecords shows the TXT records to publish, as a DNS provider's form
@@ -351,22 +337,6 @@ func domainList(args []string, stdout, stderr io.Writer) error {
 	})
 }
 
-// Outcomes of looking one record up.
-const (
-	recordPublished = "published" // a TXT record there holds the key
-	recordMissing   = "missing"   // no such name, or no DKIM record there
-	recordDifferent = "different" // a DKIM record there holds another key
-	recordDNSError  = "dns-error" // no answer: nothing can be concluded
-)
-
-type recordCheck struct {
-	Algorithm string
-	Host      string
-	Status    string
-	Found     []string `json:",omitempty"` // the DKIM records found there, when different
-	Error     string   `json:",omitempty"`
-}
-
 // accountDomain finds the account's domain of that name: the one it
 // holds, or its claim on a name another account holds.
 func accountDomain(st *bolt.Store, account int64, name string) (store.Domain, error) {
@@ -425,14 +395,14 @@ func domainVerify(args []string, stdout, stderr io.Writer) error {
 	}
 
 	resolver := relay.NewResolver(cfg.DNS)
-	checks := make([]recordCheck, len(d.Keys))
+	checks := make([]dkim.Check, len(d.Keys))
 	published, definite := 0, true
 	for i, k := range d.Keys {
 		checks[i] = checkRecord(resolver, k)
 		switch checks[i].Status {
-		case recordPublished:
+		case dkim.Published:
 			published++
-		case recordDNSError:
+		case dkim.DNSError:
 			definite = false
 		}
 	}
@@ -470,7 +440,7 @@ func domainVerify(args []string, stdout, stderr io.Writer) error {
 		if err := json.NewEncoder(stdout).Encode(struct {
 			Name         string
 			DKIMVerified bool
-			Records      []recordCheck
+			Records      []dkim.Check
 		}{d.Name, d.DKIMVerified, checks}); err != nil {
 			return err
 		}
@@ -499,34 +469,9 @@ func domainVerify(args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-// checkRecord looks one key's TXT record up.
-func checkRecord(r *relay.Resolver, k store.DKIMKey) recordCheck {
-	c := recordCheck{Algorithm: k.Algorithm, Host: k.Host}
+// checkRecord looks one key's TXT record up, within dnsTimeout.
+func checkRecord(r dkim.TXTResolver, k store.DKIMKey) dkim.Check {
 	ctx, cancel := context.WithTimeout(context.Background(), dnsTimeout)
 	defer cancel()
-	txts, err := r.LookupTXT(ctx, k.Host)
-	if err != nil {
-		// No such name, or no TXT record there, is an answer; anything
-		// else (SERVFAIL, timeout, refused) is not.
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			c.Status = recordMissing
-			return c
-		}
-		c.Status, c.Error = recordDNSError, err.Error()
-		return c
-	}
-	c.Status = recordMissing
-	for _, txt := range txts {
-		if !api.IsDKIMRecord(txt) {
-			continue
-		}
-		if api.DKIMRecordMatches(txt, k.TextValue) {
-			c.Status, c.Found = recordPublished, nil
-			return c
-		}
-		c.Status = recordDifferent
-		c.Found = append(c.Found, txt)
-	}
-	return c
+	return dkim.CheckRecord(ctx, r, k)
 }

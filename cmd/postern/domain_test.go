@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/dkim"
+
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/testutil/dnstest"
@@ -306,7 +308,7 @@ func newDomainTestAPI(t *testing.T) *domainTestAPI {
 		t.Fatal(err)
 	}
 	dns := dnstest.New(t)
-	a, err := api.New(api.Config{Store: st, Auth: auth.NewAuthenticator(st), Resolver: relay.NewResolver(dns.Addr()), GenerateKeys: generateDomainKeys})
+	a, err := api.New(api.Config{Store: st, Auth: auth.NewAuthenticator(st), Resolver: relay.NewResolver(dns.Addr()), GenerateKeys: dkim.Generate})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,11 +8,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/postern/postern/internal/dkim"
+
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
 )
 
@@ -31,19 +32,13 @@ const (
 // public-url is set; tlsConfig is used when api-tls is on.
 func newAPIServer(cfg *config.Config, st *bolt.Store, tlsConfig *tls.Config, addr string, log *slog.Logger) (*http.Server, error) {
 	a, err := api.New(api.Config{
-		Store:    st,
-		Auth:     auth.NewAuthenticator(st),
-		Resolver: relay.NewResolver(cfg.DNS),
-		GenerateKeys: func(domain string) ([]store.DKIMKey, error) {
-			keys, err := relay.GenerateKeys(domain)
-			if err != nil {
-				return nil, err
-			}
-			return []store.DKIMKey{storeKey(keys.Ed25519), storeKey(keys.RSA)}, nil
-		},
-		PublicURL: cfg.APIURL(addr),
-		BackupDir: cfg.DataDir,
-		Logger:    log,
+		Store:        st,
+		Auth:         auth.NewAuthenticator(st),
+		Resolver:     relay.NewResolver(cfg.DNS),
+		GenerateKeys: dkim.Generate,
+		PublicURL:    cfg.APIURL(addr),
+		BackupDir:    cfg.DataDir,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, err

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/postern/postern/internal/dkim"
+
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
 )
@@ -46,9 +48,9 @@ func reverifyDomains(st reverifier, resolver *relay.Resolver, now time.Time, fai
 		found, answered := true, true
 		for _, k := range d.Keys {
 			switch checkRecord(resolver, k).Status {
-			case recordDNSError:
+			case dkim.DNSError:
 				answered = false
-			case recordMissing, recordDifferent:
+			case dkim.Missing, dkim.Different:
 				found = false
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/dkim"
+
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
@@ -30,7 +32,7 @@ func TestReverifyDomains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := generateDomainKeys("brand.example")
+	keys, err := dkim.Generate("brand.example")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,6 @@
-package relay
+// Package dkim is Postern's DKIM: a domain's Ed25519 and RSA keys, the
+// records that publish them, checking those records in DNS, and signing.
+package dkim
 
 import (
 	"bytes"
@@ -15,26 +17,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
+	msgdkim "github.com/emersion/go-msgauth/dkim"
+
+	"github.com/postern/postern/store"
 )
 
-// DKIMKey is one DKIM signing key of a domain and the DNS record that
-// publishes its public half.
-type DKIMKey struct {
-	Algorithm  string // the k= tag: "ed25519" or "rsa"
-	Selector   string
-	PrivateKey []byte // PKCS#8, DER
-	Host       string // where the TXT record goes: <selector>._domainkey.<domain>
-	TextValue  string // the TXT record: v=DKIM1; k=...; p=...
+// Keys are a domain's two DKIM keys, as GenerateKeys makes them.
+// Messages are signed with both: Ed25519 (RFC 8463) is small and cheap,
+// RSA is what every verifier knows.
+type Keys struct {
+	Domain  string
+	Ed25519 store.DKIMKey
+	RSA     store.DKIMKey
 }
 
-// DomainKeys are a domain's two DKIM keys. Messages are signed with both:
-// Ed25519 (RFC 8463) is small and cheap, RSA is what every verifier knows.
-type DomainKeys struct {
-	Domain  string
-	Ed25519 DKIMKey
-	RSA     DKIMKey
-}
+// List is the keys as a store.Domain keeps them, Ed25519 first.
+func (k Keys) List() []store.DKIMKey { return []store.DKIMKey{k.Ed25519, k.RSA} }
 
 // rsaKeyBits is the size of generated RSA keys: 2048 is what large
 // receivers expect; larger keys no longer fit one TXT character-string
@@ -47,49 +45,59 @@ const rsaKeyBits = 2048
 // "pstrn" tells whose key a record is, the date (UTC) when it was made,
 // and xxxx, random and shared by the pair, keeps two rotations on one day
 // from reusing a selector, whose old record resolvers may still cache.
-func GenerateKeys(domain string) (DomainKeys, error) {
+func GenerateKeys(domain string) (Keys, error) {
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	if domain == "" {
-		return DomainKeys{}, errors.New("dkim: no domain")
+		return Keys{}, errors.New("dkim: no domain")
 	}
 	var suffix [2]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
-		return DomainKeys{}, err
+		return Keys{}, err
 	}
 	stamp := time.Now().UTC().Format("20060102") + "-" + hex.EncodeToString(suffix[:])
 
 	edPublic, edPrivate, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return DomainKeys{}, fmt.Errorf("dkim: generate Ed25519 key: %w", err)
+		return Keys{}, fmt.Errorf("dkim: generate Ed25519 key: %w", err)
 	}
 	rsaPrivate, err := rsa.GenerateKey(rand.Reader, rsaKeyBits)
 	if err != nil {
-		return DomainKeys{}, fmt.Errorf("dkim: generate RSA key: %w", err)
+		return Keys{}, fmt.Errorf("dkim: generate RSA key: %w", err)
 	}
 	rsaPublic, err := x509.MarshalPKIXPublicKey(&rsaPrivate.PublicKey)
 	if err != nil {
-		return DomainKeys{}, fmt.Errorf("dkim: encode RSA public key: %w", err)
+		return Keys{}, fmt.Errorf("dkim: encode RSA public key: %w", err)
 	}
 
 	// RFC 8463 §4.2: an Ed25519 record holds the bare 32-byte key, an RSA
 	// record the DER SubjectPublicKeyInfo (RFC 6376 §3.6.1).
-	ed, err := newDKIMKey(domain, "ed25519", "pstrn-ed-"+stamp, edPrivate, edPublic)
+	ed, err := newKey(domain, "ed25519", "pstrn-ed-"+stamp, edPrivate, edPublic)
 	if err != nil {
-		return DomainKeys{}, err
+		return Keys{}, err
 	}
-	rs, err := newDKIMKey(domain, "rsa", "pstrn-rsa-"+stamp, rsaPrivate, rsaPublic)
+	rs, err := newKey(domain, "rsa", "pstrn-rsa-"+stamp, rsaPrivate, rsaPublic)
 	if err != nil {
-		return DomainKeys{}, err
+		return Keys{}, err
 	}
-	return DomainKeys{Domain: domain, Ed25519: ed, RSA: rs}, nil
+	return Keys{Domain: domain, Ed25519: ed, RSA: rs}, nil
 }
 
-func newDKIMKey(domain, algorithm, selector string, private crypto.PrivateKey, public []byte) (DKIMKey, error) {
+// Generate is GenerateKeys as a store.Domain keeps the keys (the API's
+// Config.GenerateKeys).
+func Generate(domain string) ([]store.DKIMKey, error) {
+	keys, err := GenerateKeys(domain)
+	if err != nil {
+		return nil, err
+	}
+	return keys.List(), nil
+}
+
+func newKey(domain, algorithm, selector string, private crypto.PrivateKey, public []byte) (store.DKIMKey, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(private)
 	if err != nil {
-		return DKIMKey{}, fmt.Errorf("dkim: encode %s private key: %w", algorithm, err)
+		return store.DKIMKey{}, fmt.Errorf("dkim: encode %s private key: %w", algorithm, err)
 	}
-	return DKIMKey{
+	return store.DKIMKey{
 		Algorithm:  algorithm,
 		Selector:   selector,
 		PrivateKey: der,
@@ -121,13 +129,23 @@ type signingKey struct {
 	signer   crypto.Signer
 }
 
-// NewSigner parses the private keys of keys once, for many messages. A
-// key without a private key is left out (a domain may have only one);
-// at least one is needed.
-func NewSigner(keys DomainKeys) (*Signer, error) {
-	s := &Signer{domain: keys.Domain}
-	for _, k := range []DKIMKey{keys.RSA, keys.Ed25519} {
-		if len(k.PrivateKey) == 0 {
+// NewSigner parses the private keys of a domain once, for many messages:
+// the first Ed25519 and the first RSA key of keys that have a private key
+// (a domain may have only one); at least one is needed.
+func NewSigner(domain string, keys []store.DKIMKey) (*Signer, error) {
+	s := &Signer{domain: domain}
+	var rsaKey, edKey *store.DKIMKey
+	for i, k := range keys {
+		switch {
+		case len(k.PrivateKey) == 0:
+		case k.Algorithm == "rsa" && rsaKey == nil:
+			rsaKey = &keys[i]
+		case k.Algorithm == "ed25519" && edKey == nil:
+			edKey = &keys[i]
+		}
+	}
+	for _, k := range []*store.DKIMKey{rsaKey, edKey} {
+		if k == nil {
 			continue
 		}
 		parsed, err := x509.ParsePKCS8PrivateKey(k.PrivateKey)
@@ -146,13 +164,13 @@ func NewSigner(keys DomainKeys) (*Signer, error) {
 		s.keys = append(s.keys, signingKey{selector: k.Selector, signer: signer})
 	}
 	if len(s.keys) == 0 {
-		return nil, fmt.Errorf("dkim: no key for %s", keys.Domain)
+		return nil, fmt.Errorf("dkim: no Ed25519 or RSA key for %s", domain)
 	}
 	return s, nil
 }
 
-// algorithms names the algorithm of each key, as DKIM's k= tag does.
-func (s *Signer) algorithms() []string {
+// Algorithms names the algorithm of each key, as DKIM's k= tag does.
+func (s *Signer) Algorithms() []string {
 	out := make([]string, 0, len(s.keys))
 	for _, k := range s.keys {
 		switch k.signer.(type) {
@@ -181,7 +199,7 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	// break the signature (RFC 6376 §8.15).
 	headerKeys = append(headerKeys, "From")
 
-	signers := make([]*dkim.Signer, 0, len(s.keys))
+	signers := make([]*msgdkim.Signer, 0, len(s.keys))
 	writers := make([]io.Writer, 0, len(s.keys))
 	closeAll := func() {
 		for _, sg := range signers {
@@ -189,13 +207,13 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 		}
 	}
 	for _, k := range s.keys {
-		sg, err := dkim.NewSigner(&dkim.SignOptions{
+		sg, err := msgdkim.NewSigner(&msgdkim.SignOptions{
 			Domain:                 s.domain,
 			Selector:               k.selector,
 			Signer:                 k.signer,
 			Hash:                   crypto.SHA256,
-			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
 			HeaderKeys:             headerKeys,
 		})
 		if err != nil {

@@ -1,7 +1,8 @@
-package relay_test
+package dkim_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
@@ -10,19 +11,22 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
+	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
+	"github.com/postern/postern/store"
 )
 
 // testKeys are generated once: RSA-2048 generation takes a while.
-var testKeys = sync.OnceValues(func() (relay.DomainKeys, error) {
-	return relay.GenerateKeys("Example.COM.")
+var testKeys = sync.OnceValues(func() (dkim.Keys, error) {
+	return dkim.GenerateKeys("Example.COM.")
 })
 
-func keys(t testing.TB) relay.DomainKeys {
+func keys(t testing.TB) dkim.Keys {
 	t.Helper()
 	k, err := testKeys()
 	if err != nil {
@@ -52,7 +56,7 @@ func TestGenerateKeys(t *testing.T) {
 		t.Errorf("Domain = %q, want example.com", k.Domain)
 	}
 	tests := []struct {
-		key    relay.DKIMKey
+		key    store.DKIMKey
 		alg    string
 		prefix string
 	}{
@@ -92,7 +96,7 @@ func TestGenerateKeys(t *testing.T) {
 
 // records is a LookupTXT answering from the records GenerateKeys asks to
 // publish.
-func records(k relay.DomainKeys) func(string) ([]string, error) {
+func records(k dkim.Keys) func(string) ([]string, error) {
 	published := map[string]string{k.Ed25519.Host: k.Ed25519.TextValue, k.RSA.Host: k.RSA.TextValue}
 	return func(name string) ([]string, error) {
 		if v, ok := published[name]; ok {
@@ -104,7 +108,7 @@ func records(k relay.DomainKeys) func(string) ([]string, error) {
 
 func sign(t *testing.T, msg string) []byte {
 	t.Helper()
-	s, err := relay.NewSigner(keys(t))
+	s, err := newSigner(keys(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +119,9 @@ func sign(t *testing.T, msg string) []byte {
 	return fields
 }
 
-func verify(t *testing.T, signed []byte, lookup func(string) ([]string, error)) []*dkim.Verification {
+func verify(t *testing.T, signed []byte, lookup func(string) ([]string, error)) []*msgdkim.Verification {
 	t.Helper()
-	vs, err := dkim.VerifyWithOptions(bytes.NewReader(signed), &dkim.VerifyOptions{LookupTXT: lookup})
+	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(signed), &msgdkim.VerifyOptions{LookupTXT: lookup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +202,8 @@ func TestSignVerifiesThroughDNS(t *testing.T) {
 	srv.SetTXT(k.Ed25519.Host, k.Ed25519.TextValue)
 	srv.SetTXT(k.RSA.Host, k.RSA.TextValue)
 	r := relay.NewResolver(srv.Addr())
-	ctx := testContext(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
 
 	signed := append(sign(t, testMessage), testMessage...)
 	for _, v := range verify(t, signed, func(name string) ([]string, error) { return r.LookupTXT(ctx, name) }) {
@@ -212,7 +217,7 @@ func TestSignVerifiesThroughDNS(t *testing.T) {
 }
 
 func TestSignWithoutFrom(t *testing.T) {
-	s, err := relay.NewSigner(keys(t))
+	s, err := newSigner(keys(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +230,7 @@ func TestSignWithoutFrom(t *testing.T) {
 func TestNewSignerBadKey(t *testing.T) {
 	k := keys(t)
 	k.RSA.PrivateKey = []byte("not a key")
-	_, err := relay.NewSigner(k)
+	_, err := newSigner(k)
 	if err == nil || !strings.Contains(err.Error(), k.RSA.Selector) {
 		t.Errorf("NewSigner with a broken key: %v, want an error naming its selector", err)
 	}
@@ -234,7 +239,7 @@ func TestNewSignerBadKey(t *testing.T) {
 // BenchmarkSign signs a 2 KB message with both keys, as each message is
 // signed once before delivery.
 func BenchmarkSign(b *testing.B) {
-	s, err := relay.NewSigner(keys(b))
+	s, err := newSigner(keys(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -248,3 +253,5 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+func newSigner(k dkim.Keys) (*dkim.Signer, error) { return dkim.NewSigner(k.Domain, k.List()) }
