@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/store"
 )
 
@@ -259,7 +260,7 @@ func (a *API) messageDetails(w http.ResponseWriter, r *http.Request, srv store.S
 	if err != nil {
 		return err
 	}
-	body := store.ParseBody(raw)
+	body := message.ParseBody(raw)
 	out := messageDetailsJSON{
 		messageJSON:   messageView(m),
 		TextBody:      body.Text,

@@ -493,3 +493,23 @@ func TestMessageDetailsPlainAndSandbox(t *testing.T) {
 		}
 	}
 }
+
+// A message sent in Latin-1 reads as UTF-8 in the API: its subject's
+// encoded words, its text part and its attachment's name.
+func TestMessageDetailsDecodeLatin1(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	raw := "Subject: =?ISO-8859-1?Q?Caf=E9?=\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n" +
+		"--b\nContent-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: 8bit\n\nCaf\xe9 cr\xe8me\n" +
+		"--b\nContent-Type: application/pdf; name=\"=?ISO-8859-1?Q?r=E9sum=E9.pdf?=\"\nContent-Disposition: attachment\n\n%PDF\n--b--\n"
+	id := e.send(e.inst.ServerToken, "app@example.com", []string{"x@example.net"}, raw)
+	e.waitFinal(e.inst.ServerID, id)
+	status, body := e.server(http.MethodGet, "/messages/outbound/"+id+"/details", e.inst.ServerToken, nil)
+	var d struct {
+		Subject, TextBody string
+		Attachments       []string
+	}
+	decodeInto(t, status, body, &d)
+	if d.Subject != "Café" || d.TextBody != "Café crème" || len(d.Attachments) != 1 || d.Attachments[0] != "résumé.pdf" {
+		t.Errorf("subject %q text %q attachments %q", d.Subject, d.TextBody, d.Attachments)
+	}
+}

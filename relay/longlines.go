@@ -7,14 +7,13 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+
+	"github.com/postern/postern/internal/message"
 )
 
 // maxWireLine is RFC 5321's limit on a line's length, its CRLF not
 // counted (§4.5.3.1.6: 1,000 octets with the CRLF).
 const maxWireLine = 998
-
-// maxMIMEDepth bounds how deeply nested multiparts are followed.
-const maxMIMEDepth = 10
 
 // fitLines returns raw with every MIME leaf part that has a line longer
 // than RFC 5321 allows re-encoded as quoted-printable, as good MTAs do
@@ -55,14 +54,15 @@ func fitEntity(entity []byte, depth int) []byte {
 		return entity
 	}
 	header, body := entity[:end+2], entity[end+4:]
-	mediaType, params, err := mime.ParseMediaType(headerValue(header, "Content-Type"))
-	if err == nil && strings.HasPrefix(mediaType, "multipart/") && params["boundary"] != "" && depth < maxMIMEDepth {
+	fields := message.Split(header)
+	mediaType, params, err := mime.ParseMediaType(fields.Get("Content-Type"))
+	if err == nil && strings.HasPrefix(mediaType, "multipart/") && params["boundary"] != "" && depth < message.MaxDepth {
 		parts := fitParts(body, params["boundary"], depth)
 		out := make([]byte, 0, len(header)+2+len(parts))
 		return append(append(append(out, header...), "\r\n"...), parts...)
 	}
 	var decoded []byte
-	switch strings.ToLower(strings.TrimSpace(headerValue(header, "Content-Transfer-Encoding"))) {
+	switch strings.ToLower(fields.Get("Content-Transfer-Encoding")) {
 	case "quoted-printable":
 		if decoded, err = io.ReadAll(quotedprintable.NewReader(bytes.NewReader(body))); err != nil {
 			return entity
@@ -76,7 +76,12 @@ func fitEntity(entity []byte, depth int) []byte {
 	}
 	var out bytes.Buffer
 	out.Grow(len(body) + len(body)/16)
-	out.Write(withoutField(header, "Content-Transfer-Encoding"))
+	for _, f := range fields.Fields {
+		if !f.Is("Content-Transfer-Encoding") {
+			out.Write(f.Raw)
+		}
+	}
+	out.Write(fields.Body) // lines after one that is not a field, kept
 	out.WriteString("Content-Transfer-Encoding: quoted-printable\r\n\r\n")
 	w := quotedprintable.NewWriter(&out)
 	w.Write(decoded) // a bytes.Buffer does not fail
@@ -132,53 +137,4 @@ func fitParts(body []byte, boundary string, depth int) []byte {
 	}
 	out.Write(body[partStart:]) // the epilogue
 	return out.Bytes()
-}
-
-// headerValue returns the unfolded value of the first field named name
-// in header (which ends with CRLF), or "".
-func headerValue(header []byte, name string) string {
-	for _, f := range headerFields(header) {
-		k, v, ok := strings.Cut(string(f), ":")
-		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
-			v = strings.NewReplacer("\r\n", "", "\n", "").Replace(v)
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-// withoutField returns header without the fields named name.
-func withoutField(header []byte, name string) []byte {
-	var out []byte
-	for _, f := range headerFields(header) {
-		k, _, ok := strings.Cut(string(f), ":")
-		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
-			continue
-		}
-		out = append(out, f...)
-	}
-	return out
-}
-
-// headerFields splits a header section into its fields, each with its
-// continuation lines and line ends.
-func headerFields(header []byte) [][]byte {
-	var fields [][]byte
-	for len(header) > 0 {
-		end := 0
-		for {
-			i := bytes.IndexByte(header[end:], '\n')
-			if i < 0 {
-				end = len(header)
-				break
-			}
-			end += i + 1
-			if end >= len(header) || (header[end] != ' ' && header[end] != '\t') {
-				break
-			}
-		}
-		fields = append(fields, header[:end])
-		header = header[end:]
-	}
-	return fields
 }

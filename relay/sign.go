@@ -1,15 +1,14 @@
 package relay
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/mail"
 	"strings"
 	"sync"
 
 	"github.com/postern/postern/internal/dkim"
+	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/store"
 )
 
@@ -18,7 +17,7 @@ import (
 // when unsigned) and what EventDetails.Signed records: the signing
 // domain, or why the message went unsigned.
 func (w *Worker) sign(srv store.Server, raw []byte, log *slog.Logger) ([]byte, string) {
-	domain, err := fromDomain(raw)
+	domain, err := message.FromDomain(raw)
 	if err != nil {
 		log.Warn("relay: sending unsigned", "reason", err)
 		return nil, "unsigned: " + err.Error()
@@ -45,32 +44,6 @@ func (w *Worker) sign(srv store.Server, raw []byte, log *slog.Logger) ([]byte, s
 	}
 	log.Error("relay: sending unsigned: signing failed", "domain", domain, "err", err)
 	return nil, "unsigned: signing failed: " + err.Error()
-}
-
-// fromDomain returns the lower-case domain of the address in the From
-// field of raw.
-func fromDomain(raw []byte) (string, error) {
-	end := bytes.Index(raw, []byte("\r\n\r\n"))
-	if end < 0 {
-		end = len(raw)
-	}
-	m, err := mail.ReadMessage(bytes.NewReader(append(raw[:end:end], "\r\n\r\n"...)))
-	if err != nil {
-		return "", fmt.Errorf("the header cannot be read: %v", err)
-	}
-	from := m.Header.Get("From")
-	if from == "" {
-		return "", errors.New("the message has no From field")
-	}
-	list, err := (&mail.AddressParser{}).ParseList(from)
-	if err != nil || len(list) == 0 {
-		return "", fmt.Errorf("the From field %q has no address", from)
-	}
-	at := strings.LastIndexByte(list[0].Address, '@')
-	if at < 0 {
-		return "", fmt.Errorf("the From address %q has no domain", list[0].Address)
-	}
-	return store.NormalizeDomain(list[0].Address[at+1:]), nil
 }
 
 // signerCache keeps each domain's parsed keys: parsing an RSA key costs

@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"net/mail"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/message"
 )
 
 // Postmark's special headers. Every header starting with X-PM- is removed
@@ -25,95 +24,6 @@ const (
 	// maxTagLength is Postmark's limit on a tag.
 	maxTagLength = 1000
 )
-
-// headerField is one header field as received: its name and its raw bytes,
-// continuation lines and line ending included, so unchanged fields are
-// stored byte for byte (DKIM signatures by the client stay valid).
-type headerField struct {
-	name string // as written
-	raw  []byte
-}
-
-// value returns the field's unfolded value, without the name.
-func (f headerField) value() string {
-	v := f.raw[len(f.name)+1:]
-	v = bytes.TrimRight(v, "\r\n")
-	s := strings.ReplaceAll(string(v), "\r\n", "")
-	s = strings.ReplaceAll(s, "\n", "")
-	return strings.TrimSpace(s)
-}
-
-func (f headerField) is(lowerName string) bool { return strings.EqualFold(f.name, lowerName) }
-
-// parsedMessage is a message split for intake.
-type parsedMessage struct {
-	fields []headerField
-	// body is everything after the header section, starting after the
-	// blank line that ends it.
-	body []byte
-	// missingSeparator is set when the header section ended at a line that
-	// is not a header field rather than at a blank line.
-	missingSeparator bool
-}
-
-// parseMessage splits raw into header fields and body. It is lenient, as
-// a relay must be: a line that is not a header field ends the header
-// section (as Postfix does), and bare LF line endings are accepted.
-func parseMessage(raw []byte) *parsedMessage {
-	p := &parsedMessage{}
-	for pos := 0; pos < len(raw); {
-		end := len(raw)
-		if i := bytes.IndexByte(raw[pos:], '\n'); i >= 0 {
-			end = pos + i + 1
-		}
-		content := bytes.TrimRight(raw[pos:end], "\r\n")
-		switch {
-		case len(content) == 0:
-			p.body = raw[end:]
-			return p
-		case (content[0] == ' ' || content[0] == '\t') && len(p.fields) > 0:
-			// A continuation line: extend the previous field, which
-			// ends where this line starts.
-			last := &p.fields[len(p.fields)-1]
-			last.raw = raw[pos-len(last.raw) : end]
-		default:
-			name, ok := fieldName(content)
-			if !ok {
-				p.body = raw[pos:]
-				p.missingSeparator = true
-				return p
-			}
-			p.fields = append(p.fields, headerField{name: name, raw: raw[pos:end]})
-		}
-		pos = end
-	}
-	return p
-}
-
-// fieldName returns the name of a header field line (RFC 5322 §3.6.8:
-// printable ASCII but colon, then a colon).
-func fieldName(line []byte) (string, bool) {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		return "", false
-	}
-	for _, c := range line[:i] {
-		if c < 33 || c > 126 {
-			return "", false
-		}
-	}
-	return string(line[:i]), true
-}
-
-// first returns the first field named lowerName.
-func (p *parsedMessage) first(lowerName string) (headerField, bool) {
-	for _, f := range p.fields {
-		if f.is(lowerName) {
-			return f, true
-		}
-	}
-	return headerField{}, false
-}
 
 // headerValue is one header field's value, as written, with its name.
 type headerValue struct{ name, value string }
@@ -134,7 +44,7 @@ type intakeResult struct {
 	// senderFields are the Sender and Resent-From fields' values, for the
 	// sender policy, each with its field's name as written.
 	senderFields []headerValue
-	to, cc, bcc  []address
+	to, cc, bcc  []message.Address
 	subject      string
 	tag          string
 	metadata     map[string]string
@@ -143,15 +53,6 @@ type intakeResult struct {
 	keptClientID bool
 	stored       []byte // the message to store: Received + cleaned header + body
 }
-
-type address struct{ email, name string }
-
-var wordDecoder = &mime.WordDecoder{CharsetReader: passThroughCharset}
-
-// passThroughCharset keeps text in charsets Go does not decode as is:
-// intake only needs it for display fields (Subject, names), and refusing a
-// message over an exotic charset would lose mail.
-func passThroughCharset(_ string, input io.Reader) (io.Reader, error) { return input, nil }
 
 var (
 	errTagTooLong = fmt.Errorf("X-PM-Tag is longer than %d characters", maxTagLength)
@@ -173,77 +74,77 @@ type stamp struct {
 // its own with X-PM-KeepID) and a Date if it has none, puts the Received
 // field on top, and gives the body CRLF line endings (writeCRLF).
 func intake(raw []byte, st stamp) (*intakeResult, error) {
-	p := parseMessage(raw)
+	p := message.Split(raw)
 	r := &intakeResult{stream: DefaultStream}
 	keepID, hasDate := false, false
-	if f, ok := p.first(headerKeepID); ok && strings.EqualFold(f.value(), "true") {
+	if f, ok := p.First(headerKeepID); ok && strings.EqualFold(f.Value(), "true") {
 		keepID = true
 	}
 	// The body is stored with CRLF line endings only (see writeCRLF);
 	// one scan finds whether it needs that, and how much it grows.
-	fixAt, growth := bareLineEnds(p.body)
+	fixAt, growth := bareLineEnds(p.Body)
 	var out bytes.Buffer
 	out.Grow(len(raw) + len(st.received) + 128 + growth)
 	out.WriteString(st.received)
 	out.WriteString("\r\n")
-	for _, f := range p.fields {
-		if hasBareCR(f.raw) {
+	for _, f := range p.Fields {
+		if hasBareCR(f.Raw) {
 			return nil, errBareCR
 		}
-		lower := strings.ToLower(f.name)
+		lower := strings.ToLower(f.Name)
 		switch {
 		case lower == headerTag:
-			r.tag = decodeHeader(f.value())
+			r.tag = message.DecodeText(f.Value())
 			if len([]rune(r.tag)) > maxTagLength {
 				return nil, errTagTooLong
 			}
 			continue
 		case strings.HasPrefix(lower, headerMetadataPrefix):
-			key := f.name[len(headerMetadataPrefix):]
+			key := f.Name[len(headerMetadataPrefix):]
 			if key != "" {
 				if r.metadata == nil {
 					r.metadata = make(map[string]string)
 				}
-				r.metadata[key] = decodeHeader(f.value())
+				r.metadata[key] = message.DecodeText(f.Value())
 			}
 			continue
 		case lower == headerStream:
-			if v := f.value(); v != "" {
+			if v := f.Value(); v != "" {
 				r.stream = v
 			}
 			continue
 		case strings.HasPrefix(lower, headerPrefixPM):
 			continue
 		case lower == "bcc":
-			r.bcc = append(r.bcc, parseAddressList(f.value())...)
+			r.bcc = append(r.bcc, message.ParseAddressList(f.Value())...)
 			continue
 		case lower == "message-id":
 			// Only the first non-empty one may be kept: an empty one
 			// would otherwise stay beside the Message-ID given below.
-			if !keepID || r.messageIDHdr != "" || f.value() == "" {
+			if !keepID || r.messageIDHdr != "" || f.Value() == "" {
 				continue
 			}
-			r.messageIDHdr, r.keptClientID = f.value(), true
+			r.messageIDHdr, r.keptClientID = f.Value(), true
 		case lower == "from":
-			r.fromFields = append(r.fromFields, f.value())
+			r.fromFields = append(r.fromFields, f.Value())
 			if r.from == "" {
-				r.from = decodeHeader(f.value())
+				r.from = message.DecodeText(f.Value())
 			}
 		case lower == "sender" || lower == "resent-from":
-			r.senderFields = append(r.senderFields, headerValue{name: senderFieldName(lower), value: f.value()})
+			r.senderFields = append(r.senderFields, headerValue{name: senderFieldName(lower), value: f.Value()})
 		case lower == "to":
-			r.to = append(r.to, parseAddressList(f.value())...)
+			r.to = append(r.to, message.ParseAddressList(f.Value())...)
 		case lower == "cc":
-			r.cc = append(r.cc, parseAddressList(f.value())...)
+			r.cc = append(r.cc, message.ParseAddressList(f.Value())...)
 		case lower == "subject":
 			if r.subject == "" {
-				r.subject = decodeHeader(f.value())
+				r.subject = message.DecodeText(f.Value())
 			}
 		case lower == "date":
 			hasDate = true
 		}
-		out.Write(f.raw)
-		if !bytes.HasSuffix(f.raw, []byte("\n")) {
+		out.Write(f.Raw)
+		if !bytes.HasSuffix(f.Raw, []byte("\n")) {
 			// The message ended inside its header section.
 			out.WriteString("\r\n")
 		}
@@ -256,43 +157,9 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 		out.WriteString("Date: " + st.date.Format(time.RFC1123Z) + "\r\n")
 	}
 	out.WriteString("\r\n")
-	writeCRLF(&out, p.body, fixAt)
+	writeCRLF(&out, p.Body, fixAt)
 	r.stored = out.Bytes()
 	return r, nil
-}
-
-// parseAddressList reads an address header leniently: what net/mail cannot
-// parse is kept as written, so nothing the client sent disappears.
-func parseAddressList(v string) []address {
-	if strings.TrimSpace(v) == "" {
-		return nil
-	}
-	parser := mail.AddressParser{WordDecoder: wordDecoder}
-	list, err := parser.ParseList(v)
-	if err != nil {
-		var out []address
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				out = append(out, address{email: part})
-			}
-		}
-		return out
-	}
-	out := make([]address, len(list))
-	for i, a := range list {
-		out[i] = address{email: a.Address, name: a.Name}
-	}
-	return out
-}
-
-// decodeHeader decodes RFC 2047 encoded words; text it cannot decode stays
-// as written.
-func decodeHeader(v string) string {
-	d, err := wordDecoder.DecodeHeader(v)
-	if err != nil {
-		return v
-	}
-	return d
 }
 
 // hasBareCR reports whether b has a CR that does not start a CRLF.

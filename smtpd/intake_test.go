@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/message"
 )
 
 // intakeStamp is a fixed stamp, the way session.Data makes one.
@@ -26,136 +27,6 @@ const (
 	stampID        = "<0b6d2a3e-1c5f-4d0e-9a55-8f1e0c3b7d21@mx.test.example>"
 )
 
-func TestParseMessage(t *testing.T) {
-	tests := []struct {
-		name             string
-		raw              string
-		fields           []string // raw bytes of each field
-		names            []string
-		body             string
-		missingSeparator bool
-	}{
-		{
-			name:   "CRLF",
-			raw:    "From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n",
-			fields: []string{"From: a@example.com\r\n", "Subject: hi\r\n"},
-			names:  []string{"From", "Subject"},
-			body:   "body\r\n",
-		},
-		{
-			name:   "bare LF",
-			raw:    "From: a@example.com\nSubject: hi\n\nbody\n",
-			fields: []string{"From: a@example.com\n", "Subject: hi\n"},
-			names:  []string{"From", "Subject"},
-			body:   "body\n",
-		},
-		{
-			name:   "folded, CRLF and LF",
-			raw:    "Subject: one\r\n two\r\n\tthree\r\nTo: a@example.com,\n b@example.com\n\r\nbody",
-			fields: []string{"Subject: one\r\n two\r\n\tthree\r\n", "To: a@example.com,\n b@example.com\n"},
-			names:  []string{"Subject", "To"},
-			body:   "body",
-		},
-		{
-			name:             "no blank line",
-			raw:              "From: a@example.com\nSubject: hi\nThis is the body.\n",
-			fields:           []string{"From: a@example.com\n", "Subject: hi\n"},
-			names:            []string{"From", "Subject"},
-			body:             "This is the body.\n",
-			missingSeparator: true,
-		},
-		{
-			name:   "only headers, no final newline",
-			raw:    "From: a@example.com\r\nSubject: hi",
-			fields: []string{"From: a@example.com\r\n", "Subject: hi"},
-			names:  []string{"From", "Subject"},
-		},
-		{
-			name:             "non-header line in the header section",
-			raw:              "From: a@example.com\r\nthis is not a header\r\nSubject: hi\r\n\r\nbody\r\n",
-			fields:           []string{"From: a@example.com\r\n"},
-			names:            []string{"From"},
-			body:             "this is not a header\r\nSubject: hi\r\n\r\nbody\r\n",
-			missingSeparator: true,
-		},
-		{
-			name:             "space before the colon",
-			raw:              "From: a@example.com\r\nBcc : b@example.com\r\n\r\nbody",
-			fields:           []string{"From: a@example.com\r\n"},
-			names:            []string{"From"},
-			body:             "Bcc : b@example.com\r\n\r\nbody",
-			missingSeparator: true,
-		},
-		{
-			name:             "continuation first",
-			raw:              " folded: x\r\nFrom: a@example.com\r\n\r\n",
-			body:             " folded: x\r\nFrom: a@example.com\r\n\r\n",
-			missingSeparator: true,
-		},
-		{
-			name:   "empty value",
-			raw:    "X-Empty:\r\n\r\n",
-			fields: []string{"X-Empty:\r\n"},
-			names:  []string{"X-Empty"},
-		},
-		{
-			name: "empty",
-			raw:  "",
-		},
-		{
-			name: "only a line ending",
-			raw:  "\r\n",
-		},
-		{
-			name: "blank line first",
-			raw:  "\r\nFrom: a@example.com\r\n",
-			body: "From: a@example.com\r\n",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := parseMessage([]byte(tc.raw))
-			var fields, names []string
-			for _, f := range p.fields {
-				fields = append(fields, string(f.raw))
-				names = append(names, f.name)
-			}
-			if !slices.Equal(fields, tc.fields) {
-				t.Errorf("fields = %q, want %q", fields, tc.fields)
-			}
-			if !slices.Equal(names, tc.names) {
-				t.Errorf("names = %q, want %q", names, tc.names)
-			}
-			if string(p.body) != tc.body {
-				t.Errorf("body = %q, want %q", p.body, tc.body)
-			}
-			if p.missingSeparator != tc.missingSeparator {
-				t.Errorf("missingSeparator = %v, want %v", p.missingSeparator, tc.missingSeparator)
-			}
-		})
-	}
-}
-
-func TestHeaderFieldValue(t *testing.T) {
-	for raw, want := range map[string]string{
-		"Subject: hello\r\n":                  "hello",
-		"Subject:hello":                       "hello",
-		"Subject:   spaced   \r\n":            "spaced",
-		"Subject: one\r\n two\r\n\tthree\r\n": "one two\tthree",
-		"Subject: one\n two\n":                "one two",
-		"Subject:\r\n":                        "",
-		"Subject: \r\n \r\n":                  "",
-	} {
-		p := parseMessage([]byte(raw))
-		if len(p.fields) != 1 {
-			t.Fatalf("%q: %d fields", raw, len(p.fields))
-		}
-		if got := p.fields[0].value(); got != want {
-			t.Errorf("value of %q = %q, want %q", raw, got, want)
-		}
-	}
-}
-
 func TestIntake(t *testing.T) {
 	tests := []struct {
 		name string
@@ -164,7 +35,7 @@ func TestIntake(t *testing.T) {
 		stored       string
 		from         string
 		subject      string
-		to, cc, bcc  []address
+		to, cc, bcc  []message.Address
 		tag          string
 		metadata     map[string]string
 		stream       string // "" means DefaultStream
@@ -195,7 +66,7 @@ func TestIntake(t *testing.T) {
 				"Hello Alice.\r\n",
 			from:     `"App" <app@example.com>`,
 			subject:  "Hello",
-			to:       []address{{"alice@example.net", "Alice"}, {"bob@example.org", ""}},
+			to:       []message.Address{{Email: "alice@example.net", Name: "Alice"}, {Email: "bob@example.org", Name: ""}},
 			tag:      "welcome",
 			metadata: map[string]string{"Client-ID": "42", "order_number": "A-1"},
 			stream:   "broadcast",
@@ -298,9 +169,9 @@ func TestIntake(t *testing.T) {
 				"\r\n" +
 				"Bcc: in the body stays\r\n",
 			from: "app@example.com",
-			to:   []address{{"to@example.net", ""}},
-			bcc: []address{{"one@example.net", ""}, {"two@example.net", "Two"}, {"three@example.net", ""},
-				{"four@example.net", ""}, {"five@example.net", ""}, {"six@example.net", ""}},
+			to:   []message.Address{{Email: "to@example.net", Name: ""}},
+			bcc: []message.Address{{Email: "one@example.net", Name: ""}, {Email: "two@example.net", Name: "Two"}, {Email: "three@example.net", Name: ""},
+				{Email: "four@example.net", Name: ""}, {Email: "five@example.net", Name: ""}, {Email: "six@example.net", Name: ""}},
 		},
 		{
 			name: "folded headers kept byte for byte",
@@ -329,8 +200,8 @@ func TestIntake(t *testing.T) {
 				"\r\n" +
 				"body",
 			subject: "a subject that goes   on and on",
-			to:      []address{{"x@example.net", ""}, {"y@example.net", ""}},
-			cc:      []address{{"c@example.net", ""}},
+			to:      []message.Address{{Email: "x@example.net", Name: ""}, {Email: "y@example.net", Name: ""}},
+			cc:      []message.Address{{Email: "c@example.net", Name: ""}},
 		},
 		{
 			name:    "Date added when missing",
@@ -364,7 +235,7 @@ func TestIntake(t *testing.T) {
 				"Date: x\r\n" +
 				addedMessageID + "\r\n",
 			from:     "José García <jose@example.com>",
-			to:       []address{{"elodie@example.net", "Élodíe"}},
+			to:       []message.Address{{Email: "elodie@example.net", Name: "Élodíe"}},
 			subject:  "Été à Paris",
 			tag:      "résumé",
 			metadata: map[string]string{"City": "Köln"},
@@ -386,7 +257,7 @@ func TestIntake(t *testing.T) {
 			name:   "unparsable address list kept as written",
 			raw:    "To: not an address, <broken@\r\nDate: x\r\n\r\n",
 			stored: addedReceived + "To: not an address, <broken@\r\nDate: x\r\n" + addedMessageID + "\r\n",
-			to:     []address{{"not an address", ""}, {"<broken@", ""}},
+			to:     []message.Address{{Email: "not an address", Name: ""}, {Email: "<broken@", Name: ""}},
 		},
 		{
 			name: "bare LF message",
@@ -398,7 +269,7 @@ func TestIntake(t *testing.T) {
 			from:    "a@example.com",
 			subject: "hi",
 			tag:     "lf",
-			bcc:     []address{{"b@example.net", ""}},
+			bcc:     []message.Address{{Email: "b@example.net", Name: ""}},
 		},
 		{
 			name:    "no blank line separator",
@@ -420,7 +291,7 @@ func TestIntake(t *testing.T) {
 			raw:     "Subject: hi\r\nBcc: b@example.net",
 			stored:  addedReceived + "Subject: hi\r\n" + addedMessageID + addedDate + "\r\n",
 			subject: "hi",
-			bcc:     []address{{"b@example.net", ""}},
+			bcc:     []message.Address{{Email: "b@example.net", Name: ""}},
 		},
 		{
 			name: "non-header line ends the header section",
@@ -469,7 +340,7 @@ func TestIntake(t *testing.T) {
 			}
 			for _, l := range []struct {
 				name      string
-				got, want []address
+				got, want []message.Address
 			}{{"to", r.to, tc.to}, {"cc", r.cc, tc.cc}, {"bcc", r.bcc, tc.bcc}} {
 				if !slices.Equal(l.got, l.want) {
 					t.Errorf("%s = %q, want %q", l.name, l.got, l.want)
@@ -541,22 +412,6 @@ func TestIntakeDoesNotAliasInput(t *testing.T) {
 	}
 }
 
-func TestParseAddressList(t *testing.T) {
-	for v, want := range map[string][]address{
-		"":                                      nil,
-		"   ":                                   nil,
-		"a@example.com":                         {{"a@example.com", ""}},
-		`"Doe, Jane" <jane@example.com>, b@x.y`: {{"jane@example.com", "Doe, Jane"}, {"b@x.y", ""}},
-		"undisclosed-recipients:;":              nil,
-		"junk, ,more junk":                      {{"junk", ""}, {"more junk", ""}},
-	} {
-		got := parseAddressList(v)
-		if !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
-			t.Errorf("parseAddressList(%q) = %q, want %q", v, got, want)
-		}
-	}
-}
-
 // checkStoredForm checks what must hold of every stored message, whatever
 // the client sent: it starts with the stamp's Received field; its header
 // section (up to the first empty line) has no X-PM-* or Bcc field and
@@ -589,7 +444,7 @@ func checkStoredForm(t testing.TB, raw, stored []byte, st stamp) {
 	}
 	// The body is the part of raw that parseMessage left after the
 	// header section: a suffix of raw, stored with CRLF line endings.
-	rawBody := parseMessage(raw).body
+	rawBody := message.Split(raw).Body
 	if !strings.HasSuffix(string(raw), string(rawBody)) {
 		t.Errorf("parsed body %q is not a suffix of the message", rawBody)
 	}
@@ -624,7 +479,7 @@ func bareLineEndAt(s string) int {
 }
 
 // splitHeader splits a stored message at its first empty line (CRLF or
-// LF), independently of parseMessage: the header lines, without their line
+// LF), independently of message.Split: the header lines, without their line
 // endings, and everything after the empty line.
 func splitHeader(msg []byte) (header []string, body string, ok bool) {
 	s := string(msg)

@@ -3,10 +3,9 @@ package smtpd
 import (
 	"errors"
 	"fmt"
-	"mime"
-	"net/mail"
 	"strings"
 
+	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/store"
 )
 
@@ -47,11 +46,6 @@ func ParseSenderPolicy(name string) (SenderPolicy, error) {
 	return 0, fmt.Errorf("smtpd: unknown sender policy %q (want registered, verified or any)", name)
 }
 
-// fromParser reads From fields. Encoded words are decoded in display
-// names only: the address, and so the domain checked, is always the
-// addr-spec as written, which is what receivers (and DMARC) look at.
-var fromParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: passThroughCharset}}
-
 // checkSender applies the sender policy to a message's From header fields
 // (their unfolded values, as written). It runs at the end of DATA, the
 // first moment the From header is known.
@@ -78,7 +72,7 @@ func (s *session) checkSender(fromFields []string) *Error {
 	default:
 		return errManyFromFields(len(fromFields))
 	}
-	list, err := fromParser.ParseList(fromFields[0])
+	list, err := message.ParseAddresses(fromFields[0])
 	if err != nil {
 		return errBadFrom(strings.TrimPrefix(err.Error(), "mail: "))
 	}
@@ -125,7 +119,7 @@ func (s *session) checkOtherSenders(field string, addrs ...string) *Error {
 // fieldAddresses returns the addresses of an address-list field's value,
 // or none when it is not one.
 func fieldAddresses(value string) []string {
-	list, err := fromParser.ParseList(value)
+	list, err := message.ParseAddresses(value)
 	if err != nil {
 		return nil
 	}

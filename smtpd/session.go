@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/internal/privateaddr"
 	"github.com/postern/postern/store"
 )
@@ -390,13 +391,13 @@ func (s *session) receivedField(id string, now time.Time) string {
 		sanitizeHelo(s.c.Hostname()), s.clientIP(), s.cfg.Hostname, with, tlsNote, id, now.Format(time.RFC1123Z))
 }
 
-func storeAddresses(in []address) []store.Address {
+func storeAddresses(in []message.Address) []store.Address {
 	if len(in) == 0 {
 		return nil
 	}
 	out := make([]store.Address, len(in))
 	for i, a := range in {
-		out[i] = store.Address{Email: a.email, Name: a.name}
+		out[i] = store.Address{Email: a.Email, Name: a.Name}
 	}
 	return out
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/message"
 )
 
 // The rules below decide what an accepted message and a delivery attempt
@@ -36,7 +38,7 @@ type Submission struct {
 // server's, and the relay need not check.
 func Accept(srv Server, msg Message, raw []byte) Submission {
 	if msg.Attachments == nil {
-		msg.Attachments = AttachmentNames(raw)
+		msg.Attachments = message.AttachmentNames(raw)
 	}
 	if msg.Status == "" {
 		msg.Status = StatusQueued

@@ -19,6 +19,7 @@ import (
 
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 
+	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/store"
 )
 
@@ -243,23 +244,8 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 // that every occurrence is signed.
 func presentHeaders(msg []byte) []string {
 	counts := make(map[string]int, len(signedHeaders))
-	for len(msg) > 0 {
-		line := msg
-		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-			line, msg = msg[:i], msg[i+1:]
-		} else {
-			msg = nil
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 {
-			break // end of the header
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			continue // continuation of a folded field
-		}
-		if name, _, ok := bytes.Cut(line, []byte(":")); ok {
-			counts[strings.ToLower(string(bytes.TrimSpace(name)))]++
-		}
+	for _, f := range message.Split(msg).Fields {
+		counts[strings.ToLower(f.Name)]++
 	}
 	var keys []string
 	for _, h := range signedHeaders {
