@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/domainname"
+
 	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/store"
 )
@@ -244,11 +246,11 @@ func (a *API) createDomain(w http.ResponseWriter, r *http.Request, p accountPrin
 	if err := a.decode(r, &req); err != nil {
 		return err
 	}
-	name := store.NormalizeDomain(req.Name)
+	name := domainname.Normalize(req.Name)
 	if name == "" {
 		return errorf(http.StatusUnprocessableEntity, codeInvalidField, "Name is required: the domain to send from, e.g. example.com.")
 	}
-	if !validDomainName(name) {
+	if !domainname.ValidMail(name) {
 		return errorf(http.StatusUnprocessableEntity, codeInvalidField, "Name %q is not a domain name: it needs at least one dot, and letters, digits and hyphens only (write an internationalised name in its xn-- form).", req.Name)
 	}
 	var returnPath string
@@ -300,36 +302,14 @@ func (a *API) generateKeys(name string) ([]store.DKIMKey, error) {
 // checkReturnPath validates a ReturnPathDomain: empty (none), or a
 // subdomain of the domain, as Postmark requires.
 func checkReturnPath(domain, returnPath string) (string, error) {
-	rp := store.NormalizeDomain(returnPath)
+	rp := domainname.Normalize(returnPath)
 	if rp == "" {
 		return "", nil
 	}
-	if !validDomainName(rp) || !strings.HasSuffix(rp, "."+domain) {
+	if !domainname.ValidMail(rp) || !strings.HasSuffix(rp, "."+domain) {
 		return "", errorf(http.StatusUnprocessableEntity, codeInvalidField, "ReturnPathDomain %q must be a subdomain of %s, e.g. pm-bounces.%s.", returnPath, domain, domain)
 	}
 	return rp, nil
-}
-
-// validDomainName reports whether name (normalised) is a DNS host name
-// with at least two labels: letters, digits and hyphens, labels of 1 to
-// 63 characters not beginning or ending with a hyphen, 253 in all, and
-// not all digits at the end (an IP address is not a domain).
-func validDomainName(name string) bool {
-	if len(name) > 253 || !strings.Contains(name, ".") {
-		return false
-	}
-	labels := strings.Split(name, ".")
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(l); i++ {
-			if c := l[i]; !(c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
-				return false
-			}
-		}
-	}
-	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 func (a *API) editDomain(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/postern/postern/internal/domainname"
+
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
 )
@@ -203,7 +205,7 @@ func (req *serverRequest) apply(srv *store.Server, creating bool) error {
 	}
 	if req.InboundDomain != nil {
 		d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(*req.InboundDomain), "."))
-		if d != "" && !validDomain(d) {
+		if d != "" && !domainname.ValidMail(d) {
 			return unprocessable(codeInvalidField, "InboundDomain %q is not a domain name.", *req.InboundDomain)
 		}
 		srv.InboundDomain = d
@@ -276,25 +278,6 @@ func validHookURL(s string) bool {
 	}
 	host := u.Hostname()
 	return host != "" && !strings.ContainsAny(host, " \t")
-}
-
-// validDomain reports whether d is a DNS name of letters, digits and
-// hyphens with at least two labels.
-func validDomain(d string) bool {
-	if len(d) > 253 || !strings.Contains(d, ".") {
-		return false
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, c := range label {
-			if !(c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // serverJSON shows srv with tokens as ApiTokens: whatever is given, which

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/domainname"
 )
 
 // Config is every setting of `postern serve`.
@@ -493,7 +495,7 @@ func (c *Config) validateRelay(bad func(name, format string, args ...any)) {
 		bad("smarthost-tls", "must be starttls or implicit, got %q", c.SmarthostTLS)
 	}
 	for _, d := range c.SmarthostDomains {
-		if !ValidDomainName(d) {
+		if !domainname.Valid(d) {
 			bad("smarthost-domains", "%q is not a domain name (the value is a comma-separated list of domains)", d)
 		}
 	}
@@ -502,7 +504,7 @@ func (c *Config) validateRelay(bad func(name, format string, args ...any)) {
 	default:
 		bad("sender-policy", "must be registered, verified or any, got %q", c.SenderPolicy)
 	}
-	if c.ReturnPathDomain != "" && !ValidDomainName(c.ReturnPathDomain) {
+	if c.ReturnPathDomain != "" && !domainname.Valid(c.ReturnPathDomain) {
 		bad("return-path-domain", "must be a domain name, e.g. bounces.example.com, or empty, got %q", c.ReturnPathDomain)
 	}
 	for _, d := range []struct {
@@ -534,33 +536,11 @@ func validServerAddr(addr string, needPort bool) bool {
 		if needPort {
 			return false
 		}
-		return net.ParseIP(addr) != nil || ValidDomainName(addr)
+		return net.ParseIP(addr) != nil || domainname.Valid(addr)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 1 || n > 65535 || host == "" {
 		return false
 	}
-	return net.ParseIP(host) != nil || ValidDomainName(host)
-}
-
-// ValidDomainName reports whether name is a DNS domain name of letters,
-// digits and hyphens (internationalised names in their xn-- form), with
-// an optional trailing dot.
-func ValidDomainName(name string) bool {
-	name = strings.TrimSuffix(name, ".")
-	if name == "" || len(name) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-				return false
-			}
-		}
-	}
-	return true
+	return net.ParseIP(host) != nil || domainname.Valid(host)
 }

@@ -48,9 +48,12 @@ type rawPeer struct {
 
 func (e *e2e) rawPeer(addr netip.Addr, sc script) *rawPeer {
 	e.t.Helper()
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, uint16(e.mxPort)).String())
-	if err != nil {
-		e.t.Fatal(err)
+	ln := e.takeReserved(addr)
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, uint16(e.mxPort)).String()); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	p := &rawPeer{t: e.t, ln: ln, sc: sc, stop: make(chan struct{})}
 	p.wg.Add(1)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/dkim"
+	"github.com/postern/postern/internal/testutil"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
@@ -38,7 +39,8 @@ type e2e struct {
 	dns      *dnstest.Server
 	resolver *relay.Resolver
 	mxPort   int
-	intake   string // the SMTP intake's address
+	reserved map[netip.Addr]net.Listener // on mxPort, until a peer takes one
+	intake   string                      // the SMTP intake's address
 
 	mu     sync.Mutex
 	worker *relay.Worker // the running relay, told of every accepted message
@@ -82,7 +84,8 @@ func newE2E(t testing.TB, storeOptions ...bolt.Options) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &e2e{t: t, st: st, inst: inst, dns: dnstest.New(t), mxPort: freeMXPort(t)}
+	e := &e2e{t: t, st: st, inst: inst, dns: dnstest.New(t)}
+	e.mxPort, e.reserved = reserveMXPort(t)
 	e.resolver = relay.NewResolver(e.dns.Addr())
 
 	srv, err := smtpd.New(smtpd.Config{
@@ -114,8 +117,11 @@ func newE2E(t testing.TB, storeOptions ...bolt.Options) *e2e {
 	return e
 }
 
-// freeMXPort finds a port free on every loopback address of loopbacks.
-func freeMXPort(t testing.TB) int {
+// reserveMXPort listens on one port free on every address of loopbacks
+// and keeps the listeners until the test's peers take them (see peer):
+// a port closed and opened again later could be taken meanwhile by any
+// test listening on port 0.
+func reserveMXPort(t testing.TB) (int, map[netip.Addr]net.Listener) {
 	t.Helper()
 	for range 20 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -123,26 +129,28 @@ func freeMXPort(t testing.TB) int {
 			t.Fatal(err)
 		}
 		port := l.Addr().(*net.TCPAddr).Port
-		ok := true
-		var others []net.Listener
+		reserved := map[netip.Addr]net.Listener{loopbacks[0]: l}
 		for _, a := range loopbacks[1:] {
 			o, err := net.Listen("tcp", netip.AddrPortFrom(a, uint16(port)).String())
 			if err != nil {
-				ok = false
 				break
 			}
-			others = append(others, o)
+			reserved[a] = o
 		}
-		l.Close()
-		for _, o := range others {
+		if len(reserved) == len(loopbacks) {
+			t.Cleanup(func() {
+				for _, l := range reserved {
+					l.Close()
+				}
+			})
+			return port, reserved
+		}
+		for _, o := range reserved {
 			o.Close()
 		}
-		if ok {
-			return port
-		}
 	}
-	t.Skip("no port free on 127.0.0.1 to 127.0.0.5 (only Linux routes all of 127/8 to loopback)")
-	return 0
+	testutil.Unavailable(t, "no port free on 127.0.0.1 to 127.0.0.5 (only Linux routes all of 127/8 to loopback)")
+	return 0, nil
 }
 
 // liveServer creates a Live server on the installation's account and
@@ -186,12 +194,36 @@ func (e *e2e) route(domain string, addr netip.Addr) {
 func (e *e2e) peer(addr netip.Addr, opts smtptest.Options) *smtptest.Peer {
 	e.t.Helper()
 	opts.Addr = netip.AddrPortFrom(addr, uint16(e.mxPort)).String()
+	opts.Listener = e.takeReserved(addr)
 	return smtptest.New(e.t, opts)
+}
+
+// takeReserved hands over the listener reserved on addr, or nil once
+// reservations are released.
+func (e *e2e) takeReserved(addr netip.Addr) net.Listener {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.reserved[addr]
+	delete(e.reserved, addr)
+	return l
+}
+
+// releaseReserved closes the listeners no peer took, once delivery can
+// start: an address without a peer then refuses connections, as the
+// tests of refusals expect.
+func (e *e2e) releaseReserved() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for a, l := range e.reserved {
+		l.Close()
+		delete(e.reserved, a)
+	}
 }
 
 // mxDeliverer delivers through the test's DNS server on the MX port.
 func (e *e2e) mxDeliverer(adjust func(*relay.MXConfig)) *relay.MXDeliverer {
 	e.t.Helper()
+	e.releaseReserved()
 	cfg := relay.MXConfig{
 		ClientConfig: relay.ClientConfig{
 			Hostname:       "relay.postern.test",

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/internal/domainname"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/internal/dkim"
@@ -198,7 +200,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
-	cfg.ReturnPathDomain = store.NormalizeDomain(cfg.ReturnPathDomain)
+	cfg.ReturnPathDomain = domainname.Normalize(cfg.ReturnPathDomain)
 	m, err := newMetrics(cfg.Metrics, cfg.Store, cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("relay: metrics: %w", err)
@@ -214,7 +216,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if len(cfg.SmarthostDomains) > 0 {
 		w.viaSmart = make(map[string]bool)
 		for _, d := range cfg.SmarthostDomains {
-			if d = store.NormalizeDomain(d); d != "" {
+			if d = domainname.Normalize(d); d != "" {
 				w.viaSmart[d] = true
 			}
 		}
@@ -476,7 +478,7 @@ func (w *Worker) destinations(rcpts []string) []*destination {
 	for _, r := range rcpts {
 		domain := ""
 		if i := strings.LastIndexByte(r, '@'); i >= 0 {
-			domain = store.NormalizeDomain(r[i+1:])
+			domain = domainname.Normalize(r[i+1:])
 		}
 		d := &destination{key: domain, domain: domain}
 		if w.cfg.Smarthost != nil && (w.viaSmart == nil || w.viaSmart[domain]) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/domainname"
 )
 
 // sessionSeeds are whole client dialogues for FuzzSMTPSession. "$PLAIN"
@@ -146,7 +148,7 @@ func FuzzValidAddress(f *testing.F) {
 		if unquotedAts(local) != 0 {
 			t.Fatalf("accepted %q: an unquoted @ in the local part %q", a, local)
 		}
-		if !validDomain(domain) {
+		if !domainname.ValidAddress(domain) {
 			t.Fatalf("accepted %q with the invalid domain %q", a, domain)
 		}
 		if strings.ContainsAny(a, "\r\n\x00") {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/postern/postern/internal/domainname"
+
 	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/store"
 )
@@ -84,7 +86,7 @@ func (s *session) checkSender(fromFields []string) *Error {
 	if at < 0 || !validAddress(addr) {
 		return errBadFrom("the address has no valid domain")
 	}
-	domain := store.NormalizeDomain(addr[at+1:])
+	domain := domainname.Normalize(addr[at+1:])
 	if strings.HasPrefix(domain, "[") {
 		return errFromLiteral()
 	}
@@ -109,7 +111,7 @@ func (s *session) checkOtherSenders(field string, addrs ...string) *Error {
 		if at < 0 {
 			continue
 		}
-		if e := s.checkSenderDomain(field, store.NormalizeDomain(addr[at+1:])); e != nil {
+		if e := s.checkSenderDomain(field, domainname.Normalize(addr[at+1:])); e != nil {
 			return e
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/postern/postern/internal/domainname"
+
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
@@ -459,26 +461,5 @@ func validAddress(a string) bool {
 	if quoted && !closed {
 		return false
 	}
-	return validDomain(domain)
-}
-
-func validDomain(d string) bool {
-	if len(d) > 255 {
-		return false
-	}
-	if d[0] == '[' {
-		return d[len(d)-1] == ']' && net.ParseIP(strings.TrimPrefix(d[1:len(d)-1], "IPv6:")) != nil
-	}
-	for _, label := range strings.Split(strings.TrimSuffix(d, "."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 0x80 || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-				return false
-			}
-		}
-	}
-	return true
+	return domainname.ValidAddress(domain)
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -53,11 +52,6 @@ type Domain struct {
 // ErrDomainProven refuses a claim on a name whose holder has proven it
 // in DNS: a verified domain stays with its account.
 var ErrDomainProven = errors.New("store: the domain is verified by the account that holds it")
-
-// NormalizeDomain is the form domain names are stored and looked up in.
-func NormalizeDomain(name string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
-}
 
 // Suppression is a recipient a server no longer sends to, and why.
 type Suppression struct {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/domainname"
+
 	"github.com/postern/postern/internal/dkim"
 
 	"github.com/postern/postern/config"
@@ -105,7 +107,7 @@ func oneName(cmd string, args []string) (string, error) {
 	case 0:
 		return "", fmt.Errorf("%s: the domain name is missing: postern %s NAME", cmd, cmd)
 	case 1:
-		return store.NormalizeDomain(args[0]), nil
+		return domainname.Normalize(args[0]), nil
 	default:
 		return "", fmt.Errorf("%s: unexpected argument %q", cmd, args[1])
 	}
@@ -176,7 +178,7 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !config.ValidDomainName(name) || !strings.Contains(name, ".") {
+	if !domainname.ValidMail(name) {
 		return fmt.Errorf("domain add: %q is not a domain name (write internationalised names in their xn-- form)", name)
 	}
 	c, err := af.client("domain add")
@@ -345,7 +347,7 @@ func accountDomain(st *bolt.Store, account int64, name string) (store.Domain, er
 		return store.Domain{}, err
 	}
 	for _, d := range domains {
-		if d.Name == store.NormalizeDomain(name) {
+		if d.Name == domainname.Normalize(name) {
 			return d, nil
 		}
 	}

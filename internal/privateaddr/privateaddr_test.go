@@ -36,7 +36,7 @@ func TestAddressLiteral(t *testing.T) {
 	}{
 		{"[127.0.0.1]", "127.0.0.1"},
 		{"[IPv6:2001:db8::25]", "2001:db8::25"},
-		{"[ipv6:2001:db8::25]", "2001:db8::25"}, // as store.NormalizeDomain leaves it
+		{"[ipv6:2001:db8::25]", "2001:db8::25"}, // as domainname.Normalize leaves it
 		{"[2001:db8::25]", "2001:db8::25"},
 		{"[IPv6:::ffff:192.0.2.1]", "192.0.2.1"},
 		{"[IPv6:192.0.2.1]", ""},

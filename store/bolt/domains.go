@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/domainname"
+
 	"github.com/postern/postern/store"
 	bbolt "go.etcd.io/bbolt"
 )
@@ -24,7 +26,7 @@ func claimKey(name string, id int64) []byte { return append([]byte(name+"\x00"),
 // CreateDomain adds a sending domain to an account. A name another
 // account (or this one) already has is refused with ErrDuplicate.
 func (s *Store) CreateDomain(d store.Domain, now time.Time) (store.Domain, error) {
-	d.Name = store.NormalizeDomain(d.Name)
+	d.Name = domainname.Normalize(d.Name)
 	if d.Name == "" {
 		return store.Domain{}, fmt.Errorf("store: domain without a name")
 	}
@@ -190,7 +192,7 @@ func (s *Store) TakeDomain(id int64, now time.Time) (store.Domain, error) {
 func (s *Store) DomainByName(name string) (store.Domain, error) {
 	var d store.Domain
 	err := s.view(func(tx *bbolt.Tx) error {
-		id := tx.Bucket(bucketDomainNames).Get([]byte(store.NormalizeDomain(name)))
+		id := tx.Bucket(bucketDomainNames).Get([]byte(domainname.Normalize(name)))
 		if id == nil {
 			return store.ErrNotFound
 		}
@@ -301,7 +303,7 @@ func (s *Store) QueuedSignatureBy(domain string, selectors []string) (bool, erro
 	if len(selectors) == 0 {
 		return false, nil
 	}
-	domain = store.NormalizeDomain(domain)
+	domain = domainname.Normalize(domain)
 	found := false
 	err := s.view(func(tx *bbolt.Tx) error {
 		queue := tx.Bucket(bucketQueue)

@@ -49,6 +49,9 @@ type Credentials struct {
 type Options struct {
 	// Addr is the address to listen on; "127.0.0.1:0" if empty.
 	Addr string
+	// Listener, when set, is served instead of listening on Addr: a
+	// port reserved before the peer starts stays the test's.
+	Listener net.Listener
 	// Hostname is the name in the greeting; "smtptest.test" if empty.
 	Hostname string
 	// Greeting, if not nil, is the reply to every connection instead of
@@ -120,9 +123,12 @@ func New(t testing.TB, opts Options) *Peer {
 	if opts.Hostname == "" {
 		opts.Hostname = "smtptest.test"
 	}
-	l, err := net.Listen("tcp", opts.Addr)
-	if err != nil {
-		t.Fatalf("smtptest: listen on %s: %v", opts.Addr, err)
+	l := opts.Listener
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", opts.Addr); err != nil {
+			t.Fatalf("smtptest: listen on %s: %v", opts.Addr, err)
+		}
 	}
 	p := &Peer{t: t, opts: opts, served: make(chan struct{})}
 	p.listener = &listener{Listener: l, peer: p}
