@@ -13,13 +13,15 @@ build:
 run: build
 	./$(BIN) serve
 
-test: fmt-check vet
-	$(GO) test -race -count=1 -timeout 8m ./...
+# Every test that runs the binary runs this one build (bin/postern, as
+# users run it); see internal/testutil.BuildBinary.
+test: fmt-check vet build
+	POSTERN_BIN=$(abspath $(BIN)) POSTERN_BIN_VERSION=$(VERSION) $(GO) test -race -count=1 -timeout 8m ./...
 
 # The long forms: the crash test with 25 SIGKILLs instead of 3, and the
 # resource-bound measurements with the real binary.
-test-long:
-	POSTERN_TEST_LONG=1 $(GO) test -race -count=1 -run 'Crash|Long' -timeout 30m ./...
+test-long: build
+	POSTERN_BIN=$(abspath $(BIN)) POSTERN_BIN_VERSION=$(VERSION) POSTERN_TEST_LONG=1 $(GO) test -race -count=1 -run 'Crash|Long' -timeout 30m ./...
 
 vet:
 	$(GO) vet ./...
@@ -49,7 +51,8 @@ bench-go:
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 FUZZ_TARGETS := smtpd:FuzzIntake smtpd:FuzzSMTPSession smtpd:FuzzValidAddress smtpd:FuzzLineLength \
-	relay:FuzzClassifyReply relay:FuzzFitLines api:FuzzDecodeJSON api:FuzzPaging api:FuzzDKIMRecord
+	relay:FuzzClassifyReply relay:FuzzFitLines api:FuzzDecodeJSON api:FuzzPaging internal/dkim:FuzzDKIMRecord \
+	internal/message:FuzzSplit internal/message:FuzzParseBody
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \

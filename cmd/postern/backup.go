@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/api"
-	"github.com/postern/postern/store/bolt"
+	"github.com/postern/postern/internal/app"
 )
 
 const backupUsage = `Usage: postern backup -o FILE [-force] [-token TOKEN] [-url URL] [-json]
@@ -93,7 +93,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 		os.Remove(tmp)
 		return err
 	}
-	if err := checkCopy(tmp); err != nil {
+	if err := app.CheckBackup(tmp); err != nil {
 		return fmt.Errorf("backup: the copy in %s is not usable (kept for inspection): %w", tmp, err)
 	}
 	if !force {
@@ -178,17 +178,6 @@ func (c *cliClient) backup(file *os.File) (int64, error) {
 		return n, fmt.Errorf("backup: %w", err)
 	}
 	return n, nil
-}
-
-// checkCopy opens a copy as a store and runs its consistency check
-// (bbolt's page checks and Postern's own). Open may add a missing
-// top-level bucket, as it does to any store; it changes nothing else.
-func checkCopy(path string) error {
-	st, err := bolt.Open(path, bolt.Options{LockTimeout: time.Second})
-	if err != nil {
-		return err
-	}
-	return errors.Join(st.Check(), st.Close())
 }
 
 // syncDir makes a rename in dir durable, where the system allows it.

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/domainname"
 
 	"github.com/postern/postern/internal/dkim"
@@ -24,7 +25,6 @@ import (
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
-	"github.com/postern/postern/store/bolt"
 )
 
 const domainUsage = `Usage: postern domain <command> [flags]
@@ -113,15 +113,6 @@ func oneName(cmd string, args []string) (string, error) {
 	}
 }
 
-// openExistingStore opens the store of an initialised data directory for
-// an operator command.
-func openExistingStore(cfg *config.Config) (*bolt.Store, error) {
-	if !bolt.Exists(cfg.DataDir) {
-		return nil, fmt.Errorf("no store in %s: run postern init (or postern serve) first, or set -data", cfg.DataDir)
-	}
-	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{LockTimeout: domainLockTimeout})
-}
-
 // dkimRecord is one TXT record to publish, in the design's DKIMRecords
 // shape.
 type dkimRecord struct {
@@ -192,7 +183,7 @@ func domainAdd(args []string, stdout, stderr io.Writer) error {
 		return errors.New("domain add: -return-path is for the API mode (-token)")
 	}
 	account := af.directAccount()
-	st, err := openExistingStore(cfg)
+	st, err := app.OpenStore(cfg, app.StoreOptions{Existing: true, LockTimeout: domainLockTimeout})
 	if err != nil {
 		return err
 	}
@@ -298,7 +289,7 @@ func domainList(args []string, stdout, stderr io.Writer) error {
 		return apiDomainList(c, asJSON, stdout)
 	}
 	account := af.directAccount()
-	st, err := openExistingStore(cfg)
+	st, err := app.OpenStore(cfg, app.StoreOptions{Existing: true, LockTimeout: domainLockTimeout})
 	if err != nil {
 		return err
 	}
@@ -341,7 +332,7 @@ func domainList(args []string, stdout, stderr io.Writer) error {
 
 // accountDomain finds the account's domain of that name: the one it
 // holds, or its claim on a name another account holds.
-func accountDomain(st *bolt.Store, account int64, name string) (store.Domain, error) {
+func accountDomain(st store.Domains, account int64, name string) (store.Domain, error) {
 	domains, err := st.Domains(account)
 	if err != nil {
 		return store.Domain{}, err
@@ -377,7 +368,7 @@ func domainVerify(args []string, stdout, stderr io.Writer) error {
 	if c != nil {
 		return apiDomainVerify(c, name, asJSON, stdout)
 	}
-	st, err := openExistingStore(cfg)
+	st, err := app.OpenStore(cfg, app.StoreOptions{Existing: true, LockTimeout: domainLockTimeout})
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -20,10 +19,8 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
-	"github.com/postern/postern/relay"
-	"github.com/postern/postern/smtpd"
+	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/store"
-	"github.com/postern/postern/store/bolt"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -132,7 +129,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(cfg)
+	st, err := app.OpenStore(cfg, app.StoreOptions{})
 	if err != nil {
 		return err
 	}
@@ -163,27 +160,16 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// openStore opens the store in the data directory, creating both if new.
-func openStore(cfg *config.Config) (*bolt.Store, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, err
-	}
-	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{Caps: store.Caps{
-		DomainsPerAccount: cfg.MaxDomainsPerAccount,
-		ServersPerAccount: cfg.MaxServersPerAccount,
-		TokensPerServer:   cfg.MaxTokensPerServer,
-	}})
-}
-
 // swaksTarget is where the printed swaks command should connect.
 type swaksTarget struct {
 	addr string
 	flag string // --tls (STARTTLS) or --tlsc (implicit TLS)
 }
 
-// or prefers the STARTTLS listener; an unspecified host becomes 127.0.0.1.
+// or prefers the STARTTLS listener; an unspecified host becomes 127.0.0.1,
+// and a listener that is off (addr "") changes nothing.
 func (t swaksTarget) or(listener, addr string) swaksTarget {
-	if t.flag == "--tls" {
+	if t.flag == "--tls" || addr == "" {
 		return t
 	}
 	if host, port, err := net.SplitHostPort(addr); err == nil {
@@ -250,208 +236,18 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	// starts must shut it down cleanly, not kill it.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-
 	cfg, err := loadConfig("serve", args, stderr, nil)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	tuneGC(cfg.MaxInflightBytes, os.Getenv, log)
-	metrics, err := newServeMetrics()
+	a, err := app.New(cfg, newLogger(cfg, stderr), versionString())
 	if err != nil {
 		return err
 	}
-	st, err := openStoreWith(cfg, bolt.Options{OnCommit: metrics.onCommit})
-	if err != nil {
-		return err
+	if a.Installation != nil {
+		// The tokens of a new store, with the addresses really listened on.
+		target := swaksTarget{}.or("smtp", a.Addr("smtp")).or("smtps", a.Addr("smtps"))
+		printInstallation(stdout, cfg.DataDir, *a.Installation, target)
 	}
-	defer st.Close()
-	tlsConfig, err := cfg.TLSConfig()
-	if err != nil {
-		return err
-	}
-	policy, err := smtpd.ParseSenderPolicy(cfg.SenderPolicy)
-	if err != nil {
-		return err
-	}
-	worker, err := newRelay(cfg, st, log, metrics.reg)
-	if err != nil {
-		return err
-	}
-	srv, err := smtpd.New(smtpd.Config{
-		Hostname:                 cfg.Hostname,
-		Store:                    st,
-		Credentials:              auth.NewAuthenticator(st),
-		Throttle:                 auth.NewThrottle(auth.ThrottleConfig{Failures: cfg.AuthMaxFailures, Window: cfg.AuthFailureWindow}),
-		TLSConfig:                tlsConfig,
-		MaxMessageBytes:          cfg.MaxMessageSize,
-		MaxRecipients:            cfg.MaxRecipients,
-		MaxLineLength:            cfg.MaxLineLength,
-		CommandTimeout:           cfg.CommandTimeout,
-		WriteTimeout:             cfg.WriteTimeout,
-		SessionTimeout:           cfg.SessionTimeout,
-		MaxSessions:              cfg.MaxSessions,
-		MaxSessionsPerAddress:    cfg.MaxSessionsPerIP,
-		PreauthTimeout:           cfg.PreauthTimeout,
-		MaxInflightBytes:         cfg.MaxInflightBytes,
-		AllowPlaintextAuth:       cfg.AllowPlaintextAuth,
-		AllowPrivateDestinations: cfg.AllowPrivateDestinations,
-		SenderPolicy:             policy,
-		Accepted:                 func(int64, string) { worker.Notify() },
-		Logger:                   log,
-		Metrics:                  metrics.reg,
-	})
-	if err != nil {
-		return err
-	}
-
-	// Listen on every address before serving any, so a port in use is
-	// reported before mail is accepted, and the tokens of a new store can
-	// be printed with the addresses really listened on.
-	type listener struct {
-		name  string
-		ln    net.Listener
-		serve func(net.Listener) error
-	}
-	var listeners []listener
-	for _, l := range []struct {
-		name, addr string
-		serve      func(net.Listener) error
-	}{{"smtp", cfg.SMTPAddr, srv.Serve}, {"smtps", cfg.SMTPSAddr, srv.ServeTLS}} {
-		if config.Off(l.addr) {
-			continue
-		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			for _, opened := range listeners {
-				opened.ln.Close()
-			}
-			return fmt.Errorf("%s-addr: %w", l.name, err)
-		}
-		listeners = append(listeners, listener{l.name, ln, l.serve})
-	}
-	var apiServer *http.Server
-	if !config.Off(cfg.APIAddr) {
-		ln, err := net.Listen("tcp", cfg.APIAddr)
-		if err == nil {
-			apiServer, err = newAPIServer(cfg, st, tlsConfig, ln.Addr().String(), log)
-			if err != nil {
-				ln.Close()
-			}
-		}
-		if err != nil {
-			for _, opened := range listeners {
-				opened.ln.Close()
-			}
-			return fmt.Errorf("api-addr: %w", err)
-		}
-		listeners = append(listeners, listener{"api", ln, func(ln net.Listener) error { return serveAPI(apiServer, ln) }})
-	}
-	var metricsServer *http.Server
-	if !config.Off(cfg.MetricsAddr) {
-		ln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err == nil {
-			metricsServer, err = newMetricsServer(metrics, st, worker, log)
-			if err != nil {
-				ln.Close()
-			}
-		}
-		if err != nil {
-			for _, opened := range listeners {
-				opened.ln.Close()
-			}
-			return fmt.Errorf("metrics-addr: %w", err)
-		}
-		listeners = append(listeners, listener{"metrics", ln, func(ln net.Listener) error { return serveHTTP(metricsServer, ln) }})
-	}
-	if ok, err := st.Initialized(); err != nil {
-		return err
-	} else if !ok {
-		inst, err := auth.Init(st, time.Now())
-		if err != nil {
-			return err
-		}
-		submission := swaksTarget{}
-		for _, l := range listeners {
-			if l.name == "smtp" || l.name == "smtps" {
-				submission = submission.or(l.name, l.ln.Addr().String())
-			}
-		}
-		printInstallation(stdout, cfg.DataDir, inst, submission)
-	}
-
-	failed := make(chan error, len(listeners)+1)
-	// The relay runs until the listeners have stopped taking mail.
-	relayCtx, stopRelay := context.WithCancel(context.Background())
-	defer stopRelay()
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		if err := worker.Run(relayCtx); err != nil {
-			failed <- err
-		}
-	}()
-	// Retention purges in the background, in small transactions; the
-	// daily re-verification of domains runs beside it.
-	retentionCtx, stopRetention := context.WithCancel(context.Background())
-	defer stopRetention()
-	retentionDone := make(chan struct{})
-	go func() {
-		defer close(retentionDone)
-		runRetention(retentionCtx, st, cfg.RetentionInterval, time.Now, log)
-	}()
-	reverifyDone := make(chan struct{})
-	go func() {
-		defer close(reverifyDone)
-		runReverify(retentionCtx, st, relay.NewResolver(cfg.DNS), time.Duration(cfg.DomainReverifyDays)*24*time.Hour, time.Now, log)
-	}()
-	for _, l := range listeners {
-		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
-		go func() {
-			if err := l.serve(l.ln); err != nil {
-				failed <- fmt.Errorf("%s listener: %w", l.name, err)
-			}
-		}()
-	}
-	metrics.listenersUp.Store(true)
-	log.Info("postern started", "version", versionString(), "data", cfg.DataDir, "hostname", cfg.Hostname)
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	case runErr = <-failed:
-		log.Error("listener or relay failed; shutting down", "err", runErr)
-	}
-	metrics.listenersUp.Store(false) // not ready: a load balancer stops sending
-	stopRetention()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("shutdown", "err", err)
-	}
-	if apiServer != nil {
-		if err := apiServer.Shutdown(shutdownCtx); err != nil {
-			log.Warn("api shutdown", "err", err)
-		}
-	}
-	// Then the relay: deliveries in flight get shutdown-timeout to end;
-	// what they leave unfinished is taken up at the next start.
-	stopRelay()
-	<-relayDone
-	// The metrics listener goes last, so the drain can be watched.
-	if metricsServer != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := metricsServer.Shutdown(ctx); err != nil {
-			log.Warn("metrics shutdown", "err", err)
-		}
-	}
-	<-retentionDone
-	<-reverifyDone
-	if err := st.Close(); err != nil {
-		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
-	}
-	log.Info("postern stopped")
-	return runErr
+	return a.Run(ctx)
 }

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,15 +29,13 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
 )
 
-// testVersion is stamped into the binary the way the Makefile does it.
-const testVersion = "v0.0.0-test"
-
-// posternBin is the binary TestMain built.
-var posternBin string
+// postern is the binary every test here runs (see testutil.BuildBinary).
+var postern testutil.Binary
 
 // Bounds on waits, only so that a broken binary fails the test instead of
 // hanging it; nothing is timed.
@@ -52,47 +49,14 @@ func TestMain(m *testing.M) {
 }
 
 func buildAndRun(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "postern-bin-")
+	bin, cleanup, err := testutil.BuildBinary()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	posternBin = filepath.Join(dir, "postern")
-	args := []string{"build", "-o", posternBin, "-ldflags", "-X main.version=" + testVersion}
-	if raceEnabled() {
-		// The subprocess then reports its own data races (exit 66).
-		args = append(args, "-race")
-	}
-	args = append(args, ".")
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "building postern:", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, goTool, args...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building postern:", err)
-		return 1
-	}
+	defer cleanup()
+	postern = bin
 	return m.Run()
-}
-
-// raceEnabled reports whether this test binary was built with -race.
-func raceEnabled() bool {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range info.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
 
 // --- subprocesses ---
@@ -211,14 +175,14 @@ func testEnv(extra ...string) []string {
 func startPostern(t *testing.T, dir string, env []string, args ...string) *proc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	cmd := exec.CommandContext(ctx, posternBin, args...)
+	cmd := exec.CommandContext(ctx, postern.Path, args...)
 	probe := false
 	if len(args) > 0 && args[0] == "serve" && runtime.GOOS == "linux" {
 		// serve starts with SIGINT ignored, as a shell's trap leaves
 		// it for the program it execs, so that sigterm can see when
 		// serve's signal handler is in place.
 		if sh, err := exec.LookPath("sh"); err == nil {
-			cmd = exec.CommandContext(ctx, sh, append([]string{"-c", `trap '' INT; exec "$0" "$@"`, posternBin}, args...)...)
+			cmd = exec.CommandContext(ctx, sh, append([]string{"-c", `trap '' INT; exec "$0" "$@"`, postern.Path}, args...)...)
 			probe = true
 		}
 	}
@@ -984,9 +948,9 @@ func TestVersion(t *testing.T) {
 	t.Parallel()
 	for _, arg := range []string{"version", "-version", "--version"} {
 		stdout, stderr, code := runPostern(t, t.TempDir(), nil, arg)
-		if code != 0 || stdout != "postern "+testVersion+"\n" || stderr != "" {
+		if code != 0 || stdout != "postern "+postern.Version+"\n" || stderr != "" {
 			t.Errorf("postern %s: status %d, stdout %q, stderr %q; want 0, %q, nothing",
-				arg, code, stdout, stderr, "postern "+testVersion+"\n")
+				arg, code, stdout, stderr, "postern "+postern.Version+"\n")
 		}
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"net/textproto"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -42,21 +41,6 @@ func procStatus(t *testing.T, pid int, field string) int64 {
 	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
-
-// plainBinary builds postern without -race, once.
-var plainBinary = sync.OnceValues(func() (string, error) {
-	if !raceEnabled() {
-		return posternBin, nil
-	}
-	out := filepath.Join(filepath.Dir(posternBin), "postern-plain")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, "go", "build", "-o", out, ".").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, b)
-	}
-	return out, nil
-})
 
 const mib = 1 << 20
 
@@ -117,17 +101,14 @@ func TestResourceBoundsIdle(t *testing.T) {
 	}
 }
 
-// startPlain runs the non-race binary's serve in a new directory and
-// returns its SMTP address, its pid and the installation.
+// startPlain runs serve in a new directory and returns its SMTP address,
+// its pid and the installation. The binary is built without -race, as
+// users run it, so its memory is what they see.
 func startPlain(t *testing.T) (addr string, pid int, inst installation) {
 	t.Helper()
-	bin, err := plainBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	cmd := exec.CommandContext(ctx, bin, "serve", "-smtp-addr", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, postern.Path, "serve", "-smtp-addr", "127.0.0.1:0")
 	cmd.Dir = dir
 	// Every session comes from 127.0.0.1 and waits unauthenticated.
 	cmd.Env = append(testEnv(), "POSTERN_MAX_SESSIONS_PER_IP=2000", "POSTERN_PREAUTH_TIMEOUT=10m")

@@ -248,7 +248,7 @@ func runExactly(t *testing.T, env []string, args ...string) (stdout, stderr stri
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, posternBin, args...)
+	cmd := exec.CommandContext(ctx, postern.Path, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Env = testEnv(env...)
 	var out, errOut strings.Builder

@@ -23,17 +23,17 @@ func TestBenchScriptSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "postern")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/postern/postern/cmd/postern")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, cleanup, err := testutil.BuildBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer cleanup()
 
 	const messages = 20
 	out := filepath.Join(dir, "results.json")
 	cmd := exec.CommandContext(ctx, "bash", "bench.sh")
 	cmd.Env = append(os.Environ(),
-		"POSTERN_BIN="+bin,
+		"POSTERN_BIN="+bin.Path,
 		"BENCH_OUT="+out,
 		"BENCH_MESSAGES=20",
 		"BENCH_SESSIONS=4",

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"log/slog"
@@ -8,13 +8,12 @@ import (
 
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/store/bolt"
 )
 
 // newRelay builds the delivery worker from the settings: MX delivery
 // through the configured resolver and port, and the smarthost if one is
 // set. Its metrics go on reg.
-func newRelay(cfg *config.Config, st *bolt.Store, log *slog.Logger, reg prometheus.Registerer) (*relay.Worker, error) {
+func newRelay(cfg *config.Config, st relay.Store, log *slog.Logger, reg prometheus.Registerer) (*relay.Worker, error) {
 	// Sessions stay open 2 seconds after a message for the next one to
 	// the same destination, as Postfix's connection cache does.
 	client := relay.ClientConfig{Hostname: cfg.Hostname, ReuseTimeout: 2 * time.Second}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -47,7 +47,7 @@ func reverifyDomains(st reverifier, resolver *relay.Resolver, now time.Time, fai
 	for _, d := range domains {
 		found, answered := true, true
 		for _, k := range d.Keys {
-			switch checkRecord(resolver, k).Status {
+			switch checkRecord(resolver, k) {
 			case dkim.DNSError:
 				answered = false
 			case dkim.Missing, dkim.Different:
@@ -67,4 +67,14 @@ func reverifyDomains(st reverifier, resolver *relay.Resolver, now time.Time, fai
 			log.Warn("reverify: DKIM records missing", "domain", d.Name, "account", d.AccountID, "since", after.FailingSince.Format(time.RFC3339))
 		}
 	}
+}
+
+// dnsTimeout bounds each lookup of the re-verification.
+const dnsTimeout = 10 * time.Second
+
+// checkRecord looks one key's record up, within dnsTimeout.
+func checkRecord(r dkim.TXTResolver, k store.DKIMKey) dkim.Status {
+	ctx, cancel := context.WithTimeout(context.Background(), dnsTimeout)
+	defer cancel()
+	return dkim.CheckRecord(ctx, r, k).Status
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"crypto/tls"
@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/dkim"
+	"github.com/postern/postern/store"
 
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/store/bolt"
 )
 
 // Bounds of the HTTP API's connections. Writes get long enough for
@@ -30,7 +30,7 @@ const (
 // newAPIServer builds the HTTP server of the API. addr is the address
 // the API really listens on, from which its public URL is derived unless
 // public-url is set; tlsConfig is used when api-tls is on.
-func newAPIServer(cfg *config.Config, st *bolt.Store, tlsConfig *tls.Config, addr string, log *slog.Logger) (*http.Server, error) {
+func newAPIServer(cfg *config.Config, st store.Backend, tlsConfig *tls.Config, addr string, log *slog.Logger) (*http.Server, error) {
 	a, err := api.New(api.Config{
 		Store:        st,
 		Auth:         auth.NewAuthenticator(st),

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -14,18 +13,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/postern/postern/api"
-	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/store/bolt"
+	"github.com/postern/postern/store"
 )
 
 // serveMetrics is what serve needs for its metrics: the registry that
 // smtpd and relay register on, and the store's commit histograms.
 //
-// The store's metrics are defined here rather than in store: the store
-// offers Options.OnCommit for them, so it stays free of any metrics
-// library and a second backend need not carry one; serve owns the
-// registry, so it turns the callback into histograms.
+// The store's metrics are defined here rather than in store: the bolt
+// backend offers Options.OnCommit for them, so it stays free of any
+// metrics library; the app owns the registry, so it turns the callback
+// into histograms.
 type serveMetrics struct {
 	reg         *prometheus.Registry
 	commit      prometheus.Histogram
@@ -65,15 +63,6 @@ func (m *serveMetrics) onCommit(writes int, took time.Duration) {
 	m.commit.Observe(took.Seconds())
 }
 
-// openStoreWith opens the store in the data directory with opts,
-// creating both if new.
-func openStoreWith(cfg *config.Config, opts bolt.Options) (*bolt.Store, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, err
-	}
-	return bolt.Open(bolt.Path(cfg.DataDir), opts)
-}
-
 // Bounds of the metrics listener's connections: scrapes and probes are
 // small and quick.
 const (
@@ -85,7 +74,7 @@ const (
 // newMetricsServer builds the metrics listener's HTTP server: /metrics,
 // /healthz, and /readyz, ready when the store takes a commit, the
 // listeners serve and the relay runs.
-func newMetricsServer(m *serveMetrics, st *bolt.Store, worker *relay.Worker, log *slog.Logger) (*http.Server, error) {
+func newMetricsServer(m *serveMetrics, st store.Maintenance, worker *relay.Worker, log *slog.Logger) (*http.Server, error) {
 	h, err := api.NewOps(api.OpsConfig{
 		Gatherer: m.reg,
 		Ready: []api.Check{

@@ -1,0 +1,296 @@
+// Package app wires a running Postern: the store, the SMTP listeners, the
+// relay, the HTTP API, the metrics listener, retention and the daily
+// re-verification of domains, and their orderly shutdown. postern serve
+// and the full-stack tests both run it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
+	"github.com/postern/postern/relay"
+	"github.com/postern/postern/smtpd"
+	"github.com/postern/postern/store"
+	"github.com/postern/postern/store/bolt"
+)
+
+// StoreOptions are how a command opens the store.
+type StoreOptions struct {
+	// OnCommit, if set, is told of each commit (for metrics).
+	OnCommit func(writes int, took time.Duration)
+	// Existing refuses to create a store: an operator command needs an
+	// initialised one.
+	Existing bool
+	// LockTimeout bounds the wait for another process holding the store
+	// (a running serve); zero: the backend's default.
+	LockTimeout time.Duration
+}
+
+// OpenStore opens the storage backend the settings name, creating it if
+// new unless opts.Existing: the one place a backend is chosen.
+func OpenStore(cfg *config.Config, opts StoreOptions) (store.Backend, error) {
+	if opts.Existing && !bolt.Exists(cfg.DataDir) {
+		return nil, fmt.Errorf("no store in %s: run postern init (or postern serve) first, or set -data", cfg.DataDir)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{
+		OnCommit:    opts.OnCommit,
+		LockTimeout: opts.LockTimeout,
+		Caps: store.Caps{
+			DomainsPerAccount: cfg.MaxDomainsPerAccount,
+			ServersPerAccount: cfg.MaxServersPerAccount,
+			TokensPerServer:   cfg.MaxTokensPerServer,
+		},
+	})
+}
+
+// CheckBackup opens a copy GET /backup made and runs its consistency
+// check (bbolt's page checks and Postern's own). Opening may add a
+// missing top-level bucket, as it does to any store; it changes nothing
+// else.
+func CheckBackup(path string) error {
+	st, err := bolt.Open(path, bolt.Options{LockTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	return errors.Join(st.Check(), st.Close())
+}
+
+// App is a Postern built and listening, not yet serving.
+type App struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+	metrics *serveMetrics
+
+	// Store is the open backend; Run closes it.
+	Store  store.Backend
+	worker *relay.Worker
+	smtp   *smtpd.Server
+
+	listeners     []listener
+	apiServer     *http.Server // nil when the API is off
+	metricsServer *http.Server // nil when metrics are off
+
+	// Installation is set when New initialised a new store: the tokens,
+	// shown this once.
+	Installation *auth.Installation
+}
+
+// listener is one bound address and how it is served.
+type listener struct {
+	name  string // smtp, smtps, api, metrics
+	ln    net.Listener
+	serve func(net.Listener) error
+}
+
+// New builds Postern from cfg and listens on every address before
+// serving any, so a port in use is reported before mail is accepted. A
+// new store is initialised (see Installation). version is logged.
+func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log, version: version}
+	tuneGC(cfg.MaxInflightBytes, os.Getenv, log)
+	if a.metrics, err = newServeMetrics(); err != nil {
+		return nil, err
+	}
+	if a.Store, err = OpenStore(cfg, StoreOptions{OnCommit: a.metrics.onCommit}); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.closeListeners()
+			a.Store.Close()
+		}
+	}()
+	tlsConfig, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+	policy, err := smtpd.ParseSenderPolicy(cfg.SenderPolicy)
+	if err != nil {
+		return nil, err
+	}
+	if a.worker, err = newRelay(cfg, a.Store, log, a.metrics.reg); err != nil {
+		return nil, err
+	}
+	a.smtp, err = smtpd.New(smtpd.Config{
+		Hostname:                 cfg.Hostname,
+		Store:                    a.Store,
+		Credentials:              auth.NewAuthenticator(a.Store),
+		Throttle:                 auth.NewThrottle(auth.ThrottleConfig{Failures: cfg.AuthMaxFailures, Window: cfg.AuthFailureWindow}),
+		TLSConfig:                tlsConfig,
+		MaxMessageBytes:          cfg.MaxMessageSize,
+		MaxRecipients:            cfg.MaxRecipients,
+		MaxLineLength:            cfg.MaxLineLength,
+		CommandTimeout:           cfg.CommandTimeout,
+		WriteTimeout:             cfg.WriteTimeout,
+		SessionTimeout:           cfg.SessionTimeout,
+		MaxSessions:              cfg.MaxSessions,
+		MaxSessionsPerAddress:    cfg.MaxSessionsPerIP,
+		PreauthTimeout:           cfg.PreauthTimeout,
+		MaxInflightBytes:         cfg.MaxInflightBytes,
+		AllowPlaintextAuth:       cfg.AllowPlaintextAuth,
+		AllowPrivateDestinations: cfg.AllowPrivateDestinations,
+		SenderPolicy:             policy,
+		Accepted:                 func(int64, string) { a.worker.Notify() },
+		Logger:                   log,
+		Metrics:                  a.metrics.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range []struct {
+		name, addr string
+		serve      func(net.Listener) error
+	}{{"smtp", cfg.SMTPAddr, a.smtp.Serve}, {"smtps", cfg.SMTPSAddr, a.smtp.ServeTLS}} {
+		if err := a.listen(l.name, l.addr, l.serve); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.listen("api", cfg.APIAddr, func(ln net.Listener) error { return serveAPI(a.apiServer, ln) }); err != nil {
+		return nil, err
+	}
+	if addr := a.Addr("api"); addr != "" {
+		if a.apiServer, err = newAPIServer(cfg, a.Store, tlsConfig, addr, log); err != nil {
+			return nil, fmt.Errorf("api-addr: %w", err)
+		}
+	}
+	if err := a.listen("metrics", cfg.MetricsAddr, func(ln net.Listener) error { return serveHTTP(a.metricsServer, ln) }); err != nil {
+		return nil, err
+	}
+	if a.Addr("metrics") != "" {
+		if a.metricsServer, err = newMetricsServer(a.metrics, a.Store, a.worker, log); err != nil {
+			return nil, fmt.Errorf("metrics-addr: %w", err)
+		}
+	}
+	ok, err := a.Store.Initialized()
+	if err != nil || ok {
+		return a, err
+	}
+	inst, err := auth.Init(a.Store, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	a.Installation = &inst
+	return a, nil
+}
+
+// listen binds addr for the listener name, unless the setting is off.
+func (a *App) listen(name, addr string, serve func(net.Listener) error) error {
+	if config.Off(addr) {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s-addr: %w", name, err)
+	}
+	a.listeners = append(a.listeners, listener{name, ln, serve})
+	return nil
+}
+
+func (a *App) closeListeners() {
+	for _, l := range a.listeners {
+		l.ln.Close()
+	}
+}
+
+// Addr returns the address the listener name (smtp, smtps, api,
+// metrics) is bound to, or "" when it is off.
+func (a *App) Addr(name string) string {
+	for _, l := range a.listeners {
+		if l.name == name {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// Run serves until ctx is done or a listener or the relay fails, then
+// shuts down in order: the listeners stop taking mail, the relay gets
+// shutdown-timeout to finish its deliveries, the metrics listener goes
+// last so the drain can be watched, and the store is closed.
+func (a *App) Run(ctx context.Context) error {
+	log, cfg := a.log, a.cfg
+	failed := make(chan error, len(a.listeners)+1)
+	// The relay runs until the listeners have stopped taking mail.
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	defer stopRelay()
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		if err := a.worker.Run(relayCtx); err != nil {
+			failed <- err
+		}
+	}()
+	// Retention purges in the background, in small transactions; the
+	// daily re-verification of domains runs beside it.
+	backgroundCtx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	retentionDone, reverifyDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		runRetention(backgroundCtx, a.Store, cfg.RetentionInterval, time.Now, log)
+	}()
+	go func() {
+		defer close(reverifyDone)
+		runReverify(backgroundCtx, a.Store, relay.NewResolver(cfg.DNS), time.Duration(cfg.DomainReverifyDays)*24*time.Hour, time.Now, log)
+	}()
+	for _, l := range a.listeners {
+		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
+		go func() {
+			if err := l.serve(l.ln); err != nil {
+				failed <- fmt.Errorf("%s listener: %w", l.name, err)
+			}
+		}()
+	}
+	a.metrics.listenersUp.Store(true)
+	log.Info("postern started", "version", a.version, "data", cfg.DataDir, "hostname", cfg.Hostname)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	case runErr = <-failed:
+		log.Error("listener or relay failed; shutting down", "err", runErr)
+	}
+	a.metrics.listenersUp.Store(false) // not ready: a load balancer stops sending
+	stopBackground()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := a.smtp.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	if a.apiServer != nil {
+		if err := a.apiServer.Shutdown(shutdownCtx); err != nil {
+			log.Warn("api shutdown", "err", err)
+		}
+	}
+	// Then the relay: deliveries in flight get shutdown-timeout to end;
+	// what they leave unfinished is taken up at the next start.
+	stopRelay()
+	<-relayDone
+	if a.metricsServer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.metricsServer.Shutdown(ctx); err != nil {
+			log.Warn("metrics shutdown", "err", err)
+		}
+	}
+	<-retentionDone
+	<-reverifyDone
+	if err := a.Store.Close(); err != nil {
+		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
+	}
+	log.Info("postern stopped")
+	return runErr
+}
