@@ -34,14 +34,14 @@ fmt-check:
 # postern sink: one table, and the results in BENCH_OUT (default
 # bench-results.json). BENCH_MESSAGES etc. scale it: see the script.
 bench: build
-	POSTERN_BIN=$(BIN) GO=$(GO) cmd/postern/bench/scripts/bench.sh
+	POSTERN_BIN=$(BIN) GO=$(GO) internal/bench/scripts/bench.sh
 
 # The same scenarios through Postern and through a private Postfix
 # instance (installed with apt-get if missing; needs root), into the same
 # sink: Postern/Postfix ratios, and the results in BENCH_COMPARE_OUT
 # (default bench-compare.json).
 bench-compare: build
-	POSTERN_BIN=$(BIN) GO=$(GO) cmd/postern/bench/scripts/compare.sh
+	POSTERN_BIN=$(BIN) GO=$(GO) internal/bench/scripts/compare.sh
 
 # Go benchmarks of the intake alone: accepted messages per second over
 # loopback with AUTH and durable commits.

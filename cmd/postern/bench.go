@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/postern/postern/cmd/postern/bench"
+	"github.com/postern/postern/internal/bench"
 )
 
 // sinkCmd is `postern sink`: an SMTP server that accepts and discards

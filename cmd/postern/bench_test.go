@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/cmd/postern/bench"
+	"github.com/postern/postern/internal/bench"
 )
 
 // startSinkCmd runs `postern sink` in process until the test ends and

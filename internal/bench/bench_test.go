@@ -10,7 +10,7 @@ import (
 // sessions, 2 KB messages, all on one connection each, the textproto
 // client (PIPELINING) against go-smtp's.
 //
-//	go test -run '^$' -bench BenchmarkSink -benchtime 100000x ./cmd/postern/bench/
+//	go test -run '^$' -bench BenchmarkSink -benchtime 100000x ./internal/bench/
 func BenchmarkSink(b *testing.B) {
 	for _, client := range []string{"textproto", "gosmtp"} {
 		b.Run("client="+client, func(b *testing.B) {

@@ -18,7 +18,7 @@ bench_die() {
 # (POSTERN, built there unless POSTERN_BIN names one), and sets the trap
 # that stops everything on exit.
 bench_setup() {
-	BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../.." && pwd)
+	BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 	BENCH_WORK=$(mktemp -d "${TMPDIR:-/tmp}/postern-bench.XXXXXX")
 	# Other load on the machine skews everything: the table shows it.
 	BENCH_LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
