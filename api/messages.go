@@ -30,20 +30,30 @@ func (a *API) registerMessages() {
 	a.mux.HandleFunc("GET /messages/outbound/{id}/dump", a.server(a.messageDump))
 }
 
-// addressJSON is a mailbox in Postmark's shape: Name is null without one.
-type addressJSON struct {
+// MessageAddress is a mailbox in Postmark's shape: Name is null without one.
+type MessageAddress struct {
 	Email string
 	Name  *string
 }
 
-// messageJSON is a message in Postmark's outbound search.
-type messageJSON struct {
+// OutboundMessageList is the answer of GET /messages/outbound.
+type OutboundMessageList struct {
+	TotalCount int
+	// TotalCountCapped (Postern's own, only when true): a filtered
+	// search stopped after store.SearchScanLimit messages, so TotalCount
+	// is a lower bound; narrow the dates to see past it.
+	TotalCountCapped bool `json:",omitempty"`
+	Messages         []OutboundMessage
+}
+
+// OutboundMessage is a message in Postmark's outbound search.
+type OutboundMessage struct {
 	Tag           string
 	MessageID     string
 	MessageStream string
-	To            []addressJSON
-	Cc            []addressJSON
-	Bcc           []addressJSON
+	To            []MessageAddress
+	Cc            []MessageAddress
+	Bcc           []MessageAddress
 	Recipients    []string
 	ReceivedAt    time.Time
 	From          string
@@ -55,15 +65,17 @@ type messageJSON struct {
 	Metadata      map[string]string
 }
 
-type messageDetailsJSON struct {
-	messageJSON
+// OutboundMessageDetails is the answer of GET /messages/outbound/{id}/details.
+type OutboundMessageDetails struct {
+	OutboundMessage
 	TextBody      string
 	HtmlBody      string
 	Body          string
-	MessageEvents []eventJSON
+	MessageEvents []MessageEvent
 }
 
-type eventJSON struct {
+// MessageEvent is one event of a message, in its details.
+type MessageEvent struct {
 	Recipient  string
 	Type       string
 	ReceivedAt time.Time
@@ -84,10 +96,10 @@ type bounceDetailsJSON struct {
 	BounceID string
 }
 
-func addresses(in []store.Address) []addressJSON {
-	out := make([]addressJSON, 0, len(in))
+func addresses(in []store.Address) []MessageAddress {
+	out := make([]MessageAddress, 0, len(in))
 	for _, a := range in {
-		aj := addressJSON{Email: a.Email}
+		aj := MessageAddress{Email: a.Email}
 		if a.Name != "" {
 			name := a.Name
 			aj.Name = &name
@@ -104,12 +116,12 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-func messageView(m store.Message) messageJSON {
+func messageView(m store.Message) OutboundMessage {
 	md := m.Metadata
 	if md == nil {
 		md = map[string]string{}
 	}
-	return messageJSON{
+	return OutboundMessage{
 		Tag:           m.Tag,
 		MessageID:     m.MessageID,
 		MessageStream: m.MessageStream,
@@ -218,14 +230,7 @@ func (a *API) searchMessages(w http.ResponseWriter, r *http.Request, srv store.S
 	if err != nil {
 		return err
 	}
-	out := struct {
-		TotalCount int
-		// TotalCountCapped (Postern's own, only when true): a filtered
-		// search stopped after store.SearchScanLimit messages, so
-		// TotalCount is a lower bound; narrow the dates to see past it.
-		TotalCountCapped bool `json:",omitempty"`
-		Messages         []messageJSON
-	}{TotalCount: res.Total, TotalCountCapped: res.Capped, Messages: make([]messageJSON, 0, len(res.Messages))}
+	out := OutboundMessageList{TotalCount: res.Total, TotalCountCapped: res.Capped, Messages: make([]OutboundMessage, 0, len(res.Messages))}
 	for _, m := range res.Messages {
 		out.Messages = append(out.Messages, messageView(m))
 	}
@@ -261,15 +266,15 @@ func (a *API) messageDetails(w http.ResponseWriter, r *http.Request, srv store.S
 		return err
 	}
 	body := message.ParseBody(raw)
-	out := messageDetailsJSON{
-		messageJSON:   messageView(m),
+	out := OutboundMessageDetails{
+		OutboundMessage:   messageView(m),
 		TextBody:      body.Text,
 		HtmlBody:      body.HTML,
 		Body:          string(raw),
-		MessageEvents: make([]eventJSON, 0, len(evs)),
+		MessageEvents: make([]MessageEvent, 0, len(evs)),
 	}
 	for _, ev := range evs {
-		ej := eventJSON{Recipient: ev.Recipient, Type: ev.Type, ReceivedAt: ev.ReceivedAt.UTC()}
+		ej := MessageEvent{Recipient: ev.Recipient, Type: ev.Type, ReceivedAt: ev.ReceivedAt.UTC()}
 		if ev.Type == store.EventBounced {
 			ej.Details = bounceDetailsJSON{Summary: ev.Details.Summary, BounceID: formatID(ev.BounceID)}
 		} else {

@@ -15,11 +15,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
-	"github.com/postern/postern/api"
+	"github.com/postern/postern/api/client"
 	"github.com/postern/postern/internal/app"
 )
 
@@ -72,16 +71,10 @@ func backupCmd(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("backup: %s exists: -force overwrites it", out)
 		}
 	}
-	c, err := f.client("backup", "X-Postmark-Account-Token")
+	c, err := f.client("backup", client.AccountToken)
 	if err != nil {
 		return err
 	}
-	// A backup takes as long as it takes: no timeout on the whole
-	// exchange, only on the wait for it to start.
-	c.http = &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		ResponseHeaderTimeout: backupHeaderTimeout,
-	}}
 
 	tmp := out + ".tmp"
 	file, err := createPrivate(tmp)
@@ -136,40 +129,15 @@ func createPrivate(path string) (*os.File, error) {
 // backup downloads the copy into file, syncs and closes it.
 func (c *cliClient) backup(file *os.File) (int64, error) {
 	defer file.Close()
-	req, err := http.NewRequest(http.MethodGet, c.base+"/backup", nil)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set(c.header, c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("backup: %w (is postern serve running with its API at %s?)", err, c.base)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusUnauthorized, http.StatusNotFound:
-		// Postern answers 404, as for a path that does not exist,
-		// to every token but the operator's owner tokens.
+	n, err := c.Backup(file, backupHeaderTimeout)
+	var refused *client.Error
+	if errors.As(err, &refused) && (refused.Status == http.StatusUnauthorized || refused.Status == http.StatusNotFound) {
+		// Postern answers 404, as for a path that does not exist, to
+		// every token but the operator's owner tokens.
 		return 0, errBackupRefused
-	default:
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			return 0, fmt.Errorf("backup: %s (HTTP %d, ErrorCode %d)", e.Message, resp.StatusCode, e.ErrorCode)
-		}
-		return 0, fmt.Errorf("backup: GET /backup: HTTP %d: %.200s", resp.StatusCode, data)
-	}
-	want, err := strconv.ParseInt(resp.Header.Get("Content-Length"), 10, 64)
-	if err != nil || want < 0 {
-		return 0, fmt.Errorf("backup: the answer has no Content-Length (%q): is %s a Postern?", resp.Header.Get("Content-Length"), c.base)
-	}
-	n, err := io.Copy(file, resp.Body)
-	if err == nil && n != want {
-		err = fmt.Errorf("the answer ended after %d of %d bytes", n, want)
 	}
 	if err != nil {
-		return n, fmt.Errorf("backup: receiving the copy: %w", err)
+		return n, c.wrap(err)
 	}
 	if err := file.Sync(); err != nil {
 		return n, fmt.Errorf("backup: %w", err)

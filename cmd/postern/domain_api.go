@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/postern/postern/api"
+	"github.com/postern/postern/api/client"
 )
 
 // apiFlags are the flags that choose the API mode.
@@ -24,7 +25,7 @@ type apiFlags struct {
 
 func (f *apiFlags) bind(fs *flag.FlagSet, accountHelp string) {
 	fs.StringVar(&f.token, "token", "", "an account token: call the API of a running postern serve (POSTERN_TOKEN)")
-	fs.StringVar(&f.url, "url", "", "the API's base URL (POSTERN_URL, default "+cliDefaultURL+")")
+	fs.StringVar(&f.url, "url", "", "the API's base URL (POSTERN_URL, default "+client.DefaultURL+")")
 	if accountHelp != "" {
 		fs.Int64Var(&f.account, "account", 0, accountHelp+" (direct mode; default 1)")
 	}
@@ -50,32 +51,16 @@ func (f *apiFlags) client(cmd string) (*cliClient, error) {
 		return nil, fmt.Errorf("%s: -account is for the direct mode: over the API the token chooses the account", cmd)
 	}
 	if base == "" {
-		base = cliDefaultURL
+		base = client.DefaultURL
 	}
-	return newCLIClient(cmd, base, "X-Postmark-Account-Token", token)
-}
-
-// domains returns every domain of the account, page after page.
-func (c *cliClient) domains() ([]api.DomainSummary, error) {
-	const page = 500
-	var all []api.DomainSummary
-	for offset := 0; ; offset += page {
-		var list api.DomainList
-		if _, err := c.do(http.MethodGet, fmt.Sprintf("/domains?count=%d&offset=%d", page, offset), nil, &list); err != nil {
-			return nil, err
-		}
-		all = append(all, list.Domains...)
-		if len(list.Domains) < page || len(all) >= list.TotalCount {
-			return all, nil
-		}
-	}
+	return newCLIClient(cmd, base, client.AccountToken, token)
 }
 
 // byName finds the account's domain called name.
 func (c *cliClient) byName(name string) (api.DomainSummary, error) {
-	all, err := c.domains()
+	all, err := c.Domains()
 	if err != nil {
-		return api.DomainSummary{}, err
+		return api.DomainSummary{}, c.wrap(err)
 	}
 	for _, d := range all {
 		if d.Name == name {
@@ -112,9 +97,9 @@ func apiRecords(rs []api.DKIMRecord) []dkimRecord {
 }
 
 func apiDomainList(c *cliClient, asJSON bool, stdout io.Writer) error {
-	all, err := c.domains()
+	all, err := c.Domains()
 	if err != nil {
-		return err
+		return c.wrap(err)
 	}
 	details := make([]api.DomainDetails, 0, len(all))
 	for _, s := range all {

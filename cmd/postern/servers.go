@@ -5,7 +5,6 @@ package main
 // serve, with an account token (server) or a server token (messages).
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/api"
+	"github.com/postern/postern/api/client"
 )
 
 const serverUsage = `Usage: postern server <command> [flags]
@@ -50,12 +50,6 @@ The most recent outbound messages of the server whose token is given
 postern serve (-url or POSTERN_URL, default http://127.0.0.1:8080).
 `
 
-// cliDefaultURL is where postern serve's API listens by default.
-const cliDefaultURL = "http://127.0.0.1:8080"
-
-// cliTimeout bounds one API request (verifyDkim looks records up in DNS).
-const cliTimeout = time.Minute
-
 // cliFlags are the flags every API command takes.
 type cliFlags struct {
 	token, url string
@@ -64,7 +58,7 @@ type cliFlags struct {
 
 func (f *cliFlags) bind(fs *flag.FlagSet, tokenKind string) {
 	fs.StringVar(&f.token, "token", "", tokenKind+" (default $POSTERN_TOKEN)")
-	fs.StringVar(&f.url, "url", "", "the API's base URL (default $POSTERN_URL, else "+cliDefaultURL+")")
+	fs.StringVar(&f.url, "url", "", "the API's base URL (default $POSTERN_URL, else "+client.DefaultURL+")")
 	fs.BoolVar(&f.json, "json", false, "print JSON, for scripts")
 }
 
@@ -83,10 +77,11 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// cliClient calls the API with one token.
+// cliClient is the API client of one command, whose name starts its
+// errors.
 type cliClient struct {
-	cmd, base, header, token string
-	http                     *http.Client
+	cmd string
+	*client.Client
 }
 
 func (f *cliFlags) client(cmd, header string) (*cliClient, error) {
@@ -98,7 +93,7 @@ func (f *cliFlags) client(cmd, header string) (*cliClient, error) {
 		base = os.Getenv("POSTERN_URL")
 	}
 	if base == "" {
-		base = cliDefaultURL
+		base = client.DefaultURL
 	}
 	if token == "" {
 		return nil, fmt.Errorf("%s: a token is needed: -token TOKEN or POSTERN_TOKEN", cmd)
@@ -109,62 +104,30 @@ func (f *cliFlags) client(cmd, header string) (*cliClient, error) {
 // newCLIClient returns a client of the API at base that sends token in
 // header.
 func newCLIClient(cmd, base, header, token string) (*cliClient, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%s: the API URL %q is not an http:// or https:// URL", cmd, base)
-	}
-	return &cliClient{cmd: cmd, base: strings.TrimSuffix(base, "/"), header: header, token: token, http: &http.Client{Timeout: cliTimeout}}, nil
-}
-
-// call sends a request and returns the body of a 200 answer; any other
-// answer becomes an error with the API's message.
-func (c *cliClient) call(method, path string, body any) ([]byte, error) {
-	var r io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		r = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, c.base+path, r)
+	c, err := client.New(base, header, token)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set(c.header, c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w (is postern serve running with its API at %s?)", c.cmd, err, c.base)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s: reading the answer of %s %s: %w", c.cmd, method, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			return nil, fmt.Errorf("%s: %s (HTTP %d, ErrorCode %d)", c.cmd, e.Message, resp.StatusCode, e.ErrorCode)
-		}
-		return nil, fmt.Errorf("%s: %s %s: HTTP %d: %.200s", c.cmd, method, path, resp.StatusCode, data)
-	}
-	return data, nil
+	return &cliClient{cmd: cmd, Client: c}, nil
 }
 
 // do calls the API and decodes the answer into out.
 func (c *cliClient) do(method, path string, body, out any) ([]byte, error) {
-	data, err := c.call(method, path, body)
-	if err != nil {
-		return nil, err
+	data, err := c.Do(method, path, body, out)
+	return data, c.wrap(err)
+}
+
+// wrap names the command in err, and where the API was looked for when
+// it could not be reached.
+func (c *cliClient) wrap(err error) error {
+	var unreachable *url.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &unreachable):
+		return fmt.Errorf("%s: %w (is postern serve running with its API at %s?)", c.cmd, err, c.Base())
 	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return nil, fmt.Errorf("%s: the answer of %s %s is not what was expected: %w", c.cmd, method, path, err)
-	}
-	return data, nil
+	return fmt.Errorf("%s: %w", c.cmd, err)
 }
 
 // printAnswer prints an answer of the API: with -json its JSON as it was
@@ -268,7 +231,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s: %q is not a server ID (postern server list shows them)", cmd, pos[0])
 		}
 	}
-	c, err := f.client(cmd, "X-Postmark-Account-Token")
+	c, err := f.client(cmd, client.AccountToken)
 	if err != nil {
 		return err
 	}
@@ -377,21 +340,9 @@ func (b *boolFlag) Set(s string) error {
 }
 
 func serverList(c *cliClient, name string, asJSON bool, stdout io.Writer) error {
-	const page = 500
-	var all []api.Server
-	for offset := 0; ; offset += page {
-		q := url.Values{"count": {strconv.Itoa(page)}, "offset": {strconv.Itoa(offset)}}
-		if name != "" {
-			q.Set("name", name)
-		}
-		var list api.ServerList
-		if _, err := c.do(http.MethodGet, "/servers?"+q.Encode(), nil, &list); err != nil {
-			return err
-		}
-		all = append(all, list.Servers...)
-		if len(list.Servers) < page || len(all) >= list.TotalCount {
-			break
-		}
+	all, err := c.Servers(name)
+	if err != nil {
+		return c.wrap(err)
 	}
 	if asJSON {
 		return json.NewEncoder(stdout).Encode(api.ServerList{TotalCount: len(all), Servers: append([]api.Server{}, all...)})
@@ -450,17 +401,6 @@ func limitText(n int, none string) string {
 	return strconv.Itoa(n)
 }
 
-// outboundMessage is what postern messages shows of GET /messages/outbound.
-type outboundMessage struct {
-	MessageID  string
-	ReceivedAt time.Time
-	Status     string
-	From       string
-	Recipients []string
-	Subject    string
-	Tag        string
-}
-
 func messagesCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -478,17 +418,13 @@ func messagesCmd(args []string, stdout, stderr io.Writer) error {
 	if *count < 1 || *count > 500 {
 		return fmt.Errorf("messages: -count must be from 1 to 500, got %d", *count)
 	}
-	c, err := f.client("messages", "X-Postmark-Server-Token")
+	c, err := f.client("messages", client.ServerToken)
 	if err != nil {
 		return err
 	}
-	var list struct {
-		TotalCount int
-		Messages   []outboundMessage
-	}
-	data, err := c.do(http.MethodGet, fmt.Sprintf("/messages/outbound?count=%d&offset=0", *count), nil, &list)
+	list, data, err := c.OutboundMessages(*count)
 	if err != nil {
-		return err
+		return c.wrap(err)
 	}
 	return f.printAnswerTable(stdout, data, func(tw io.Writer) {
 		fmt.Fprintln(tw, "RECEIVED\tMESSAGE ID\tSTATUS\tFROM\tTO\tSUBJECT")
