@@ -13,9 +13,9 @@ import (
 // newAccount creates an account through POST /accounts with the operator's
 // owner token.
 func (e *env) newAccount(name string) api.NewAccount {
-	e.t.Helper()
+	e.T.Helper()
 	var a api.NewAccount
-	e.result(e.account(http.MethodPost, "/accounts", e.inst.AccountToken, map[string]any{"Name": name})).into(&a)
+	e.result(e.account(http.MethodPost, "/accounts", e.Inst.AccountToken, map[string]any{"Name": name})).into(&a)
 	return a
 }
 
@@ -30,13 +30,13 @@ func wantNoEndpoint(t *testing.T, status int, body []byte, method, path string) 
 
 func TestAccounts(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	op := e.inst.AccountToken
+	op := e.Inst.AccountToken
 
 	status, data := e.account(http.MethodPost, "/accounts", op, map[string]any{"Name": " Acme Corp "})
 	golden(t, "account_create", data)
 	var acme api.NewAccount
 	decodeInto(t, status, data, &acme)
-	if acme.ID == e.inst.AccountID || acme.Name != "Acme Corp" || len(acme.AccountToken) != 36 {
+	if acme.ID == e.Inst.AccountID || acme.Name != "Acme Corp" || len(acme.AccountToken) != 36 {
 		t.Fatalf("created %+v", acme)
 	}
 	// The new owner token works, on an empty account.
@@ -46,7 +46,7 @@ func TestAccounts(t *testing.T) {
 		t.Fatalf("a new account's servers: %+v", l)
 	}
 	srv := e.createServer(acme.AccountToken, map[string]any{"Name": "acme-production", "DeliveryType": "Sandbox"})
-	e.send(srv.ApiTokens[0], "app@acme.example", []string{"alice@example.net"}, "Subject: hi\n\nhi\n")
+	e.Send(srv.ApiTokens[0], "app@acme.example", []string{"alice@example.net"}, "Subject: hi\n\nhi\n")
 
 	for _, body := range []any{map[string]any{}, map[string]any{"Name": ""}, map[string]any{"Name": strings.Repeat("n", 101)}} {
 		status, data := e.account(http.MethodPost, "/accounts", op, body)
@@ -58,7 +58,7 @@ func TestAccounts(t *testing.T) {
 	var list api.AccountList
 	decodeInto(t, status, data, &list)
 	if list.TotalCount != 2 || len(list.Accounts) != 2 ||
-		list.Accounts[0].ID != e.inst.AccountID || !list.Accounts[0].Operator || list.Accounts[0].ServerCount != 1 ||
+		list.Accounts[0].ID != e.Inst.AccountID || !list.Accounts[0].Operator || list.Accounts[0].ServerCount != 1 ||
 		list.Accounts[1].ID != acme.ID || list.Accounts[1].Operator || list.Accounts[1].ServerCount != 1 || list.Accounts[1].Name != "Acme Corp" {
 		t.Fatalf("accounts %+v", list)
 	}
@@ -74,20 +74,20 @@ func TestAccounts(t *testing.T) {
 			{http.MethodGet, "/accounts", nil},
 			{http.MethodPost, "/accounts", map[string]any{"Name": "sneaky"}},
 			{http.MethodDelete, fmt.Sprintf("/accounts/%d", acme.ID), nil},
-			{http.MethodDelete, fmt.Sprintf("/accounts/%d", e.inst.AccountID), nil},
+			{http.MethodDelete, fmt.Sprintf("/accounts/%d", e.Inst.AccountID), nil},
 		} {
 			status, data := e.account(r.method, r.path, tok, r.body)
 			wantNoEndpoint(t, status, data, r.method, r.path)
 		}
 	}
 	// Without a valid account token: 401, and a server token is not one.
-	for _, tok := range []string{"", e.inst.ServerToken} {
+	for _, tok := range []string{"", e.Inst.ServerToken} {
 		status, data := e.account(http.MethodGet, "/accounts", tok, nil)
 		wantError(t, status, data, http.StatusUnauthorized, 10)
 	}
 
 	// Deleting: never the operator, not while servers remain.
-	status, data = e.account(http.MethodDelete, fmt.Sprintf("/accounts/%d", e.inst.AccountID), op, nil)
+	status, data = e.account(http.MethodDelete, fmt.Sprintf("/accounts/%d", e.Inst.AccountID), op, nil)
 	wantError(t, status, data, http.StatusUnprocessableEntity, 604)
 	path := fmt.Sprintf("/accounts/%d", acme.ID)
 	status, data = e.account(http.MethodDelete, path, op, nil)
@@ -110,7 +110,7 @@ func TestAccounts(t *testing.T) {
 
 func TestAccountTokens(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	owner := e.inst.AccountToken
+	owner := e.Inst.AccountToken
 
 	status, data := e.account(http.MethodPost, "/account/tokens", owner, map[string]any{"Role": "Admin"})
 	golden(t, "account_token_create", data)
@@ -137,13 +137,13 @@ func TestAccountTokens(t *testing.T) {
 		list.Tokens[1].Prefix != admin.Prefix || list.Tokens[2].Role != "admin" {
 		t.Fatalf("tokens %+v", list)
 	}
-	for _, tok := range []string{owner, admin.Token, admin2.Token, e.inst.ServerToken} {
+	for _, tok := range []string{owner, admin.Token, admin2.Token, e.Inst.ServerToken} {
 		if strings.Contains(string(data), tok) {
 			t.Fatal("the listing shows a token in full")
 		}
 	}
 	// The server's token is not listed with the account's.
-	if strings.Contains(string(data), e.inst.ServerToken[:8]) {
+	if strings.Contains(string(data), e.Inst.ServerToken[:8]) {
 		t.Fatal("a server token is listed as an account token")
 	}
 

@@ -85,22 +85,22 @@ func wantBackup(t *testing.T, resp *http.Response) *bolt.Store {
 // request gets what a path that does not exist gets.
 func TestBackup(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	id := e.send(e.inst.ServerToken, "app@example.com", []string{"someone@example.net"}, "Subject: before the backup\n\nHello.\n")
+	id := e.Send(e.Inst.ServerToken, "app@example.com", []string{"someone@example.net"}, "Subject: before the backup\n\nHello.\n")
 
-	c := wantBackup(t, getBackup(t, e.URL, e.inst.AccountToken))
-	if m, err := c.Message(e.inst.ServerID, id); err != nil || m.Subject != "before the backup" {
+	c := wantBackup(t, getBackup(t, e.URL, e.Inst.AccountToken))
+	if m, err := c.Message(e.Inst.ServerID, id); err != nil || m.Subject != "before the backup" {
 		t.Errorf("the message in the copy: %+v, %v", m, err)
 	}
-	if op, err := c.OperatorAccount(); err != nil || op != e.inst.AccountID {
+	if op, err := c.OperatorAccount(); err != nil || op != e.Inst.AccountID {
 		t.Errorf("the copy's operator account: %d, %v", op, err)
 	}
 	// The copy carries the tokens: the operator's owner token works on it.
-	if tok, err := auth.NewAuthenticator(c).Lookup(e.inst.AccountToken); err != nil || tok.AccountID != e.inst.AccountID {
+	if tok, err := auth.NewAuthenticator(c).Lookup(e.Inst.AccountToken); err != nil || tok.AccountID != e.Inst.AccountID {
 		t.Errorf("the owner token in the copy: %+v, %v", tok, err)
 	}
 
 	var admin api.NewTokenInfo
-	e.result(e.account(http.MethodPost, "/account/tokens", e.inst.AccountToken, map[string]any{"Role": "admin"})).into(&admin)
+	e.result(e.account(http.MethodPost, "/account/tokens", e.Inst.AccountToken, map[string]any{"Role": "admin"})).into(&admin)
 	acme := e.newAccount("Acme")
 	var acmeServer api.Server
 	e.result(e.account(http.MethodPost, "/servers", acme.AccountToken, map[string]any{"Name": "acme-production"})).into(&acmeServer)
@@ -111,10 +111,10 @@ func TestBackup(t *testing.T) {
 		{"not a token", accountHeader, "00000000-0000-4000-8000-000000000000"},
 		{"the operator's admin token", accountHeader, admin.Token},
 		{"another account's owner token", accountHeader, acme.AccountToken},
-		{"the operator's server token as an account token", accountHeader, e.inst.ServerToken},
-		{"the operator's server token", serverHeader, e.inst.ServerToken},
+		{"the operator's server token as an account token", accountHeader, e.Inst.ServerToken},
+		{"the operator's server token", serverHeader, e.Inst.ServerToken},
 		{"another account's server token", serverHeader, acmeServer.ApiTokens[0]},
-		{"the operator's owner token as a server token", serverHeader, e.inst.AccountToken},
+		{"the operator's owner token as a server token", serverHeader, e.Inst.AccountToken},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			status, body := e.do(http.MethodGet, "/backup", c.header, c.token, nil)
@@ -126,7 +126,7 @@ func TestBackup(t *testing.T) {
 	}
 	// Other methods do not reveal it either, even to the operator.
 	for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
-		status, body := e.account(method, "/backup", e.inst.AccountToken, nil)
+		status, body := e.account(method, "/backup", e.Inst.AccountToken, nil)
 		wantNoEndpoint(t, status, body, method, "/backup")
 	}
 }

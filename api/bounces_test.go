@@ -48,17 +48,17 @@ func (f *fixture) bounces(t *testing.T, token, query string) bounceList {
 
 // rcpt tries RCPT TO on server token's SMTP session and returns its error.
 func (e *env) rcpt(token, to string) error {
-	e.t.Helper()
+	e.T.Helper()
 	c, err := smtp.Dial(e.SMTP)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	defer c.Close()
 	if err := c.Auth(sasl.NewPlainClient("", token, token)); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if err := c.Mail("app@example.com", nil); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return c.Rcpt(to, nil)
 }
@@ -174,7 +174,7 @@ func TestBounces(t *testing.T) {
 		status, body = f.server(http.MethodGet, fmt.Sprint("/bounces/", hard.ID, "/dump"), f.tokA, nil)
 		var d struct{ Body string }
 		decodeInto(t, status, body, &d)
-		raw, err := f.st.RawMessage(f.A.ID, f.again)
+		raw, err := f.Store.RawMessage(f.A.ID, f.again)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,11 +233,11 @@ func TestBounces(t *testing.T) {
 			}
 			status, body := f.server(req[0], fmt.Sprintf(req[1], lost.ID), f.tokA, nil)
 			wantError(t, status, body, http.StatusNotFound, 1001)
-			status, body = f.server(req[0], fmt.Sprintf(req[1], hard.ID), f.inst.ServerToken, nil)
+			status, body = f.server(req[0], fmt.Sprintf(req[1], hard.ID), f.Inst.ServerToken, nil)
 			wantError(t, status, body, http.StatusNotFound, 1001)
 		}
 		// B's activate did nothing to A's recipient.
-		if _, found, _ := f.st.Suppressed(f.A.ID, "nobody@example.net"); !found {
+		if _, found, _ := f.Store.Suppressed(f.A.ID, "nobody@example.net"); !found {
 			t.Error("B's activate reactivated A's recipient")
 		}
 		var s struct{ InactiveMails int }
@@ -295,7 +295,7 @@ func TestBounces(t *testing.T) {
 			{http.MethodPut, fmt.Sprint("/bounces/", hard.ID, "/activate")}} {
 			status, body := f.server(req[0], req[1], "", nil)
 			wantError(t, status, body, http.StatusUnauthorized, 10)
-			status, body = f.account(req[0], req[1], f.inst.AccountToken, nil)
+			status, body = f.account(req[0], req[1], f.Inst.AccountToken, nil)
 			wantError(t, status, body, http.StatusUnauthorized, 10)
 		}
 	})

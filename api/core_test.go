@@ -9,7 +9,7 @@ import (
 
 func TestUnknownEndpoint(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	status, body := e.account(http.MethodGet, "/no/such/thing", e.inst.AccountToken, nil)
+	status, body := e.account(http.MethodGet, "/no/such/thing", e.Inst.AccountToken, nil)
 	wantError(t, status, body, http.StatusNotFound, 12)
 }
 
@@ -17,8 +17,8 @@ func TestUnknownEndpoint(t *testing.T) {
 // recorded Delivered by the relay, and nothing reaches the peer.
 func TestHarnessSendsThroughTheRelay(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	id := e.send(e.inst.ServerToken, "app@example.com", []string{"alice@example.net"}, "Subject: hi\n\nhello\n")
-	evs := e.waitFinal(e.inst.ServerID, id)
+	id := e.Send(e.Inst.ServerToken, "app@example.com", []string{"alice@example.net"}, "Subject: hi\n\nhello\n")
+	evs := e.WaitFinal(e.Inst.ServerID, id)
 	if len(evs) != 1 || evs[0].Type != store.EventDelivered {
 		t.Fatalf("events %+v", evs)
 	}

@@ -22,48 +22,48 @@ import (
 
 // createDomain makes a domain over the API and returns its details.
 func (e *env) createDomain(token, name string) api.DomainDetails {
-	e.t.Helper()
+	e.T.Helper()
 	var d api.DomainDetails
 	status, body := e.account(http.MethodPost, "/domains", token, map[string]any{"Name": name})
-	decodeInto(e.t, status, body, &d)
+	decodeInto(e.T, status, body, &d)
 	return d
 }
 
 func (e *env) getDomain(token string, id int64) api.DomainDetails {
-	e.t.Helper()
+	e.T.Helper()
 	var d api.DomainDetails
 	status, body := e.account(http.MethodGet, fmt.Sprintf("/domains/%d", id), token, nil)
-	decodeInto(e.t, status, body, &d)
+	decodeInto(e.T, status, body, &d)
 	return d
 }
 
 func (e *env) verifyDKIM(token string, id int64) api.DomainDetails {
-	e.t.Helper()
+	e.T.Helper()
 	var d api.DomainDetails
 	status, body := e.account(http.MethodPut, fmt.Sprintf("/domains/%d/verifyDkim", id), token, nil)
-	decodeInto(e.t, status, body, &d)
+	decodeInto(e.T, status, body, &d)
 	return d
 }
 
 // publish puts every record of d's DKIMRecords into the test's DNS.
 func (e *env) publishDKIM(d api.DomainDetails) {
 	for _, r := range d.DKIMRecords {
-		e.dns.SetTXT(r.Host, r.TextValue)
+		e.DNS.SetTXT(r.Host, r.TextValue)
 	}
 }
 
 // domainsAccount creates another account with an owner token.
 func (e *env) domainsAccount(name string) (store.Account, string) {
-	e.t.Helper()
-	acct, err := e.st.CreateAccount(name, time.Now())
+	e.T.Helper()
+	acct, err := e.Store.CreateAccount(name, time.Now())
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	token := auth.NewToken()
 	nt := auth.StoreToken(token)
 	nt.Kind, nt.AccountID, nt.Role, nt.CreatedAt = store.KindAccount, acct.ID, store.RoleOwner, time.Now()
-	if err := e.st.AddToken(nt); err != nil {
-		e.t.Fatal(err)
+	if err := e.Store.AddToken(nt); err != nil {
+		e.T.Fatal(err)
 	}
 	return acct, token
 }
@@ -88,15 +88,15 @@ func domainKeyOf(keys []store.DKIMKey, alg string) store.DKIMKey {
 
 func TestDomainCreateShape(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	status, body := e.account(http.MethodPost, "/domains", tok, map[string]any{"Name": " Mail.Example.COM. ", "ReturnPathDomain": "pm-bounces.mail.example.com"})
 	golden(t, "domain_create", body)
 	var d api.DomainDetails
 	decodeInto(t, status, body, &d)
 
-	st := domainInStore(t, e.st, d.ID)
+	st := domainInStore(t, e.Store, d.ID)
 	ed, rsa := domainKeyOf(st.Keys, "ed25519"), domainKeyOf(st.Keys, "rsa")
-	if len(st.Keys) != 2 || len(ed.PrivateKey) == 0 || len(rsa.PrivateKey) == 0 || st.AccountID != e.inst.AccountID {
+	if len(st.Keys) != 2 || len(ed.PrivateKey) == 0 || len(rsa.PrivateKey) == 0 || st.AccountID != e.Inst.AccountID {
 		t.Fatalf("stored domain %+v", st)
 	}
 	want := api.DomainDetails{
@@ -140,7 +140,7 @@ func TestDomainCreateShape(t *testing.T) {
 
 func TestDomainCreateErrors(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	e.createDomain(tok, "taken.example")
 	for _, tc := range []struct {
 		body       any
@@ -190,7 +190,7 @@ func TestDomainCreateErrors(t *testing.T) {
 
 func TestDomainListAndPaging(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	// Empty list.
 	status, body := e.account(http.MethodGet, "/domains?count=10&offset=0", tok, nil)
 	if status != 200 || strings.TrimSpace(string(body)) != `{"TotalCount":0,"Domains":[]}` {
@@ -242,7 +242,7 @@ func TestDomainListAndPaging(t *testing.T) {
 
 func TestDomainEditAndDelete(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	d := e.createDomain(tok, "edit.example")
 	path := fmt.Sprintf("/domains/%d", d.ID)
 
@@ -283,7 +283,7 @@ func TestDomainEditAndDelete(t *testing.T) {
 		status, body = e.account(m, path, tok, map[string]any{})
 		wantError(t, status, body, 404, 510)
 	}
-	if _, err := e.st.DomainByName("edit.example"); err == nil {
+	if _, err := e.Store.DomainByName("edit.example"); err == nil {
 		t.Error("the name is still indexed")
 	}
 	// The name is free again.
@@ -294,7 +294,7 @@ func TestDomainEditAndDelete(t *testing.T) {
 
 func TestDomainVerifyDKIM(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	d := e.createDomain(tok, "verify.example")
 	ed, rsa := d.DKIMRecords[0], d.DKIMRecords[1]
 
@@ -304,18 +304,18 @@ func TestDomainVerifyDKIM(t *testing.T) {
 		t.Errorf("verify before publishing: %+v", got)
 	}
 	// One of the two.
-	e.dns.SetTXT(ed.Host, ed.TextValue)
+	e.DNS.SetTXT(ed.Host, ed.TextValue)
 	if got = e.verifyDKIM(tok, d.ID); got.DKIMVerified {
 		t.Errorf("verified with the RSA record missing: %+v", got)
 	}
 	// Another key at the RSA host.
 	other := e.createDomain(tok, "other.example")
-	e.dns.SetTXT(rsa.Host, other.DKIMRecords[1].TextValue)
+	e.DNS.SetTXT(rsa.Host, other.DKIMRecords[1].TextValue)
 	if got = e.verifyDKIM(tok, d.ID); got.DKIMVerified {
 		t.Errorf("verified with a wrong RSA key: %+v", got)
 	}
 	// Both, the RSA one respaced and beside another TXT record.
-	e.dns.SetTXT(rsa.Host, "google-site-verification=abc", strings.ReplaceAll(rsa.TextValue, "; ", ";"))
+	e.DNS.SetTXT(rsa.Host, "google-site-verification=abc", strings.ReplaceAll(rsa.TextValue, "; ", ";"))
 	status, body := e.account(http.MethodPut, fmt.Sprintf("/domains/%d/verifyDkim", d.ID), tok, nil)
 	golden(t, "domain_verified", body)
 	decodeInto(t, status, body, &got)
@@ -325,7 +325,7 @@ func TestDomainVerifyDKIM(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("verified\n got %+v\nwant %+v", got, want)
 	}
-	if st := domainInStore(t, e.st, d.ID); !st.DKIMVerified || st.VerifiedAt.IsZero() {
+	if st := domainInStore(t, e.Store, d.ID); !st.DKIMVerified || st.VerifiedAt.IsZero() {
 		t.Errorf("stored after verify: %+v", st)
 	}
 	var summary api.DomainList
@@ -335,22 +335,22 @@ func TestDomainVerifyDKIM(t *testing.T) {
 	}
 
 	// A record withdrawn: unverified again; published again: verified.
-	e.dns.SetTXT(ed.Host, "v=spf1 -all")
+	e.DNS.SetTXT(ed.Host, "v=spf1 -all")
 	if got = e.verifyDKIM(tok, d.ID); got.DKIMVerified || got.DKIMHost != rsa.Host || got.DKIMUpdateStatus != "Verified" {
 		t.Errorf("verify after withdrawal: %+v", got)
 	}
-	e.dns.SetTXT(ed.Host, ed.TextValue)
+	e.DNS.SetTXT(ed.Host, ed.TextValue)
 	if got = e.verifyDKIM(tok, d.ID); !got.DKIMVerified {
 		t.Errorf("verify after publishing again: %+v", got)
 	}
 	// A DNS failure changes nothing and says so.
-	e.dns.SetServFail(rsa.Host)
+	e.DNS.SetServFail(rsa.Host)
 	status, body = e.account(http.MethodPut, fmt.Sprintf("/domains/%d/verifyDkim", d.ID), tok, nil)
 	wantError(t, status, body, http.StatusServiceUnavailable, 0)
 	if !strings.Contains(string(body), "DNS did not answer") || !strings.Contains(string(body), rsa.Host) {
 		t.Errorf("verify with SERVFAIL: %s", body)
 	}
-	if !domainInStore(t, e.st, d.ID).DKIMVerified {
+	if !domainInStore(t, e.Store, d.ID).DKIMVerified {
 		t.Error("a DNS failure unverified the domain")
 	}
 }
@@ -377,7 +377,7 @@ func TestDomainRotation(t *testing.T) {
 		}},
 		relayOpts: func(c *relay.WorkerConfig) { c.RetryMaxInterval = 200 * time.Millisecond },
 	})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	d := e.createDomain(tok, "rotate.example")
 	path := fmt.Sprintf("/domains/%d", d.ID)
 
@@ -386,22 +386,22 @@ func TestDomainRotation(t *testing.T) {
 	wantError(t, status, body, 422, 505)
 	e.publishDKIM(d)
 	e.verifyDKIM(tok, d.ID)
-	old := domainInStore(t, e.st, d.ID)
+	old := domainInStore(t, e.Store, d.ID)
 
 	// A Live server sends a message from the domain; the peer defers it,
 	// so it stays queued with its signature by the old keys.
 	srvToken := auth.NewToken()
-	srv, err := e.st.CreateServer(store.Server{AccountID: e.inst.AccountID, Name: "Live", DeliveryType: store.DeliveryLive, SmtpApiActivated: true}, auth.StoreToken(srvToken), time.Now())
+	srv, err := e.Store.CreateServer(store.Server{AccountID: e.Inst.AccountID, Name: "Live", DeliveryType: store.DeliveryLive, SmtpApiActivated: true}, auth.StoreToken(srvToken), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.route("rcpt.example")
-	msgID := e.send(srvToken, "app@rotate.example", []string{"bob@rcpt.example"}, "From: app@rotate.example\nTo: bob@rcpt.example\nSubject: hi\n\nhello\n")
+	msgID := e.Send(srvToken, "app@rotate.example", []string{"bob@rcpt.example"}, "From: app@rotate.example\nTo: bob@rcpt.example\nSubject: hi\n\nhello\n")
 	domainWaitFor(t, "the deferred attempt", func() bool {
-		evs, _ := e.st.Events(srv.ID, msgID)
+		evs, _ := e.Store.Events(srv.ID, msgID)
 		return len(evs) > 0
 	})
-	if evs, _ := e.st.Events(srv.ID, msgID); evs[0].Type != store.EventTransient || evs[0].Details.Signed != "rotate.example" {
+	if evs, _ := e.Store.Events(srv.ID, msgID); evs[0].Type != store.EventTransient || evs[0].Details.Signed != "rotate.example" {
 		t.Fatalf("first attempt: %+v", evs)
 	}
 
@@ -409,7 +409,7 @@ func TestDomainRotation(t *testing.T) {
 	golden(t, "domain_rotate", body)
 	var rot api.DomainDetails
 	decodeInto(t, status, body, &rot)
-	mid := domainInStore(t, e.st, d.ID)
+	mid := domainInStore(t, e.Store, d.ID)
 	newRSA := domainKeyOf(mid.PendingKeys, "rsa")
 	if len(mid.PendingKeys) != 2 || newRSA.Selector == domainKeyOf(old.Keys, "rsa").Selector || fmt.Sprint(mid.Keys) != fmt.Sprint(old.Keys) {
 		t.Fatalf("stored after rotate: pending %d keys, active changed %v", len(mid.PendingKeys), fmt.Sprint(mid.Keys) != fmt.Sprint(old.Keys))
@@ -431,7 +431,7 @@ func TestDomainRotation(t *testing.T) {
 		t.Fatalf("verify before publishing the new records: %+v", got)
 	}
 	// Only one of the two new records: still waiting.
-	e.dns.SetTXT(rot.DKIMRecords[3].Host, rot.DKIMRecords[3].TextValue)
+	e.DNS.SetTXT(rot.DKIMRecords[3].Host, rot.DKIMRecords[3].TextValue)
 	if got = e.verifyDKIM(tok, d.ID); got.DKIMUpdateStatus != "Pending" {
 		t.Fatalf("promoted with the Ed25519 record missing: %+v", got)
 	}
@@ -449,7 +449,7 @@ func TestDomainRotation(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after promotion\n got %+v\nwant %+v", got, want)
 	}
-	after := domainInStore(t, e.st, d.ID)
+	after := domainInStore(t, e.Store, d.ID)
 	if fmt.Sprint(after.Keys) != fmt.Sprint(mid.PendingKeys) || len(after.PendingKeys) != 0 || len(after.RevokedKeys) != 2 {
 		t.Fatalf("stored after promotion: %+v", after)
 	}
@@ -467,7 +467,7 @@ func TestDomainRotation(t *testing.T) {
 	}
 	// Once it is delivered, it is.
 	refuse.Store(false)
-	e.waitFinal(srv.ID, msgID)
+	e.WaitFinal(srv.ID, msgID)
 	if got = e.getDomain(tok, d.ID); !got.SafeToRemoveRevokedKeyFromDNS || got.DKIMRevokedHost != d.DKIMPendingHost {
 		t.Fatalf("after the delivery: %+v", got)
 	}
@@ -475,8 +475,8 @@ func TestDomainRotation(t *testing.T) {
 	if peer := e.Peer.Messages(); len(peer) != 1 || !bytes.Contains(peer[0].Data, []byte("s="+domainKeyOf(old.Keys, "rsa").Selector)) {
 		t.Fatalf("the deferred message was not sent with its first signature")
 	}
-	id2 := e.send(srvToken, "app@rotate.example", []string{"carol@rcpt.example"}, "From: app@rotate.example\nTo: carol@rcpt.example\nSubject: again\n\nhello\n")
-	e.waitFinal(srv.ID, id2)
+	id2 := e.Send(srvToken, "app@rotate.example", []string{"carol@rcpt.example"}, "From: app@rotate.example\nTo: carol@rcpt.example\nSubject: again\n\nhello\n")
+	e.WaitFinal(srv.ID, id2)
 	peer := e.Peer.Messages()
 	if len(peer) != 2 || !bytes.Contains(peer[1].Data, []byte("s="+newRSA.Selector)) || bytes.Contains(peer[1].Data, []byte("s="+domainKeyOf(old.Keys, "rsa").Selector)) {
 		t.Fatalf("the next message is not signed with the new keys only")
@@ -490,12 +490,12 @@ func TestDomainRotation(t *testing.T) {
 // missing one, on every endpoint, and changes nothing.
 func TestDomainIsolation(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	mine := e.createDomain(tok, "mine.example")
 	e.publishDKIM(mine)
 	_, otherTok := e.domainsAccount("Customer")
 	theirs := e.createDomain(otherTok, "theirs.example")
-	before := domainInStore(t, e.st, mine.ID)
+	before := domainInStore(t, e.Store, mine.ID)
 
 	missing := theirs.ID + 100
 	for _, tc := range []struct {
@@ -519,7 +519,7 @@ func TestDomainIsolation(t *testing.T) {
 		status, body = e.account(tc.method, fmt.Sprintf("/domains/abc%s", tc.suffix), otherTok, tc.body)
 		wantError(t, status, body, 404, 510)
 	}
-	if after := domainInStore(t, e.st, mine.ID); fmt.Sprint(after) != fmt.Sprint(before) {
+	if after := domainInStore(t, e.Store, mine.ID); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("another account changed the domain:\n%+v\n%+v", before, after)
 	}
 	// Each account lists its own.
@@ -545,9 +545,9 @@ func TestDomainIsolation(t *testing.T) {
 
 	// A server token is no account token, in either header.
 	for _, path := range []string{"/domains?count=10&offset=0", fmt.Sprintf("/domains/%d", mine.ID)} {
-		status, body = e.account(http.MethodGet, path, e.inst.ServerToken, nil)
+		status, body = e.account(http.MethodGet, path, e.Inst.ServerToken, nil)
 		wantError(t, status, body, 401, 10)
-		status, body = e.server(http.MethodGet, path, e.inst.ServerToken, nil)
+		status, body = e.server(http.MethodGet, path, e.Inst.ServerToken, nil)
 		wantError(t, status, body, 401, 10)
 		status, body = e.account(http.MethodGet, path, "", nil)
 		wantError(t, status, body, 401, 10)
@@ -573,7 +573,7 @@ func domainWaitFor(t *testing.T, what string, cond func() bool) {
 // claim cannot take it.
 func TestDomainClaimOverAPI(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	squatter := e.inst.AccountToken
+	squatter := e.Inst.AccountToken
 	_, ownerTok := e.domainsAccount("Brand owner")
 	_, thirdTok := e.domainsAccount("Third")
 	squat := e.createDomain(squatter, "brand.example")
@@ -594,10 +594,10 @@ func TestDomainClaimOverAPI(t *testing.T) {
 	}
 	status, body := e.account(http.MethodGet, fmt.Sprintf("/domains/%d", squat.ID), squatter, nil)
 	wantError(t, status, body, 404, 510)
-	if d, err := e.st.DomainByName("brand.example"); err != nil || d.ID != claim.ID {
+	if d, err := e.Store.DomainByName("brand.example"); err != nil || d.ID != claim.ID {
 		t.Fatalf("the sender policy's domain: %+v %v", d, err)
 	}
-	events, err := e.st.AccountEvents(e.inst.AccountID)
+	events, err := e.Store.AccountEvents(e.Inst.AccountID)
 	if err != nil || len(events) != 1 || events[0].Type != store.AccountEventDomainLost || events[0].Domain != "brand.example" {
 		t.Fatalf("the squatter's log: %+v %v", events, err)
 	}

@@ -209,7 +209,7 @@ func newIsoWorld(t *testing.T) *isoWorld {
 	w := &isoWorld{env: e}
 	cust := e.newAccount("Customer")
 	w.accounts = []*isoAccount{
-		{name: "operator", id: e.inst.AccountID, owner: e.inst.AccountToken},
+		{name: "operator", id: e.Inst.AccountID, owner: e.Inst.AccountToken},
 		{name: "customer", id: cust.ID, owner: cust.AccountToken},
 	}
 	for _, a := range w.accounts {
@@ -226,14 +226,14 @@ func newIsoWorld(t *testing.T) *isoWorld {
 				tag: "tag-" + name, subject: "subject-" + name,
 			}
 			from := "app@" + a.domain.Name
-			s.message = e.send(s.token, from, []string{s.rcpt, s.nobody}, fmt.Sprintf(
+			s.message = e.Send(s.token, from, []string{s.rcpt, s.nobody}, fmt.Sprintf(
 				"From: %s\nTo: %s, %s\nSubject: %s\nX-PM-Tag: %s\n\nHello from %s.\n", from, s.rcpt, s.nobody, s.subject, s.tag, name))
 			a.servers = append(a.servers, s)
 			w.servers = append(w.servers, s)
 		}
 	}
 	for _, s := range w.servers {
-		evs := e.waitFinal(s.srv.ID, s.message)
+		evs := e.WaitFinal(s.srv.ID, s.message)
 		types := map[string]string{}
 		for _, ev := range evs {
 			types[ev.Recipient] = ev.Type
@@ -268,23 +268,23 @@ func newIsoWorld(t *testing.T) *isoWorld {
 
 // exists says whether any of x's IDs names something.
 func (w *isoWorld) exists(x refs) bool {
-	if _, err := w.st.Server(x.server); err == nil {
+	if _, err := w.Store.Server(x.server); err == nil {
 		return true
 	}
-	if _, err := w.st.Domain(x.domain); err == nil {
+	if _, err := w.Store.Domain(x.domain); err == nil {
 		return true
 	}
-	if _, err := w.st.Account(x.account); err == nil {
+	if _, err := w.Store.Account(x.account); err == nil {
 		return true
 	}
 	for _, s := range w.servers {
 		if strings.HasPrefix(s.token, x.prefix) || strings.HasPrefix(s.token, x.acctTok) {
 			return true
 		}
-		if _, err := w.st.Message(s.srv.ID, x.message); err == nil {
+		if _, err := w.Store.Message(s.srv.ID, x.message); err == nil {
 			return true
 		}
-		if _, err := w.st.Bounce(s.srv.ID, x.bounceID); err == nil {
+		if _, err := w.Store.Bounce(s.srv.ID, x.bounceID); err == nil {
 			return true
 		}
 	}
@@ -372,12 +372,12 @@ func TestIsolationMatrix(t *testing.T) {
 	// A snapshot of what nothing in the matrix may change.
 	domainsBefore := map[int64]string{}
 	for _, a := range w.accounts {
-		domainsBefore[a.domain.ID] = fmt.Sprint(domainInStore(t, w.st, a.domain.ID))
+		domainsBefore[a.domain.ID] = fmt.Sprint(domainInStore(t, w.Store, a.domain.ID))
 	}
 	serversBefore := func() map[int64]store.Server {
 		out := map[int64]store.Server{}
 		for _, s := range w.servers {
-			srv, err := w.st.Server(s.srv.ID)
+			srv, err := w.Store.Server(s.srv.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -455,7 +455,7 @@ func TestIsolationMatrix(t *testing.T) {
 		}
 		// Nobody reactivated another's bounce.
 		for _, s := range w.servers {
-			if b, err := w.st.Bounce(s.srv.ID, s.bounce); err != nil || !b.Inactive {
+			if b, err := w.Store.Bounce(s.srv.ID, s.bounce); err != nil || !b.Inactive {
 				t.Errorf("%s's bounce: %+v, %v", s.name(), b, err)
 			}
 		}
@@ -656,15 +656,15 @@ func TestIsolationMatrix(t *testing.T) {
 		// the answer says no more than one's own account would be told.
 		// (One not proven can be claimed: TestDomainClaimOverAPI.)
 		for _, a := range w.accounts {
-			d, err := w.st.Domain(a.domain.ID)
+			d, err := w.Store.Domain(a.domain.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
 			d.DKIMVerified = true
-			if err := w.st.UpdateDomain(d); err != nil {
+			if err := w.Store.UpdateDomain(d); err != nil {
 				t.Fatal(err)
 			}
-			domainsBefore[a.domain.ID] = fmt.Sprint(domainInStore(t, w.st, a.domain.ID))
+			domainsBefore[a.domain.ID] = fmt.Sprint(domainInStore(t, w.Store, a.domain.ID))
 		}
 		for _, a := range w.accounts {
 			for _, o := range w.accounts {
@@ -724,14 +724,14 @@ func TestIsolationMatrix(t *testing.T) {
 				}
 			}
 		}
-		if _, err := w.st.Account(cust.id); err != nil {
+		if _, err := w.Store.Account(cust.id); err != nil {
 			t.Fatalf("the customer account: %v", err)
 		}
 	})
 
 	// Nothing above changed what it must not.
 	for _, a := range w.accounts {
-		if got := fmt.Sprint(domainInStore(t, w.st, a.domain.ID)); got != domainsBefore[a.domain.ID] {
+		if got := fmt.Sprint(domainInStore(t, w.Store, a.domain.ID)); got != domainsBefore[a.domain.ID] {
 			t.Errorf("the domain %s changed:\n%s\n%s", a.domain.Name, domainsBefore[a.domain.ID], got)
 		}
 		for _, tok := range []string{a.owner, a.admin} {
@@ -814,8 +814,8 @@ func (w *isoWorld) checkAccountListing(t *testing.T, pattern string, a *isoAccou
 		for _, s := range a.servers {
 			want = append(want, s.srv.ID)
 		}
-		if a.id == w.inst.AccountID {
-			want = append(want, w.inst.ServerID)
+		if a.id == w.Inst.AccountID {
+			want = append(want, w.Inst.ServerID)
 		}
 		var got []int64
 		for _, s := range l.Servers {

@@ -16,7 +16,7 @@ import (
 // validation, and who may change them.
 func TestServerLimitsAndRetention(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	srv := e.createServer(tok, map[string]any{"Name": "limited", "RateLimitPerMinute": 60, "DailyQuota": 1000})
 	if srv.RateLimitPerMinute != 60 || srv.DailyQuota != 1000 || srv.RetentionDays != store.DefaultRetentionDays {
 		t.Fatalf("created: %+v", srv)
@@ -31,7 +31,7 @@ func TestServerLimitsAndRetention(t *testing.T) {
 	if got.RateLimitPerMinute != 0 || got.DailyQuota != 1000 || got.RetentionDays != 7 {
 		t.Fatalf("edited: %+v", got)
 	}
-	stored, err := e.st.Server(srv.ID)
+	stored, err := e.Store.Server(srv.ID)
 	if err != nil || stored.RateLimitPerMinute != 0 || stored.DailyQuota != 1000 || stored.RetentionDays != 7 {
 		t.Fatalf("stored: %+v %v", stored, err)
 	}
@@ -72,14 +72,14 @@ func TestServerLimitsAndRetention(t *testing.T) {
 			}
 		})
 	}
-	if after, _ := e.st.Server(srv.ID); after.RetentionDays != 7 || after.DailyQuota != 1000 {
+	if after, _ := e.Store.Server(srv.ID); after.RetentionDays != 7 || after.DailyQuota != 1000 {
 		t.Fatalf("refused edits changed the server: %+v", after)
 	}
 
 	// A server token cannot lift its own limits or change its retention,
 	// but may send them back unchanged (GET, then PUT what it got).
-	own := e.inst.ServerToken
-	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", e.inst.ServerID), tok, map[string]any{"RateLimitPerMinute": 10})).into(&got)
+	own := e.Inst.ServerToken
+	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", e.Inst.ServerID), tok, map[string]any{"RateLimitPerMinute": 10})).into(&got)
 	for _, body := range []map[string]any{{"RateLimitPerMinute": 0}, {"DailyQuota": 5}, {"RetentionDays": 365}} {
 		status, data := e.server(http.MethodPut, "/server", own, body)
 		wantError(t, status, data, http.StatusUnprocessableEntity, 403)
@@ -122,10 +122,10 @@ func TestPurgedMessagesAreNotFound(t *testing.T) {
 	}
 	// B keeps its mail for 100 days.
 	e := f.env
-	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", f.B.ID), e.inst.AccountToken, map[string]any{"RetentionDays": 100})).into(new(api.Server))
+	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", f.B.ID), e.Inst.AccountToken, map[string]any{"RetentionDays": 100})).into(new(api.Server))
 
 	// 46 days on, A's default retention of 45 days has passed.
-	if _, err := e.st.PurgeExpired(context.Background(), time.Now().Add(46*24*time.Hour), 2); err != nil {
+	if _, err := e.Store.PurgeExpired(context.Background(), time.Now().Add(46*24*time.Hour), 2); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{f.welcome, f.invoice, f.again} {
@@ -168,9 +168,9 @@ func TestPurgedMessagesAreNotFound(t *testing.T) {
 // it got.
 func TestServerTokenCannotChangeSMTPSwitch(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok, own := e.inst.AccountToken, e.inst.ServerToken
+	tok, own := e.Inst.AccountToken, e.Inst.ServerToken
 	var got api.Server
-	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", e.inst.ServerID), tok, map[string]any{"SmtpApiActivated": false})).into(&got)
+	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", e.Inst.ServerID), tok, map[string]any{"SmtpApiActivated": false})).into(&got)
 	if got.SmtpApiActivated {
 		t.Fatalf("the account token did not turn SMTP off: %+v", got)
 	}
@@ -180,10 +180,10 @@ func TestServerTokenCannotChangeSMTPSwitch(t *testing.T) {
 	if err := json.Unmarshal(body, &apiErr); err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf("SmtpApiActivated can be changed only with an account token (PUT /servers/%d), not with the server's token.", e.inst.ServerID); apiErr.Message != want {
+	if want := fmt.Sprintf("SmtpApiActivated can be changed only with an account token (PUT /servers/%d), not with the server's token.", e.Inst.ServerID); apiErr.Message != want {
 		t.Errorf("message %q, want %q", apiErr.Message, want)
 	}
-	if after, _ := e.st.Server(e.inst.ServerID); after.SmtpApiActivated {
+	if after, _ := e.Store.Server(e.Inst.ServerID); after.SmtpApiActivated {
 		t.Fatal("the server token turned SMTP back on")
 	}
 	e.result(e.server(http.MethodPut, "/server", own, map[string]any{"Name": "Mine", "SmtpApiActivated": false})).into(&got)
@@ -197,7 +197,7 @@ func TestServerTokenCannotChangeSMTPSwitch(t *testing.T) {
 // 422 with a Postmark error naming the cap, and nothing is created.
 func TestTenantCaps(t *testing.T) {
 	e := newEnv(t, envOptions{caps: store.Caps{DomainsPerAccount: 2, ServersPerAccount: 2, TokensPerServer: 2}})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	capped := func(what string, status int, body []byte, setting string, limit int, noun string) {
 		t.Helper()
 		wantError(t, status, body, http.StatusUnprocessableEntity, 403)
@@ -222,20 +222,20 @@ func TestTenantCaps(t *testing.T) {
 	capped("a third server", status, body, "max-servers-per-account", 2, "servers per account")
 
 	// The server has its first token; one more reaches the cap.
-	path := fmt.Sprintf("/servers/%d/tokens", e.inst.ServerID)
+	path := fmt.Sprintf("/servers/%d/tokens", e.Inst.ServerID)
 	e.result(e.account(http.MethodPost, path, tok, nil))
 	status, body = e.account(http.MethodPost, path, tok, nil)
 	capped("a third token", status, body, "max-tokens-per-server", 2, "tokens per server")
 
-	servers, err := e.st.ListServers(e.inst.AccountID)
+	servers, err := e.Store.ListServers(e.Inst.AccountID)
 	if err != nil || len(servers) != 2 {
 		t.Errorf("%d servers (%v), want 2", len(servers), err)
 	}
-	tokens, err := e.st.ServerTokens(e.inst.ServerID)
+	tokens, err := e.Store.ServerTokens(e.Inst.ServerID)
 	if err != nil || len(tokens) != 2 {
 		t.Errorf("%d tokens (%v), want 2", len(tokens), err)
 	}
-	domains, err := e.st.Domains(e.inst.AccountID)
+	domains, err := e.Store.Domains(e.Inst.AccountID)
 	if err != nil || len(domains) != 2 {
 		t.Errorf("%d domains (%v), want 2", len(domains), err)
 	}

@@ -267,11 +267,11 @@ func (a *API) messageDetails(w http.ResponseWriter, r *http.Request, srv store.S
 	}
 	body := message.ParseBody(raw)
 	out := OutboundMessageDetails{
-		OutboundMessage:   messageView(m),
-		TextBody:      body.Text,
-		HtmlBody:      body.HTML,
-		Body:          string(raw),
-		MessageEvents: make([]MessageEvent, 0, len(evs)),
+		OutboundMessage: messageView(m),
+		TextBody:        body.Text,
+		HtmlBody:        body.HTML,
+		Body:            string(raw),
+		MessageEvents:   make([]MessageEvent, 0, len(evs)),
 	}
 	for _, ev := range evs {
 		ej := MessageEvent{Recipient: ev.Recipient, Type: ev.Type, ReceivedAt: ev.ReceivedAt.UTC()}

@@ -11,26 +11,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/store"
 )
-
-// liveServer creates a Live server in the operator's account straight in
-// the store (the servers API is not what these tests are about) and
-// returns it with its token.
-func (e *env) liveServer(name string) (store.Server, string) {
-	e.t.Helper()
-	tok := auth.NewToken()
-	srv, err := e.st.CreateServer(store.Server{
-		AccountID: e.inst.AccountID, Name: name, Color: "Blue",
-		DeliveryType: store.DeliveryLive, SmtpApiActivated: true,
-	}, auth.StoreToken(tok), time.Now())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return srv, tok
-}
 
 // The peer's answers to RCPT: nobody* does not exist, full* has a full
 // mailbox, later* is deferred; everyone else is accepted.
@@ -102,46 +85,46 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	e := newEnv(t, envOptions{peer: peerReplies})
 	f := &fixture{env: e}
-	f.A, f.tokA = e.liveServer("Live A")
-	f.B, f.tokB = e.liveServer("Live B")
+	f.A, f.tokA = e.LiveServer("Live A")
+	f.B, f.tokB = e.LiveServer("Live B")
 	e.route("example.net")
 	e.route("example.org")
 
-	f.welcome = e.send(f.tokA, "app@example.com", []string{"alice@example.net"}, welcomeMIME)
-	e.waitFinal(f.A.ID, f.welcome)
-	f.invoice = e.send(f.tokA, "billing@example.com", []string{"bob@example.org", "carol@example.net"},
+	f.welcome = e.Send(f.tokA, "app@example.com", []string{"alice@example.net"}, welcomeMIME)
+	e.WaitFinal(f.A.ID, f.welcome)
+	f.invoice = e.Send(f.tokA, "billing@example.com", []string{"bob@example.org", "carol@example.net"},
 		"From: Billing <billing@example.com>\nTo: bob@example.org\nCc: Carol <carol@example.net>\nSubject: Your invoice\nX-PM-Tag: invoice\n\nPlease pay.\n")
-	e.waitFinal(f.A.ID, f.invoice)
-	f.again = e.send(f.tokA, "app@example.com", []string{"nobody@example.net", "dave@example.net", "full@example.org"},
+	e.WaitFinal(f.A.ID, f.invoice)
+	f.again = e.Send(f.tokA, "app@example.com", []string{"nobody@example.net", "dave@example.net", "full@example.org"},
 		"From: app@example.com\nTo: nobody@example.net, dave@example.net, full@example.org\nSubject: Welcome again\nX-PM-Tag: welcome\n\nHi.\n")
-	e.waitFinal(f.A.ID, f.again)
-	f.deferred = e.send(f.tokA, "app@example.com", []string{"later@example.net"},
+	e.WaitFinal(f.A.ID, f.again)
+	f.deferred = e.Send(f.tokA, "app@example.com", []string{"later@example.net"},
 		"From: app@example.com\nTo: later@example.net\nSubject: Deferred\n\nSoon.\n")
 	f.waitEvent(f.A.ID, f.deferred, store.EventTransient)
-	f.lost = e.send(f.tokB, "b@example.com", []string{"nobody2@example.org"},
+	f.lost = e.Send(f.tokB, "b@example.com", []string{"nobody2@example.org"},
 		"From: b@example.com\nTo: nobody2@example.org\nSubject: Lost\nX-PM-Tag: b\n\nGone.\n")
-	e.waitFinal(f.B.ID, f.lost)
+	e.WaitFinal(f.B.ID, f.lost)
 	return f
 }
 
 // waitEvent waits until a message has an event of type typ.
 func (e *env) waitEvent(serverID int64, id, typ string) {
-	e.t.Helper()
+	e.T.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		evs, err := e.st.Events(serverID, id)
+		evs, err := e.Store.Events(serverID, id)
 		if err != nil {
-			e.t.Fatal(err)
+			e.T.Fatal(err)
 		}
 		for _, ev := range evs {
 			if ev.Type == typ {
 				return
 			}
 		}
-		e.worker.Notify()
+		e.Notify()
 		time.Sleep(10 * time.Millisecond)
 	}
-	e.t.Fatalf("message %s has no %s event", id, typ)
+	e.T.Fatalf("message %s has no %s event", id, typ)
 }
 
 type addressOut struct {
@@ -207,7 +190,7 @@ func TestMessages(t *testing.T) {
 		}
 		sameIDs(t, "newest first", ids(l.Messages), all)
 		m := l.Messages[3] // welcome
-		stored, err := f.st.Message(f.A.ID, f.welcome)
+		stored, err := f.Store.Message(f.A.ID, f.welcome)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,11 +241,11 @@ func TestMessages(t *testing.T) {
 	})
 
 	t.Run("filters", func(t *testing.T) {
-		inv, err := f.st.Message(f.A.ID, f.invoice)
+		inv, err := f.Store.Message(f.A.ID, f.invoice)
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := f.st.Message(f.A.ID, f.again)
+		again, err := f.Store.Message(f.A.ID, f.again)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +318,7 @@ func TestMessages(t *testing.T) {
 			}
 		}
 		decodeInto(t, status, body, &d)
-		raw, err := f.st.RawMessage(f.A.ID, f.welcome)
+		raw, err := f.Store.RawMessage(f.A.ID, f.welcome)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -400,7 +383,7 @@ func TestMessages(t *testing.T) {
 		golden(t, "message_dump", body)
 		var d struct{ Body string }
 		decodeInto(t, status, body, &d)
-		raw, err := f.st.RawMessage(f.A.ID, f.welcome)
+		raw, err := f.Store.RawMessage(f.A.ID, f.welcome)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +416,7 @@ func TestMessages(t *testing.T) {
 			status, body := f.server(http.MethodGet, "/messages/outbound/"+f.lost+suffix, f.tokA, nil)
 			wantError(t, status, body, http.StatusNotFound, 701)
 			// The Sandbox server of the installation sees none either.
-			status, body = f.server(http.MethodGet, "/messages/outbound/"+f.welcome+suffix, f.inst.ServerToken, nil)
+			status, body = f.server(http.MethodGet, "/messages/outbound/"+f.welcome+suffix, f.Inst.ServerToken, nil)
 			wantError(t, status, body, http.StatusNotFound, 701)
 		}
 		l := f.search(t, f.tokB, "count=500&offset=0")
@@ -454,9 +437,9 @@ func TestMessages(t *testing.T) {
 			wantError(t, status, body, http.StatusUnauthorized, 10)
 			status, body = f.server(http.MethodGet, path, "wrong", nil)
 			wantError(t, status, body, http.StatusUnauthorized, 10)
-			status, body = f.account(http.MethodGet, path, f.inst.AccountToken, nil)
+			status, body = f.account(http.MethodGet, path, f.Inst.AccountToken, nil)
 			wantError(t, status, body, http.StatusUnauthorized, 10)
-			status, body = f.server(http.MethodGet, path, f.inst.AccountToken, nil)
+			status, body = f.server(http.MethodGet, path, f.Inst.AccountToken, nil)
 			wantError(t, status, body, http.StatusUnauthorized, 10)
 		}
 	})
@@ -467,9 +450,9 @@ func TestMessages(t *testing.T) {
 // messages are delivered without events reaching anyone.
 func TestMessageDetailsPlainAndSandbox(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	id := e.send(e.inst.ServerToken, "app@example.com", []string{"x@example.net"}, "Subject: plain\n\nJust text.\n")
-	e.waitFinal(e.inst.ServerID, id)
-	status, body := e.server(http.MethodGet, "/messages/outbound/"+id+"/details", e.inst.ServerToken, nil)
+	id := e.Send(e.Inst.ServerToken, "app@example.com", []string{"x@example.net"}, "Subject: plain\n\nJust text.\n")
+	e.WaitFinal(e.Inst.ServerID, id)
+	status, body := e.server(http.MethodGet, "/messages/outbound/"+id+"/details", e.Inst.ServerToken, nil)
 	var d struct {
 		TextBody, HtmlBody string
 		Status             string
@@ -501,9 +484,9 @@ func TestMessageDetailsDecodeLatin1(t *testing.T) {
 	raw := "Subject: =?ISO-8859-1?Q?Caf=E9?=\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n" +
 		"--b\nContent-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: 8bit\n\nCaf\xe9 cr\xe8me\n" +
 		"--b\nContent-Type: application/pdf; name=\"=?ISO-8859-1?Q?r=E9sum=E9.pdf?=\"\nContent-Disposition: attachment\n\n%PDF\n--b--\n"
-	id := e.send(e.inst.ServerToken, "app@example.com", []string{"x@example.net"}, raw)
-	e.waitFinal(e.inst.ServerID, id)
-	status, body := e.server(http.MethodGet, "/messages/outbound/"+id+"/details", e.inst.ServerToken, nil)
+	id := e.Send(e.Inst.ServerToken, "app@example.com", []string{"x@example.net"}, raw)
+	e.WaitFinal(e.Inst.ServerID, id)
+	status, body := e.server(http.MethodGet, "/messages/outbound/"+id+"/details", e.Inst.ServerToken, nil)
 	var d struct {
 		Subject, TextBody string
 		Attachments       []string

@@ -38,9 +38,9 @@ func TestPagingOutOfRange(t *testing.T) {
 			var status int
 			var body []byte
 			if rt.server {
-				status, body = e.server("GET", path, e.inst.ServerToken, nil)
+				status, body = e.server("GET", path, e.Inst.ServerToken, nil)
 			} else {
-				status, body = e.account("GET", path, e.inst.AccountToken, nil)
+				status, body = e.account("GET", path, e.Inst.AccountToken, nil)
 			}
 			if status != http.StatusUnprocessableEntity {
 				t.Errorf("GET %s: status %d, want 422: %s", path, status, body)

@@ -20,7 +20,7 @@ import (
 // revoked, SMTP AUTH with it fails.
 func TestRoundTrip(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	acct := e.inst.AccountToken
+	acct := e.Inst.AccountToken
 	e.createDomain(acct, "shop.example") // so that the relay signs
 	srv := e.createServer(acct, map[string]any{"Name": "round trip", "DeliveryType": "Live"})
 	if srv.DeliveryType != "Live" || len(srv.ApiTokens) != 1 {
@@ -31,8 +31,8 @@ func TestRoundTrip(t *testing.T) {
 
 	const rcpt = "alice@example.net"
 	sent := "From: Shop <orders@shop.example>\nTo: Alice <alice@example.net>\nSubject: Your order\n\nIt ships today.\n..and this line starts with a dot.\n"
-	id := e.send(token, "orders@shop.example", []string{rcpt}, sent)
-	e.waitFinal(srv.ID, id)
+	id := e.Send(token, "orders@shop.example", []string{rcpt}, sent)
+	e.WaitFinal(srv.ID, id)
 
 	// Search.
 	var found messageList
@@ -65,7 +65,7 @@ func TestRoundTrip(t *testing.T) {
 	// The dump is the stored message, byte for byte ...
 	var dump struct{ Body string }
 	e.result(e.server(http.MethodGet, "/messages/outbound/"+id+"/dump", token, nil)).into(&dump)
-	stored, err := e.st.RawMessage(srv.ID, id)
+	stored, err := e.Store.RawMessage(srv.ID, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ type decoded struct {
 }
 
 // result holds an answer for into: e.result(e.account(…)).into(&v).
-func (e *env) result(status int, body []byte) decoded { return decoded{e.t, status, body} }
+func (e *env) result(status int, body []byte) decoded { return decoded{e.T, status, body} }
 
 func (d decoded) into(v any) {
 	d.t.Helper()
@@ -35,7 +35,7 @@ func (d decoded) into(v any) {
 // createServer creates a server over HTTP with the account token and
 // returns it (ApiTokens holding its token in full).
 func (e *env) createServer(token string, body any) api.Server {
-	e.t.Helper()
+	e.T.Helper()
 	var srv api.Server
 	e.result(e.account(http.MethodPost, "/servers", token, body)).into(&srv)
 	return srv
@@ -44,10 +44,10 @@ func (e *env) createServer(token string, body any) api.Server {
 // authError tries SMTP AUTH with token and returns the SMTP error (nil if
 // AUTH succeeded).
 func (e *env) authError(token string) *smtp.SMTPError {
-	e.t.Helper()
+	e.T.Helper()
 	c, err := smtp.Dial(e.SMTP)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	defer c.Close()
 	err = c.Auth(sasl.NewPlainClient("", token, token))
@@ -57,7 +57,7 @@ func (e *env) authError(token string) *smtp.SMTPError {
 	}
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) {
-		e.t.Fatalf("AUTH: %v", err)
+		e.T.Fatalf("AUTH: %v", err)
 	}
 	return se
 }
@@ -93,7 +93,7 @@ func TestServerCreateAndGet(t *testing.T) {
 		"Pinned":                     true,
 		"SomethingUnknown":           "ignored",
 	}
-	status, data := e.account(http.MethodPost, "/servers", e.inst.AccountToken, body)
+	status, data := e.account(http.MethodPost, "/servers", e.Inst.AccountToken, body)
 	golden(t, "server_create", data)
 	var srv api.Server
 	decodeInto(t, status, data, &srv)
@@ -126,7 +126,7 @@ func TestServerCreateAndGet(t *testing.T) {
 	if fmt.Sprint(srv) != fmt.Sprint(want) {
 		t.Fatalf("created:\n got %+v\nwant %+v", srv, want)
 	}
-	if srv.ID == e.inst.ServerID || len(srv.InboundHash) != 32 {
+	if srv.ID == e.Inst.ServerID || len(srv.InboundHash) != 32 {
 		t.Fatalf("ID %d, InboundHash %q", srv.ID, srv.InboundHash)
 	}
 	// The token in full, there only: it works for the server-level API.
@@ -141,7 +141,7 @@ func TestServerCreateAndGet(t *testing.T) {
 	}
 
 	// GET /servers/{id}: the same object, the token masked.
-	status, data = e.account(http.MethodGet, fmt.Sprintf("/servers/%d", srv.ID), e.inst.AccountToken, nil)
+	status, data = e.account(http.MethodGet, fmt.Sprintf("/servers/%d", srv.ID), e.Inst.AccountToken, nil)
 	golden(t, "server", data)
 	var got api.Server
 	decodeInto(t, status, data, &got)
@@ -154,7 +154,7 @@ func TestServerCreateAndGet(t *testing.T) {
 	}
 
 	// Only Name is required; the defaults are Postmark's.
-	minimal := e.createServer(e.inst.AccountToken, map[string]any{"Name": "minimal"})
+	minimal := e.createServer(e.Inst.AccountToken, map[string]any{"Name": "minimal"})
 	if minimal.Color != "Purple" || minimal.DeliveryType != "Live" || !minimal.SmtpApiActivated || minimal.TrackLinks != "None" ||
 		minimal.Pinned || minimal.TrackOpens || minimal.RawEmailEnabled || minimal.InboundDomain != "" || minimal.BounceHookUrl != "" ||
 		minimal.InboundAddress != minimal.InboundHash+"@inbound.postern.test" {
@@ -164,7 +164,7 @@ func TestServerCreateAndGet(t *testing.T) {
 
 func TestServerValidation(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	e.createServer(tok, map[string]any{"Name": "Taken"})
 	long := strings.Repeat("x", 101)
 	for _, tc := range []struct {
@@ -221,7 +221,7 @@ func TestServerValidation(t *testing.T) {
 
 func TestServerEdit(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	srv := e.createServer(tok, map[string]any{"Name": "staging", "Color": "Red", "BounceHookUrl": "https://h.example.com/b"})
 	path := fmt.Sprintf("/servers/%d", srv.ID)
 
@@ -270,7 +270,7 @@ func TestServerEdit(t *testing.T) {
 			wantError(t, status, body, http.StatusUnprocessableEntity, tc.code)
 		})
 	}
-	stored, err := e.st.Server(srv.ID)
+	stored, err := e.Store.Server(srv.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +286,7 @@ func TestServerEdit(t *testing.T) {
 
 func TestServersList(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	for _, s := range []struct {
 		name   string
 		pinned bool
@@ -358,11 +358,11 @@ func TestServersList(t *testing.T) {
 
 func TestServerDelete(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	tok := e.inst.AccountToken
+	tok := e.Inst.AccountToken
 	srv := e.createServer(tok, map[string]any{"Name": "doomed", "DeliveryType": "Sandbox"})
 	srvToken := srv.ApiTokens[0]
-	id := e.send(srvToken, "app@example.com", []string{"alice@example.net"}, "Subject: bye\n\nbye\n")
-	e.waitFinal(srv.ID, id)
+	id := e.Send(srvToken, "app@example.com", []string{"alice@example.net"}, "Subject: bye\n\nbye\n")
+	e.WaitFinal(srv.ID, id)
 	path := fmt.Sprintf("/servers/%d", srv.ID)
 
 	// An admin token may do everything but delete.
@@ -390,29 +390,29 @@ func TestServerDelete(t *testing.T) {
 	wantError(t, status, body, http.StatusNotFound, 601)
 	status, body = e.account(http.MethodDelete, path, tok, nil)
 	wantError(t, status, body, http.StatusNotFound, 601)
-	if _, err := e.st.Message(srv.ID, id); !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrServerMissing) {
+	if _, err := e.Store.Message(srv.ID, id); !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrServerMissing) {
 		t.Fatalf("the deleted server's message: %v", err)
 	}
-	if toks, _ := e.st.ServerTokens(srv.ID); len(toks) != 0 {
+	if toks, _ := e.Store.ServerTokens(srv.ID); len(toks) != 0 {
 		t.Fatalf("tokens left: %+v", toks)
 	}
 	wantAuthRefused(t, e, srvToken, "the deleted server's token")
 	status, body = e.server(http.MethodGet, "/server", srvToken, nil)
 	wantError(t, status, body, http.StatusUnauthorized, 10)
 	// The init server is untouched.
-	e.send(e.inst.ServerToken, "app@example.com", []string{"bob@example.net"}, "Subject: still\n\nhere\n")
+	e.Send(e.Inst.ServerToken, "app@example.com", []string{"bob@example.net"}, "Subject: still\n\nhere\n")
 }
 
 func TestServerIsolation(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	other := e.newAccount("Customer")
-	mine := e.createServer(e.inst.AccountToken, map[string]any{"Name": "mine"})
+	mine := e.createServer(e.Inst.AccountToken, map[string]any{"Name": "mine"})
 	theirs := e.createServer(other.AccountToken, map[string]any{"Name": "mine"}) // the same name in another account is fine
 
 	for _, c := range []struct {
 		token string
 		srv   api.Server
-	}{{other.AccountToken, mine}, {e.inst.AccountToken, theirs}} {
+	}{{other.AccountToken, mine}, {e.Inst.AccountToken, theirs}} {
 		base := fmt.Sprintf("/servers/%d", c.srv.ID)
 		missing := "/servers/999999"
 		for _, r := range []struct {
@@ -441,7 +441,7 @@ func TestServerIsolation(t *testing.T) {
 		t.Fatalf("the other account's list: %+v", l)
 	}
 	// Nothing changed.
-	if s, _ := e.st.Server(mine.ID); s.Name != "mine" {
+	if s, _ := e.Store.Server(mine.ID); s.Name != "mine" {
 		t.Fatalf("my server: %+v", s)
 	}
 	if e.authError(mine.ApiTokens[0]) != nil || e.authError(theirs.ApiTokens[0]) != nil {
@@ -450,11 +450,11 @@ func TestServerIsolation(t *testing.T) {
 
 	// Account tokens are not server tokens, and the reverse: 401, code 10.
 	for _, tc := range []struct{ method, path, header, token string }{
-		{http.MethodGet, "/server", serverHeader, e.inst.AccountToken},
-		{http.MethodGet, "/server", accountHeader, e.inst.ServerToken},
+		{http.MethodGet, "/server", serverHeader, e.Inst.AccountToken},
+		{http.MethodGet, "/server", accountHeader, e.Inst.ServerToken},
 		{http.MethodGet, "/server", serverHeader, ""},
-		{http.MethodGet, "/servers?count=1&offset=0", accountHeader, e.inst.ServerToken},
-		{http.MethodGet, "/servers?count=1&offset=0", serverHeader, e.inst.AccountToken},
+		{http.MethodGet, "/servers?count=1&offset=0", accountHeader, e.Inst.ServerToken},
+		{http.MethodGet, "/servers?count=1&offset=0", serverHeader, e.Inst.AccountToken},
 		{http.MethodGet, fmt.Sprintf("/servers/%d", mine.ID), accountHeader, mine.ApiTokens[0]},
 		{http.MethodGet, "/servers?count=1&offset=0", accountHeader, "00000000-0000-4000-8000-000000000000"},
 		{http.MethodGet, fmt.Sprintf("/servers/%d/tokens", mine.ID), accountHeader, ""},
@@ -466,23 +466,23 @@ func TestServerIsolation(t *testing.T) {
 
 func TestServerLevel(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	status, data := e.server(http.MethodGet, "/server", e.inst.ServerToken, nil)
+	status, data := e.server(http.MethodGet, "/server", e.Inst.ServerToken, nil)
 	golden(t, "server_own", data)
 	var srv api.Server
 	decodeInto(t, status, data, &srv)
-	if srv.ID != e.inst.ServerID || srv.Name != "Default" || srv.DeliveryType != "Sandbox" || srv.Color != "Purple" ||
-		!srv.SmtpApiActivated || len(srv.ApiTokens) != 1 || srv.ApiTokens[0] != auth.Mask(e.inst.ServerToken[:8]) {
+	if srv.ID != e.Inst.ServerID || srv.Name != "Default" || srv.DeliveryType != "Sandbox" || srv.Color != "Purple" ||
+		!srv.SmtpApiActivated || len(srv.ApiTokens) != 1 || srv.ApiTokens[0] != auth.Mask(e.Inst.ServerToken[:8]) {
 		t.Fatalf("GET /server: %+v", srv)
 	}
 	// The same object as the account sees.
 	var same api.Server
-	e.result(e.account(http.MethodGet, fmt.Sprintf("/servers/%d", srv.ID), e.inst.AccountToken, nil)).into(&same)
+	e.result(e.account(http.MethodGet, fmt.Sprintf("/servers/%d", srv.ID), e.Inst.AccountToken, nil)).into(&same)
 	if fmt.Sprint(same) != fmt.Sprint(srv) {
 		t.Fatalf("GET /server %+v\nGET /servers/{id} %+v", srv, same)
 	}
 
-	e.createServer(e.inst.AccountToken, map[string]any{"Name": "neighbour"})
-	status, data = e.server(http.MethodPut, "/server", e.inst.ServerToken, map[string]any{"Name": "Renamed", "Color": "GREEN", "Pinned": true, "DeliveryHookUrl": "https://h.example.com/d"})
+	e.createServer(e.Inst.AccountToken, map[string]any{"Name": "neighbour"})
+	status, data = e.server(http.MethodPut, "/server", e.Inst.ServerToken, map[string]any{"Name": "Renamed", "Color": "GREEN", "Pinned": true, "DeliveryHookUrl": "https://h.example.com/d"})
 	golden(t, "server_own_edit", data)
 	decodeInto(t, status, data, &srv)
 	if srv.Name != "Renamed" || srv.Color != "Green" || !srv.Pinned || srv.DeliveryHookUrl != "https://h.example.com/d" {
@@ -498,13 +498,13 @@ func TestServerLevel(t *testing.T) {
 		{map[string]any{"DeliveryType": "Live"}, 613},
 		{map[string]any{"BounceHookUrl": "hooks.example.com"}, 606},
 	} {
-		status, body := e.server(http.MethodPut, "/server", e.inst.ServerToken, tc.body)
+		status, body := e.server(http.MethodPut, "/server", e.Inst.ServerToken, tc.body)
 		wantError(t, status, body, http.StatusUnprocessableEntity, tc.code)
 	}
 	// SmtpApiActivated false, set with the account's token (a server
 	// token may not change it), turns SMTP off for the server.
-	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", srv.ID), e.inst.AccountToken, map[string]any{"SmtpApiActivated": false})).into(&srv)
-	wantAuthRefused(t, e, e.inst.ServerToken, "SmtpApiActivated false")
+	e.result(e.account(http.MethodPut, fmt.Sprintf("/servers/%d", srv.ID), e.Inst.AccountToken, map[string]any{"SmtpApiActivated": false})).into(&srv)
+	wantAuthRefused(t, e, e.Inst.ServerToken, "SmtpApiActivated false")
 }
 
 // The round trip: a Sandbox server created over HTTP sends over SMTP with
@@ -512,14 +512,14 @@ func TestServerLevel(t *testing.T) {
 // revoked, and a revoked token no longer authenticates.
 func TestServerTokensRoundTrip(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	acct := e.inst.AccountToken
+	acct := e.Inst.AccountToken
 	srv := e.createServer(acct, map[string]any{"Name": "roundtrip", "DeliveryType": "Sandbox"})
 	first := srv.ApiTokens[0]
-	id := e.send(first, "app@example.com", []string{"alice@example.net"}, "Subject: round trip\n\nhello\n")
-	if evs := e.waitFinal(srv.ID, id); len(evs) != 1 || evs[0].Type != store.EventDelivered {
+	id := e.Send(first, "app@example.com", []string{"alice@example.net"}, "Subject: round trip\n\nhello\n")
+	if evs := e.WaitFinal(srv.ID, id); len(evs) != 1 || evs[0].Type != store.EventDelivered {
 		t.Fatalf("events %+v", evs)
 	}
-	if m, err := e.st.Message(srv.ID, id); err != nil || m.ServerID != srv.ID {
+	if m, err := e.Store.Message(srv.ID, id); err != nil || m.ServerID != srv.ID {
 		t.Fatalf("the message on the new server: %+v, %v", m, err)
 	}
 	if n := e.Peer.Connections(); n != 0 {
@@ -534,7 +534,7 @@ func TestServerTokensRoundTrip(t *testing.T) {
 	if len(second.Token) != 36 || second.Prefix != second.Token[:8] || second.ServerID != srv.ID || time.Since(second.CreatedAt) > time.Minute {
 		t.Fatalf("new token %+v", second)
 	}
-	e.send(second.Token, "app@example.com", []string{"bob@example.net"}, "Subject: second token\n\nhello\n")
+	e.Send(second.Token, "app@example.com", []string{"bob@example.net"}, "Subject: second token\n\nhello\n")
 
 	status, data = e.account(http.MethodGet, tokens, acct, nil)
 	golden(t, "server_tokens", data)
@@ -570,7 +570,7 @@ func TestServerTokensRoundTrip(t *testing.T) {
 	// An account token's prefix is not one of the server's tokens.
 	status, data = e.account(http.MethodDelete, tokens+"/"+acct[:8], acct, nil)
 	wantError(t, status, data, http.StatusNotFound, 12)
-	if _, err := e.st.LookupToken(auth.Hash(acct)); err != nil {
+	if _, err := e.Store.LookupToken(auth.Hash(acct)); err != nil {
 		t.Fatalf("the account token: %v", err)
 	}
 }

@@ -122,7 +122,7 @@ func TestStats(t *testing.T) {
 			}
 			status, body := f.server(http.MethodGet, path, "", nil)
 			wantError(t, status, body, http.StatusUnauthorized, 10)
-			status, body = f.account(http.MethodGet, path, f.inst.AccountToken, nil)
+			status, body = f.account(http.MethodGet, path, f.Inst.AccountToken, nil)
 			wantError(t, status, body, http.StatusUnauthorized, 10)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/internal/testutil/smtptest"
+	"github.com/postern/postern/internal/testutil/stack"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
@@ -60,23 +61,23 @@ func BenchmarkEndToEnd(b *testing.B) {
 		writes.Add(int64(n))
 		commitNanos.Add(int64(took))
 	}})
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	sink := e.peer(loopbacks[0], smtptest.Options{Sink: true})
-	e.route("example.net", loopbacks[0])
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	sink := e.Peer(stack.Loopbacks[0], smtptest.Options{Sink: true})
+	e.Route("example.net", stack.Loopbacks[0])
 
 	body := "From: App <app@example.com>\r\nTo: alice@example.net\r\nSubject: benchmark\r\nMessage-ID: <x@example.com>\r\n\r\n" +
 		strings.Repeat(strings.Repeat("x", 76)+"\r\n", 2048/78)
-	cs := &countingStore{Store: e.st, done: make(chan struct{}), want: int64(b.N)}
-	cfg := e.relayConfig()
+	cs := &countingStore{Store: e.Store, done: make(chan struct{}), want: int64(b.N)}
+	cfg := e.RelayConfig()
 	cfg.Store = cs
 	cfg.RetryBase = 0 // the defaults: nothing should be retried
 	cfg.Rand = nil
-	_, stop := e.startRelay(cfg)
+	_, stop := e.StartRelay(cfg)
 
 	clients := make([]*smtp.Client, sessions)
 	for i := range clients {
-		c, err := dialAuth(e.intake, token)
+		c, err := stack.DialAuth(e.SMTP, token)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -93,7 +94,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	for _, c := range clients {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
-				if _, err := submit(c, "app@example.com", []string{"alice@example.net"}, body); err != nil {
+				if _, err := stack.Submit(c, "app@example.com", []string{"alice@example.net"}, body); err != nil {
 					b.Error(err)
 					return
 				}
@@ -132,10 +133,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 //	go test -run '^$' -bench BenchmarkDeliverQueued -benchtime 5000x ./relay/
 func BenchmarkDeliverQueued(b *testing.B) {
 	e := newE2E(b)
-	srv, _ := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	e.peer(loopbacks[0], smtptest.Options{Sink: true})
-	e.route("example.net", loopbacks[0])
+	srv, _ := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	e.Peer(stack.Loopbacks[0], smtptest.Options{Sink: true})
+	e.Route("example.net", stack.Loopbacks[0])
 	body := []byte("From: App <app@example.com>\r\nTo: alice@example.net\r\nSubject: benchmark\r\nMessage-ID: <x@example.com>\r\n\r\n" +
 		strings.Repeat(strings.Repeat("x", 76)+"\r\n", 2048/78))
 	var wg sync.WaitGroup
@@ -145,7 +146,7 @@ func BenchmarkDeliverQueued(b *testing.B) {
 			for next.Add(1) <= int64(b.N) {
 				m := &store.Message{MessageID: store.NewMessageID(), ServerID: srv.ID, EnvelopeFrom: "app@example.com",
 					Recipients: []string{"alice@example.net"}, MessageStream: "outbound", ReceivedAt: time.Now(), Status: store.StatusQueued}
-				if err := storetest.Enqueue(e.st, m, body); err != nil {
+				if err := storetest.Enqueue(e.Store, m, body); err != nil {
 					b.Error(err)
 					return
 				}
@@ -153,13 +154,13 @@ func BenchmarkDeliverQueued(b *testing.B) {
 		})
 	}
 	wg.Wait()
-	cs := &countingStore{Store: e.st, done: make(chan struct{}), want: int64(b.N)}
-	cfg := e.relayConfig()
+	cs := &countingStore{Store: e.Store, done: make(chan struct{}), want: int64(b.N)}
+	cfg := e.RelayConfig()
 	cfg.Store = cs
 	cfg.RetryBase, cfg.Rand = 0, nil
 	b.ResetTimer()
 	start := time.Now()
-	e.startRelay(cfg)
+	e.StartRelay(cfg)
 	select {
 	case <-cs.done:
 	case <-time.After(5 * time.Minute):

@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/internal/testutil/smtptest"
+	"github.com/postern/postern/internal/testutil/stack"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/storetest"
@@ -34,17 +35,17 @@ import (
 // recipient gets a Delivered event naming the server that took it.
 func TestE2ETwoDomainsSignedAndDelivered(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	netPeer := e.peer(loopbacks[0], smtptest.Options{})
-	orgPeer := e.peer(loopbacks[1], smtptest.Options{})
-	e.route("example.net", loopbacks[0])
-	e.route("example.org", loopbacks[1])
-	e.startRelay(e.relayConfig())
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	netPeer := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+	orgPeer := e.Peer(stack.Loopbacks[1], smtptest.Options{})
+	e.Route("example.net", stack.Loopbacks[0])
+	e.Route("example.org", stack.Loopbacks[1])
+	e.StartRelay(e.RelayConfig())
 
 	rcpts := []string{"alice@example.net", "bob@example.org", "hidden@example.net"}
-	id := e.send(token, "app@example.com", rcpts, testBody("app@example.com", "alice@example.net, bob@example.org", "Two domains"))
-	evs := e.waitFinal(srv.ID, id)
+	id := e.Send(token, "app@example.com", rcpts, testBody("app@example.com", "alice@example.net, bob@example.org", "Two domains"))
+	evs := e.WaitFinal(srv.ID, id)
 
 	wantIP := map[string]string{"example.net": "127.0.0.1", "example.org": "127.0.0.2"}
 	for _, r := range rcpts {
@@ -62,7 +63,7 @@ func TestE2ETwoDomainsSignedAndDelivered(t *testing.T) {
 			t.Errorf("%s: details %+v", ev.Recipient, d)
 		}
 	}
-	if msg, _ := e.st.Message(srv.ID, id); msg.Status != store.StatusSent {
+	if msg, _ := e.Store.Message(srv.ID, id); msg.Status != store.StatusSent {
 		t.Errorf("message status %q, want Sent", msg.Status)
 	}
 
@@ -80,7 +81,7 @@ func TestE2ETwoDomainsSignedAndDelivered(t *testing.T) {
 			t.Errorf("%s: X-PM-* or Bcc arrived:\n%s", name, header(m.Data))
 		}
 		verifications, err := msgdkim.VerifyWithOptions(bytes.NewReader(m.Data), &msgdkim.VerifyOptions{
-			LookupTXT: func(name string) ([]string, error) { return e.resolver.LookupTXT(context.Background(), name) },
+			LookupTXT: func(name string) ([]string, error) { return e.Resolver.LookupTXT(context.Background(), name) },
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -111,16 +112,16 @@ func TestE2ETwoDomainsSignedAndDelivered(t *testing.T) {
 // With a return-path domain, MAIL FROM names the message.
 func TestE2EReturnPath(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	p := e.peer(loopbacks[0], smtptest.Options{})
-	e.route("example.net", loopbacks[0])
-	cfg := e.relayConfig()
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+	e.Route("example.net", stack.Loopbacks[0])
+	cfg := e.RelayConfig()
 	cfg.ReturnPathDomain = "Bounces.Postern.Test."
-	e.startRelay(cfg)
+	e.StartRelay(cfg)
 
-	id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Return path"))
-	e.waitFinal(srv.ID, id)
+	id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Return path"))
+	e.WaitFinal(srv.ID, id)
 	if msgs := p.Messages(); len(msgs) != 1 || msgs[0].From != "pm-bounces+"+id+"@bounces.postern.test" {
 		t.Fatalf("messages %+v, want one with MAIL FROM pm-bounces+%s@bounces.postern.test", msgs, id)
 	}
@@ -130,20 +131,20 @@ func TestE2EReturnPath(t *testing.T) {
 // made at the first attempt is the one sent at the retry.
 func TestE2ETransientThenDelivered(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
 	var rcpts atomic.Int32
-	p := e.peer(loopbacks[0], smtptest.Options{Rcpt: func(string) error {
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{Rcpt: func(string) error {
 		if rcpts.Add(1) == 1 {
 			return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "Greylisted, come back later"}
 		}
 		return nil
 	}})
-	e.route("example.net", loopbacks[0])
-	e.startRelay(e.relayConfig())
+	e.Route("example.net", stack.Loopbacks[0])
+	e.StartRelay(e.RelayConfig())
 
-	id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Greylisted"))
-	evs := e.waitFinal(srv.ID, id)
+	id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Greylisted"))
+	evs := e.WaitFinal(srv.ID, id)
 	if got := eventTypes(evs, "alice@example.net"); fmt.Sprint(got) != "[Transient Delivered]" {
 		t.Fatalf("events %v, want [Transient Delivered]", got)
 	}
@@ -164,19 +165,19 @@ func TestE2ETransientThenDelivered(t *testing.T) {
 // comes back.
 func TestE2EConnectionRefusedThenBack(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	e.route("example.net", loopbacks[2]) // nothing listens there yet
-	_, stop := e.startRelay(e.relayConfig())
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	e.Route("example.net", stack.Loopbacks[2]) // nothing listens there yet
+	_, stop := e.StartRelay(e.RelayConfig())
 	defer stop()
 
-	id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Refused"))
-	waitFor(t, "a Transient event", func() bool { return len(e.events(srv.ID, id)) > 0 })
-	if ev := e.events(srv.ID, id)[0]; ev.Type != store.EventTransient || !strings.Contains(ev.Details.DeliveryMessage, "refused") {
+	id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Refused"))
+	stack.WaitFor(t, "a Transient event", func() bool { return len(e.Events(srv.ID, id)) > 0 })
+	if ev := e.Events(srv.ID, id)[0]; ev.Type != store.EventTransient || !strings.Contains(ev.Details.DeliveryMessage, "refused") {
 		t.Fatalf("first event %+v, want Transient for the refused connection", ev)
 	}
-	p := e.peer(loopbacks[2], smtptest.Options{})
-	evs := e.waitFinal(srv.ID, id)
+	p := e.Peer(stack.Loopbacks[2], smtptest.Options{})
+	evs := e.WaitFinal(srv.ID, id)
 	got := eventTypes(evs, "alice@example.net")
 	if got[len(got)-1] != store.EventDelivered || len(got) < 2 {
 		t.Fatalf("events %v, want Transient... then Delivered", got)
@@ -202,23 +203,23 @@ func TestE2EConnectionRefusedThenBack(t *testing.T) {
 func TestE2EStallInData(t *testing.T) {
 	t.Run("stall before the end", func(t *testing.T) {
 		e := newE2E(t)
-		srv, token := e.liveServer("production")
-		e.sendingDomain(srv.AccountID, "example.com")
-		stalling := e.peer(loopbacks[3], smtptest.Options{InData: smtptest.Stall})
-		working := e.peer(loopbacks[4], smtptest.Options{})
-		e.route("example.net", loopbacks[3])
-		cfg := e.relayConfig()
-		cfg.MX = e.mxDeliverer(func(c *relay.MXConfig) { c.DataTimeout = 300 * time.Millisecond })
-		e.startRelay(cfg)
+		srv, token := e.LiveServer("production")
+		e.SendingDomain(srv.AccountID, "example.com")
+		stalling := e.Peer(stack.Loopbacks[3], smtptest.Options{InData: smtptest.Stall})
+		working := e.Peer(stack.Loopbacks[4], smtptest.Options{})
+		e.Route("example.net", stack.Loopbacks[3])
+		cfg := e.RelayConfig()
+		cfg.MX = e.MXDeliverer(func(c *relay.MXConfig) { c.DataTimeout = 300 * time.Millisecond })
+		e.StartRelay(cfg)
 
-		id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Stall"))
-		waitFor(t, "a Transient event", func() bool { return len(e.events(srv.ID, id)) > 0 })
-		if ev := e.events(srv.ID, id)[0]; ev.Type != store.EventTransient || ev.Details.DestinationServer != "mx.example.net" {
+		id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Stall"))
+		stack.WaitFor(t, "a Transient event", func() bool { return len(e.Events(srv.ID, id)) > 0 })
+		if ev := e.Events(srv.ID, id)[0]; ev.Type != store.EventTransient || ev.Details.DestinationServer != "mx.example.net" {
 			t.Fatalf("first event %+v, want Transient at mx.example.net", ev)
 		}
 		// The server recovers: its name now leads to a working one.
-		e.dns.SetA("mx.example.net", loopbacks[4])
-		evs := e.waitFinal(srv.ID, id)
+		e.DNS.SetA("mx.example.net", stack.Loopbacks[4])
+		evs := e.WaitFinal(srv.ID, id)
 		if got := eventTypes(evs, "alice@example.net"); got[len(got)-1] != store.EventDelivered {
 			t.Fatalf("events %v, want Delivered last", got)
 		}
@@ -228,26 +229,26 @@ func TestE2EStallInData(t *testing.T) {
 	})
 	t.Run("reply after the timeout", func(t *testing.T) {
 		e := newE2E(t)
-		srv, token := e.liveServer("production")
-		e.sendingDomain(srv.AccountID, "example.com")
+		srv, token := e.LiveServer("production")
+		e.SendingDomain(srv.AccountID, "example.com")
 		var datas atomic.Int32
-		p := e.peer(loopbacks[0], smtptest.Options{Data: func([]byte) error {
+		p := e.Peer(stack.Loopbacks[0], smtptest.Options{Data: func([]byte) error {
 			if datas.Add(1) == 1 {
 				time.Sleep(time.Second) // past the client's data timeout; then takes the message
 			}
 			return nil
 		}})
-		e.route("example.net", loopbacks[0])
-		cfg := e.relayConfig()
-		cfg.MX = e.mxDeliverer(func(c *relay.MXConfig) { c.DataTimeout = 200 * time.Millisecond })
-		e.startRelay(cfg)
+		e.Route("example.net", stack.Loopbacks[0])
+		cfg := e.RelayConfig()
+		cfg.MX = e.MXDeliverer(func(c *relay.MXConfig) { c.DataTimeout = 200 * time.Millisecond })
+		e.StartRelay(cfg)
 
-		id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Late reply"))
-		evs := e.waitFinal(srv.ID, id)
+		id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Late reply"))
+		evs := e.WaitFinal(srv.ID, id)
 		if got := eventTypes(evs, "alice@example.net"); fmt.Sprint(got) != "[Transient Delivered]" {
 			t.Fatalf("events %v, want [Transient Delivered]", got)
 		}
-		waitFor(t, "the late message to be recorded", func() bool { return len(p.Messages()) == 2 })
+		stack.WaitFor(t, "the late message to be recorded", func() bool { return len(p.Messages()) == 2 })
 		msgs := p.Messages()
 		if !bytes.Equal(msgs[0].Data, msgs[1].Data) {
 			t.Error("the duplicate differs from the first copy: the retry should send the same signed bytes")
@@ -259,21 +260,21 @@ func TestE2EStallInData(t *testing.T) {
 // for that server only; the other recipient of the message is delivered.
 func TestE2EHardBounce(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	other, otherToken := e.liveServer("staging")
-	e.sendingDomain(srv.AccountID, "example.com")
+	srv, token := e.LiveServer("production")
+	other, otherToken := e.LiveServer("staging")
+	e.SendingDomain(srv.AccountID, "example.com")
 	var peerRcpts atomic.Int32
-	p := e.peer(loopbacks[0], smtptest.Options{Rcpt: func(to string) error {
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{Rcpt: func(to string) error {
 		if strings.HasPrefix(to, "nobody@") && peerRcpts.Add(1) == 1 {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<nobody@example.net>: no such user"}
 		}
 		return nil
 	}})
-	e.route("example.net", loopbacks[0])
-	e.startRelay(e.relayConfig())
+	e.Route("example.net", stack.Loopbacks[0])
+	e.StartRelay(e.RelayConfig())
 
-	id := e.send(token, "app@example.com", []string{"nobody@example.net", "alice@example.net"}, testBody("app@example.com", "nobody@example.net", "Bounce"))
-	evs := e.waitFinal(srv.ID, id)
+	id := e.Send(token, "app@example.com", []string{"nobody@example.net", "alice@example.net"}, testBody("app@example.com", "nobody@example.net", "Bounce"))
+	evs := e.WaitFinal(srv.ID, id)
 	if got := eventTypes(evs, "alice@example.net"); fmt.Sprint(got) != "[Delivered]" {
 		t.Errorf("alice: events %v", got)
 	}
@@ -288,14 +289,14 @@ func TestE2EHardBounce(t *testing.T) {
 			t.Errorf("bounce details %+v", d)
 		}
 	}
-	if msg, _ := e.st.Message(srv.ID, id); msg.Status != store.StatusPartial {
+	if msg, _ := e.Store.Message(srv.ID, id); msg.Status != store.StatusPartial {
 		t.Errorf("status %q, want %q", msg.Status, store.StatusPartial)
 	}
-	sup, ok, err := e.st.Suppressed(srv.ID, "Nobody@example.net")
+	sup, ok, err := e.Store.Suppressed(srv.ID, "Nobody@example.net")
 	if err != nil || !ok || sup.Reason != "HardBounce" || sup.MessageID != id {
 		t.Errorf("suppression on the sending server: %+v %v %v", sup, ok, err)
 	}
-	if _, ok, err := e.st.Suppressed(other.ID, "nobody@example.net"); ok || err != nil {
+	if _, ok, err := e.Store.Suppressed(other.ID, "nobody@example.net"); ok || err != nil {
 		t.Errorf("suppressed on another server too (%v, %v)", ok, err)
 	}
 	if msgs := p.Messages(); len(msgs) != 1 || fmt.Sprint(msgs[0].To) != "[alice@example.net]" {
@@ -303,7 +304,7 @@ func TestE2EHardBounce(t *testing.T) {
 	}
 
 	// The intake refuses the address on that server, and only there.
-	c, err := dialAuth(e.intake, token)
+	c, err := stack.DialAuth(e.SMTP, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,14 +316,14 @@ func TestE2EHardBounce(t *testing.T) {
 	if err := c.Rcpt("nobody@example.net", nil); !errors.As(err, &smtpErr) || smtpErr.Code != 550 || smtpErr.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
 		t.Errorf("RCPT of the bounced address on its server: %v, want 550 5.1.1", err)
 	}
-	if _, err := submit(mustDial(t, e.intake, otherToken), "app@example.com", []string{"nobody@example.net"}, testBody("app@example.com", "nobody@example.net", "Other server")); err != nil {
+	if _, err := stack.Submit(mustDial(t, e.SMTP, otherToken), "app@example.com", []string{"nobody@example.net"}, testBody("app@example.com", "nobody@example.net", "Other server")); err != nil {
 		t.Errorf("the same address on another server: %v, want accepted", err)
 	}
 }
 
 func mustDial(t *testing.T, addr, token string) *smtp.Client {
 	t.Helper()
-	c, err := dialAuth(addr, token)
+	c, err := stack.DialAuth(addr, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,21 +335,21 @@ func mustDial(t *testing.T, addr, token string) *smtp.Client {
 // lifetime whose attempt is deferred bounces as expired.
 func TestE2ENullMXAndExpiry(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	e.dns.SetNullMX("nomail.example")
-	p := e.peer(loopbacks[0], smtptest.Options{Rcpt: func(string) error {
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	e.DNS.SetNullMX("nomail.example")
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{Rcpt: func(string) error {
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
 	}})
-	e.route("example.net", loopbacks[0])
-	e.startRelay(e.relayConfig())
+	e.Route("example.net", stack.Loopbacks[0])
+	e.StartRelay(e.RelayConfig())
 
-	id := e.send(token, "app@example.com", []string{"x@nomail.example"}, testBody("app@example.com", "x@nomail.example", "Null MX"))
-	evs := e.waitFinal(srv.ID, id)
+	id := e.Send(token, "app@example.com", []string{"x@nomail.example"}, testBody("app@example.com", "x@nomail.example", "Null MX"))
+	evs := e.WaitFinal(srv.ID, id)
 	if len(evs) != 1 || evs[0].Type != store.EventBounced || evs[0].Details.BounceType != "DnsError" || evs[0].Details.BounceTypeCode != 256 {
 		t.Errorf("null MX: events %+v, want one Bounced DnsError", evs)
 	}
-	if _, ok, _ := e.st.Suppressed(srv.ID, "x@nomail.example"); ok {
+	if _, ok, _ := e.Store.Suppressed(srv.ID, "x@nomail.example"); ok {
 		t.Error("a DnsError made the recipient inactive")
 	}
 
@@ -359,18 +360,18 @@ func TestE2ENullMXAndExpiry(t *testing.T) {
 		ReceivedAt: time.Now().Add(-49 * time.Hour), Status: store.StatusQueued,
 	}
 	raw := "From: app@example.com\r\nTo: alice@example.net\r\nSubject: old\r\n\r\nHi\r\n"
-	if err := storetest.Enqueue(e.st, old, []byte(raw)); err != nil {
+	if err := storetest.Enqueue(e.Store, old, []byte(raw)); err != nil {
 		t.Fatal(err)
 	}
-	e.notify()
-	evs = e.waitFinal(srv.ID, old.MessageID)
+	e.Notify()
+	evs = e.WaitFinal(srv.ID, old.MessageID)
 	if len(evs) != 1 || evs[0].Type != store.EventBounced || evs[0].Details.BounceType != "Transient" || evs[0].Details.BounceTypeCode != 2 {
 		t.Fatalf("expired: events %+v, want one Bounced of type Transient", evs)
 	}
 	if d := evs[0].Details; !strings.Contains(d.DeliveryMessage, "451 4.3.0 try later") || !strings.Contains(d.Summary, "48h") {
 		t.Errorf("expired: details %+v", d)
 	}
-	if _, ok, _ := e.st.Suppressed(srv.ID, "alice@example.net"); ok {
+	if _, ok, _ := e.Store.Suppressed(srv.ID, "alice@example.net"); ok {
 		t.Error("an expiry made the recipient inactive")
 	}
 	if len(p.Messages()) != 0 {
@@ -382,18 +383,18 @@ func TestE2ENullMXAndExpiry(t *testing.T) {
 // the retries follow the backoff (here 50ms doubling, lifetime 1s).
 func TestE2ERetriesUntilExpiry(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	e.peer(loopbacks[0], smtptest.Options{Rcpt: func(string) error {
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	e.Peer(stack.Loopbacks[0], smtptest.Options{Rcpt: func(string) error {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too busy"}
 	}})
-	e.route("example.net", loopbacks[0])
-	cfg := e.relayConfig()
+	e.Route("example.net", stack.Loopbacks[0])
+	cfg := e.RelayConfig()
 	cfg.MaxLifetime = time.Second
-	e.startRelay(cfg)
+	e.StartRelay(cfg)
 
-	id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Expiry"))
-	evs := e.waitFinal(srv.ID, id)
+	id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Expiry"))
+	evs := e.WaitFinal(srv.ID, id)
 	got := eventTypes(evs, "alice@example.net")
 	// Attempts at about 0, 50, 150, 350, 750ms and the last at 1s.
 	if len(got) < 3 || len(got) > 8 || got[len(got)-1] != store.EventBounced {
@@ -408,8 +409,8 @@ func TestE2ERetriesUntilExpiry(t *testing.T) {
 // with SmarthostDomains it takes only those domains.
 func TestE2ESmarthost(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
 	tlsConfig, roots := smtptest.Certificate(t, "127.0.0.1")
 	upstream := smtptest.New(t, smtptest.Options{TLS: tlsConfig, Auth: &smtptest.Credentials{Username: "relay-user", Password: "s3cret"}})
 	smarthost, err := relay.NewSmarthost(relay.SmarthostConfig{
@@ -419,17 +420,17 @@ func TestE2ESmarthost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mxPeer := e.peer(loopbacks[0], smtptest.Options{})
-	e.route("example.net", loopbacks[0])
+	mxPeer := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+	e.Route("example.net", stack.Loopbacks[0])
 
 	t.Run("everything", func(t *testing.T) {
-		cfg := e.relayConfig()
+		cfg := e.RelayConfig()
 		cfg.Smarthost = smarthost
-		_, stop := e.startRelay(cfg)
+		_, stop := e.StartRelay(cfg)
 		defer stop()
 		rcpts := []string{"alice@example.net", "bob@example.org"} // example.org has no DNS at all
-		id := e.send(token, "app@example.com", rcpts, testBody("app@example.com", "alice@example.net", "Smarthost"))
-		evs := e.waitFinal(srv.ID, id)
+		id := e.Send(token, "app@example.com", rcpts, testBody("app@example.com", "alice@example.net", "Smarthost"))
+		evs := e.WaitFinal(srv.ID, id)
 		for _, ev := range evs {
 			if ev.Type != store.EventDelivered || ev.Details.DestinationServer != "127.0.0.1" || ev.Details.TLS == "" {
 				t.Errorf("event %+v, want Delivered through the smarthost with TLS", ev)
@@ -444,12 +445,12 @@ func TestE2ESmarthost(t *testing.T) {
 		}
 	})
 	t.Run("chosen domains", func(t *testing.T) {
-		cfg := e.relayConfig()
+		cfg := e.RelayConfig()
 		cfg.Smarthost, cfg.SmarthostDomains = smarthost, []string{"Example.ORG"}
-		_, stop := e.startRelay(cfg)
+		_, stop := e.StartRelay(cfg)
 		defer stop()
-		id := e.send(token, "app@example.com", []string{"alice@example.net", "bob@example.org"}, testBody("app@example.com", "alice@example.net", "Some via smarthost"))
-		evs := e.waitFinal(srv.ID, id)
+		id := e.Send(token, "app@example.com", []string{"alice@example.net", "bob@example.org"}, testBody("app@example.com", "alice@example.net", "Some via smarthost"))
+		evs := e.WaitFinal(srv.ID, id)
 		for _, ev := range evs {
 			want := map[string]string{"alice@example.net": "mx.example.net", "bob@example.org": "127.0.0.1"}[ev.Recipient]
 			if ev.Type != store.EventDelivered || ev.Details.DestinationServer != want {
@@ -465,13 +466,13 @@ func TestE2ESmarthost(t *testing.T) {
 // A Sandbox server's mail is recorded as delivered and sent nowhere.
 func TestE2ESandbox(t *testing.T) {
 	e := newE2E(t)
-	e.sendingDomain(e.inst.AccountID, "example.com")
-	p := e.peer(loopbacks[0], smtptest.Options{})
-	e.route("example.net", loopbacks[0])
-	e.startRelay(e.relayConfig())
+	e.SendingDomain(e.Inst.AccountID, "example.com")
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+	e.Route("example.net", stack.Loopbacks[0])
+	e.StartRelay(e.RelayConfig())
 
-	id := e.send(e.inst.ServerToken, "app@example.com", []string{"alice@example.net", "bob@example.net"}, testBody("app@example.com", "alice@example.net", "Sandbox"))
-	evs := e.waitFinal(e.inst.ServerID, id)
+	id := e.Send(e.Inst.ServerToken, "app@example.com", []string{"alice@example.net", "bob@example.net"}, testBody("app@example.com", "alice@example.net", "Sandbox"))
+	evs := e.WaitFinal(e.Inst.ServerID, id)
 	if len(evs) != 2 {
 		t.Fatalf("events %+v, want two", evs)
 	}
@@ -480,7 +481,7 @@ func TestE2ESandbox(t *testing.T) {
 			t.Errorf("event %+v", ev)
 		}
 	}
-	if msg, _ := e.st.Message(e.inst.ServerID, id); msg.Status != store.StatusSent {
+	if msg, _ := e.Store.Message(e.Inst.ServerID, id); msg.Status != store.StatusSent {
 		t.Errorf("status %q", msg.Status)
 	}
 	if p.Connections() != 0 {
@@ -492,28 +493,28 @@ func TestE2ESandbox(t *testing.T) {
 // and the events say so; another account's key is not used.
 func TestE2EUnsigned(t *testing.T) {
 	e := newE2E(t)
-	srv, _ := e.liveServer("production")
-	otherAccount, err := e.st.CreateAccount("Other", time.Now())
+	srv, _ := e.LiveServer("production")
+	otherAccount, err := e.Store.CreateAccount("Other", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sendingDomain(otherAccount.ID, "theirs.example")
-	p := e.peer(loopbacks[0], smtptest.Options{})
-	e.route("example.net", loopbacks[0])
-	e.startRelay(e.relayConfig())
+	e.SendingDomain(otherAccount.ID, "theirs.example")
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+	e.Route("example.net", stack.Loopbacks[0])
+	e.StartRelay(e.RelayConfig())
 
 	var ids []string
 	for _, from := range []string{"app@theirs.example", "app@nowhere.example"} {
 		m := &store.Message{MessageID: store.NewMessageID(), ServerID: srv.ID, EnvelopeFrom: from, Recipients: []string{"alice@example.net"},
 			MessageStream: "outbound", ReceivedAt: time.Now(), Status: store.StatusQueued}
-		if err := storetest.Enqueue(e.st, m, []byte("From: "+from+"\r\nTo: alice@example.net\r\nSubject: unsigned\r\n\r\nHi\r\n")); err != nil {
+		if err := storetest.Enqueue(e.Store, m, []byte("From: "+from+"\r\nTo: alice@example.net\r\nSubject: unsigned\r\n\r\nHi\r\n")); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, m.MessageID)
 	}
-	e.notify()
+	e.Notify()
 	for _, id := range ids {
-		evs := e.waitFinal(srv.ID, id)
+		evs := e.WaitFinal(srv.ID, id)
 		if len(evs) != 1 || evs[0].Type != store.EventDelivered || !strings.HasPrefix(evs[0].Details.Signed, "unsigned: the domain ") {
 			t.Errorf("events %+v, want Delivered, unsigned", evs)
 		}
@@ -531,12 +532,12 @@ func TestE2EUnsigned(t *testing.T) {
 func TestE2EFairness(t *testing.T) {
 	const backlog = 5000
 	e := newE2E(t)
-	a, _ := e.liveServer("bulk")
-	b, tokenB := e.liveServer("transactional")
-	e.sendingDomain(a.AccountID, "example.com")
+	a, _ := e.LiveServer("bulk")
+	b, tokenB := e.LiveServer("transactional")
+	e.SendingDomain(a.AccountID, "example.com")
 	var deliveredA, aWhenB atomic.Int64
 	aWhenB.Store(-1)
-	p := e.peer(loopbacks[0], smtptest.Options{Data: func(data []byte) error {
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{Data: func(data []byte) error {
 		time.Sleep(20 * time.Millisecond) // a slow server
 		if bytes.Contains(data, []byte("Subject: from B")) {
 			aWhenB.Store(deliveredA.Load())
@@ -545,7 +546,7 @@ func TestE2EFairness(t *testing.T) {
 		}
 		return nil
 	}})
-	e.route("example.net", loopbacks[0])
+	e.Route("example.net", stack.Loopbacks[0])
 
 	// A's backlog, straight into the store (32 writers share commits).
 	raw := []byte("From: bulk@example.com\r\nTo: someone@example.net\r\nSubject: from A\r\n\r\n" + strings.Repeat("x", 1000) + "\r\n")
@@ -556,7 +557,7 @@ func TestE2EFairness(t *testing.T) {
 			for next.Add(1) <= backlog {
 				m := &store.Message{MessageID: store.NewMessageID(), ServerID: a.ID, EnvelopeFrom: "bulk@example.com",
 					Recipients: []string{"someone@example.net"}, MessageStream: "outbound", ReceivedAt: time.Now(), Status: store.StatusQueued}
-				if err := storetest.Enqueue(e.st, m, raw); err != nil {
+				if err := storetest.Enqueue(e.Store, m, raw); err != nil {
 					t.Error(err)
 					return
 				}
@@ -565,14 +566,14 @@ func TestE2EFairness(t *testing.T) {
 	}
 	wg.Wait()
 
-	cfg := e.relayConfig()
+	cfg := e.RelayConfig()
 	cfg.Workers, cfg.PerServer, cfg.PerDomain = 8, 4, 4
-	_, stop := e.startRelay(cfg)
+	_, stop := e.StartRelay(cfg)
 	defer stop()
-	waitFor(t, "A's delivery to be under way", func() bool { return deliveredA.Load() >= 20 })
+	stack.WaitFor(t, "A's delivery to be under way", func() bool { return deliveredA.Load() >= 20 })
 
-	id := e.send(tokenB, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "from B"))
-	evs := e.waitFinal(b.ID, id)
+	id := e.Send(tokenB, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "from B"))
+	evs := e.WaitFinal(b.ID, id)
 	if len(evs) != 1 || evs[0].Type != store.EventDelivered {
 		t.Fatalf("B's events %+v", evs)
 	}
@@ -581,7 +582,7 @@ func TestE2EFairness(t *testing.T) {
 	if n := aWhenB.Load(); n < 0 || n > 100 {
 		t.Errorf("A had delivered %d of its %d messages when B's one arrived; want B's within a few of A's", n, backlog)
 	}
-	queued, err := e.st.Queue(backlog)
+	queued, err := e.Store.Queue(backlog)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,36 +610,36 @@ func (s *failingStore) RecordAttempt(store.Attempt) error {
 func TestE2ECrash(t *testing.T) {
 	t.Run("stopped mid-delivery", func(t *testing.T) {
 		e := newE2E(t)
-		srv, token := e.liveServer("production")
-		e.sendingDomain(srv.AccountID, "example.com")
+		srv, token := e.LiveServer("production")
+		e.SendingDomain(srv.AccountID, "example.com")
 		release := make(chan struct{})
 		var inData atomic.Int32
-		p := e.peer(loopbacks[0], smtptest.Options{Data: func([]byte) error {
+		p := e.Peer(stack.Loopbacks[0], smtptest.Options{Data: func([]byte) error {
 			inData.Add(1)
 			<-release // hold every delivery until the relay has stopped
 			return nil
 		}})
-		e.route("example.net", loopbacks[0])
+		e.Route("example.net", stack.Loopbacks[0])
 
 		var ids []string
 		for i := range 20 {
-			ids = append(ids, e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", fmt.Sprint("crash ", i))))
+			ids = append(ids, e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", fmt.Sprint("crash ", i))))
 		}
-		cfg := e.relayConfig()
+		cfg := e.RelayConfig()
 		cfg.Workers, cfg.DrainTimeout = 4, 100*time.Millisecond
-		_, stop := e.startRelay(cfg)
-		waitFor(t, "deliveries in DATA", func() bool { return inData.Load() == 4 })
+		_, stop := e.StartRelay(cfg)
+		stack.WaitFor(t, "deliveries in DATA", func() bool { return inData.Load() == 4 })
 		stop() // cancels the four deliveries in flight after 100ms
 		close(release)
 
-		e.startRelay(e.relayConfig())
+		e.StartRelay(e.RelayConfig())
 		for _, id := range ids {
-			evs := e.waitFinal(srv.ID, id)
+			evs := e.WaitFinal(srv.ID, id)
 			if got := eventTypes(evs, "alice@example.net"); got[len(got)-1] != store.EventDelivered {
 				t.Errorf("%s: events %v", id, got)
 			}
 		}
-		if err := e.st.Check(); err != nil {
+		if err := e.Store.Check(); err != nil {
 			t.Error(err)
 		}
 		// The four in flight may have reached the peer before the stop
@@ -649,22 +650,22 @@ func TestE2ECrash(t *testing.T) {
 	})
 	t.Run("leases left behind", func(t *testing.T) {
 		e := newE2E(t)
-		srv, token := e.liveServer("production")
-		e.sendingDomain(srv.AccountID, "example.com")
-		p := e.peer(loopbacks[0], smtptest.Options{})
-		e.route("example.net", loopbacks[0])
+		srv, token := e.LiveServer("production")
+		e.SendingDomain(srv.AccountID, "example.com")
+		p := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+		e.Route("example.net", stack.Loopbacks[0])
 		var ids []string
 		for i := range 10 {
-			ids = append(ids, e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", fmt.Sprint("lease ", i))))
+			ids = append(ids, e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", fmt.Sprint("lease ", i))))
 		}
-		broken := &failingStore{Store: e.st}
-		cfg := e.relayConfig()
+		broken := &failingStore{Store: e.Store}
+		cfg := e.RelayConfig()
 		cfg.Store = broken
 		cfg.Lease = time.Hour // nothing comes back during this test but by ReleaseLeases
-		_, stop := e.startRelay(cfg)
-		waitFor(t, "every attempt to fail to be recorded", func() bool { return broken.recorded.Load() == 10 })
+		_, stop := e.StartRelay(cfg)
+		stack.WaitFor(t, "every attempt to fail to be recorded", func() bool { return broken.recorded.Load() == 10 })
 		stop()
-		queued, err := e.st.Queue(100)
+		queued, err := e.Store.Queue(100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -674,13 +675,13 @@ func TestE2ECrash(t *testing.T) {
 			}
 		}
 
-		e.startRelay(e.relayConfig())
+		e.StartRelay(e.RelayConfig())
 		for _, id := range ids {
-			if got := eventTypes(e.waitFinal(srv.ID, id), "alice@example.net"); fmt.Sprint(got) != "[Delivered]" {
+			if got := eventTypes(e.WaitFinal(srv.ID, id), "alice@example.net"); fmt.Sprint(got) != "[Delivered]" {
 				t.Errorf("%s: events %v", id, got)
 			}
 		}
-		if err := e.st.Check(); err != nil {
+		if err := e.Store.Check(); err != nil {
 			t.Error(err)
 		}
 		// Delivered by the first relay, unrecorded, so delivered again.
@@ -698,18 +699,18 @@ func TestE2ECrash(t *testing.T) {
 // message whose text keeps "\r\n.\r\nsmuggled".
 func TestE2EBareLineEndsDotStuffed(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	p := e.peer(loopbacks[0], smtptest.Options{})
-	e.route("example.net", loopbacks[0])
-	e.startRelay(e.relayConfig())
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+	e.Route("example.net", stack.Loopbacks[0])
+	e.StartRelay(e.RelayConfig())
 
 	// Sent as raw bytes: go-smtp's client (e.send) would turn the bare
 	// LF into CRLF itself, so the intake would never see it.
-	id := sendRaw(t, e.intake, token, "app@example.com", "alice@example.net",
+	id := sendRaw(t, e.SMTP, token, "app@example.com", "alice@example.net",
 		"From: App <app@example.com>\r\nTo: alice@example.net\r\nSubject: Smuggling\r\n\r\n"+
 			"Hello.\n.\nsmuggled by LF\r.\r\nsmuggled by CR\r\n")
-	evs := e.waitFinal(srv.ID, id)
+	evs := e.WaitFinal(srv.ID, id)
 	if got := eventTypes(evs, "alice@example.net"); fmt.Sprint(got) != "[Delivered]" {
 		t.Fatalf("events %v, want [Delivered]", got)
 	}
@@ -738,7 +739,7 @@ func TestE2EBareLineEndsDotStuffed(t *testing.T) {
 // delivered, looking the keys up in the test's DNS.
 func (e *e2e) checkSignatures(t *testing.T, data []byte) {
 	t.Helper()
-	for _, v := range verify(t, data, func(name string) ([]string, error) { return e.resolver.LookupTXT(context.Background(), name) }) {
+	for _, v := range verify(t, data, func(name string) ([]string, error) { return e.Resolver.LookupTXT(context.Background(), name) }) {
 		if v.Err != nil {
 			t.Errorf("signature of %s: %v", v.Domain, v.Err)
 		}
@@ -793,21 +794,21 @@ func sendRaw(t *testing.T, addr, token, from, to, data string) string {
 // were, both signatures verifying, and the decoded text unchanged.
 func TestE2ELongLinesReencoded(t *testing.T) {
 	e := newE2E(t)
-	srv, token := e.liveServer("production")
-	e.sendingDomain(srv.AccountID, "example.com")
-	p := e.peer(loopbacks[0], smtptest.Options{})
-	e.route("example.net", loopbacks[0])
-	e.startRelay(e.relayConfig())
+	srv, token := e.LiveServer("production")
+	e.SendingDomain(srv.AccountID, "example.com")
+	p := e.Peer(stack.Loopbacks[0], smtptest.Options{})
+	e.Route("example.net", stack.Loopbacks[0])
+	e.StartRelay(e.RelayConfig())
 
 	html := "<html><body><p>" + strings.Repeat("Déjà vu, ", 300) + "</p></body></html>"
 	text := "Short lines\r\nstay as they are.\r\n"
-	id := sendRaw(t, e.intake, token, "app@example.com", "alice@example.net",
+	id := sendRaw(t, e.SMTP, token, "app@example.com", "alice@example.net",
 		"From: App <app@example.com>\r\nTo: alice@example.net\r\nSubject: Long\r\nMIME-Version: 1.0\r\n"+
 			"Content-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n"+
 			"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+text+
 			"--b1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"+html+"\r\n"+
 			"--b1--\r\n")
-	evs := e.waitFinal(srv.ID, id)
+	evs := e.WaitFinal(srv.ID, id)
 	if got := eventTypes(evs, "alice@example.net"); fmt.Sprint(got) != "[Delivered]" {
 		t.Fatalf("events %v, want [Delivered]", got)
 	}

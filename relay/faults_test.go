@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/testutil/smtptest"
+	"github.com/postern/postern/internal/testutil/stack"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
 )
@@ -47,18 +48,18 @@ type rawPeer struct {
 }
 
 func (e *e2e) rawPeer(addr netip.Addr, sc script) *rawPeer {
-	e.t.Helper()
-	ln := e.takeReserved(addr)
+	e.T.Helper()
+	ln := e.TakeReserved(addr)
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, uint16(e.mxPort)).String()); err != nil {
-			e.t.Fatal(err)
+		if ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, uint16(e.MXPort)).String()); err != nil {
+			e.T.Fatal(err)
 		}
 	}
-	p := &rawPeer{t: e.t, ln: ln, sc: sc, stop: make(chan struct{})}
+	p := &rawPeer{t: e.T, ln: ln, sc: sc, stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.serve()
-	e.t.Cleanup(func() {
+	e.T.Cleanup(func() {
 		close(p.stop)
 		ln.Close()
 		p.wg.Wait()
@@ -192,10 +193,10 @@ func (p *rawPeer) session(c net.Conn) {
 // (registered without keys: the messages go unsigned, and no test waits
 // for RSA keys to be made).
 func (e *e2e) faultServer() (store.Server, string) {
-	e.t.Helper()
-	srv, token := e.liveServer("production")
-	if _, err := e.st.CreateDomain(store.Domain{AccountID: srv.AccountID, Name: "example.com"}, time.Now()); err != nil {
-		e.t.Fatal(err)
+	e.T.Helper()
+	srv, token := e.LiveServer("production")
+	if _, err := e.Store.CreateDomain(store.Domain{AccountID: srv.AccountID, Name: "example.com"}, time.Now()); err != nil {
+		e.T.Fatal(err)
 	}
 	return srv, token
 }
@@ -203,8 +204,8 @@ func (e *e2e) faultServer() (store.Server, string) {
 // faultConfig is a relay with short timeouts, so that stalls end in a
 // moment, and no reuse of sessions unless a test asks for it.
 func (e *e2e) faultConfig(adjust func(*relay.MXConfig)) relay.WorkerConfig {
-	cfg := e.relayConfig()
-	cfg.MX = e.mxDeliverer(func(c *relay.MXConfig) {
+	cfg := e.RelayConfig()
+	cfg.MX = e.MXDeliverer(func(c *relay.MXConfig) {
 		c.ConnectTimeout, c.CommandTimeout, c.DataTimeout = 2*time.Second, 300*time.Millisecond, 500*time.Millisecond
 		c.ReuseTimeout = 0
 		if adjust != nil {
@@ -218,11 +219,11 @@ func (e *e2e) faultConfig(adjust func(*relay.MXConfig)) relay.WorkerConfig {
 // firstEvent sends one message to alice@example.net and returns its
 // first event, with the type of the bounce it filed, if any.
 func (e *e2e) firstEvent(srvID int64, token string) (store.Event, string) {
-	e.t.Helper()
-	id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Faults"))
+	e.T.Helper()
+	id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Faults"))
 	var ev store.Event
-	waitFor(e.t, "an event", func() bool {
-		evs := e.events(srvID, id)
+	stack.WaitFor(e.T, "an event", func() bool {
+		evs := e.Events(srvID, id)
 		if len(evs) == 0 {
 			return false
 		}
@@ -232,9 +233,9 @@ func (e *e2e) firstEvent(srvID int64, token string) (store.Event, string) {
 	if ev.Type != store.EventBounced {
 		return ev, ""
 	}
-	b, err := e.st.Bounce(srvID, ev.BounceID)
+	b, err := e.Store.Bounce(srvID, ev.BounceID)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	return ev, b.Type
 }
@@ -265,9 +266,9 @@ func TestFaultRefusalAtEachStage(t *testing.T) {
 		t.Run(tt.stage+" "+tt.reply[:3], func(t *testing.T) {
 			e := newE2E(t)
 			srv, token := e.faultServer()
-			p := e.rawPeer(loopbacks[0], script{tt.stage: tt.reply})
-			e.route("example.net", loopbacks[0])
-			_, stop := e.startRelay(e.faultConfig(nil))
+			p := e.rawPeer(stack.Loopbacks[0], script{tt.stage: tt.reply})
+			e.Route("example.net", stack.Loopbacks[0])
+			_, stop := e.StartRelay(e.faultConfig(nil))
 			defer stop()
 			ev, bounce := e.firstEvent(srv.ID, token)
 			if ev.Type != tt.event || bounce != tt.bounce {
@@ -302,10 +303,10 @@ func TestFaultBrokenConnections(t *testing.T) {
 			e := newE2E(t)
 			srv, token := e.faultServer()
 			if tt.sc != nil {
-				e.rawPeer(loopbacks[0], tt.sc)
+				e.rawPeer(stack.Loopbacks[0], tt.sc)
 			}
-			e.route("example.net", loopbacks[0])
-			_, stop := e.startRelay(e.faultConfig(nil))
+			e.Route("example.net", stack.Loopbacks[0])
+			_, stop := e.StartRelay(e.faultConfig(nil))
 			defer stop()
 			ev, _ := e.firstEvent(srv.ID, token)
 			if ev.Type != store.EventTransient || !strings.Contains(ev.Details.DeliveryMessage, tt.want) {
@@ -323,9 +324,9 @@ func TestFaultStall(t *testing.T) {
 		t.Run(stage, func(t *testing.T) {
 			e := newE2E(t)
 			srv, token := e.faultServer()
-			e.rawPeer(loopbacks[0], script{stage: "stall"})
-			e.route("example.net", loopbacks[0])
-			_, stop := e.startRelay(e.faultConfig(nil))
+			e.rawPeer(stack.Loopbacks[0], script{stage: "stall"})
+			e.Route("example.net", stack.Loopbacks[0])
+			_, stop := e.StartRelay(e.faultConfig(nil))
 			defer stop()
 			ev, _ := e.firstEvent(srv.ID, token)
 			if ev.Type != store.EventTransient || !strings.Contains(strings.ToLower(ev.Details.DeliveryMessage), "timeout") {
@@ -341,13 +342,13 @@ func TestFaultStall(t *testing.T) {
 func TestFaultCloseWithoutQuit(t *testing.T) {
 	e := newE2E(t)
 	srv, token := e.faultServer()
-	p := e.rawPeer(loopbacks[0], script{"after.": "close"})
-	e.route("example.net", loopbacks[0])
-	_, stop := e.startRelay(e.faultConfig(func(c *relay.MXConfig) { c.ReuseTimeout = 5 * time.Second }))
+	p := e.rawPeer(stack.Loopbacks[0], script{"after.": "close"})
+	e.Route("example.net", stack.Loopbacks[0])
+	_, stop := e.StartRelay(e.faultConfig(func(c *relay.MXConfig) { c.ReuseTimeout = 5 * time.Second }))
 	defer stop()
 	for i := range 3 {
-		id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "No QUIT"))
-		evs := e.waitFinal(srv.ID, id)
+		id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "No QUIT"))
+		evs := e.WaitFinal(srv.ID, id)
 		if len(evs) != 1 || evs[0].Type != store.EventDelivered {
 			t.Fatalf("message %d: events %+v, want Delivered", i, evs)
 		}
@@ -366,9 +367,9 @@ func TestFaultTLSHandshakeFailure(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newE2E(t)
 			srv, token := e.faultServer()
-			p := e.peer(loopbacks[0], smtptest.Options{BrokenTLS: true})
-			e.route("example.net", loopbacks[0])
-			_, stop := e.startRelay(e.faultConfig(func(c *relay.MXConfig) {
+			p := e.Peer(stack.Loopbacks[0], smtptest.Options{BrokenTLS: true})
+			e.Route("example.net", stack.Loopbacks[0])
+			_, stop := e.StartRelay(e.faultConfig(func(c *relay.MXConfig) {
 				c.TLSFallback = fallback
 				c.CommandTimeout = 5 * time.Second
 			}))
@@ -411,9 +412,9 @@ func TestFaultReplyLineTooLong(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newE2E(t)
 			srv, token := e.faultServer()
-			e.rawPeer(loopbacks[0], tt.sc)
-			e.route("example.net", loopbacks[0])
-			_, stop := e.startRelay(e.faultConfig(func(c *relay.MXConfig) {
+			e.rawPeer(stack.Loopbacks[0], tt.sc)
+			e.Route("example.net", stack.Loopbacks[0])
+			_, stop := e.StartRelay(e.faultConfig(func(c *relay.MXConfig) {
 				c.CommandTimeout, c.DataTimeout = 20*time.Second, 20*time.Second
 			}))
 			defer stop()
@@ -455,42 +456,42 @@ func TestStuckDomainDoesNotExhaustWorkers(t *testing.T) {
 func stuckPeers(t *testing.T, stuckMessages int) {
 	e := newE2E(t)
 	srv, token := e.faultServer()
-	stuck := e.rawPeer(loopbacks[0], script{"MAIL": "stall"})
-	good := e.peer(loopbacks[1], smtptest.Options{})
-	e.route("stuck.example", loopbacks[0])
-	e.route("example.net", loopbacks[1])
+	stuck := e.rawPeer(stack.Loopbacks[0], script{"MAIL": "stall"})
+	good := e.Peer(stack.Loopbacks[1], smtptest.Options{})
+	e.Route("stuck.example", stack.Loopbacks[0])
+	e.Route("example.net", stack.Loopbacks[1])
 	cfg := e.faultConfig(func(c *relay.MXConfig) { c.CommandTimeout = 30 * time.Second })
 	cfg.Workers, cfg.PerServer, cfg.PerDomain = 4, 4, 2
-	_, stop := e.startRelay(cfg)
+	_, stop := e.StartRelay(cfg)
 	defer stop()
 
 	var stuckIDs []string
 	for i := range stuckMessages {
-		stuckIDs = append(stuckIDs, e.send(token, "app@example.com", []string{"user@stuck.example"}, testBody("app@example.com", "user@stuck.example", fmt.Sprint("stuck ", i))))
+		stuckIDs = append(stuckIDs, e.Send(token, "app@example.com", []string{"user@stuck.example"}, testBody("app@example.com", "user@stuck.example", fmt.Sprint("stuck ", i))))
 	}
-	waitFor(t, "two sessions with the stuck peer", func() bool {
+	stack.WaitFor(t, "two sessions with the stuck peer", func() bool {
 		stuck.mu.Lock()
 		defer stuck.mu.Unlock()
 		return stuck.conns >= 2
 	})
 	time.Sleep(100 * time.Millisecond) // let the scheduler claim what it will
 	start := time.Now()
-	id := e.send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "other domain"))
+	id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "other domain"))
 	var evs []store.Event
 	deadline := time.Now().Add(10 * time.Second)
 	for len(evs) == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
-		evs = e.events(srv.ID, id)
+		evs = e.Events(srv.ID, id)
 	}
 	if len(evs) != 1 || evs[0].Type != store.EventDelivered || len(good.Messages()) != 1 {
 		t.Fatalf("after %v: events %+v, want Delivered while the stalls last", time.Since(start), evs)
 	}
 	for _, sid := range stuckIDs {
-		if evs := e.events(srv.ID, sid); len(evs) != 0 {
+		if evs := e.Events(srv.ID, sid); len(evs) != 0 {
 			t.Errorf("stuck message %s already has events %+v: the stall did not hold", sid, evs)
 		}
 	}
-	q, err := e.st.Queue(100)
+	q, err := e.Store.Queue(100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,19 +527,19 @@ func (d *deferCounter) Defer(e store.QueueEntry, due time.Time) error {
 func TestFullDestinationEntriesStayQueued(t *testing.T) {
 	e := newE2E(t)
 	_, token := e.faultServer()
-	stuck := e.rawPeer(loopbacks[0], script{"MAIL": "stall"})
-	e.route("stuck.example", loopbacks[0])
+	stuck := e.rawPeer(stack.Loopbacks[0], script{"MAIL": "stall"})
+	e.Route("stuck.example", stack.Loopbacks[0])
 	cfg := e.faultConfig(func(c *relay.MXConfig) { c.CommandTimeout = 30 * time.Second })
 	cfg.Workers, cfg.PerServer, cfg.PerDomain = 4, 4, 2
 	counter := &deferCounter{Store: cfg.Store}
 	cfg.Store = counter
-	_, stop := e.startRelay(cfg)
+	_, stop := e.StartRelay(cfg)
 	defer stop()
 
 	for i := range 4 {
-		e.send(token, "app@example.com", []string{"user@stuck.example"}, testBody("app@example.com", "user@stuck.example", fmt.Sprint("stuck ", i)))
+		e.Send(token, "app@example.com", []string{"user@stuck.example"}, testBody("app@example.com", "user@stuck.example", fmt.Sprint("stuck ", i)))
 	}
-	waitFor(t, "two sessions with the stuck peer", func() bool {
+	stack.WaitFor(t, "two sessions with the stuck peer", func() bool {
 		stuck.mu.Lock()
 		defer stuck.mu.Unlock()
 		return stuck.conns >= 2
@@ -547,7 +548,7 @@ func TestFullDestinationEntriesStayQueued(t *testing.T) {
 	if n := counter.n.Load(); n != 0 {
 		t.Errorf("%d entries were claimed and deferred; want them left in the queue", n)
 	}
-	q, err := e.st.Queue(100)
+	q, err := e.Store.Queue(100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -579,9 +580,9 @@ func (p *rawPeer) received(verb string) bool {
 // command-timeout (a shutdown would wait that long).
 func TestRSETEndsWithTheContext(t *testing.T) {
 	e := newE2E(t)
-	p := e.rawPeer(loopbacks[0], script{"RCPT": "550 5.1.1 No such user", "RSET": "stall"})
-	e.route("example.net", loopbacks[0])
-	d := e.mxDeliverer(func(c *relay.MXConfig) { c.CommandTimeout = time.Minute })
+	p := e.rawPeer(stack.Loopbacks[0], script{"RCPT": "550 5.1.1 No such user", "RSET": "stall"})
+	e.Route("example.net", stack.Loopbacks[0])
+	d := e.MXDeliverer(func(c *relay.MXConfig) { c.CommandTimeout = time.Minute })
 	defer d.CloseIdle()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

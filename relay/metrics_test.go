@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/postern/postern/internal/testutil/smtptest"
+	"github.com/postern/postern/internal/testutil/stack"
 	"github.com/postern/postern/relay"
 )
 
@@ -48,12 +49,12 @@ func gathered(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 // signatures by algorithm, and reads each server's queue at scrape time.
 func TestRelayMetrics(t *testing.T) {
 	e := newE2E(t)
-	a, tokenA := e.liveServer("a")
-	b, tokenB := e.liveServer("b")
-	e.sendingDomain(e.inst.AccountID, "app.example")
-	e.route("dest.example", loopbacks[1])
+	a, tokenA := e.LiveServer("a")
+	b, tokenB := e.LiveServer("b")
+	e.SendingDomain(e.Inst.AccountID, "app.example")
+	e.Route("dest.example", stack.Loopbacks[1])
 	var deferredOnce atomic.Bool
-	e.peer(loopbacks[1], smtptest.Options{Rcpt: func(to string) error {
+	e.Peer(stack.Loopbacks[1], smtptest.Options{Rcpt: func(to string) error {
 		switch {
 		case strings.HasPrefix(to, "gone@"):
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
@@ -63,10 +64,10 @@ func TestRelayMetrics(t *testing.T) {
 		return nil
 	}})
 	// Queued before the relay runs: the queue shows it.
-	idA := e.send(tokenA, "app@app.example", []string{"ok@dest.example", "gone@dest.example"}, testBody("app@app.example", "ok@dest.example", "a"))
+	idA := e.Send(tokenA, "app@app.example", []string{"ok@dest.example", "gone@dest.example"}, testBody("app@app.example", "ok@dest.example", "a"))
 	sa, sb := strconv.FormatInt(a.ID, 10), strconv.FormatInt(b.ID, 10)
 	idle := prometheus.NewRegistry()
-	cfg := e.relayConfig()
+	cfg := e.RelayConfig()
 	cfg.Metrics = idle
 	w, err := relay.NewWorker(cfg)
 	if err != nil {
@@ -85,13 +86,13 @@ func TestRelayMetrics(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	cfg.Metrics = reg
-	running, stop := e.startRelay(cfg)
-	waitFor(t, "the relay to run", running.Running)
-	idB := e.send(tokenB, "app@app.example", []string{"later@dest.example", "ok2@dest.example"}, testBody("app@app.example", "later@dest.example", "b"))
-	e.waitFinal(a.ID, idA)
-	e.waitFinal(b.ID, idB)
+	running, stop := e.StartRelay(cfg)
+	stack.WaitFor(t, "the relay to run", running.Running)
+	idB := e.Send(tokenB, "app@app.example", []string{"later@dest.example", "ok2@dest.example"}, testBody("app@app.example", "later@dest.example", "b"))
+	e.WaitFinal(a.ID, idA)
+	e.WaitFinal(b.ID, idB)
 
-	waitFor(t, "the counts", func() bool {
+	stack.WaitFor(t, "the counts", func() bool {
 		got = gathered(t, reg)
 		return got["postern_recipients_delivered_total{server="+sb+"}"] == 2
 	})

@@ -1,12 +1,14 @@
 package message
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"mime"
 	"strings"
 
 	gomessage "github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
 )
 
 // Body is what a message's MIME holds for people: its first text and
@@ -27,28 +29,78 @@ const MaxDepth = 10
 // its structure, so ParseBody never fails.
 func ParseBody(raw []byte) Body {
 	var b Body
-	walk(raw, &b, true)
+	// Postern stores messages with a blank line ending the header, so a
+	// header go-message cannot read is not a message's.
+	if e, _ := gomessage.Read(bytes.NewReader(raw)); e != nil {
+		walkEntity(e, &b, 0)
+	}
 	return b
 }
 
 // AttachmentNames is ParseBody's attachment list alone, for the listing
-// metadata filed at intake: no part is decoded.
+// metadata filed at intake. It reads the structure only, through
+// go-message's textproto: no part is decoded, so intake allocates no
+// transfer or charset decoder per message.
 func AttachmentNames(raw []byte) []string {
-	var b Body
-	walk(raw, &b, false)
-	return b.Attachments
+	br := bufio.NewReader(bytes.NewReader(raw))
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	walkStructure(h, br, &names, 0)
+	return names
 }
 
-// walk reads raw, as Postern stores messages: intake always ends the
-// header with a blank line, so a header go-message cannot read is not a
-// message's.
-func walk(raw []byte, b *Body, bodies bool) {
-	if e, _ := gomessage.Read(bytes.NewReader(raw)); e != nil {
-		walkEntity(e, b, bodies, 0)
+func walkStructure(h textproto.Header, body io.Reader, names *[]string, depth int) {
+	mt, params := mediaType(h.Get("Content-Type"))
+	if strings.HasPrefix(mt, "multipart/") {
+		if depth >= MaxDepth || params["boundary"] == "" {
+			return
+		}
+		mr := textproto.NewMultipartReader(body, params["boundary"])
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				return
+			}
+			walkStructure(p.Header, p, names, depth+1)
+		}
+	}
+	disp, dparams, _ := mime.ParseMediaType(h.Get("Content-Disposition"))
+	if name, ok := attachmentName(mt, params, disp, dparams); ok {
+		*names = append(*names, name)
 	}
 }
 
-func walkEntity(e *gomessage.Entity, b *Body, bodies bool, depth int) {
+// mediaType parses a Content-Type field; a missing or unreadable one is
+// text/plain.
+func mediaType(v string) (string, map[string]string) {
+	mt, params, err := mime.ParseMediaType(v)
+	if err != nil || mt == "" {
+		return "text/plain", map[string]string{}
+	}
+	return mt, params
+}
+
+// attachmentName says whether a leaf part is an attachment, and its
+// name: a part marked attachment, one with a file name not marked inline,
+// and anything but text and HTML. A part with no name still counts.
+func attachmentName(mt string, params map[string]string, disp string, dparams map[string]string) (string, bool) {
+	name := dparams["filename"]
+	if name == "" {
+		name = params["name"]
+	}
+	if disp != "attachment" && (name == "" || disp == "inline") && (mt == "text/plain" || mt == "text/html") {
+		return "", false
+	}
+	if name == "" {
+		name = "attachment"
+	}
+	return DecodeText(name), true
+}
+
+func walkEntity(e *gomessage.Entity, b *Body, depth int) {
 	if mr := e.MultipartReader(); mr != nil {
 		if depth >= MaxDepth {
 			return
@@ -60,26 +112,16 @@ func walkEntity(e *gomessage.Entity, b *Body, bodies bool, depth int) {
 			if p == nil {
 				return
 			}
-			walkEntity(p, b, bodies, depth+1)
+			walkEntity(p, b, depth+1)
 		}
 	}
-	mt, params, err := e.Header.ContentType()
-	if err != nil || mt == "" {
-		mt, params = "text/plain", map[string]string{}
-	}
+	mt, params := mediaType(e.Header.Get("Content-Type"))
 	disp, dparams, _ := e.Header.ContentDisposition()
-	name := dparams["filename"]
-	if name == "" {
-		name = params["name"]
-	}
-	if disp == "attachment" || (name != "" && disp != "inline") || (mt != "text/plain" && mt != "text/html") {
-		if name == "" {
-			name = "attachment" // a part with no name still counts
-		}
-		b.Attachments = append(b.Attachments, DecodeText(name))
+	if name, ok := attachmentName(mt, params, disp, dparams); ok {
+		b.Attachments = append(b.Attachments, name)
 		return
 	}
-	if !bodies || (mt == "text/plain" && b.Text != "") || (mt == "text/html" && b.HTML != "") {
+	if (mt == "text/plain" && b.Text != "") || (mt == "text/html" && b.HTML != "") {
 		return
 	}
 	data, err := io.ReadAll(e.Body)
@@ -91,14 +133,4 @@ func walkEntity(e *gomessage.Entity, b *Body, bodies bool, depth int) {
 	} else {
 		b.HTML = string(data)
 	}
-}
-
-// ContentType returns the media type and parameters of a header's
-// Content-Type field; a missing or unreadable one is text/plain.
-func ContentType(h Header) (string, map[string]string) {
-	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil {
-		return "text/plain", map[string]string{}
-	}
-	return strings.ToLower(mt), params
 }

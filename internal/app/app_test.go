@@ -1,0 +1,128 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/api"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/config"
+	"github.com/postern/postern/internal/app"
+	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/internal/testutil/smtptest"
+	"github.com/postern/postern/internal/testutil/stack"
+	"github.com/postern/postern/store"
+)
+
+// The wiring serve runs, in-process: a new store is initialised; a
+// message submitted to the SMTP listener is delivered by the relay to the
+// exchanger the DNS server names; the API shows it Sent; /readyz is
+// ready; and Run, once its context ends, shuts everything down and
+// closes the store.
+func TestAppServesDeliversAndShutsDown(t *testing.T) {
+	dns := dnstest.New(t)
+	peer := smtptest.New(t, smtptest.Options{})
+	dns.SetMX("example.net", []dnstest.MX{{Host: "mx.example.net", Pref: 10}})
+	dns.SetA("mx.example.net", netip.MustParseAddr("127.0.0.1"))
+
+	var cfg config.Config
+	fs := config.FlagSet("serve", &cfg)
+	if err := fs.Parse([]string{
+		"-data", t.TempDir(), "-hostname", "postern.test",
+		"-smtp-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0",
+		"-dns", dns.Addr(), "-mx-port", strconv.Itoa(peer.Port()), "-allow-private-destinations", "-sender-policy", "any",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.Load(fs, &cfg, func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(&cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Installation == nil || a.Installation.ServerToken == "" {
+		t.Fatalf("a new store was not initialised: %+v", a.Installation)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(ctx) }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-ran
+		}
+	})
+
+	token := auth.NewToken()
+	srv, err := a.Store.CreateServer(store.Server{AccountID: a.Installation.AccountID, Name: "Live", DeliveryType: store.DeliveryLive, SmtpApiActivated: true}, auth.StoreToken(token), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := stack.DialAuth(a.Addr("smtp"), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := stack.Submit(c, "app@example.com", []string{"bob@example.net"}, "From: app@example.com\nTo: bob@example.net\nSubject: wired\n\nHello.\n")
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var details api.OutboundMessageDetails
+	stack.WaitFor(t, "the message Sent in the API", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+a.Addr("api")+"/messages/outbound/"+id+"/details", nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("X-Postmark-Server-Token", token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("details: HTTP %d", resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&details); err != nil {
+			t.Fatal(err)
+		}
+		return details.Status == store.StatusSent
+	})
+	if got := peer.Messages(); len(got) != 1 || !strings.Contains(string(got[0].Data), "Subject: wired") {
+		t.Fatalf("the exchanger got %d messages", len(got))
+	}
+	if len(details.MessageEvents) != 1 || details.MessageEvents[0].Type != store.EventDelivered || srv.ID == 0 {
+		t.Fatalf("events %+v", details.MessageEvents)
+	}
+	resp, err := http.Get("http://" + a.Addr("metrics") + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz: HTTP %d", resp.StatusCode)
+	}
+
+	cancel()
+	select {
+	case err := <-ran:
+		stopped = true
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if err := a.Store.Ping(); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("the store after Run: %v, want it closed", err)
+	}
+}
