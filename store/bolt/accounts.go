@@ -1,12 +1,9 @@
 package bolt
 
 import (
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/postern/postern/store"
@@ -108,8 +105,7 @@ func (s *Store) UpdateServer(srv store.Server) error {
 		if err := json.Unmarshal(old, &prev); err != nil {
 			return err
 		}
-		srv.AccountID, srv.CreatedAt = prev.AccountID, prev.CreatedAt
-		srv.DeliveryType, srv.InboundHash = prev.DeliveryType, prev.InboundHash
+		srv = store.UpdatedServer(prev, srv)
 		if err := uniqueServerName(b, srv); err != nil {
 			return err
 		}
@@ -125,7 +121,7 @@ func uniqueServerName(b *bbolt.Bucket, srv store.Server) error {
 		if err := json.Unmarshal(v, &other); err != nil {
 			return err
 		}
-		if other.ID != srv.ID && other.AccountID == srv.AccountID && strings.EqualFold(other.Name, srv.Name) {
+		if store.SameServerName(other, srv) {
 			return fmt.Errorf("store: server name %q: %w", srv.Name, store.ErrDuplicateName)
 		}
 		return nil
@@ -202,7 +198,7 @@ func createAccount(tx *bbolt.Tx, name string, now time.Time) (store.Account, err
 
 func createServer(tx *bbolt.Tx, srv store.Server, now time.Time) (store.Server, error) {
 	b := tx.Bucket(bucketServers)
-	srv.ID = 0
+	srv = store.NewServer(srv, now)
 	if err := uniqueServerName(b, srv); err != nil {
 		return store.Server{}, err
 	}
@@ -211,22 +207,6 @@ func createServer(tx *bbolt.Tx, srv store.Server, now time.Time) (store.Server, 
 		return store.Server{}, err
 	}
 	srv.ID = int64(seq)
-	srv.CreatedAt = now.UTC()
-	if srv.DeliveryType == "" {
-		srv.DeliveryType = store.DeliveryLive
-	}
-	if srv.TrackLinks == "" {
-		srv.TrackLinks = store.TrackLinksNone
-	}
-	if srv.RetentionDays == 0 {
-		srv.RetentionDays = store.DefaultRetentionDays
-	}
-	if srv.InboundHash == "" {
-		var h [16]byte
-		// crypto/rand.Read never returns an error on supported platforms.
-		_, _ = rand.Read(h[:])
-		srv.InboundHash = hex.EncodeToString(h[:])
-	}
 	if err := putJSON(b, itob(srv.ID), srv); err != nil {
 		return store.Server{}, err
 	}

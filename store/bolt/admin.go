@@ -1,12 +1,10 @@
 package bolt
 
 import (
-	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/postern/postern/store"
@@ -41,21 +39,6 @@ func operatorAccount(tx *bbolt.Tx) (int64, error) {
 	return 0, store.ErrNotFound
 }
 
-// serverOrder is the order of server listings: pinned servers first, then
-// by name regardless of case, then by ID.
-func serverOrder(a, b store.Server) int {
-	if a.Pinned != b.Pinned {
-		if a.Pinned {
-			return -1
-		}
-		return 1
-	}
-	if c := strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
-}
-
 // ListServers returns an account's servers, pinned ones first, then by
 // name regardless of case.
 func (s *Store) ListServers(accountID int64) ([]store.Server, error) {
@@ -73,7 +56,7 @@ func (s *Store) ListServers(accountID int64) ([]store.Server, error) {
 			return nil
 		})
 	})
-	slices.SortFunc(out, serverOrder)
+	store.SortServers(out)
 	return out, err
 }
 
@@ -148,12 +131,7 @@ func tokens(tx *bbolt.Tx, match func(store.Token) bool) ([]store.Token, error) {
 		}
 		return nil
 	})
-	slices.SortFunc(out, func(a, b store.Token) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Prefix, b.Prefix)
-	})
+	store.SortTokens(out)
 	return out, err
 }
 
@@ -242,51 +220,29 @@ func putUniqueToken(tx *bbolt.Tx, t store.NewToken, same func(store.Token) bool)
 	return putToken(tx, t)
 }
 
-// RevokeServerToken removes the server's token with prefix; ErrNotFound
-// if it has none.
+// RevokeServerToken revokes the server's token whose secret starts with
+// prefix.
 func (s *Store) RevokeServerToken(serverID int64, prefix string) error {
 	return s.updateCredentials(func(tx *bbolt.Tx) error {
 		return revoke(tx, prefix, serverTokens(serverID), nil)
 	})
 }
 
-// RevokeAccountToken removes the account's token with prefix, if allow
-// accepts it (nil: any); ErrNotFound if the account has none such. The
-// last owner token is never revoked (ErrLastOwner).
+// RevokeAccountToken revokes the account's token whose secret starts
+// with prefix, as store.Revocable allows.
 func (s *Store) RevokeAccountToken(accountID int64, prefix string, allow func(store.Token) error) error {
 	return s.updateCredentials(func(tx *bbolt.Tx) error {
-		return revoke(tx, prefix, accountTokens(accountID), func(t store.Token, all []store.Token) error {
-			if allow != nil {
-				if err := allow(t); err != nil {
-					return err
-				}
-			}
-			if t.Role != store.RoleOwner {
-				return nil
-			}
-			for _, o := range all {
-				if o.Role == store.RoleOwner && o.Prefix != t.Prefix {
-					return nil
-				}
-			}
-			return store.ErrLastOwner
-		})
+		return revoke(tx, prefix, accountTokens(accountID), allow)
 	})
 }
 
-func revoke(tx *bbolt.Tx, prefix string, same func(store.Token) bool, check func(store.Token, []store.Token) error) error {
+func revoke(tx *bbolt.Tx, prefix string, same func(store.Token) bool, allow func(store.Token) error) error {
 	all, err := tokens(tx, same)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(all, func(t store.Token) bool { return t.Prefix == prefix })
-	if prefix == "" || i < 0 {
-		return store.ErrNotFound
-	}
-	if check != nil {
-		if err := check(all[i], all); err != nil {
-			return err
-		}
+	if _, err := store.Revocable(all, prefix, allow); err != nil {
+		return err
 	}
 	return deleteTokens(tx, func(t store.Token) bool { return same(t) && t.Prefix == prefix })
 }

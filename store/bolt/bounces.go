@@ -53,17 +53,16 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) 
 // fill sets a bounce's read-time fields.
 func fillBounce(b *store.Bounce, mail *bbolt.Bucket) {
 	b.DumpAvailable = mail.Bucket(bucketRaw).Get([]byte(b.MessageID)) != nil
-	b.Inactive = false
+	var sup *store.Suppression
 	if b.Inactivated {
-		if sup := mail.Bucket(bucketSuppressed); sup != nil {
+		if b2 := mail.Bucket(bucketSuppressed); b2 != nil {
 			var s store.Suppression
-			if getJSON(sup, []byte(strings.ToLower(b.Email)), &s) == nil {
-				// Inactive while the suppression is this bounce's: a
-				// suppression from another message is another bounce's.
-				b.Inactive = s.MessageID == b.MessageID
+			if getJSON(b2, []byte(strings.ToLower(b.Email)), &s) == nil {
+				sup = &s
 			}
 		}
 	}
+	b.Inactive = store.BounceInactive(*b, sup)
 }
 
 func getBounce(mail *bbolt.Bucket, id int64) (store.Bounce, error) {

@@ -36,25 +36,20 @@ func (s *Store) CreateDomain(d store.Domain, now time.Time) (store.Domain, error
 		}
 		names := tx.Bucket(bucketDomainNames)
 		b := tx.Bucket(bucketDomains)
-		d.Claim = false
+		var holder *store.Domain
+		claimed := false
 		if holderID := names.Get([]byte(d.Name)); holderID != nil {
-			// A name held but not proven may be claimed by another
-			// account; the first to prove it in DNS keeps it.
-			var holder store.Domain
-			if err := getJSON(b, holderID, &holder); err != nil {
+			holder = &store.Domain{}
+			if err := getJSON(b, holderID, holder); err != nil {
 				return err
 			}
-			if holder.AccountID == d.AccountID || holder.DKIMVerified {
-				return fmt.Errorf("store: domain %s: %w", d.Name, store.ErrDuplicate)
-			}
-			claimed := false
 			if err := forClaims(tx, d.Name, func(c store.Domain) { claimed = claimed || c.AccountID == d.AccountID }); err != nil {
 				return err
 			}
-			if claimed {
-				return fmt.Errorf("store: domain %s: %w", d.Name, store.ErrDuplicate)
-			}
-			d.Claim = true
+		}
+		var err error
+		if d.Claim, err = store.Claiming(d.AccountID, holder, claimed); err != nil {
+			return err
 		}
 		if err := capPerAccount(b, d.AccountID, s.opts.Caps.DomainsPerAccount, "max-domains-per-account", "domains per account"); err != nil {
 			return err
@@ -110,18 +105,11 @@ func (s *Store) Reverified(id int64, found bool, now time.Time, failFor time.Dur
 		if err := getJSON(b, itob(id), &d); err != nil {
 			return err
 		}
-		switch {
-		case !d.DKIMVerified:
+		if !d.DKIMVerified {
 			return nil
-		case found:
-			d.FailingSince = time.Time{}
-		case d.FailingSince.IsZero():
-			d.FailingSince = now.UTC()
 		}
-		if !found && now.Sub(d.FailingSince) >= failFor {
-			d.DKIMVerified, d.FailingSince = false, time.Time{}
-			if err := addAccountEvent(tx, d.AccountID, store.AccountEvent{At: now.UTC(), Type: store.AccountEventDomainUnverified, Domain: d.Name,
-				Message: fmt.Sprintf("The domain %s is no longer verified: its DKIM records were not found in DNS for %d days in a row. Publish them again and verify it, or another account that proves the name may take it.", d.Name, int(failFor.Hours()/24))}); err != nil {
+		if lost := store.Reverify(&d, found, now, failFor); lost != nil {
+			if err := addAccountEvent(tx, d.AccountID, *lost); err != nil {
 				return err
 			}
 		}
@@ -157,22 +145,23 @@ func (s *Store) TakeDomain(id int64, now time.Time) (store.Domain, error) {
 		if err := getJSON(b, itob(id), &d); err != nil {
 			return err
 		}
-		if !d.Claim {
-			return fmt.Errorf("store: domain %d is no claim", id)
-		}
-		if holderID := names.Get([]byte(d.Name)); holderID != nil {
-			var holder store.Domain
-			if err := getJSON(b, holderID, &holder); err != nil {
+		holderID := names.Get([]byte(d.Name))
+		var holder *store.Domain
+		if holderID != nil {
+			holder = &store.Domain{}
+			if err := getJSON(b, holderID, holder); err != nil {
 				return err
 			}
-			if holder.DKIMVerified {
-				return store.ErrDomainProven
-			}
+		}
+		lost, err := store.Taken(&d, holder, now)
+		if err != nil {
+			return err
+		}
+		if holder != nil {
 			if err := b.Delete(holderID); err != nil {
 				return err
 			}
-			if err := addAccountEvent(tx, holder.AccountID, store.AccountEvent{At: now.UTC(), Type: store.AccountEventDomainLost, Domain: d.Name,
-				Message: fmt.Sprintf("The domain %s was removed from this account: another account published its DKIM records in DNS first, which this account had not done.", d.Name)}); err != nil {
+			if err := addAccountEvent(tx, holder.AccountID, *lost); err != nil {
 				return err
 			}
 		}
@@ -182,7 +171,6 @@ func (s *Store) TakeDomain(id int64, now time.Time) (store.Domain, error) {
 		if err := names.Put([]byte(d.Name), itob(d.ID)); err != nil {
 			return err
 		}
-		d.Claim, d.DKIMVerified, d.VerifiedAt = false, true, now.UTC()
 		return putJSON(b, itob(d.ID), d)
 	})
 	return d, err
@@ -235,8 +223,7 @@ func (s *Store) UpdateDomain(d store.Domain) error {
 		if err := getJSON(b, itob(d.ID), &prev); err != nil {
 			return err
 		}
-		d.AccountID, d.Name, d.CreatedAt = prev.AccountID, prev.Name, prev.CreatedAt
-		return putJSON(b, itob(d.ID), d)
+		return putJSON(b, itob(d.ID), store.UpdatedDomain(prev, d))
 	})
 }
 
@@ -267,7 +254,7 @@ func (s *Store) ModifyDomain(id int64, fn func(*store.Domain) error) (store.Doma
 		if err := fn(&d); err != nil {
 			return err
 		}
-		d.ID, d.AccountID, d.Name, d.CreatedAt = prev.ID, prev.AccountID, prev.Name, prev.CreatedAt
+		d = store.UpdatedDomain(prev, d)
 		return putJSON(b, itob(id), d)
 	})
 	return d, err
@@ -313,7 +300,7 @@ func (s *Store) QueuedSignatureBy(domain string, selectors []string) (bool, erro
 				if err := json.Unmarshal(v, &e); err != nil {
 					return err
 				}
-				if len(e.Signature) > 0 && signedWith(e.Signature, domain, selectors) {
+				if len(e.Signature) > 0 && store.SignedBy(e.Signature, domain, selectors) {
 					found = true
 					return errStop
 				}
@@ -328,41 +315,6 @@ func (s *Store) QueuedSignatureBy(domain string, selectors []string) (bool, erro
 }
 
 var errStop = errors.New("stop")
-
-// signedWith reports whether DKIM-Signature fields hold a signature with
-// d=domain and s= one of selectors.
-func signedWith(fields []byte, domain string, selectors []string) bool {
-	// Unfold, then split into fields at each DKIM-Signature name.
-	text := strings.NewReplacer("\r\n\t", " ", "\r\n ", " ", "\n\t", " ", "\n ", " ").Replace(string(fields))
-	for _, line := range strings.Split(text, "\n") {
-		_, value, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		var d, sel string
-		for _, tag := range strings.Split(value, ";") {
-			name, v, ok := strings.Cut(tag, "=")
-			if !ok {
-				continue
-			}
-			v = strings.Join(strings.Fields(v), "")
-			switch strings.TrimSpace(name) {
-			case "d":
-				d = strings.ToLower(v)
-			case "s":
-				sel = v
-			}
-		}
-		if d == domain {
-			for _, want := range selectors {
-				if strings.EqualFold(sel, want) {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
 
 // checkDomains verifies that every domain's name is indexed to it, its
 // account exists, and every name in the index names a domain of that
