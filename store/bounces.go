@@ -1,6 +1,8 @@
 package store
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"strings"
 	"time"
 )
@@ -14,6 +16,18 @@ import (
 // bounce.
 // MaxBounceID is the largest bounce ID: IDs fit JavaScript's numbers.
 const MaxBounceID = 1<<53 - 1
+
+// NewBounceID is a random bounce ID from 1 to MaxBounceID; its backend
+// draws again while the server has it already.
+func NewBounceID() int64 {
+	for {
+		var b [8]byte
+		_, _ = rand.Read(b[:]) // never fails on supported platforms
+		if id := int64(binary.BigEndian.Uint64(b[:]) & MaxBounceID); id != 0 {
+			return id
+		}
+	}
+}
 
 type Bounce struct {
 	ID                int64

@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -29,13 +28,9 @@ func createBounce(mail *bbolt.Bucket, b *store.Bounce) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var id int64
-	for id == 0 || ids.Get(itob(id)) != nil {
-		var r [8]byte
-		if _, err := rand.Read(r[:]); err != nil {
-			return 0, err
-		}
-		id = int64(binary.BigEndian.Uint64(r[:]) & store.MaxBounceID)
+	id := store.NewBounceID()
+	for ids.Get(itob(id)) != nil {
+		id = store.NewBounceID()
 	}
 	seq, err := bounces.NextSequence()
 	if err != nil {
