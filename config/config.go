@@ -25,6 +25,10 @@ type Config struct {
 	ConfigFile string
 	DataDir    string
 	Hostname   string
+	// Store is the storage backend: "" for the bbolt file in DataDir, or
+	// a PostgreSQL DSN; NodeName names this node among those sharing it.
+	Store    string
+	NodeName string
 
 	SMTPAddr  string // STARTTLS listener; "" or "off" turns it off
 	SMTPSAddr string // implicit TLS listener
@@ -122,6 +126,8 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.ConfigFile, "config", "", "configuration file (name = value lines); none needed")
 	fs.StringVar(&c.DataDir, "data", "./postern-data", "data directory: the store, and the self-signed certificate when none is configured")
 	fs.StringVar(&c.Hostname, "hostname", host, "name in the SMTP greeting, Received fields and Message-IDs (default: the machine's hostname)")
+	fs.StringVar(&c.Store, "store", "", "storage: empty for the embedded bbolt file in the data directory, or a PostgreSQL DSN (postgres://user:password@host/db) that several nodes share; with a password, prefer POSTERN_STORE or the configuration file to a flag, which ps shows")
+	fs.StringVar(&c.NodeName, "node-name", host, "this node's name in the queue leases it holds, unique among the nodes sharing a PostgreSQL store (default: the machine's hostname)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", "127.0.0.1:2525", `SMTP submission listener with STARTTLS ("off" turns it off)`)
 	fs.StringVar(&c.SMTPSAddr, "smtps-addr", "off", `SMTP listener with implicit TLS, e.g. :465 ("off" turns it off)`)
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate chain, PEM (default: a self-signed one generated into the data directory)")
@@ -225,7 +231,7 @@ func SettingsMarkdown() string {
 	for _, st := range Settings() {
 		def := "`" + st.Default + "`"
 		switch {
-		case st.Name == "hostname":
+		case st.Name == "hostname" || st.Name == "node-name":
 			def = "the machine's hostname"
 		case st.Default == "":
 			def = "none"
@@ -378,6 +384,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data", "must not be empty")
+	}
+	if c.Store != "" && !strings.HasPrefix(c.Store, "postgres://") && !strings.HasPrefix(c.Store, "postgresql://") {
+		bad("store", "must be empty (bbolt in the data directory) or a postgres:// DSN")
+	}
+	if c.NodeName == "" {
+		bad("node-name", "must not be empty")
 	}
 	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {
 		bad("hostname", "must be a host name, got %q", c.Hostname)

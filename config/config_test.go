@@ -79,6 +79,7 @@ func TestDefaults(t *testing.T) {
 	want := config.Config{
 		DataDir:              "./postern-data",
 		Hostname:             host,
+		NodeName:             host,
 		SMTPAddr:             "127.0.0.1:2525",
 		SMTPSAddr:            "off",
 		MaxMessageSize:       10 << 20,
@@ -565,6 +566,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"max-sessions-per-ip": "6", "preauth-timeout": "7s",
 		"max-domains-per-account": "8", "max-servers-per-account": "9", "max-tokens-per-server": "10",
 		"domain-reverify-days": "3",
+		"store":                "postgres://postern@db.example.org/postern", "node-name": "node-2",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -594,6 +596,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		MaxSessionsPerIP: 6, PreauthTimeout: 7 * time.Second,
 		MaxDomainsPerAccount: 8, MaxServersPerAccount: 9, MaxTokensPerServer: 10,
 		DomainReverifyDays: 3,
+		Store:              "postgres://postern@db.example.org/postern", NodeName: "node-2",
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)
@@ -763,8 +766,9 @@ func TestExampleFile(t *testing.T) {
 	}
 
 	// With every line uncommented, the file still loads, and what it
-	// shows as defaults are the defaults (but hostname, whose default is
-	// the machine's name).
+	// shows as defaults are the defaults (but hostname and node-name,
+	// whose default is the machine's name, and store, whose default is
+	// empty: their lines show examples).
 	full := filepath.Join(t.TempDir(), "all.conf")
 	if err := os.WriteFile(full, []byte(strings.Join(uncommented, "\n")), 0o644); err != nil {
 		t.Fatal(err)
@@ -774,7 +778,7 @@ func TestExampleFile(t *testing.T) {
 		t.Fatalf("the example with every setting uncommented does not load: %v", err)
 	}
 	want := mustLoad(t, nil, env{})
-	got.ConfigFile, got.Hostname = "", want.Hostname
+	got.ConfigFile, got.Hostname, got.NodeName, got.Store = "", want.Hostname, want.NodeName, want.Store
 	if !reflect.DeepEqual(*got, *want) {
 		t.Errorf("the defaults the example shows are not the defaults in code:\n got %+v\nwant %+v", *got, *want)
 	}

@@ -136,7 +136,11 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 	defer st.Close()
 	inst, err := auth.Init(st, time.Now())
 	if errors.Is(err, store.ErrInitialized) {
-		return fmt.Errorf("%s is already initialised; nothing was changed", cfg.DataDir)
+		where := cfg.DataDir
+		if cfg.Store != "" {
+			where = "the PostgreSQL store"
+		}
+		return fmt.Errorf("%s is already initialised; nothing was changed", where)
 	}
 	if err != nil {
 		return err

@@ -20,38 +20,54 @@ import (
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
+	"github.com/postern/postern/store/postgres"
 )
 
 // StoreOptions are how a command opens the store.
 type StoreOptions struct {
-	// OnCommit, if set, is told of each commit (for metrics).
+	// OnCommit, if set, is told of each commit (for metrics; the bbolt
+	// backend's group commits).
 	OnCommit func(writes int, took time.Duration)
 	// Existing refuses to create a store: an operator command needs an
 	// initialised one.
 	Existing bool
-	// LockTimeout bounds the wait for another process holding the store
-	// (a running serve); zero: the backend's default.
+	// LockTimeout bounds the wait for another process holding the bbolt
+	// file (a running serve); zero: the backend's default.
 	LockTimeout time.Duration
 }
 
-// OpenStore opens the storage backend the settings name, creating it if
-// new unless opts.Existing: the one place a backend is chosen.
+// OpenStore opens the storage backend the settings name: the bbolt file
+// in the data directory, created if new unless opts.Existing, or the
+// PostgreSQL database of the store setting. It is the one place a
+// backend is chosen.
 func OpenStore(cfg *config.Config, opts StoreOptions) (store.Backend, error) {
+	caps := store.Caps{
+		DomainsPerAccount: cfg.MaxDomainsPerAccount,
+		ServersPerAccount: cfg.MaxServersPerAccount,
+		TokensPerServer:   cfg.MaxTokensPerServer,
+	}
+	if cfg.Store != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st, err := postgres.Open(ctx, cfg.Store, postgres.Options{Caps: caps, NodeName: cfg.NodeName})
+		if err != nil {
+			return nil, err
+		}
+		if opts.Existing {
+			if ok, err := st.Initialized(); err != nil || !ok {
+				st.Close()
+				return nil, errors.Join(err, errors.New("the PostgreSQL store is not initialised: run postern init -store … (or postern serve) first"))
+			}
+		}
+		return st, nil
+	}
 	if opts.Existing && !bolt.Exists(cfg.DataDir) {
 		return nil, fmt.Errorf("no store in %s: run postern init (or postern serve) first, or set -data", cfg.DataDir)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{
-		OnCommit:    opts.OnCommit,
-		LockTimeout: opts.LockTimeout,
-		Caps: store.Caps{
-			DomainsPerAccount: cfg.MaxDomainsPerAccount,
-			ServersPerAccount: cfg.MaxServersPerAccount,
-			TokensPerServer:   cfg.MaxTokensPerServer,
-		},
-	})
+	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{OnCommit: opts.OnCommit, LockTimeout: opts.LockTimeout, Caps: caps})
 }
 
 // CheckBackup opens a copy GET /backup made and runs its consistency

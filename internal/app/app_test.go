@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,17 +19,25 @@ import (
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/internal/testutil/pgtest"
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/internal/testutil/stack"
 	"github.com/postern/postern/store"
 )
 
-// The wiring serve runs, in-process: a new store is initialised; a
-// message submitted to the SMTP listener is delivered by the relay to the
-// exchanger the DNS server names; the API shows it Sent; /readyz is
-// ready; and Run, once its context ends, shuts everything down and
-// closes the store.
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// The wiring serve runs, in-process, on each backend: a new store is
+// initialised; a message submitted to the SMTP listener is delivered by
+// the relay to the exchanger the DNS server names; the API shows it Sent;
+// /readyz is ready; and Run, once its context ends, shuts everything down
+// and closes the store.
 func TestAppServesDeliversAndShutsDown(t *testing.T) {
+	t.Run("bolt", func(t *testing.T) { testServesDeliversAndShutsDown(t, "") })
+	t.Run("postgres", func(t *testing.T) { testServesDeliversAndShutsDown(t, pgtest.New(t)) })
+}
+
+func testServesDeliversAndShutsDown(t *testing.T, storeDSN string) {
 	dns := dnstest.New(t)
 	peer := smtptest.New(t, smtptest.Options{})
 	dns.SetMX("example.net", []dnstest.MX{{Host: "mx.example.net", Pref: 10}})
@@ -40,6 +49,7 @@ func TestAppServesDeliversAndShutsDown(t *testing.T) {
 		"-data", t.TempDir(), "-hostname", "postern.test",
 		"-smtp-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0",
 		"-dns", dns.Addr(), "-mx-port", strconv.Itoa(peer.Port()), "-allow-private-destinations", "-sender-policy", "any",
+		"-store", storeDSN,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,11 @@ package postgres_test
 import (
 	"context"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/postern/postern/internal/testutil/pgtest"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/postgres"
@@ -45,4 +48,44 @@ func (harness) Reopen(t *testing.T, b store.Backend) store.Backend {
 	o := b.(*opened)
 	o.Close()
 	return open(t, o.dsn, o.caps)
+}
+
+// Nodes starting together apply the migrations once; a database whose
+// schema is newer than the binary is refused, naming both versions.
+func TestMigrations(t *testing.T) {
+	dsn := pgtest.New(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			s, err := postgres.Open(context.Background(), dsn, postgres.Options{})
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a node starting beside others: %v", err)
+		}
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var rows, version int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*), max(version) FROM schema_version`).Scan(&rows, &version); err != nil {
+		t.Fatal(err)
+	}
+	if rows != version {
+		t.Fatalf("schema_version has %d rows up to version %d: a migration ran twice", rows, version)
+	}
+	if _, err := conn.Exec(context.Background(), `INSERT INTO schema_version (version) VALUES (99)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = postgres.Open(context.Background(), dsn, postgres.Options{})
+	if err == nil || !strings.Contains(err.Error(), "version 99") || !strings.Contains(err.Error(), "binary's "+strconv.Itoa(version)) {
+		t.Fatalf("a newer schema: %v", err)
+	}
 }
