@@ -185,6 +185,13 @@ type Backuper interface {
 	Backup(w io.Writer) (int64, error)
 }
 
+// QueueWatcher is a backend that several nodes share: WatchQueue calls
+// wake whenever any node queues mail or hands leases back, until ctx is
+// done, so that idle relays everywhere start at once.
+type QueueWatcher interface {
+	WatchQueue(ctx context.Context, wake func()) error
+}
+
 // Checker is a backend that verifies its own structure.
 type Checker interface {
 	Check() error

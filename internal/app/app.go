@@ -252,7 +252,15 @@ func (a *App) Run(ctx context.Context) error {
 	// daily re-verification of domains runs beside it.
 	backgroundCtx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	retentionDone, reverifyDone := make(chan struct{}), make(chan struct{})
+	retentionDone, reverifyDone, watchDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		// A shared store tells this node's relay of mail other nodes
+		// queue, so that it starts at once rather than at its next poll.
+		defer close(watchDone)
+		if w, ok := a.Store.(store.QueueWatcher); ok {
+			w.WatchQueue(backgroundCtx, a.worker.Notify)
+		}
+	}()
 	go func() {
 		defer close(retentionDone)
 		runRetention(backgroundCtx, a.Store, cfg.RetentionInterval, time.Now, log)
@@ -304,6 +312,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	<-retentionDone
 	<-reverifyDone
+	<-watchDone
 	if err := a.Store.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))
 	}

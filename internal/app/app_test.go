@@ -11,9 +11,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
@@ -37,20 +39,18 @@ func TestAppServesDeliversAndShutsDown(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) { testServesDeliversAndShutsDown(t, pgtest.New(t)) })
 }
 
-func testServesDeliversAndShutsDown(t *testing.T, storeDSN string) {
-	dns := dnstest.New(t)
-	peer := smtptest.New(t, smtptest.Options{})
-	dns.SetMX("example.net", []dnstest.MX{{Host: "mx.example.net", Pref: 10}})
-	dns.SetA("mx.example.net", netip.MustParseAddr("127.0.0.1"))
-
+// startNode builds a Postern from flags on loopback ports, on the store
+// storeDSN names ("": bbolt in a new data directory), and runs it until
+// the test ends; stop ends it sooner and returns Run's error.
+func startNode(t *testing.T, storeDSN string, flags ...string) (a *app.App, stop func() error) {
+	t.Helper()
 	var cfg config.Config
 	fs := config.FlagSet("serve", &cfg)
-	if err := fs.Parse([]string{
+	if err := fs.Parse(append([]string{
 		"-data", t.TempDir(), "-hostname", "postern.test",
 		"-smtp-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0",
-		"-dns", dns.Addr(), "-mx-port", strconv.Itoa(peer.Port()), "-allow-private-destinations", "-sender-policy", "any",
-		"-store", storeDSN,
-	}); err != nil {
+		"-allow-private-destinations", "-sender-policy", "any", "-store", storeDSN,
+	}, flags...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := config.Load(fs, &cfg, func(string) (string, bool) { return "", false }); err != nil {
@@ -60,19 +60,35 @@ func testServesDeliversAndShutsDown(t *testing.T, storeDSN string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Installation == nil || a.Installation.ServerToken == "" {
-		t.Fatalf("a new store was not initialised: %+v", a.Installation)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- a.Run(ctx) }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
 			cancel()
-			<-ran
-		}
-	})
+			select {
+			case runErr = <-ran:
+			case <-time.After(30 * time.Second):
+				runErr = errors.New("Run did not return after its context ended")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return a, stop
+}
+
+func testServesDeliversAndShutsDown(t *testing.T, storeDSN string) {
+	dns := dnstest.New(t)
+	peer := smtptest.New(t, smtptest.Options{})
+	dns.SetMX("example.net", []dnstest.MX{{Host: "mx.example.net", Pref: 10}})
+	dns.SetA("mx.example.net", netip.MustParseAddr("127.0.0.1"))
+	a, stop := startNode(t, storeDSN, "-dns", dns.Addr(), "-mx-port", strconv.Itoa(peer.Port()))
+	if a.Installation == nil || a.Installation.ServerToken == "" {
+		t.Fatalf("a new store was not initialised: %+v", a.Installation)
+	}
 
 	token := auth.NewToken()
 	srv, err := a.Store.CreateServer(store.Server{AccountID: a.Installation.AccountID, Name: "Live", DeliveryType: store.DeliveryLive, SmtpApiActivated: true}, auth.StoreToken(token), time.Now())
@@ -122,17 +138,46 @@ func testServesDeliversAndShutsDown(t *testing.T, storeDSN string) {
 		t.Fatalf("/readyz: HTTP %d", resp.StatusCode)
 	}
 
-	cancel()
-	select {
-	case err := <-ran:
-		stopped = true
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return after its context ended")
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 	if err := a.Store.Ping(); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("the store after Run: %v, want it closed", err)
+	}
+}
+
+// A server's rate limit holds across two nodes sharing one PostgreSQL
+// store: the messages either node accepted count on both.
+func TestRateLimitHeldAcrossNodes(t *testing.T) {
+	dsn := pgtest.New(t)
+	a, _ := startNode(t, dsn)
+	b, _ := startNode(t, dsn)
+	if a.Installation == nil || b.Installation != nil {
+		t.Fatalf("the store was initialised by %v and %v: want the first node only", a.Installation != nil, b.Installation != nil)
+	}
+	token := auth.NewToken()
+	if _, err := a.Store.CreateServer(store.Server{AccountID: a.Installation.AccountID, Name: "Limited", DeliveryType: store.DeliveryLive,
+		SmtpApiActivated: true, RateLimitPerMinute: 4}, auth.StoreToken(token), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	send := func(node *app.App) error {
+		c, err := stack.DialAuth(node.Addr("smtp"), token)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = stack.Submit(c, "app@example.com", []string{"bob@[127.0.0.1]"}, "Subject: limited\n\nHi.\n")
+		return err
+	}
+	for i, node := range []*app.App{a, b, a, b} {
+		if err := send(node); err != nil {
+			t.Fatalf("message %d of 4: %v", i+1, err)
+		}
+	}
+	for name, node := range map[string]*app.App{"A": a, "B": b} {
+		var refusal *smtp.SMTPError
+		if err := send(node); !errors.As(err, &refusal) || refusal.Code != 451 || refusal.EnhancedCode != (smtp.EnhancedCode{4, 7, 1}) {
+			t.Errorf("a fifth message through node %s: %v, want 451 4.7.1", name, err)
+		}
 	}
 }

@@ -46,6 +46,7 @@ func (s *Store) Enqueue(sub store.Submission) error {
 		if entry != nil {
 			b.Queue(`INSERT INTO queue (server_id, message_id, due_ns, leased, doc) VALUES ($1, $2, $3, false, $4)`,
 				msg.ServerID, msg.MessageID, sub.Entry.Due.UnixNano(), entry)
+			b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
 		}
 		err := tx.SendBatch(ctx, b).Close()
 		switch {

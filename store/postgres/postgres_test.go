@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/postern/postern/internal/testutil/pgtest"
@@ -87,5 +88,34 @@ func TestMigrations(t *testing.T) {
 	_, err = postgres.Open(context.Background(), dsn, postgres.Options{})
 	if err == nil || !strings.Contains(err.Error(), "version 99") || !strings.Contains(err.Error(), "binary's "+strconv.Itoa(version)) {
 		t.Fatalf("a newer schema: %v", err)
+	}
+}
+
+// Mail queued on one node wakes the relay of another at once.
+func TestWatchQueueWakesOtherNodes(t *testing.T) {
+	dsn := pgtest.New(t)
+	a := open(t, dsn, store.Caps{})
+	b := open(t, dsn, store.Caps{})
+	_, srv := storetest.Init(t, a)
+	ctx, cancel := context.WithCancel(context.Background())
+	woken := make(chan struct{}, 16)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		b.WatchQueue(ctx, func() { woken <- struct{}{} })
+	}()
+	defer func() { cancel(); <-watched }()
+	select {
+	case <-woken: // the wake of its start, for whatever it may have missed
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchQueue did not start")
+	}
+	if err := storetest.Enqueue(a, storetest.NewMessage(srv.ID, time.Now()), []byte("Subject: x\r\n\r\nx")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woken:
+	case <-time.After(10 * time.Second):
+		t.Fatal("mail queued on node A did not wake node B")
 	}
 }

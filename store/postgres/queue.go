@@ -335,7 +335,10 @@ func (s *Store) ReleaseLeases(now time.Time) (int, error) {
 			}
 			released++
 		}
-		return nil
+		if released == 0 {
+			return nil
+		}
+		return notifyQueue(ctx, tx)
 	})
 	return released, err
 }
