@@ -30,6 +30,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/internal/testutil"
+	"github.com/postern/postern/internal/testutil/pgtest"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
 )
@@ -56,7 +57,7 @@ func buildAndRun(m *testing.M) int {
 	}
 	defer cleanup()
 	postern = bin
-	return m.Run()
+	return pgtest.Main(m)
 }
 
 // --- subprocesses ---

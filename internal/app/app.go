@@ -115,6 +115,11 @@ type listener struct {
 // new store is initialised (see Installation). version is logged.
 func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err error) {
 	a := &App{cfg: cfg, log: log, version: version}
+	// The data directory holds the self-signed certificate whichever
+	// backend holds the rest.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
 	tuneGC(cfg.MaxInflightBytes, os.Getenv, log)
 	if a.metrics, err = newServeMetrics(); err != nil {
 		return nil, err
