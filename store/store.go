@@ -17,6 +17,8 @@ var (
 	ErrServerMissing = errors.New("store: server does not exist")
 	ErrDuplicate     = errors.New("store: already exists")
 	ErrCapReached    = errors.New("store: cap reached")
+	// ErrNotEmpty refuses to import into a backend that holds data.
+	ErrNotEmpty = errors.New("store: the target is not empty")
 )
 
 // Caps bound a tenant's growth. They are checked in the transaction that

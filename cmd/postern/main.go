@@ -35,6 +35,7 @@ Commands:
   server    servers over the HTTP API: list, create, show, edit, delete, and their tokens
   messages  a server's recent outbound messages, over the HTTP API
   backup    a consistent copy of the store of a running serve, over the HTTP API (operator's owner token)
+  store     copy a whole store between bbolt and PostgreSQL (store copy -from … -to …)
   bench     drive SMTP load at an address and report throughput and latency
   sink      an SMTP server that accepts and discards everything, counting it
   settings  list every setting with its environment variable and default (-markdown: docs/settings.md)
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = messagesCmd(rest, stdout, stderr)
 	case "backup":
 		err = backupCmd(rest, stdout, stderr)
+	case "store":
+		err = storeCmd(rest, stdout, stderr)
 	case "bench":
 		err = benchCmd(rest, stdout, stderr)
 	case "sink":

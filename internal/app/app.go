@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/auth"
@@ -68,6 +69,27 @@ func OpenStore(cfg *config.Config, opts StoreOptions) (store.Backend, error) {
 		return nil, err
 	}
 	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{OnCommit: opts.OnCommit, LockTimeout: opts.LockTimeout, Caps: caps})
+}
+
+// OpenLocation opens the store at loc, for postern store copy: a
+// PostgreSQL DSN, or a data directory holding (or, unless existing, to
+// hold) a bbolt store.
+func OpenLocation(loc string, existing bool) (store.Backend, error) {
+	if strings.HasPrefix(loc, "postgres://") || strings.HasPrefix(loc, "postgresql://") {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return postgres.Open(ctx, loc, postgres.Options{})
+	}
+	if existing && !bolt.Exists(loc) {
+		return nil, fmt.Errorf("no store in %s", loc)
+	}
+	if !existing && bolt.Exists(loc) {
+		return nil, fmt.Errorf("%s holds a store already: copy into an empty data directory", loc)
+	}
+	if err := os.MkdirAll(loc, 0o700); err != nil {
+		return nil, err
+	}
+	return bolt.Open(bolt.Path(loc), bolt.Options{LockTimeout: time.Second})
 }
 
 // CheckBackup opens a copy GET /backup made and runs its consistency

@@ -210,16 +210,21 @@ func createServer(tx *bbolt.Tx, srv store.Server, now time.Time) (store.Server, 
 	if err := putJSON(b, itob(srv.ID), srv); err != nil {
 		return store.Server{}, err
 	}
-	mail, err := tx.Bucket(bucketMail).CreateBucket(itob(srv.ID))
+	return srv, createMailBuckets(tx, srv.ID)
+}
+
+// createMailBuckets makes a new server's buckets of mail.
+func createMailBuckets(tx *bbolt.Tx, serverID int64) error {
+	mail, err := tx.Bucket(bucketMail).CreateBucket(itob(serverID))
 	if err != nil {
-		return store.Server{}, err
+		return err
 	}
 	for _, name := range [][]byte{bucketMessages, bucketRaw, bucketByTime, bucketEvents, bucketSuppressed} {
 		if _, err := mail.CreateBucket(name); err != nil {
-			return store.Server{}, err
+			return err
 		}
 	}
-	return srv, nil
+	return nil
 }
 
 func putToken(tx *bbolt.Tx, t store.NewToken) error {
