@@ -192,6 +192,12 @@ type QueueWatcher interface {
 	WatchQueue(ctx context.Context, wake func()) error
 }
 
+// Located is a backend that can say where it keeps its data (which
+// database, say), without any secret, for operators.
+type Located interface {
+	Location() string
+}
+
 // Checker is a backend that verifies its own structure.
 type Checker interface {
 	Check() error

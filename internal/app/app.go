@@ -149,6 +149,10 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if a.Store, err = OpenStore(cfg, StoreOptions{OnCommit: a.metrics.onCommit}); err != nil {
 		return nil, err
 	}
+	if err := a.metrics.registerPoolMetrics(a.Store); err != nil {
+		a.Store.Close()
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			a.closeListeners()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/jackc/pgx/v5"
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
@@ -129,13 +131,19 @@ func testServesDeliversAndShutsDown(t *testing.T, storeDSN string) {
 	if len(details.MessageEvents) != 1 || details.MessageEvents[0].Type != store.EventDelivered || srv.ID == 0 {
 		t.Fatalf("events %+v", details.MessageEvents)
 	}
-	resp, err := http.Get("http://" + a.Addr("metrics") + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+	ready, status := fetch(t, "http://"+a.Addr("metrics")+"/readyz")
+	if status != http.StatusOK {
+		t.Fatalf("/readyz: HTTP %d %s", status, ready)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz: HTTP %d", resp.StatusCode)
+	if storeDSN != "" {
+		// A shared store names its database in /readyz, and counts its
+		// pool's connections.
+		if !strings.Contains(ready, `"store (PostgreSQL postgres@127.0.0.1:5432/postern_test_`) {
+			t.Errorf("/readyz does not name the database: %s", ready)
+		}
+		if metrics, _ := fetch(t, "http://"+a.Addr("metrics")+"/metrics"); !strings.Contains(metrics, `postern_store_pool_connections{state="idle"}`) {
+			t.Errorf("no pool metrics in /metrics")
+		}
 	}
 
 	if err := stop(); err != nil {
@@ -178,6 +186,92 @@ func TestRateLimitHeldAcrossNodes(t *testing.T) {
 		var refusal *smtp.SMTPError
 		if err := send(node); !errors.As(err, &refusal) || refusal.Code != 451 || refusal.EnhancedCode != (smtp.EnhancedCode{4, 7, 1}) {
 			t.Errorf("a fifth message through node %s: %v, want 451 4.7.1", name, err)
+		}
+	}
+}
+
+// fetch GETs url and returns the body and status.
+func fetch(t *testing.T, url string) (string, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body), resp.StatusCode
+}
+
+// While the database cannot be reached, an open SMTP session gets 451
+// 4.3.0 for its message and a new one 454 4.7.0 at AUTH, and nothing is
+// accepted; once it is back, mail is accepted again, and what got a 250
+// before is still there.
+func TestDatabaseDownGives451(t *testing.T) {
+	dsn := pgtest.New(t)
+	a, _ := startNode(t, dsn)
+	token := auth.NewToken()
+	srv, err := a.Store.CreateServer(store.Server{AccountID: a.Installation.AccountID, Name: "Live", DeliveryType: store.DeliveryLive,
+		SmtpApiActivated: true}, auth.StoreToken(token), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func() (string, error) {
+		c, err := stack.DialAuth(a.Addr("smtp"), token)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return stack.Submit(c, "app@example.com", []string{"bob@[127.0.0.1]"}, "Subject: db\n\nHi.\n")
+	}
+	first, err := send()
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := stack.DialAuth(a.Addr("smtp"), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	admin, err := pgx.Connect(context.Background(), pgtest.Server())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`ALTER DATABASE ` + db + ` ALLOW_CONNECTIONS false`)
+	defer exec(`ALTER DATABASE ` + db + ` ALLOW_CONNECTIONS true`)
+	exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '` + db + `' AND pid <> pg_backend_pid()`)
+
+	var refusal *smtp.SMTPError
+	if _, err := stack.Submit(open, "app@example.com", []string{"bob@[127.0.0.1]"}, "Subject: db\n\nHi.\n"); !errors.As(err, &refusal) ||
+		refusal.Code != 451 || refusal.EnhancedCode != (smtp.EnhancedCode{4, 3, 0}) {
+		t.Fatalf("a message of an open session with the database down: %v, want 451 4.3.0", err)
+	}
+	if _, err := send(); !errors.As(err, &refusal) || refusal.Code != 454 || refusal.EnhancedCode != (smtp.EnhancedCode{4, 7, 0}) {
+		t.Fatalf("a new session with the database down: %v, want 454 4.7.0 at AUTH", err)
+	}
+	exec(`ALTER DATABASE ` + db + ` ALLOW_CONNECTIONS true`)
+	var second string
+	stack.WaitFor(t, "mail accepted again", func() bool {
+		second, err = send()
+		return err == nil
+	})
+	for _, id := range []string{first, second} {
+		if _, err := a.Store.Message(srv.ID, id); err != nil {
+			t.Errorf("message %s that got a 250: %v", id, err)
 		}
 	}
 }

@@ -63,6 +63,40 @@ func (m *serveMetrics) onCommit(writes int, took time.Duration) {
 	m.commit.Observe(took.Seconds())
 }
 
+// storeCheckName names the store in /readyz: with the database it is,
+// when the backend can say.
+func storeCheckName(st store.Maintenance) string {
+	if l, ok := st.(store.Located); ok {
+		return "store (" + l.Location() + ")"
+	}
+	return "store"
+}
+
+// pooled is a backend with a pool of connections to count.
+type pooled interface {
+	PoolConnections() map[string]int
+}
+
+// registerPoolMetrics adds postern_store_pool_connections{state} when the
+// backend keeps a pool of connections.
+func (m *serveMetrics) registerPoolMetrics(st store.Maintenance) error {
+	p, ok := st.(pooled)
+	if !ok {
+		return nil
+	}
+	for _, state := range []string{"acquired", "idle", "constructing"} {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "postern_store_pool_connections",
+			Help:        "Connections of the store's pool to its database, by state: acquired (in use), idle, constructing (being opened).",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 { return float64(p.PoolConnections()[state]) })
+		if err := m.reg.Register(g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Bounds of the metrics listener's connections: scrapes and probes are
 // small and quick.
 const (
@@ -78,7 +112,7 @@ func newMetricsServer(m *serveMetrics, st store.Maintenance, worker *relay.Worke
 	h, err := api.NewOps(api.OpsConfig{
 		Gatherer: m.reg,
 		Ready: []api.Check{
-			{Name: "store", Run: func(context.Context) error { return st.Ping() }},
+			{Name: storeCheckName(st), Run: func(context.Context) error { return st.Ping() }},
 			{Name: "listeners", Run: func(context.Context) error {
 				if !m.listenersUp.Load() {
 					return errors.New("not serving")

@@ -341,3 +341,17 @@ func (s *Store) pollCredentials() {
 
 // marshal is json.Marshal for a doc column.
 func marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Location says which database the store is, for operators: the host,
+// port, database and user of the DSN, never its password.
+func (s *Store) Location() string {
+	c := s.pool.Config().ConnConfig
+	return fmt.Sprintf("PostgreSQL %s@%s:%d/%s", c.User, c.Host, c.Port, c.Database)
+}
+
+// PoolConnections counts the pool's connections by state: acquired (in
+// use), idle, and constructing (being opened).
+func (s *Store) PoolConnections() map[string]int {
+	st := s.pool.Stat()
+	return map[string]int{"acquired": int(st.AcquiredConns()), "idle": int(st.IdleConns()), "constructing": int(st.ConstructingConns())}
+}

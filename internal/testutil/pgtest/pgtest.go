@@ -126,3 +126,8 @@ func Main(m *testing.M) int {
 	}
 	return code
 }
+
+// Server is the DSN of the test server's maintenance database, for a
+// test that acts on a database from outside (stopping connections to it,
+// say).
+func Server() string { return server() }
