@@ -35,28 +35,28 @@ func (s *Store) Enqueue(sub store.Submission) error {
 			return err
 		}
 	}
-	return s.update(func(ctx context.Context, tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO messages (server_id, message_id, received_ns, status, doc, raw) VALUES ($1, $2, $3, $4, $5, $6)`,
-			msg.ServerID, msg.MessageID, msg.ReceivedAt.UnixNano(), msg.Status, doc, sub.Raw)
-		queueStat(b, msg.ServerID, msg.ReceivedAt, msg.MessageStream, msg.Tag, store.StatSent)
-		for _, ev := range events {
-			b.Queue(`INSERT INTO events (server_id, message_id, doc) VALUES ($1, $2, $3)`, msg.ServerID, msg.MessageID, ev)
-		}
-		if entry != nil {
-			b.Queue(`INSERT INTO queue (server_id, message_id, due_ns, leased, doc) VALUES ($1, $2, $3, false, $4)`,
-				msg.ServerID, msg.MessageID, sub.Entry.Due.UnixNano(), entry)
-			b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
-		}
-		err := tx.SendBatch(ctx, b).Close()
-		switch {
-		case isForeignKey(err):
-			return store.ErrServerMissing
-		case isUnique(err, "messages_pkey"):
-			return fmt.Errorf("store: message %s: %w", msg.MessageID, store.ErrDuplicate)
-		}
-		return err
-	})
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO messages (server_id, message_id, received_ns, status, doc, raw) VALUES ($1, $2, $3, $4, $5, $6)`,
+		msg.ServerID, msg.MessageID, msg.ReceivedAt.UnixNano(), msg.Status, doc, sub.Raw)
+	queueStat(b, msg.ServerID, msg.ReceivedAt, msg.MessageStream, msg.Tag, store.StatSent)
+	for _, ev := range events {
+		b.Queue(`INSERT INTO events (server_id, message_id, doc) VALUES ($1, $2, $3)`, msg.ServerID, msg.MessageID, ev)
+	}
+	if entry != nil {
+		b.Queue(`INSERT INTO queue (server_id, message_id, due_ns, leased, doc) VALUES ($1, $2, $3, false, $4)`,
+			msg.ServerID, msg.MessageID, sub.Entry.Due.UnixNano(), entry)
+		b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
+	}
+	// One round trip: a batch is one implicit transaction, committed
+	// (durably, with synchronous_commit on) before its results return.
+	err = s.batch(b)
+	switch {
+	case isForeignKey(err):
+		return store.ErrServerMissing
+	case isUnique(err, "messages_pkey"):
+		return fmt.Errorf("store: message %s: %w", msg.MessageID, store.ErrDuplicate)
+	}
+	return err
 }
 
 // Message returns a message of the server.

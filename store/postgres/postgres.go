@@ -191,6 +191,17 @@ func (s *Store) update(fn func(context.Context, pgx.Tx) error) error {
 	return s.dbError(tx.Commit(ctx))
 }
 
+// batch sends b as one implicit transaction: every statement or none,
+// committed when it returns without error.
+func (s *Store) batch(b *pgx.Batch) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	return s.dbError(s.pool.SendBatch(ctx, b).Close())
+}
+
 // view runs fn in one read-only transaction, on one snapshot.
 func (s *Store) view(fn func(context.Context, pgx.Tx) error) error {
 	if s.closed.Load() {

@@ -38,6 +38,8 @@
 #   BENCH_PER_CONN       messages per connection when "many" (100)
 #   BENCH_SINK, BENCH_SINK_STATS  use this sink (host:port, /stats URL) instead of starting one
 #   BENCH_SERVE_ARGS     more flags for postern serve
+#   BENCH_STORE          a PostgreSQL DSN: serve on that database, in a schema of its
+#                        own (created with psql, dropped at the end) instead of bbolt
 #   POSTERN_BIN          use this binary instead of building one
 #   BENCH_KEEP=1         keep the work directory (logs, data) at the end
 set -euo pipefail
@@ -54,7 +56,11 @@ TO="bench@[127.0.0.1]"
 
 # A fresh data directory: the account and its Sandbox server from init,
 # a sending domain (its DKIM keys) added on the store before serve starts.
+# With BENCH_STORE, the store is a new schema of that database.
 DATA=$BENCH_WORK/data
+if [[ -n "${BENCH_STORE:-}" ]]; then
+	bench_pg_schema "$BENCH_STORE"
+fi
 "$POSTERN" init -data "$DATA" -json >"$BENCH_WORK/init.json"
 ACCOUNT_TOKEN=$(bench_json "$BENCH_WORK/init.json" 'j["AccountToken"]')
 SANDBOX_TOKEN=$(bench_json "$BENCH_WORK/init.json" 'j["ServerToken"]')

@@ -57,6 +57,18 @@ bench_stop() {
 	wait "$pid" 2>/dev/null || true
 }
 
+# bench_pg_schema creates a schema of its own in the PostgreSQL database
+# of the DSN $1 and exports POSTERN_STORE to use it; bench_cleanup drops it.
+bench_pg_schema() {
+	command -v psql >/dev/null || bench_die "BENCH_STORE needs psql"
+	BENCH_PG_DSN=$1
+	BENCH_PG_SCHEMA=bench_$$_$RANDOM
+	psql -q -v ON_ERROR_STOP=1 "$BENCH_PG_DSN" -c "CREATE SCHEMA $BENCH_PG_SCHEMA" || bench_die "cannot create a schema in BENCH_STORE"
+	local sep='?'
+	[[ $BENCH_PG_DSN == *\?* ]] && sep='&'
+	export POSTERN_STORE="$BENCH_PG_DSN${sep}search_path=$BENCH_PG_SCHEMA"
+}
+
 bench_cleanup() {
 	local status=$? i
 	trap - EXIT
@@ -66,6 +78,9 @@ bench_cleanup() {
 	for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
 		bench_stop "${BENCH_PIDS[i]}"
 	done
+	if [[ -n "${BENCH_PG_SCHEMA:-}" ]]; then
+		psql -q "$BENCH_PG_DSN" -c "SET client_min_messages = warning; DROP SCHEMA $BENCH_PG_SCHEMA CASCADE" || true
+	fi
 	if [[ -n "${BENCH_WORK:-}" && -d "$BENCH_WORK" ]]; then
 		if [[ $status -ne 0 && $status -ne 3 ]]; then
 			bench_log "bench: failed (status $status); logs kept in $BENCH_WORK"
