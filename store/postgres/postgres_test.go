@@ -31,7 +31,7 @@ type opened struct {
 	caps store.Caps
 }
 
-func open(t *testing.T, dsn string, caps store.Caps) *opened {
+func open(t testing.TB, dsn string, caps store.Caps) *opened {
 	t.Helper()
 	s, err := postgres.Open(context.Background(), dsn, postgres.Options{Caps: caps, NodeName: "test"})
 	if err != nil {
