@@ -359,6 +359,15 @@ func (s *session) Data(r io.Reader) error {
 		if errors.Is(err, store.ErrServerMissing) {
 			return s.refuse(errServerGone())
 		}
+		// The limits are counted again as the message is filed, where
+		// concurrent sessions, on any node, see each other's messages.
+		var limit *store.LimitError
+		if errors.As(err, &limit) {
+			if limit.PerDay {
+				return s.refuse(errDailyQuota(limit.Max))
+			}
+			return s.refuse(errRateLimit(limit.Max))
+		}
 		if errors.Is(err, syscall.ENOSPC) {
 			return s.refuse(errNoSpace(err))
 		}

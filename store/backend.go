@@ -192,6 +192,14 @@ type QueueWatcher interface {
 	WatchQueue(ctx context.Context, wake func()) error
 }
 
+// Exclusive is a backend that several nodes share: RunExclusive runs fn,
+// the job named name, unless another node runs it at the same moment, and
+// reports whether it ran it. Once-per-installation jobs (retention, the
+// daily re-verification of domains) go through it.
+type Exclusive interface {
+	RunExclusive(ctx context.Context, name string, fn func()) (bool, error)
+}
+
 // Located is a backend that can say where it keeps its data (which
 // database, say), without any secret, for operators.
 type Located interface {

@@ -25,6 +25,41 @@ type Submission struct {
 	// Entry is the message's queue entry; nil when nothing is left to
 	// deliver (a Sandbox server's message).
 	Entry *QueueEntry
+	// Limits are the server's; the backend counts against them in the
+	// transaction that files the message, so that concurrent sessions,
+	// on any node, cannot together exceed them.
+	Limits Limits
+}
+
+// Limits are a server's sending limits; zero means none.
+type Limits struct {
+	PerMinute int // messages received in any 60 seconds
+	PerDay    int // messages received in a UTC day
+}
+
+// LimitError refuses a message past one of its server's Limits.
+type LimitError struct {
+	PerDay bool // the daily quota; otherwise the rate per minute
+	Max    int
+}
+
+func (e *LimitError) Error() string {
+	if e.PerDay {
+		return fmt.Sprintf("store: the server's daily quota of %d messages is reached", e.Max)
+	}
+	return fmt.Sprintf("store: the server's rate limit of %d messages per minute is reached", e.Max)
+}
+
+// Check refuses one more message, given the server's sent in the last
+// minute and on the day, with a *LimitError.
+func (l Limits) Check(lastMinute int, today int64) error {
+	if l.PerMinute > 0 && lastMinute >= l.PerMinute {
+		return &LimitError{Max: l.PerMinute}
+	}
+	if l.PerDay > 0 && today >= int64(l.PerDay) {
+		return &LimitError{PerDay: true, Max: l.PerDay}
+	}
+	return nil
 }
 
 // Accept decides how a message its server accepted is kept. Its
@@ -43,7 +78,7 @@ func Accept(srv Server, msg Message, raw []byte) Submission {
 	if msg.Status == "" {
 		msg.Status = StatusQueued
 	}
-	sub := Submission{Message: msg, Raw: raw}
+	sub := Submission{Message: msg, Raw: raw, Limits: Limits{PerMinute: srv.RateLimitPerMinute, PerDay: srv.DailyQuota}}
 	if srv.DeliveryType != DeliverySandbox {
 		sub.Entry = &QueueEntry{Due: msg.ReceivedAt, ServerID: msg.ServerID, MessageID: msg.MessageID, Pending: msg.Recipients}
 		return sub

@@ -23,20 +23,42 @@ func runRetention(ctx context.Context, st purger, interval time.Duration, now fu
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		start := time.Now()
-		n, err := st.PurgeExpired(ctx, now(), store.DefaultPurgeBatch)
-		switch {
-		case ctx.Err() != nil:
+		exclusively(ctx, st, "retention", log, func() {
+			start := time.Now()
+			n, err := st.PurgeExpired(ctx, now(), store.DefaultPurgeBatch)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil && !errors.Is(err, store.ErrClosed):
+				log.Error("retention: purge failed; trying again at the next interval", "err", err, "purged", n, "next", interval.String())
+			case n > 0:
+				log.Info("retention: purged messages past their server's retention", "purged", n, "took", time.Since(start).Round(time.Millisecond).String())
+			}
+		})
+		if ctx.Err() != nil {
 			return
-		case err != nil && !errors.Is(err, store.ErrClosed):
-			log.Error("retention: purge failed; trying again at the next interval", "err", err, "purged", n, "next", interval.String())
-		case n > 0:
-			log.Info("retention: purged messages past their server's retention", "purged", n, "took", time.Since(start).Round(time.Millisecond).String())
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// exclusively runs job, named name, on this node only if no other node
+// sharing the store runs it now (store.Exclusive); on a store of one node
+// it just runs it.
+func exclusively(ctx context.Context, st any, name string, log *slog.Logger, job func()) {
+	ex, ok := st.(store.Exclusive)
+	if !ok {
+		job()
+		return
+	}
+	ran, err := ex.RunExclusive(ctx, name, job)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		log.Error(name+": could not learn whether another node runs it; trying again at the next interval", "err", err)
+	case !ran:
+		log.Debug(name + ": another node runs it now")
 	}
 }

@@ -32,7 +32,7 @@ func runReverify(ctx context.Context, st reverifier, resolver *relay.Resolver, f
 			return
 		case <-t.C:
 		}
-		reverifyDomains(st, resolver, now(), failFor, log)
+		exclusively(ctx, st, "reverify", log, func() { reverifyDomains(st, resolver, now(), failFor, log) })
 	}
 }
 

@@ -11,9 +11,6 @@ import (
 	bbolt "go.etcd.io/bbolt"
 )
 
-// SentSince counts the server's messages received at or after since,
-// stopping at limit: the caller only needs to know whether limit is
-// reached, and the scan costs at most limit keys. limit <= 0 counts all.
 func (s *Store) SentSince(serverID int64, since time.Time, limit int) (int, error) {
 	n := 0
 	err := s.view(func(tx *bbolt.Tx) error {
@@ -21,18 +18,26 @@ func (s *Store) SentSince(serverID int64, since time.Time, limit int) (int, erro
 		if mail == nil {
 			return store.ErrNotFound
 		}
-		low := make([]byte, 8)
-		binary.BigEndian.PutUint64(low, uint64(max(since.UnixNano(), 0)))
-		c := mail.Bucket(bucketByTime).Cursor()
-		for k, _ := c.Last(); k != nil && bytes.Compare(k[:8], low) >= 0; k, _ = c.Prev() {
-			n++
-			if limit > 0 && n >= limit {
-				break
-			}
-		}
+		n = countSince(mail, since, limit)
 		return nil
 	})
 	return n, err
+}
+
+// countSince counts, up to limit (0: all), the server's messages received
+// since.
+func countSince(mail *bbolt.Bucket, since time.Time, limit int) int {
+	low := make([]byte, 8)
+	binary.BigEndian.PutUint64(low, uint64(max(since.UnixNano(), 0)))
+	n := 0
+	c := mail.Bucket(bucketByTime).Cursor()
+	for k, _ := c.Last(); k != nil && bytes.Compare(k[:8], low) >= 0; k, _ = c.Prev() {
+		n++
+		if limit > 0 && n >= limit {
+			break
+		}
+	}
+	return n
 }
 
 // SentOn returns how many messages the server accepted on the UTC day of
@@ -44,20 +49,27 @@ func (s *Store) SentOn(serverID int64, day time.Time) (int64, error) {
 		if mail == nil {
 			return store.ErrNotFound
 		}
-		b := mail.Bucket(bucketStats)
-		if b == nil {
-			return nil
-		}
-		prefix := []byte(day.UTC().Format(statDay) + "\x00")
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			var counts map[string]int64
-			if err := json.Unmarshal(v, &counts); err != nil {
-				return fmt.Errorf("store: stats %q: %w", k, err)
-			}
-			n += counts[store.StatSent]
-		}
-		return nil
+		var err error
+		n, err = sentOn(mail, day)
+		return err
 	})
 	return n, err
+}
+
+func sentOn(mail *bbolt.Bucket, day time.Time) (int64, error) {
+	b := mail.Bucket(bucketStats)
+	if b == nil {
+		return 0, nil
+	}
+	var n int64
+	prefix := []byte(day.UTC().Format(statDay) + "\x00")
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var counts map[string]int64
+		if err := json.Unmarshal(v, &counts); err != nil {
+			return 0, fmt.Errorf("store: stats %q: %w", k, err)
+		}
+		n += counts[store.StatSent]
+	}
+	return n, nil
 }

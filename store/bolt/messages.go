@@ -48,6 +48,9 @@ func (s *Store) Enqueue(sub store.Submission) error {
 		if mail == nil {
 			return store.ErrServerMissing
 		}
+		if err := checkLimits(mail, sub.Limits, msg.ReceivedAt); err != nil {
+			return err
+		}
 		msgs := mail.Bucket(bucketMessages)
 		if msgs.Get(id) != nil {
 			return fmt.Errorf("store: message %s: %w", msg.MessageID, store.ErrDuplicate)
@@ -172,3 +175,22 @@ func timeIDKey(t time.Time, id string) []byte {
 
 // queueKey orders a server's queue by due time, then message.
 func queueKey(e store.QueueEntry) []byte { return timeIDKey(e.Due, e.MessageID) }
+
+// checkLimits counts the server's messages against its limits, in the
+// transaction that would file one more received at now.
+func checkLimits(mail *bbolt.Bucket, l store.Limits, now time.Time) error {
+	if l.PerMinute <= 0 && l.PerDay <= 0 {
+		return nil
+	}
+	lastMinute, today := 0, int64(0)
+	if l.PerMinute > 0 {
+		lastMinute = countSince(mail, now.Add(-time.Minute), l.PerMinute)
+	}
+	if l.PerDay > 0 {
+		var err error
+		if today, err = sentOn(mail, now); err != nil {
+			return err
+		}
+	}
+	return l.Check(lastMinute, today)
+}

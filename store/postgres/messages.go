@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/postern/postern/store"
 )
@@ -36,6 +38,13 @@ func (s *Store) Enqueue(sub store.Submission) error {
 		}
 	}
 	b := &pgx.Batch{}
+	if l := sub.Limits; l.PerMinute > 0 || l.PerDay > 0 {
+		// Enqueues of one server with limits take turns (a transaction
+		// lock), so that what each counts includes the others'.
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtext('postern limits'), ($1::bigint % 2147483647)::int)`, msg.ServerID)
+		b.Queue(`SELECT postern_check_limits($1, $2, $3, $4::date, $5)`, msg.ServerID,
+			msg.ReceivedAt.Add(-time.Minute).UnixNano(), l.PerMinute, msg.ReceivedAt.UTC().Format(statDay), l.PerDay)
+	}
 	b.Queue(`INSERT INTO messages (server_id, message_id, received_ns, status, doc, raw) VALUES ($1, $2, $3, $4, $5, $6)`,
 		msg.ServerID, msg.MessageID, msg.ReceivedAt.UnixNano(), msg.Status, doc, sub.Raw)
 	queueStat(b, msg.ServerID, msg.ReceivedAt, msg.MessageStream, msg.Tag, store.StatSent)
@@ -50,7 +59,12 @@ func (s *Store) Enqueue(sub store.Submission) error {
 	// One round trip: a batch is one implicit transaction, committed
 	// (durably, with synchronous_commit on) before its results return.
 	err = s.batch(b)
+	var pe *pgconn.PgError
 	switch {
+	case errors.As(err, &pe) && pe.Code == "PT001":
+		return &store.LimitError{Max: sub.Limits.PerMinute}
+	case errors.As(err, &pe) && pe.Code == "PT002":
+		return &store.LimitError{PerDay: true, Max: sub.Limits.PerDay}
 	case isForeignKey(err):
 		return store.ErrServerMissing
 	case isUnique(err, "messages_pkey"):

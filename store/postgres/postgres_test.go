@@ -119,3 +119,25 @@ func TestWatchQueueWakesOtherNodes(t *testing.T) {
 		t.Fatal("mail queued on node A did not wake node B")
 	}
 }
+
+// A once-per-installation job runs on one node at a time.
+func TestRunExclusive(t *testing.T) {
+	dsn := pgtest.New(t)
+	a := open(t, dsn, store.Caps{})
+	b := open(t, dsn, store.Caps{})
+	ctx := context.Background()
+	ran, err := a.RunExclusive(ctx, "retention", func() {
+		if ran, err := b.RunExclusive(ctx, "retention", func() {}); ran || err != nil {
+			t.Errorf("node B ran the job while node A ran it: %v, %v", ran, err)
+		}
+		if ran, err := b.RunExclusive(ctx, "reverify", func() {}); !ran || err != nil {
+			t.Errorf("node B could not run another job: %v, %v", ran, err)
+		}
+	})
+	if !ran || err != nil {
+		t.Fatalf("node A: %v, %v", ran, err)
+	}
+	if ran, err := b.RunExclusive(ctx, "retention", func() {}); !ran || err != nil {
+		t.Errorf("node B after A finished: %v, %v", ran, err)
+	}
+}

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,5 +56,45 @@ func testSentSinceAndSentOn(t *testing.T, h Harness) {
 	}
 	if n, _ := s2.SentOn(a.ID, now); n != 8 {
 		t.Errorf("after reopening: SentOn %d, want 8", n)
+	}
+}
+
+// A server's limits are counted in the transaction that files a message:
+// of concurrent enqueues past the limit, exactly as many as it allows
+// succeed, the others get a *store.LimitError.
+func testEnqueueHoldsLimits(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	acct, _ := Init(t, s)
+	for _, c := range []struct {
+		name   string
+		limits store.Limits
+		perDay bool
+	}{{"rate", store.Limits{PerMinute: 5}, false}, {"quota", store.Limits{PerDay: 5}, true}} {
+		srv := secondServer(t, s, acct.ID, c.name)
+		srv.RateLimitPerMinute, srv.DailyQuota = c.limits.PerMinute, c.limits.PerDay
+		var wg sync.WaitGroup
+		errs := make([]error, 12)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.Enqueue(store.Accept(srv, *NewMessage(srv.ID, time.Now()), []byte("x")))
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			var le *store.LimitError
+			switch {
+			case err == nil:
+				ok++
+			case errors.As(err, &le) && le.PerDay == c.perDay && le.Max == 5:
+			default:
+				t.Errorf("%s: %v, want nil or a LimitError", c.name, err)
+			}
+		}
+		if ok != 5 {
+			t.Errorf("%s: %d of 12 concurrent messages accepted under a limit of 5", c.name, ok)
+		}
 	}
 }

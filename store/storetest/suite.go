@@ -68,4 +68,5 @@ var contract = []struct {
 	{"ClosedStoreRefusesWrites", testClosedStoreRefusesWrites},
 	{"NewServerKeepsDefaultRetention", testNewServerKeepsDefaultRetention},
 	{"CapsRefuseCreationPastTheLimit", testCapsRefuseCreationPastTheLimit},
+	{"EnqueueHoldsLimits", testEnqueueHoldsLimits},
 }
