@@ -48,6 +48,17 @@ type Suppressions interface {
 	Suppressed(serverID int64, email string) (store.Suppression, bool, error)
 }
 
+// Throttle shuts out client addresses that fail to log in too often;
+// *auth.Throttle counts on one node, *auth.SharedThrottle on all the
+// nodes of a shared store.
+type Throttle interface {
+	// Blocked reports whether addr is shut out, and until when.
+	Blocked(addr string) (bool, time.Time)
+	// Fail records a failed login and reports whether addr is now shut
+	// out.
+	Fail(addr string) bool
+}
+
 // Credentials resolves an SMTP login to a server token, and looks that
 // token up again by its hash, to learn whether it was revoked since.
 type Credentials interface {
@@ -60,7 +71,7 @@ type Config struct {
 	Hostname    string // in the greeting and Received fields
 	Store       Store
 	Credentials Credentials
-	Throttle    *auth.Throttle // nil: no throttling
+	Throttle    Throttle // nil: no throttling
 	// TLSConfig enables STARTTLS on Serve and is required by ServeTLS.
 	TLSConfig *tls.Config
 
@@ -226,6 +237,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Store == nil || cfg.Credentials == nil {
 		return nil, errors.New("smtpd: Config.Store and Config.Credentials are required")
+	}
+	if cfg.Throttle == nil {
+		// A nil *auth.Throttle throttles nothing.
+		cfg.Throttle = (*auth.Throttle)(nil)
 	}
 	cfg.setDefaults()
 	m, err := newMetrics(cfg.Metrics)

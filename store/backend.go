@@ -200,6 +200,20 @@ type Exclusive interface {
 	RunExclusive(ctx context.Context, name string, fn func()) (bool, error)
 }
 
+// LoginFailures is a backend that several nodes share, which counts failed
+// logins per client address across them, so that a guesser gains nothing
+// by spreading tries over nodes.
+type LoginFailures interface {
+	// LoginFailed records a failed login from addr at now and returns how
+	// many addr made since now less window, this one included.
+	LoginFailed(addr string, now time.Time, window time.Duration) (int, error)
+	// ShutOut refuses addr's logins until until, on every node.
+	ShutOut(addr string, until time.Time) error
+	// ShutOutUntil returns when addr's shut-out ends, zero when it is not
+	// shut out at now.
+	ShutOutUntil(addr string, now time.Time) (time.Time, error)
+}
+
 // Located is a backend that can say where it keeps its data (which
 // database, say), without any secret, for operators.
 type Located interface {

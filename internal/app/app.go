@@ -174,7 +174,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		Hostname:                 cfg.Hostname,
 		Store:                    a.Store,
 		Credentials:              auth.NewAuthenticator(a.Store),
-		Throttle:                 auth.NewThrottle(auth.ThrottleConfig{Failures: cfg.AuthMaxFailures, Window: cfg.AuthFailureWindow}),
+		Throttle:                 newThrottle(cfg, a.Store),
 		TLSConfig:                tlsConfig,
 		MaxMessageBytes:          cfg.MaxMessageSize,
 		MaxRecipients:            cfg.MaxRecipients,
@@ -230,6 +230,16 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	}
 	a.Installation = &inst
 	return a, nil
+}
+
+// newThrottle is the login throttle: shared by the nodes of a store that
+// can count failures for all of them, this node's own otherwise.
+func newThrottle(cfg *config.Config, st store.Backend) smtpd.Throttle {
+	tc := auth.ThrottleConfig{Failures: cfg.AuthMaxFailures, Window: cfg.AuthFailureWindow}
+	if shared, ok := st.(store.LoginFailures); ok {
+		return auth.NewSharedThrottle(tc, shared)
+	}
+	return auth.NewThrottle(tc)
 }
 
 // listen binds addr for the listener name, unless the setting is off.
