@@ -170,7 +170,8 @@ func exportTx(ctx context.Context, tx pgx.Tx, emit func(store.Record) bool) erro
 			})
 		},
 		func() error {
-			return scanRows(ctx, tx, `SELECT server_id, to_char(day, 'YYYY-MM-DD'), stream, tag, counter, n FROM stats ORDER BY server_id, day, stream, tag, counter`,
+			return scanRows(ctx, tx, `SELECT server_id, to_char(day, 'YYYY-MM-DD'), stream, tag, counter, sum(n)::bigint FROM stats
+				GROUP BY server_id, day, stream, tag, counter ORDER BY server_id, day, stream, tag, counter`,
 				func(rows pgx.Rows) (bool, error) {
 					var r store.StatRecord
 					if err := rows.Scan(&r.ServerID, &r.Day, &r.Stream, &r.Tag, &r.Counter, &r.N); err != nil {
@@ -309,7 +310,7 @@ func queueImport(b *pgx.Batch, r store.Record) error {
 	case r.Stat != nil:
 		st := r.Stat
 		b.Queue(`INSERT INTO stats (server_id, day, stream, tag, counter, n) VALUES ($1, $2::date, $3, $4, $5, $6)
-			ON CONFLICT (server_id, day, stream, tag, counter) DO UPDATE SET n = stats.n + excluded.n`,
+			ON CONFLICT (server_id, day, stream, tag, counter, shard) DO UPDATE SET n = stats.n + excluded.n`,
 			st.ServerID, st.Day, st.Stream, st.Tag, st.Counter, st.N)
 	case r.QueueEntry != nil:
 		e := r.QueueEntry

@@ -15,29 +15,62 @@ import (
 )
 
 // Enqueue stores an accepted message (see store.Accept): its metadata,
-// raw MIME, stats, events and queue entry, in one transaction.
+// raw MIME, stats, events and queue entry, in one transaction that is
+// committed, durably, before it returns. Enqueues that arrive while
+// others are being committed share the next transaction (see
+// committer); a lone one is sent at once.
 func (s *Store) Enqueue(sub store.Submission) error {
-	msg := &sub.Message
-	if msg.MessageID == "" || msg.ServerID == 0 {
-		return fmt.Errorf("store: enqueue: message without ID or server")
-	}
-	doc, err := marshal(msg)
+	e, err := newEnqueue(sub)
 	if err != nil {
 		return err
 	}
-	events := make([][]byte, len(sub.Events))
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	select {
+	case s.enqueues <- e:
+	case <-s.stop:
+		return store.ErrClosed
+	}
+	return <-e.done
+}
+
+// enqueue is one message on its way to a committer.
+type enqueue struct {
+	sub        store.Submission
+	doc, entry []byte
+	events     [][]byte
+	done       chan error
+}
+
+func newEnqueue(sub store.Submission) (*enqueue, error) {
+	msg := &sub.Message
+	if msg.MessageID == "" || msg.ServerID == 0 {
+		return nil, fmt.Errorf("store: enqueue: message without ID or server")
+	}
+	// Encoded before it queues, so that a committer only sends bytes.
+	e := &enqueue{sub: sub, done: make(chan error, 1)}
+	var err error
+	if e.doc, err = marshal(msg); err != nil {
+		return nil, err
+	}
+	e.events = make([][]byte, len(sub.Events))
 	for i, ev := range sub.Events {
-		if events[i], err = marshal(ev); err != nil {
-			return err
+		if e.events[i], err = marshal(ev); err != nil {
+			return nil, err
 		}
 	}
-	var entry []byte
 	if sub.Entry != nil {
-		if entry, err = marshal(sub.Entry); err != nil {
-			return err
+		if e.entry, err = marshal(sub.Entry); err != nil {
+			return nil, err
 		}
 	}
-	b := &pgx.Batch{}
+	return e, nil
+}
+
+// queue adds e's statements to b.
+func (e *enqueue) queue(b *pgx.Batch) {
+	msg, sub := &e.sub.Message, e.sub
 	if l := sub.Limits; l.PerMinute > 0 || l.PerDay > 0 {
 		// Enqueues of one server with limits take turns (a transaction
 		// lock), so that what each counts includes the others'.
@@ -46,31 +79,83 @@ func (s *Store) Enqueue(sub store.Submission) error {
 			msg.ReceivedAt.Add(-time.Minute).UnixNano(), l.PerMinute, msg.ReceivedAt.UTC().Format(statDay), l.PerDay)
 	}
 	b.Queue(`INSERT INTO messages (server_id, message_id, received_ns, status, doc, raw) VALUES ($1, $2, $3, $4, $5, $6)`,
-		msg.ServerID, msg.MessageID, msg.ReceivedAt.UnixNano(), msg.Status, doc, sub.Raw)
+		msg.ServerID, msg.MessageID, msg.ReceivedAt.UnixNano(), msg.Status, e.doc, sub.Raw)
 	queueStat(b, msg.ServerID, msg.ReceivedAt, msg.MessageStream, msg.Tag, store.StatSent)
-	for _, ev := range events {
+	for _, ev := range e.events {
 		b.Queue(`INSERT INTO events (server_id, message_id, doc) VALUES ($1, $2, $3)`, msg.ServerID, msg.MessageID, ev)
 	}
-	if entry != nil {
+	if e.entry != nil {
 		b.Queue(`INSERT INTO queue (server_id, message_id, due_ns, leased, doc) VALUES ($1, $2, $3, false, $4)`,
-			msg.ServerID, msg.MessageID, sub.Entry.Due.UnixNano(), entry)
+			msg.ServerID, msg.MessageID, sub.Entry.Due.UnixNano(), e.entry)
 		b.Queue(`SELECT pg_notify($1, '')`, queueChannel)
 	}
-	// One round trip: a batch is one implicit transaction, committed
-	// (durably, with synchronous_commit on) before its results return.
-	err = s.batch(b)
+}
+
+// result is what a failed transaction of e alone means to its sender.
+func (e *enqueue) result(err error) error {
 	var pe *pgconn.PgError
 	switch {
 	case errors.As(err, &pe) && pe.Code == "PT001":
-		return &store.LimitError{Max: sub.Limits.PerMinute}
+		return &store.LimitError{Max: e.sub.Limits.PerMinute}
 	case errors.As(err, &pe) && pe.Code == "PT002":
-		return &store.LimitError{PerDay: true, Max: sub.Limits.PerDay}
+		return &store.LimitError{PerDay: true, Max: e.sub.Limits.PerDay}
 	case isForeignKey(err):
 		return store.ErrServerMissing
 	case isUnique(err, "messages_pkey"):
-		return fmt.Errorf("store: message %s: %w", msg.MessageID, store.ErrDuplicate)
+		return fmt.Errorf("store: message %s: %w", e.sub.Message.MessageID, store.ErrDuplicate)
 	}
 	return err
+}
+
+// Committers and their transactions.
+const (
+	committers = 4  // transactions of enqueues in flight at once
+	maxGroup   = 64 // enqueues in one transaction
+)
+
+// committer sends the enqueues, each transaction with every one that
+// queued while the committers were busy: one commit, one WAL flush, for
+// all. A lone enqueue goes at once, alone. When a shared transaction
+// fails (one message's duplicate ID, say), each of its enqueues is sent
+// again alone, so that one message's refusal is not the others'.
+func (s *Store) committer() {
+	defer s.committers.Done()
+	for {
+		var group []*enqueue
+		select {
+		case e := <-s.enqueues:
+			group = append(group, e)
+		case <-s.stop:
+			return
+		}
+	fill:
+		for len(group) < maxGroup {
+			select {
+			case e := <-s.enqueues:
+				group = append(group, e)
+			default:
+				break fill
+			}
+		}
+		b := &pgx.Batch{}
+		for _, e := range group {
+			e.queue(b)
+		}
+		// One round trip: a batch is one implicit transaction, committed
+		// (durably, with synchronous_commit on) before its results return.
+		err := s.batch(b)
+		if err == nil || len(group) == 1 {
+			for _, e := range group {
+				e.done <- e.result(err)
+			}
+			continue
+		}
+		for _, e := range group {
+			b := &pgx.Batch{}
+			e.queue(b)
+			e.done <- e.result(s.batch(b))
+		}
+	}
 }
 
 // Message returns a message of the server.

@@ -53,6 +53,8 @@ type Store struct {
 	seenShared  atomic.Int64  // the shared generation last read
 	stop        chan struct{}
 	done        chan struct{}
+	enqueues    chan *enqueue
+	committers  sync.WaitGroup
 	closeOnce   sync.Once
 	closed      atomic.Bool
 }
@@ -87,7 +89,12 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, opts: opts, resume: map[int64]cursor{}, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{pool: pool, opts: opts, resume: map[int64]cursor{}, stop: make(chan struct{}), done: make(chan struct{}),
+		enqueues: make(chan *enqueue)}
+	for range committers {
+		s.committers.Add(1)
+		go s.committer()
+	}
 	if v, err := s.sharedCredentials(ctx); err == nil {
 		s.seenShared.Store(v)
 	}
@@ -157,6 +164,7 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.stop)
 		<-s.done
+		s.committers.Wait()
 		s.pool.Close()
 	})
 	return nil

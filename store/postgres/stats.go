@@ -13,15 +13,15 @@ import (
 const statDay = "2006-01-02"
 
 // queueStat adds one to counter for the day of at (UTC), in stream and
-// tag; a tag new on a day that has store.MaxTagsPerDay tags already
+// tag, in the shard of the connection (see migration 0004); a tag new on a day that has store.MaxTagsPerDay tags already
 // counts under store.OtherTag.
 func queueStat(b *pgx.Batch, serverID int64, at time.Time, stream, tag, counter string) {
-	b.Queue(`INSERT INTO stats (server_id, day, stream, tag, counter, n)
+	b.Queue(`INSERT INTO stats (server_id, day, stream, tag, counter, n, shard)
 		SELECT $1, $2::date, $3, CASE
 			WHEN EXISTS (SELECT 1 FROM stats WHERE server_id = $1 AND day = $2::date AND stream = $3 AND tag = $4) THEN $4
 			WHEN (SELECT count(*) FROM (SELECT DISTINCT stream, tag FROM stats WHERE server_id = $1 AND day = $2::date LIMIT $6) x) < $6 THEN $4
-			ELSE $7 END, $5, 1
-		ON CONFLICT (server_id, day, stream, tag, counter) DO UPDATE SET n = stats.n + 1`,
+			ELSE $7 END, $5, 1, pg_backend_pid() % 16
+		ON CONFLICT (server_id, day, stream, tag, counter, shard) DO UPDATE SET n = stats.n + 1`,
 		serverID, at.UTC().Format(statDay), stream, tag, counter, store.MaxTagsPerDay, store.OtherTag)
 }
 
