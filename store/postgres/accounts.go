@@ -264,8 +264,8 @@ func (s *Store) UpdateServer(srv store.Server) error {
 // Server returns a server.
 func (s *Store) Server(id int64) (store.Server, error) {
 	var srv store.Server
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		return getDoc(ctx, tx, &srv, `SELECT doc FROM servers WHERE id = $1`, id)
+	err := s.readOne(func(ctx context.Context, q querier) error {
+		return getDoc(ctx, q, &srv, `SELECT doc FROM servers WHERE id = $1`, id)
 	})
 	return srv, err
 }
@@ -321,8 +321,8 @@ func putToken(ctx context.Context, tx pgx.Tx, t store.NewToken) error {
 // LookupToken returns the token with the hash.
 func (s *Store) LookupToken(hash []byte) (store.Token, error) {
 	var t store.Token
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		return getDoc(ctx, tx, &t, `SELECT doc FROM tokens WHERE hash = $1`, hash)
+	err := s.readOne(func(ctx context.Context, q querier) error {
+		return getDoc(ctx, q, &t, `SELECT doc FROM tokens WHERE hash = $1`, hash)
 	})
 	return t, err
 }

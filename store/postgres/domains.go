@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -151,8 +152,8 @@ func (s *Store) TakeDomain(id int64, now time.Time) (store.Domain, error) {
 // DomainByName returns the domain holding name.
 func (s *Store) DomainByName(name string) (store.Domain, error) {
 	var d store.Domain
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		return getDoc(ctx, tx, &d, `SELECT doc FROM domains WHERE name = $1 AND NOT claim`, domainname.Normalize(name))
+	err := s.readOne(func(ctx context.Context, q querier) error {
+		return getDoc(ctx, q, &d, `SELECT doc FROM domains WHERE name = $1 AND NOT claim`, domainname.Normalize(name))
 	})
 	return d, err
 }
@@ -242,25 +243,26 @@ func (s *Store) QueuedSignatureBy(domain string, selectors []string) (bool, erro
 	return found, err
 }
 
-// Suppressed reports whether the server made the address inactive.
+// Suppressed reports whether the server made the address inactive; it
+// runs at every RCPT, so it is one statement.
 func (s *Store) Suppressed(serverID int64, email string) (store.Suppression, bool, error) {
 	var sup store.Suppression
 	found := false
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		err := getDoc(ctx, tx, &sup, `SELECT doc FROM suppressions WHERE server_id = $1 AND email = $2`, serverID, strings.ToLower(email))
-		if err == nil {
-			found = true
-			return nil
-		}
-		if err != store.ErrNotFound {
+	err := s.readOne(func(ctx context.Context, q querier) error {
+		var raw []byte
+		var server bool
+		if err := q.QueryRow(ctx, `SELECT (SELECT doc FROM suppressions WHERE server_id = $1 AND email = $2),
+			EXISTS (SELECT 1 FROM servers WHERE id = $1)`, serverID, strings.ToLower(email)).Scan(&raw, &server); err != nil {
 			return err
 		}
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
-			return err
-		} else if !ok {
+		if !server {
 			return store.ErrServerMissing
 		}
-		return nil
+		if raw == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(raw, &sup)
 	})
 	return sup, found, err
 }

@@ -161,8 +161,8 @@ func (s *Store) committer() {
 // Message returns a message of the server.
 func (s *Store) Message(serverID int64, messageID string) (store.Message, error) {
 	var m store.Message
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		return getDoc(ctx, tx, &m, `SELECT doc FROM messages WHERE server_id = $1 AND message_id = $2`, serverID, messageID)
+	err := s.readOne(func(ctx context.Context, q querier) error {
+		return getDoc(ctx, q, &m, `SELECT doc FROM messages WHERE server_id = $1 AND message_id = $2`, serverID, messageID)
 	})
 	return m, err
 }
@@ -170,8 +170,8 @@ func (s *Store) Message(serverID int64, messageID string) (store.Message, error)
 // RawMessage returns a message's raw MIME, while it is kept.
 func (s *Store) RawMessage(serverID int64, messageID string) ([]byte, error) {
 	var raw []byte
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT raw FROM messages WHERE server_id = $1 AND message_id = $2`, serverID, messageID).Scan(&raw)
+	err := s.readOne(func(ctx context.Context, q querier) error {
+		err := q.QueryRow(ctx, `SELECT raw FROM messages WHERE server_id = $1 AND message_id = $2`, serverID, messageID).Scan(&raw)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && raw == nil) {
 			return store.ErrNotFound
 		}

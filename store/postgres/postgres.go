@@ -246,8 +246,26 @@ func isForeignKey(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23503"
 }
 
+// querier is a transaction, or the pool for a read of one statement.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// readOne runs a read of one statement: on the pool, in one round trip,
+// rather than in a transaction of its own (three). The hot reads of the
+// intake (a token at AUTH, the sender's domain and each recipient's
+// suppression) go this way.
+func (s *Store) readOne(fn func(context.Context, querier) error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	return s.dbError(fn(ctx, s.pool))
+}
+
 // getDoc reads one doc into v; no row is ErrNotFound.
-func getDoc(ctx context.Context, tx pgx.Tx, v any, sql string, args ...any) error {
+func getDoc(ctx context.Context, tx querier, v any, sql string, args ...any) error {
 	var raw []byte
 	if err := tx.QueryRow(ctx, sql, args...).Scan(&raw); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
