@@ -13,154 +13,100 @@ import (
 
 var bucketEvents = []byte("events")
 
-// claimResume is where the last claim's second window in a server's queue
-// stopped (nil: nowhere yet). It is a hint kept in memory: after a restart
-// the scans start at the head.
-func (s *Store) claimResume(serverID int64) []byte {
-	s.resumeMu.Lock()
-	defer s.resumeMu.Unlock()
-	return s.resume[serverID]
+// claimHints are the store.ClaimHints of the claims of this process.
+type claimHints struct{ s *Store }
+
+func (h claimHints) Hint(serverID int64) ([]byte, bool) {
+	h.s.resumeMu.Lock()
+	defer h.s.resumeMu.Unlock()
+	at, ok := h.s.resume[serverID]
+	return at, ok
 }
 
-func (s *Store) setClaimResume(serverID int64, at []byte) {
-	s.resumeMu.Lock()
-	defer s.resumeMu.Unlock()
-	if at == nil {
-		delete(s.resume, serverID)
+func (h claimHints) SetHint(serverID int64, at []byte, ok bool) {
+	h.s.resumeMu.Lock()
+	defer h.s.resumeMu.Unlock()
+	if !ok {
+		delete(h.s.resume, serverID)
 		return
 	}
-	if s.resume == nil {
-		s.resume = map[int64][]byte{}
+	if h.s.resume == nil {
+		h.s.resume = map[int64][]byte{}
 	}
-	s.resume[serverID] = at
+	h.s.resume[serverID] = at
 }
 
-// Claim leases due entries for delivery, rotating across servers: one
-// entry from each server with due mail, then a second from each, and so
-// on, so one server's backlog cannot hold back another's message. A
+// claimCursor is a store.ClaimCursor over one server's queue bucket; its
+// position is a key.
+type claimCursor struct {
+	b    *bbolt.Bucket
+	due  []byte // keys past it are not due
+	next []byte // the smallest key not looked at yet; nil: the head
+	last []byte // the key Next returned last
+}
+
+func (c *claimCursor) Next() (store.QueueEntry, bool, error) {
+	cur := c.b.Cursor()
+	var k, v []byte
+	if c.next == nil {
+		k, v = cur.First()
+	} else {
+		k, v = cur.Seek(c.next)
+	}
+	// Keys sort by due time, and a leased entry is due when its lease
+	// ends: the first key past now ends the scan.
+	if k == nil || bytes.Compare(k, c.due) > 0 {
+		return store.QueueEntry{}, false, nil
+	}
+	var e store.QueueEntry
+	if err := json.Unmarshal(v, &e); err != nil {
+		return e, false, fmt.Errorf("store: queue entry %x: %w", k, err)
+	}
+	c.last = bytes.Clone(k)
+	c.next = append(bytes.Clone(k), 0)
+	return e, true, nil
+}
+
+// Lease moves the entry to its new key: due when its lease ends, past
+// what this claim scans.
+func (c *claimCursor) Lease(e store.QueueEntry) error {
+	if err := c.b.Delete(c.last); err != nil {
+		return err
+	}
+	return putJSON(c.b, queueKey(e), e)
+}
+
+func (c *claimCursor) Position() []byte { return c.next }
+
+func (c *claimCursor) SkipTo(at []byte) {
+	if bytes.Compare(at, c.next) > 0 {
+		c.next = at
+	}
+}
+
+// Claim leases due entries for delivery as store.ClaimEntries decides. A
 // leased entry comes back due when its lease ends (a worker that dies
 // loses nothing); ReleaseLeases hands every lease back at startup.
 func (s *Store) Claim(req store.ClaimRequest) ([]store.QueueEntry, error) {
 	if req.Max <= 0 {
 		return nil, nil
 	}
-	if req.Lease <= 0 {
-		return nil, fmt.Errorf("store: claim without a lease")
-	}
 	var out []store.QueueEntry
 	err := s.update(func(tx *bbolt.Tx) error {
-		out = out[:0]
 		queue := tx.Bucket(bucketQueue)
-		type serverQueue struct {
-			id      int64
-			b       *bbolt.Bucket
-			allowed int
-			next    []byte // smallest key not yet looked at
-			skipped int    // refused by Take in the current window
-			resumed bool   // the second window: from where the last claim stopped
-		}
-		var servers []*serverQueue
+		var servers []int64
 		if err := queue.ForEachBucket(func(k []byte) error {
-			id := int64(binary.BigEndian.Uint64(k))
-			allowed := req.Max
-			if req.Allow != nil {
-				allowed = req.Allow(id)
-			}
-			if allowed > 0 {
-				servers = append(servers, &serverQueue{id: id, b: queue.Bucket(k), allowed: allowed})
-			}
+			servers = append(servers, int64(binary.BigEndian.Uint64(k)))
 			return nil
 		}); err != nil {
 			return err
 		}
-		// Start after the server that started last time.
-		start := 0
-		for i, sq := range servers {
-			if sq.id > req.After {
-				start = i
-				break
-			}
-		}
-		servers = append(servers[start:], servers[:start]...)
 		due := timeIDKey(req.Now, "\xff")
-		for len(out) < req.Max {
-			took := false
-			for _, sq := range servers {
-				if len(out) >= req.Max {
-					break
-				}
-				if sq.allowed == 0 {
-					continue
-				}
-				c := sq.b.Cursor()
-				var k, v []byte
-				var e store.QueueEntry
-				for {
-					if sq.next == nil {
-						k, v = c.First()
-					} else {
-						k, v = c.Seek(sq.next)
-					}
-					// Keys sort by due time, and a leased entry is due
-					// when its lease ends: the first key past now ends
-					// the scan.
-					if k == nil || bytes.Compare(k, due) > 0 {
-						k = nil
-						break
-					}
-					e = store.QueueEntry{}
-					if err := json.Unmarshal(v, &e); err != nil {
-						return fmt.Errorf("store: queue entry %x: %w", k, err)
-					}
-					sq.next = append(bytes.Clone(k), 0)
-					if req.Take == nil || req.Take(e, out) {
-						break
-					}
-					if sq.skipped++; sq.skipped < store.ClaimSkipMax {
-						continue
-					}
-					if !sq.resumed {
-						// The head is full of refused entries: go on
-						// from where the last claim stopped, if that
-						// is further on.
-						sq.resumed, sq.skipped = true, 0
-						if r := s.claimResume(sq.id); bytes.Compare(r, sq.next) > 0 {
-							sq.next = r
-						}
-						continue
-					}
-					k = nil
-					break
-				}
-				if sq.resumed {
-					// The next claim's second window starts here, or
-					// at the head again once this one reached the end.
-					var at []byte
-					if k != nil || sq.skipped >= store.ClaimSkipMax {
-						at = sq.next
-					}
-					s.setClaimResume(sq.id, at)
-				}
-				if k == nil {
-					sq.allowed = 0 // nothing more to take here
-					continue
-				}
-				if err := c.Delete(); err != nil {
-					return err
-				}
-				e.Due, e.Leased = req.Now.Add(req.Lease), true
-				if err := putJSON(sq.b, queueKey(e), e); err != nil {
-					return err
-				}
-				out = append(out, e)
-				sq.allowed--
-				took = true
-			}
-			if !took {
-				break
-			}
-		}
-		return nil
+		var err error
+		out, err = store.ClaimEntries(req, servers, func(id int64) store.ClaimCursor[[]byte] {
+			return &claimCursor{b: queue.Bucket(itob(id)), due: due}
+		}, claimHints{s})
+		return err
 	})
 	return out, err
 }

@@ -34,186 +34,126 @@ type candidate struct {
 	e  store.QueueEntry
 }
 
-// serverQueue is one server's part of a claim.
+// serverQueue is a store.ClaimCursor over one server's queue, in a claim
+// transaction; its position is a cursor.
 type serverQueue struct {
-	id      int64
-	allowed int
-	next    cursor // it and every entry before it were looked at
-	buf     []candidate
-	done    bool // nothing after buf
-	skipped int  // refused by Take in the current window
-	resumed bool // the second window: from where the last claim stopped
+	ctx   context.Context
+	tx    pgx.Tx
+	s     *Store
+	id    int64
+	nowNS int64
+	next  cursor // it and every entry before it were looked at
+	buf   []candidate
+	done  bool // nothing after buf
 }
 
 // claimFetch is how many entries of one server a claim reads at a time:
 // as many as Take may refuse in a row in one window.
 const claimFetch = store.ClaimSkipMax
 
-// candidate returns the next due entry after sq.next, locking it
-// (entries other nodes hold locked are skipped), or false.
-func (sq *serverQueue) candidate(ctx context.Context, tx pgx.Tx, nowNS int64) (candidate, bool, error) {
+// Next returns the next due entry after sq.next, locking it (entries
+// other nodes hold locked are skipped).
+func (sq *serverQueue) Next() (store.QueueEntry, bool, error) {
 	for len(sq.buf) > 0 && sq.buf[0].at.atOrBefore(sq.next) {
 		sq.buf = sq.buf[1:]
 	}
 	if len(sq.buf) == 0 && !sq.done {
-		rows, err := tx.Query(ctx, `SELECT due_ns, message_id, doc FROM queue
+		rows, err := sq.tx.Query(sq.ctx, `SELECT due_ns, message_id, doc FROM queue
 			WHERE server_id = $1 AND due_ns <= $2 AND (due_ns, message_id) > ($3, $4)
-			ORDER BY due_ns, message_id LIMIT $5 FOR UPDATE SKIP LOCKED`, sq.id, nowNS, sq.next.dueNS, sq.next.id, claimFetch)
+			ORDER BY due_ns, message_id LIMIT $5 FOR UPDATE SKIP LOCKED`, sq.id, sq.nowNS, sq.next.dueNS, sq.next.id, claimFetch)
 		if err != nil {
-			return candidate{}, false, err
+			return store.QueueEntry{}, false, err
 		}
 		for rows.Next() {
 			var c candidate
 			var raw []byte
 			if err := rows.Scan(&c.at.dueNS, &c.at.id, &raw); err != nil {
 				rows.Close()
-				return candidate{}, false, err
+				return store.QueueEntry{}, false, err
 			}
 			if err := json.Unmarshal(raw, &c.e); err != nil {
 				rows.Close()
-				return candidate{}, false, fmt.Errorf("store: queue entry %s: %w", c.at.id, err)
+				return store.QueueEntry{}, false, fmt.Errorf("store: queue entry %s: %w", c.at.id, err)
 			}
 			sq.buf = append(sq.buf, c)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return candidate{}, false, err
+			return store.QueueEntry{}, false, err
 		}
 		sq.done = len(sq.buf) < claimFetch
 	}
 	if len(sq.buf) == 0 {
-		return candidate{}, false, nil
+		return store.QueueEntry{}, false, nil
 	}
 	c := sq.buf[0]
 	sq.buf = sq.buf[1:]
 	sq.next = c.at
-	return c, true, nil
+	return c.e, true, nil
 }
 
-func (s *Store) claimResume(serverID int64) (cursor, bool) {
-	s.resumeMu.Lock()
-	defer s.resumeMu.Unlock()
-	c, ok := s.resume[serverID]
+// Lease stores e leased, in this node's name.
+func (sq *serverQueue) Lease(e store.QueueEntry) error {
+	doc, err := marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = sq.tx.Exec(sq.ctx, `UPDATE queue SET due_ns = $3, leased = true, locked_by = $4, doc = $5 WHERE server_id = $1 AND message_id = $2`,
+		e.ServerID, e.MessageID, e.Due.UnixNano(), sq.s.opts.NodeName, doc)
+	return err
+}
+
+func (sq *serverQueue) Position() cursor { return sq.next }
+
+func (sq *serverQueue) SkipTo(c cursor) {
+	if sq.next.before(c) {
+		sq.next = c
+	}
+}
+
+// claimHints are the store.ClaimHints of this node's claims.
+type claimHints struct{ s *Store }
+
+func (h claimHints) Hint(serverID int64) (cursor, bool) {
+	h.s.resumeMu.Lock()
+	defer h.s.resumeMu.Unlock()
+	c, ok := h.s.resume[serverID]
 	return c, ok
 }
 
-func (s *Store) setClaimResume(serverID int64, at *cursor) {
-	s.resumeMu.Lock()
-	defer s.resumeMu.Unlock()
-	if at == nil {
-		delete(s.resume, serverID)
+func (h claimHints) SetHint(serverID int64, c cursor, ok bool) {
+	h.s.resumeMu.Lock()
+	defer h.s.resumeMu.Unlock()
+	if !ok {
+		delete(h.s.resume, serverID)
 		return
 	}
-	s.resume[serverID] = *at
+	h.s.resume[serverID] = c
 }
 
-// Claim leases due entries for delivery, rotating across servers as the
-// bolt backend does (one entry from each server with due mail, then a
-// second from each...), under FOR UPDATE SKIP LOCKED so that nodes
-// claiming together never take the same entry. A leased entry is due
-// again when its lease ends, whichever node held it.
+// Claim leases due entries for delivery as store.ClaimEntries decides,
+// under FOR UPDATE SKIP LOCKED, so that nodes claiming together never
+// take the same entry. A leased entry is due again when its lease ends,
+// whichever node held it.
 func (s *Store) Claim(req store.ClaimRequest) ([]store.QueueEntry, error) {
 	if req.Max <= 0 {
 		return nil, nil
 	}
-	if req.Lease <= 0 {
-		return nil, fmt.Errorf("store: claim without a lease")
-	}
 	var out []store.QueueEntry
 	nowNS := req.Now.UnixNano()
 	err := s.update(func(ctx context.Context, tx pgx.Tx) error {
-		out = out[:0]
 		rows, err := tx.Query(ctx, `SELECT DISTINCT server_id FROM queue WHERE due_ns <= $1 ORDER BY server_id`, nowNS)
 		if err != nil {
 			return err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		servers, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 		if err != nil {
 			return err
 		}
-		var servers []*serverQueue
-		for _, id := range ids {
-			allowed := req.Max
-			if req.Allow != nil {
-				allowed = req.Allow(id)
-			}
-			if allowed > 0 {
-				servers = append(servers, &serverQueue{id: id, allowed: allowed, next: start})
-			}
-		}
-		first := 0
-		for i, sq := range servers {
-			if sq.id > req.After {
-				first = i
-				break
-			}
-		}
-		servers = append(servers[first:], servers[:first]...)
-		for len(out) < req.Max {
-			took := false
-			for _, sq := range servers {
-				if len(out) >= req.Max {
-					break
-				}
-				if sq.allowed == 0 {
-					continue
-				}
-				var c candidate
-				found := false
-				for {
-					c, found, err = sq.candidate(ctx, tx, nowNS)
-					if err != nil {
-						return err
-					}
-					if !found || req.Take == nil || req.Take(c.e, out) {
-						break
-					}
-					if sq.skipped++; sq.skipped < store.ClaimSkipMax {
-						continue
-					}
-					if !sq.resumed {
-						// The head is full of refused entries: go on from
-						// where the last claim stopped, if further on.
-						sq.resumed, sq.skipped = true, 0
-						if r, ok := s.claimResume(sq.id); ok && sq.next.before(r) {
-							sq.next = r
-						}
-						continue
-					}
-					found = false
-					break
-				}
-				if sq.resumed {
-					var at *cursor
-					if found || sq.skipped >= store.ClaimSkipMax {
-						next := sq.next
-						at = &next
-					}
-					s.setClaimResume(sq.id, at)
-				}
-				if !found {
-					sq.allowed = 0
-					continue
-				}
-				e := c.e
-				e.Due, e.Leased = req.Now.Add(req.Lease), true
-				doc, err := marshal(e)
-				if err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, `UPDATE queue SET due_ns = $3, leased = true, locked_by = $4, doc = $5 WHERE server_id = $1 AND message_id = $2`,
-					e.ServerID, e.MessageID, e.Due.UnixNano(), s.opts.NodeName, doc); err != nil {
-					return err
-				}
-				out = append(out, e)
-				sq.allowed--
-				took = true
-			}
-			if !took {
-				break
-			}
-		}
-		return nil
+		out, err = store.ClaimEntries(req, servers, func(id int64) store.ClaimCursor[cursor] {
+			return &serverQueue{ctx: ctx, tx: tx, s: s, id: id, nowNS: nowNS, next: start}
+		}, claimHints{s})
+		return err
 	})
 	return out, err
 }
