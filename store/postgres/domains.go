@@ -228,7 +228,7 @@ func (s *Store) QueuedSignatureBy(domain string, selectors []string) (bool, erro
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
 		// The signature is base64 in the doc; decoded rows are read in
 		// Go, only those signed at all.
-		list, err := docs[store.QueueEntry](ctx, tx, `SELECT doc FROM queue WHERE doc ? 'Signature'`)
+		list, err := docs[store.QueueEntry](ctx, tx, `SELECT doc FROM queue WHERE doc->>'Signature' IS NOT NULL`)
 		if err != nil {
 			return err
 		}
