@@ -152,3 +152,28 @@ func Copy(ctx context.Context, src Exporter, dst Importer, progress func(Record)
 	}
 	return copied, nil
 }
+
+// InChunks hands records to write n at a time, the last chunk shorter:
+// an Importer's transactions. It stops at the first error, or when ctx is
+// done.
+func InChunks(ctx context.Context, records iter.Seq2[Record, error], n int, write func([]Record) error) error {
+	chunk := make([]Record, 0, n)
+	for r, err := range records {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if chunk = append(chunk, r); len(chunk) == n {
+			if err := write(chunk); err != nil {
+				return err
+			}
+			chunk = chunk[:0]
+		}
+	}
+	if len(chunk) == 0 {
+		return nil
+	}
+	return write(chunk)
+}

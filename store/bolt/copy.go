@@ -150,12 +150,8 @@ func (s *Store) Import(ctx context.Context, records iter.Seq2[store.Record, erro
 	}); err != nil {
 		return err
 	}
-	var chunk []store.Record
-	flush := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		err := s.update(func(tx *bbolt.Tx) error {
+	return store.InChunks(ctx, records, importChunk, func(chunk []store.Record) error {
+		return s.update(func(tx *bbolt.Tx) error {
 			for _, r := range chunk {
 				if err := importRecord(tx, r); err != nil {
 					return fmt.Errorf("store: importing %s: %w", r.Kind(), err)
@@ -163,24 +159,7 @@ func (s *Store) Import(ctx context.Context, records iter.Seq2[store.Record, erro
 			}
 			return nil
 		})
-		chunk = chunk[:0]
-		return err
-	}
-	for r, err := range records {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		chunk = append(chunk, r)
-		if len(chunk) == importChunk {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	return flush()
+	})
 }
 
 // setSequence raises b's sequence to id, so new records get later IDs.

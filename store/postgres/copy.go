@@ -210,12 +210,8 @@ func (s *Store) Import(ctx context.Context, records iter.Seq2[store.Record, erro
 	}); err != nil {
 		return err
 	}
-	var chunk []store.Record
-	flush := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		err := s.update(func(ctx context.Context, tx pgx.Tx) error {
+	err := store.InChunks(ctx, records, importChunk, func(chunk []store.Record) error {
+		return s.update(func(ctx context.Context, tx pgx.Tx) error {
 			b := &pgx.Batch{}
 			for _, r := range chunk {
 				if err := queueImport(b, r); err != nil {
@@ -224,24 +220,8 @@ func (s *Store) Import(ctx context.Context, records iter.Seq2[store.Record, erro
 			}
 			return tx.SendBatch(ctx, b).Close()
 		})
-		chunk = chunk[:0]
-		return err
-	}
-	for r, err := range records {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		chunk = append(chunk, r)
-		if len(chunk) == importChunk {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := flush(); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	// New rows take IDs after the imported ones.

@@ -184,10 +184,8 @@ func (s *Store) RawMessage(serverID int64, messageID string) ([]byte, error) {
 func (s *Store) Messages(serverID int64, limit int) ([]store.Message, error) {
 	var out []store.Message
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		var err error
 		out, err = docs[store.Message](ctx, tx, `SELECT doc FROM messages WHERE server_id = $1 ORDER BY received_ns DESC, message_id DESC LIMIT $2`, serverID, limit)
@@ -206,10 +204,8 @@ func (s *Store) SearchMessages(serverID int64, q store.MessageQuery) (store.Sear
 	var res store.SearchResult
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
 		res = store.SearchResult{}
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		low, high := int64(0), int64(1<<63-1)
 		if !q.From.IsZero() {
@@ -292,10 +288,8 @@ func (s *Store) SearchMessages(serverID int64, q store.MessageQuery) (store.Sear
 func (s *Store) Events(serverID int64, messageID string) ([]store.Event, error) {
 	var out []store.Event
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		var err error
 		out, err = docs[store.Event](ctx, tx, `SELECT doc FROM events WHERE server_id = $1 AND message_id = $2 ORDER BY seq`, serverID, messageID)
@@ -359,10 +353,8 @@ func (s *Store) Bounces(serverID int64, q store.BounceQuery) (store.BounceResult
 	var res store.BounceResult
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
 		res = store.BounceResult{}
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		list, err := docs[store.Bounce](ctx, tx, `SELECT doc FROM bounces WHERE server_id = $1 ORDER BY seq DESC LIMIT $2`, serverID, store.SearchScanLimit+1)
 		if err != nil {

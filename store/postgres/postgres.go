@@ -315,6 +315,16 @@ func serverExists(ctx context.Context, tx pgx.Tx, id int64, lock bool) (bool, er
 	return exists(ctx, tx, q, id)
 }
 
+// requireServer fails with ErrNotFound when server id does not exist: a
+// read of a server's mail that is not there.
+func requireServer(ctx context.Context, tx pgx.Tx, id int64) error {
+	ok, err := serverExists(ctx, tx, id, false)
+	if err == nil && !ok {
+		err = store.ErrNotFound
+	}
+	return err
+}
+
 // CredentialsGeneration changes after every committed change that can
 // take away what a token grants, on this node at once and on the others
 // within CredentialsPoll.

@@ -31,10 +31,8 @@ func (s *Store) Stats(serverID int64, q store.StatsQuery) ([]store.DayStats, err
 	var out []store.DayStats
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
 		out = nil
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		from, to := "0001-01-01", "9999-12-31"
 		if !q.From.IsZero() {
@@ -71,10 +69,8 @@ func (s *Store) Stats(serverID int64, q store.StatsQuery) ([]store.DayStats, err
 func (s *Store) SentSince(serverID int64, since time.Time, limit int) (int, error) {
 	n := 0
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		var lim *int
 		if limit > 0 {
@@ -90,10 +86,8 @@ func (s *Store) SentSince(serverID int64, since time.Time, limit int) (int, erro
 func (s *Store) SentOn(serverID int64, day time.Time) (int64, error) {
 	var n int64
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		return tx.QueryRow(ctx, `SELECT coalesce(sum(n), 0)::bigint FROM stats WHERE server_id = $1 AND day = $2::date AND counter = $3`,
 			serverID, day.UTC().Format(statDay), store.StatSent).Scan(&n)
@@ -106,10 +100,8 @@ func (s *Store) SentOn(serverID int64, day time.Time) (int64, error) {
 func (s *Store) DeliveryStats(serverID int64) (inactive int, byType map[string]int, err error) {
 	err = s.view(func(ctx context.Context, tx pgx.Tx) error {
 		inactive, byType = 0, map[string]int{}
-		if ok, err := serverExists(ctx, tx, serverID, false); err != nil {
+		if err := requireServer(ctx, tx, serverID); err != nil {
 			return err
-		} else if !ok {
-			return store.ErrNotFound
 		}
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM suppressions WHERE server_id = $1`, serverID).Scan(&inactive); err != nil {
 			return err
