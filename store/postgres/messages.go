@@ -109,7 +109,11 @@ func (e *enqueue) result(err error) error {
 
 // Committers and their transactions.
 const (
-	committers = 4  // transactions of enqueues in flight at once
+	// Two: fewer transactions in flight make larger groups.
+	// BenchmarkEnqueue, 32 goroutines on the 2-core machine: 7,400
+	// messages/s with one, 7,700 with two, 6,000 with four, 4,800 with
+	// eight.
+	committers = 2  // transactions of enqueues in flight at once
 	maxGroup   = 64 // enqueues in one transaction
 )
 
