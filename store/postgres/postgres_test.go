@@ -141,3 +141,35 @@ func TestRunExclusive(t *testing.T) {
 		t.Errorf("node B after A finished: %v, %v", ran, err)
 	}
 }
+
+// A node that dies keeps its claims until their leases end; then another
+// node claims and delivers them, and until then it cannot.
+func TestLeaseOfADeadNodeComesBackToAnother(t *testing.T) {
+	dsn := pgtest.New(t)
+	a, err := postgres.Open(context.Background(), dsn, postgres.Options{NodeName: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := open(t, dsn, store.Caps{})
+	_, srv := storetest.Init(t, b)
+	now := time.Now()
+	if err := storetest.Enqueue(b, storetest.NewMessage(srv.ID, now), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := a.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 10})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("node A claimed %d, %v", len(claimed), err)
+	}
+	a.Close() // node A dies holding the lease
+	if got, err := b.Claim(store.ClaimRequest{Now: now.Add(30 * time.Second), Lease: time.Minute, Max: 10}); err != nil || len(got) != 0 {
+		t.Fatalf("node B claimed %d entries of a lease not yet over, %v", len(got), err)
+	}
+	got, err := b.Claim(store.ClaimRequest{Now: now.Add(61 * time.Second), Lease: time.Minute, Max: 10})
+	if err != nil || len(got) != 1 || got[0].MessageID != claimed[0].MessageID {
+		t.Fatalf("node B after the lease ended: %+v, %v", got, err)
+	}
+	if err := b.RecordAttempt(store.Attempt{Entry: got[0], At: now.Add(62 * time.Second),
+		Outcomes: []store.Outcome{{Recipient: got[0].Pending[0], Type: store.EventDelivered}}}); err != nil {
+		t.Fatal(err)
+	}
+}
