@@ -9,9 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/testutil/dkimtest"
 
 	"github.com/postern/postern/internal/dkim"
 
@@ -112,7 +113,7 @@ func TestDeliverSignedMessageToTwoRecipients(t *testing.T) {
 	w.mx(loopback1)
 	d := w.deliverer(t, peer.Port())
 
-	k := keys(t)
+	k := dkimtest.Keys(t)
 	signer, err := dkim.NewSigner(k.Domain, k.List())
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestDeliverSignedMessageToTwoRecipients(t *testing.T) {
 		t.Errorf("MAIL SIZE=%d, want %d", m.Mail.Size, msg.Size())
 	}
 	// What arrived still verifies.
-	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(m.Data), &msgdkim.VerifyOptions{LookupTXT: records(k)})
+	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(m.Data), &msgdkim.VerifyOptions{LookupTXT: dkimtest.Records(k)})
 	if err != nil || len(vs) != 2 || vs[0].Err != nil || vs[1].Err != nil {
 		t.Errorf("DKIM on arrival: %v, %+v", err, vs)
 	}
@@ -665,29 +666,6 @@ func TestPrivateDestinationsRefused(t *testing.T) {
 	}
 }
 
-// testKeys are generated once: RSA-2048 generation takes a while.
-var testKeys = sync.OnceValues(func() (dkim.Keys, error) { return dkim.GenerateKeys("example.com") })
-
-func keys(t testing.TB) dkim.Keys {
-	t.Helper()
-	k, err := testKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// records is a LookupTXT answering from the records of k.
-func records(k dkim.Keys) func(string) ([]string, error) {
-	published := map[string]string{k.Ed25519.Host: k.Ed25519.TextValue, k.RSA.Host: k.RSA.TextValue}
-	return func(name string) ([]string, error) {
-		if v, ok := published[name]; ok {
-			return []string{v}, nil
-		}
-		return nil, fmt.Errorf("no TXT record at %s", name)
-	}
-}
-
 const testMessage = "From: Alice <alice@example.com>\r\n" +
 	"To: bob@example.net\r\n" +
 	"Subject: Quarterly report\r\n" +
@@ -695,16 +673,3 @@ const testMessage = "From: Alice <alice@example.com>\r\n" +
 	"Message-ID: <1234@example.com>\r\n" +
 	"\r\n" +
 	"Hello Bob,\r\n"
-
-// verify checks the two signatures of signed against the records lookup finds.
-func verify(t *testing.T, signed []byte, lookup func(string) ([]string, error)) []*msgdkim.Verification {
-	t.Helper()
-	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(signed), &msgdkim.VerifyOptions{LookupTXT: lookup})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) != 2 {
-		t.Fatalf("%d signatures, want 2", len(vs))
-	}
-	return vs
-}

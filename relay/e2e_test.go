@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/testutil/dkimtest"
+
 	msgdkim "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
@@ -739,7 +741,7 @@ func TestE2EBareLineEndsDotStuffed(t *testing.T) {
 // delivered, looking the keys up in the test's DNS.
 func (e *e2e) checkSignatures(t *testing.T, data []byte) {
 	t.Helper()
-	for _, v := range verify(t, data, func(name string) ([]string, error) { return e.Resolver.LookupTXT(context.Background(), name) }) {
+	for _, v := range dkimtest.Verify(t, data, func(name string) ([]string, error) { return e.Resolver.LookupTXT(context.Background(), name) }) {
 		if v.Err != nil {
 			t.Errorf("signature of %s: %v", v.Domain, v.Err)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/api/client"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/internal/testutil/dnstest"
@@ -139,30 +139,20 @@ func TestStoreCopyBoltToPostgresAndBack(t *testing.T) {
 }
 
 // get fetches an API path with a server token, or an account token when
-// the path is an account's.
+// the path is an account's, through the CLI's client.
 func get(t *testing.T, base, path, token string) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, base+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Accept", "application/json")
-	header := "X-Postmark-Server-Token"
+	header := client.ServerToken
 	if strings.HasPrefix(path, "/domains") {
-		header = "X-Postmark-Account-Token"
+		header = client.AccountToken
 	}
-	req.Header.Set(header, token)
-	resp, err := http.DefaultClient.Do(req)
+	c, err := client.New(base, header, token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := c.Call(http.MethodGet, path, nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: HTTP %d: %s", path, resp.StatusCode, body)
+		t.Fatalf("GET %s: %v", path, err)
 	}
 	return string(body)
 }

@@ -6,34 +6,18 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	msgdkim "github.com/emersion/go-msgauth/dkim"
+	"github.com/postern/postern/internal/testutil/dkimtest"
 
 	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
 )
-
-// testKeys are generated once: RSA-2048 generation takes a while.
-var testKeys = sync.OnceValues(func() (dkim.Keys, error) {
-	return dkim.GenerateKeys("Example.COM.")
-})
-
-func keys(t testing.TB) dkim.Keys {
-	t.Helper()
-	k, err := testKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
 
 const testMessage = "From: Alice <alice@example.com>\r\n" +
 	"To: bob@example.net,\r\n" +
@@ -51,7 +35,7 @@ const testMessage = "From: Alice <alice@example.com>\r\n" +
 	"the numbers are in.  See you.\r\n"
 
 func TestGenerateKeys(t *testing.T) {
-	k := keys(t)
+	k := dkimtest.Keys(t)
 	if k.Domain != "example.com" {
 		t.Errorf("Domain = %q, want example.com", k.Domain)
 	}
@@ -94,21 +78,9 @@ func TestGenerateKeys(t *testing.T) {
 	}
 }
 
-// records is a LookupTXT answering from the records GenerateKeys asks to
-// publish.
-func records(k dkim.Keys) func(string) ([]string, error) {
-	published := map[string]string{k.Ed25519.Host: k.Ed25519.TextValue, k.RSA.Host: k.RSA.TextValue}
-	return func(name string) ([]string, error) {
-		if v, ok := published[name]; ok {
-			return []string{v}, nil
-		}
-		return nil, fmt.Errorf("no TXT record at %s", name)
-	}
-}
-
 func sign(t *testing.T, msg string) []byte {
 	t.Helper()
-	s, err := newSigner(keys(t))
+	s, err := newSigner(dkimtest.Keys(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,20 +91,8 @@ func sign(t *testing.T, msg string) []byte {
 	return fields
 }
 
-func verify(t *testing.T, signed []byte, lookup func(string) ([]string, error)) []*msgdkim.Verification {
-	t.Helper()
-	vs, err := msgdkim.VerifyWithOptions(bytes.NewReader(signed), &msgdkim.VerifyOptions{LookupTXT: lookup})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vs) != 2 {
-		t.Fatalf("%d signatures, want 2", len(vs))
-	}
-	return vs
-}
-
 func TestSignVerifiesWithBothKeys(t *testing.T) {
-	k := keys(t)
+	k := dkimtest.Keys(t)
 	fields := sign(t, testMessage)
 	if n := bytes.Count(fields, []byte("DKIM-Signature:")); n != 2 {
 		t.Fatalf("%d DKIM-Signature fields, want 2:\n%s", n, fields)
@@ -143,7 +103,7 @@ func TestSignVerifiesWithBothKeys(t *testing.T) {
 	}
 
 	signed := append(fields, testMessage...)
-	for _, v := range verify(t, signed, records(k)) {
+	for _, v := range dkimtest.Verify(t, signed, dkimtest.Records(k)) {
 		if v.Err != nil {
 			t.Errorf("signature by %s: %v", v.Domain, v.Err)
 		}
@@ -168,7 +128,7 @@ func unfold(b []byte) []byte {
 }
 
 func TestSignedMessageTampered(t *testing.T) {
-	k := keys(t)
+	k := dkimtest.Keys(t)
 	fields := sign(t, testMessage)
 	tests := map[string]string{
 		"body":        strings.Replace(testMessage, "numbers", "figures", 1),
@@ -177,7 +137,7 @@ func TestSignedMessageTampered(t *testing.T) {
 	}
 	for name, tampered := range tests {
 		t.Run(name, func(t *testing.T) {
-			for _, v := range verify(t, append(bytes.Clone(fields), tampered...), records(k)) {
+			for _, v := range dkimtest.Verify(t, append(bytes.Clone(fields), tampered...), dkimtest.Records(k)) {
 				if v.Err == nil {
 					t.Errorf("signature with selector of domain %s still verifies", v.Domain)
 				}
@@ -187,7 +147,7 @@ func TestSignedMessageTampered(t *testing.T) {
 	// Relaxed canonicalization forgives what servers on the way change.
 	rewrapped := strings.Replace(testMessage, "in.  See", "in. See ", 1)
 	rewrapped = strings.Replace(rewrapped, "Subject: Quarterly", "subject:   Quarterly", 1)
-	for _, v := range verify(t, append(bytes.Clone(fields), rewrapped...), records(k)) {
+	for _, v := range dkimtest.Verify(t, append(bytes.Clone(fields), rewrapped...), dkimtest.Records(k)) {
 		if v.Err != nil {
 			t.Errorf("relaxed canonicalization: %v", v.Err)
 		}
@@ -197,7 +157,7 @@ func TestSignedMessageTampered(t *testing.T) {
 // The published records work through a real DNS server and the relay's
 // resolver: long RSA records split into character-strings come back whole.
 func TestSignVerifiesThroughDNS(t *testing.T) {
-	k := keys(t)
+	k := dkimtest.Keys(t)
 	srv := dnstest.New(t)
 	srv.SetTXT(k.Ed25519.Host, k.Ed25519.TextValue)
 	srv.SetTXT(k.RSA.Host, k.RSA.TextValue)
@@ -206,7 +166,7 @@ func TestSignVerifiesThroughDNS(t *testing.T) {
 	defer cancel()
 
 	signed := append(sign(t, testMessage), testMessage...)
-	for _, v := range verify(t, signed, func(name string) ([]string, error) { return r.LookupTXT(ctx, name) }) {
+	for _, v := range dkimtest.Verify(t, signed, func(name string) ([]string, error) { return r.LookupTXT(ctx, name) }) {
 		if v.Err != nil {
 			t.Errorf("signature of %s: %v", v.Domain, v.Err)
 		}
@@ -217,7 +177,7 @@ func TestSignVerifiesThroughDNS(t *testing.T) {
 }
 
 func TestSignWithoutFrom(t *testing.T) {
-	s, err := newSigner(keys(t))
+	s, err := newSigner(dkimtest.Keys(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +188,7 @@ func TestSignWithoutFrom(t *testing.T) {
 }
 
 func TestNewSignerBadKey(t *testing.T) {
-	k := keys(t)
+	k := dkimtest.Keys(t)
 	k.RSA.PrivateKey = []byte("not a key")
 	_, err := newSigner(k)
 	if err == nil || !strings.Contains(err.Error(), k.RSA.Selector) {
@@ -239,7 +199,7 @@ func TestNewSignerBadKey(t *testing.T) {
 // BenchmarkSign signs a 2 KB message with both keys, as each message is
 // signed once before delivery.
 func BenchmarkSign(b *testing.B) {
-	s, err := newSigner(keys(b))
+	s, err := newSigner(dkimtest.Keys(b))
 	if err != nil {
 		b.Fatal(err)
 	}
