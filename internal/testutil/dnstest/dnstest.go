@@ -44,6 +44,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	names    map[string]*records // by canonical name, see canonical
+	signed   map[string]bool     // zones whose answers carry the AD bit
 	queries  []Query
 	tcpConns map[net.Conn]struct{}
 
@@ -54,6 +55,10 @@ type records struct {
 	byType map[dnsmessage.Type][]dnsmessage.ResourceBody
 	rcode  dnsmessage.RCode // a failure to answer with instead of records
 }
+
+// typeTLSA is the TLSA record type (RFC 6698), which dnsmessage does not
+// name.
+const typeTLSA dnsmessage.Type = 52
 
 // udpDefaultSize is the largest UDP answer a client without EDNS0 accepts
 // (RFC 1035 §4.2.1).
@@ -90,6 +95,7 @@ func New(t testing.TB) *Server {
 		udp:      udp,
 		tcp:      tcp,
 		names:    make(map[string]*records),
+		signed:   make(map[string]bool),
 		tcpConns: make(map[net.Conn]struct{}),
 	}
 	s.wg.Add(2)
@@ -152,6 +158,45 @@ func (s *Server) SetTXT(name string, values ...string) {
 		bodies[i] = &dnsmessage.TXTResource{TXT: splitCharacterStrings(v)}
 	}
 	s.set(name, dnsmessage.TypeTXT, bodies)
+}
+
+// TLSA is one TLSA record (RFC 6698).
+type TLSA struct {
+	Usage, Selector, MatchingType uint8
+	Data                          []byte
+}
+
+// SetTLSA replaces the TLSA records of name ("_25._tcp.mx.example").
+// With none, the name exists without TLSA records.
+func (s *Server) SetTLSA(name string, recs ...TLSA) {
+	bodies := make([]dnsmessage.ResourceBody, len(recs))
+	for i, r := range recs {
+		bodies[i] = &dnsmessage.UnknownResource{Type: typeTLSA, Data: append([]byte{r.Usage, r.Selector, r.MatchingType}, r.Data...)}
+	}
+	s.set(name, typeTLSA, bodies)
+}
+
+// SetSigned marks zone as signed: answers about the zone and the names
+// under it carry the AD bit when the query asks for DNSSEC (DO or AD), as
+// a validating resolver's would.
+func (s *Server) SetSigned(zone string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.signed[canonical(zone)] = true
+}
+
+func (s *Server) signedLocked(name string) bool {
+	for n := name; n != ""; {
+		if s.signed[n] {
+			return true
+		}
+		_, rest, ok := strings.Cut(n, ".")
+		if !ok {
+			break
+		}
+		n = rest
+	}
+	return false
 }
 
 // SetServFail makes every question about name fail with SERVFAIL, the
@@ -238,10 +283,13 @@ func (s *Server) answer(req []byte, network string, udpLimit int) []byte {
 	s.mu.Lock()
 	s.queries = append(s.queries, Query{
 		Name:    strings.TrimSuffix(name, "."),
-		Type:    strings.TrimPrefix(question.Type.String(), "Type"),
+		Type:    typeName(question.Type),
 		Network: network,
 	})
 	recs, known := s.names[name]
+	if s.signedLocked(name) && (q.Header.AuthenticData || doBit(q)) {
+		resp.Header.AuthenticData = true
+	}
 	switch {
 	case !known:
 		resp.Header.RCode = dnsmessage.RCodeNameError
@@ -284,6 +332,24 @@ func (s *Server) answer(req []byte, network string, udpLimit int) []byte {
 		}
 	}
 	return out
+}
+
+func typeName(t dnsmessage.Type) string {
+	if t == typeTLSA {
+		return "TLSA"
+	}
+	return strings.TrimPrefix(t.String(), "Type")
+}
+
+// doBit reports whether the query asks for DNSSEC records (the DO bit
+// of its EDNS0 OPT record, RFC 3225).
+func doBit(q dnsmessage.Message) bool {
+	for _, add := range q.Additionals {
+		if add.Header.Type == dnsmessage.TypeOPT && add.Header.TTL&(1<<15) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) serveUDP() {
