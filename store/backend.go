@@ -177,6 +177,8 @@ type Backend interface {
 	Queue
 	Stats
 	Retention
+	STSPolicies
+	TLSReports
 	Maintenance
 }
 

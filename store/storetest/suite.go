@@ -69,4 +69,6 @@ var contract = []struct {
 	{"NewServerKeepsDefaultRetention", testNewServerKeepsDefaultRetention},
 	{"CapsRefuseCreationPastTheLimit", testCapsRefuseCreationPastTheLimit},
 	{"EnqueueHoldsLimits", testEnqueueHoldsLimits},
+	{"STSPolicies", testSTSPolicies},
+	{"TLSReports", testTLSReports},
 }
