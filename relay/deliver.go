@@ -18,7 +18,10 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/dane"
+	"github.com/postern/postern/internal/mtasts"
 	"github.com/postern/postern/internal/privateaddr"
+	"github.com/postern/postern/store"
 )
 
 // Envelope is the SMTP envelope of one delivery: a sender and recipients
@@ -63,10 +66,14 @@ type Result struct {
 	Recipients []RecipientResult
 	Host       string     // the server of the attempt: an MX host or the smarthost; empty if none was reached
 	IP         netip.Addr // its address, if it was reached
-	TLSVersion uint16     // the TLS version of the session (tls.VersionName), 0 without TLS
+	TLS        TLSInfo    // what protected the session
 	// TLSError is the failure of STARTTLS on Host that led to the
 	// plaintext session of this result (MXConfig.TLSFallback).
 	TLSError string
+	// TLSSessions are the new sessions of this attempt, and the servers
+	// a policy refused, for TLS reports: none when a kept session was
+	// reused.
+	TLSSessions []TLSSession
 }
 
 // HostError is a failure to use one server at all: it could not be
@@ -146,6 +153,18 @@ type MXConfig struct {
 	// Postern open SMTP to this machine or its private networks. Tests
 	// that deliver to 127.0.0.1 turn it on.
 	AllowPrivate bool
+
+	// STS, if set, holds delivery to recipient domains' MTA-STS policies
+	// (RFC 8461): in enforce mode, only MX hosts the policy lists, over
+	// TLS 1.2 or later with a certificate valid for the MX name, and
+	// never plaintext; in testing mode, failures are reported only.
+	STS *STSPolicies
+	// DANE, if set, holds delivery to MX hosts' DNSSEC-validated TLSA
+	// records (RFC 7672), which take precedence over MTA-STS.
+	DANE TLSAResolver
+	// RootCAs verify MX certificates; the system's (SSL_CERT_FILE) if
+	// nil.
+	RootCAs *x509.CertPool
 }
 
 // SmarthostConfig configures delivery of everything through one
@@ -175,6 +194,9 @@ type MXDeliverer struct {
 	maxAddresses int
 	tlsFallback  bool
 	allowPrivate bool
+	sts          *STSPolicies
+	dane         TLSAResolver
+	roots        *x509.CertPool
 }
 
 // NewMXDeliverer checks cfg and fills in its defaults.
@@ -202,6 +224,9 @@ func NewMXDeliverer(cfg MXConfig) (*MXDeliverer, error) {
 		maxAddresses: cfg.MaxAddresses,
 		tlsFallback:  cfg.TLSFallback,
 		allowPrivate: cfg.AllowPrivate,
+		sts:          cfg.STS,
+		dane:         cfg.DANE,
+		roots:        cfg.RootCAs,
 	}, nil
 }
 
@@ -229,21 +254,41 @@ func (d *MXDeliverer) DeliverDomain(ctx context.Context, domain string, env Enve
 		if !d.allowPrivate && privateaddr.Is(ip) {
 			return failed(Result{}, env, Reply{Text: privateRefusal(key, []netip.Addr{ip})}, privateBounce), nil
 		}
-		return d.deliver(ctx, env, msg, ip.String(), netip.AddrPortFrom(ip, d.port), key)
+		return d.deliver(ctx, env, msg, ip.String(), netip.AddrPortFrom(ip, d.port), key, opportunistic)
 	}
 	mxs, err := d.resolver.LookupMX(ctx, domain)
 	if err != nil {
 		return failed(Result{}, env, Reply{Text: err.Error()}, ClassifyError(err)), err
 	}
+	sts := stsFound{}
+	if d.sts != nil {
+		sts = d.sts.Lookup(ctx, key)
+	}
 	var (
 		hostErrs   []error
+		sessions   []TLSSession // for the TLS report
 		tried      int
 		unresolved int          // MX hosts whose names do not exist
 		private    []netip.Addr // addresses refused as private
 		public     int          // addresses that may be used
 	)
+	if sts.failure != nil {
+		sessions = append(sessions, TLSSession{Policy: sts.ref(), Failure: sts.failure, Effective: PolicyMTASTS})
+	}
+	withSessions := func(res Result) Result {
+		res.TLSSessions = append(sessions, res.TLSSessions...)
+		return res
+	}
 servers:
 	for _, mx := range mxs {
+		hp, session, err := d.hostPolicy(ctx, sts, mx.Host)
+		if session != nil {
+			sessions = append(sessions, *session)
+		}
+		if err != nil {
+			hostErrs = append(hostErrs, &HostError{Host: mx.Host, Err: err})
+			continue
+		}
 		ips, err := d.resolver.LookupIP(ctx, mx.Host)
 		if err != nil {
 			if isNotFound(err) {
@@ -272,10 +317,11 @@ servers:
 				break servers
 			}
 			tried++
-			res, err := d.deliver(ctx, env, msg, mx.Host, netip.AddrPortFrom(ip, d.port), key)
+			res, err := d.deliver(ctx, env, msg, mx.Host, netip.AddrPortFrom(ip, d.port), key, hp)
 			if err == nil {
-				return res, nil
+				return withSessions(res), nil
 			}
+			sessions = append(sessions, res.TLSSessions...)
 			hostErrs = append(hostErrs, err)
 		}
 	}
@@ -294,7 +340,59 @@ servers:
 		// Not one mail exchanger exists: as good as no domain.
 		verdict = Classification{Outcome: Bounced, Bounce: BounceDNSError}
 	}
-	return failed(Result{}, env, Reply{Text: strings.Join(texts, "; ")}, verdict), err
+	return withSessions(failed(Result{}, env, Reply{Text: strings.Join(texts, "; ")}, verdict)), err
+}
+
+// opportunistic is the policy of a server nothing demands TLS of.
+var opportunistic = hostPolicy{policy: PolicyOpportunistic, ref: store.TLSPolicyRef{Type: store.TLSPolicyNotFound}}
+
+// hostPolicy decides what delivery demands of the MX host: DANE when its
+// TLSA records are DNSSEC-validated and usable, else the domain's
+// MTA-STS policy, else nothing. The error refuses the host (an MTA-STS
+// policy in enforce mode that does not list it, or a TLSA lookup that
+// failed for a signed host); session is what the TLS report counts of
+// that decision, if anything.
+func (d *MXDeliverer) hostPolicy(ctx context.Context, sts stsFound, host string) (hostPolicy, *TLSSession, error) {
+	if d.dane != nil {
+		// The name is that of port 25 whatever port delivery uses: the
+		// mx-port setting only moves tests to a high port.
+		ans, err := d.dane.LookupTLSA(ctx, host, 25)
+		if err != nil {
+			secure, serr := d.dane.Secure(ctx, host)
+			if serr != nil || secure {
+				// A signed host whose TLSA records cannot be had: they
+				// may be hidden on purpose (RFC 7672 §2.2.2).
+				ref := store.TLSPolicyRef{Type: store.TLSPolicyTLSA}
+				err = &policyError{resultType: resultDNSSECInvalid, err: fmt.Errorf("DANE: the TLSA lookup for the DNSSEC-signed host failed: %w", err)}
+				return hostPolicy{}, &TLSSession{Policy: ref, Failure: &store.TLSFailure{ResultType: resultDNSSECInvalid, ReceivingMX: host, Reason: err.Error()}, Effective: PolicyDANE}, err
+			}
+		} else if usable := ans.Usable(); ans.Secure && len(usable) > 0 {
+			ref := store.TLSPolicyRef{Type: store.TLSPolicyTLSA}
+			for _, r := range ans.Records {
+				ref.Strings = append(ref.Strings, r.String())
+			}
+			return hostPolicy{policy: PolicyDANE, tlsa: usable, ref: ref}, nil, nil
+		}
+	}
+	if sts.policy == nil {
+		hp := opportunistic
+		hp.ref = sts.ref()
+		return hp, nil, nil
+	}
+	hp := hostPolicy{policy: PolicyMTASTS, ref: sts.ref(), testing: sts.policy.Mode == mtasts.ModeTesting}
+	if !sts.policy.MatchMX(host) {
+		err := fmt.Errorf("MTA-STS: %s is not an MX host that the domain's policy (mode %s) lists: %s", host, sts.policy.Mode, strings.Join(sts.policy.MX, ", "))
+		session := &TLSSession{Policy: hp.ref, Failure: &store.TLSFailure{ResultType: resultValidationFailure, ReceivingMX: host, Reason: err.Error()}, Effective: PolicyMTASTS}
+		if hp.testing {
+			hp.policy = PolicyOpportunistic
+			return hp, session, nil
+		}
+		return hostPolicy{}, session, &policyError{resultType: resultValidationFailure, err: err}
+	}
+	if hp.testing {
+		hp.policy = PolicyOpportunistic
+	}
+	return hp, nil, nil
 }
 
 // privateBounce is the verdict for a destination at a private address.
@@ -315,7 +413,7 @@ func privateRefusal(domain string, addrs []netip.Addr) string {
 // is a *HostError when the server could not be used; the recipients then
 // carry its Transient classification.
 func (d *MXDeliverer) Deliver(ctx context.Context, env Envelope, msg Message, host string, addr netip.AddrPort) (Result, error) {
-	return d.deliver(ctx, env, msg, host, addr, "")
+	return d.deliver(ctx, env, msg, host, addr, "", opportunistic)
 }
 
 // CloseIdle ends the sessions kept for reuse (ClientConfig.ReuseTimeout).
@@ -323,21 +421,40 @@ func (d *MXDeliverer) CloseIdle() { d.client.pool.closeAll() }
 
 // deliver is Deliver; a session fit for another message is kept under
 // key, unless key is empty.
-func (d *MXDeliverer) deliver(ctx context.Context, env Envelope, msg Message, host string, addr netip.AddrPort, key string) (Result, error) {
+func (d *MXDeliverer) deliver(ctx context.Context, env Envelope, msg Message, host string, addr netip.AddrPort, key string, hp hostPolicy) (Result, error) {
 	r := route{
-		host: host,
-		addr: addr.String(),
-		tls:  tlsOpportunistic,
+		host:   host,
+		addr:   addr.String(),
+		tls:    tlsOpportunistic,
+		policy: hp,
+		roots:  d.roots,
 		tlsConfig: &tls.Config{
 			ServerName:         host,
-			InsecureSkipVerify: true, // see MXConfig.TLSFallback
+			InsecureSkipVerify: true, // see MXConfig.TLSFallback; verified after the handshake, for the record
 		},
+	}
+	switch hp.policy {
+	case PolicyMTASTS:
+		r.tls = tlsRequired
+		r.tlsConfig = &tls.Config{ServerName: host, RootCAs: d.roots, MinVersion: tls.VersionTLS12}
+	case PolicyDANE:
+		r.tls = tlsRequired
+		r.tlsConfig = &tls.Config{
+			ServerName:         host,
+			MinVersion:         tls.VersionTLS12,
+			InsecureSkipVerify: true, // the TLSA records decide, in VerifyConnection
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				return dane.Verify(hp.tlsa, cs.PeerCertificates, []string{host}, time.Now())
+			},
+		}
 	}
 	res, err := d.client.transact(ctx, r, env, msg, key, "")
 	var tlsErr *tlsFailure
-	if err != nil && d.tlsFallback && errors.As(err, &tlsErr) && ctx.Err() == nil {
+	if err != nil && r.tls == tlsOpportunistic && d.tlsFallback && errors.As(err, &tlsErr) && ctx.Err() == nil {
+		sessions := res.TLSSessions
 		r.tls = tlsNone
 		res, err = d.client.transact(ctx, r, env, msg, key, tlsErr.Error())
+		res.TLSSessions = append(sessions, res.TLSSessions...)
 	}
 	return res, err
 }
@@ -409,6 +526,10 @@ type route struct {
 	tls       tlsMode
 	tlsConfig *tls.Config
 	auth      *credentials // nil: no AUTH
+	// policy is the MX host's TLS policy, for the record and the TLS
+	// report; zero for the smarthost, whose TLS is configured.
+	policy hostPolicy
+	roots  *x509.CertPool // verify an opportunistic session for the record
 }
 
 type credentials struct {
@@ -491,15 +612,60 @@ func (c client) transact(ctx context.Context, r route, env Envelope, msg Message
 	// go-smtp knows no contexts: closing the connection ends whatever it
 	// is waiting for.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	sc, tlsVersion, err := c.open(ctx, conn, r)
+	sc, info, verifyErr, err := c.open(ctx, conn, r)
 	stop()
+	sessions := r.tlsSessions(conn, info, verifyErr, err)
 	if err != nil {
 		conn.Close()
+		res.TLSSessions = sessions
+		if p := r.policy.policy; p == PolicyMTASTS || p == PolicyDANE {
+			res.TLS = TLSInfo{Policy: p} // what the server failed
+		}
 		return hostFailed(err)
 	}
-	s := &session{key: key, conn: conn, sc: sc, host: r.host, ip: res.IP, tlsVersion: tlsVersion, tlsError: tlsError}
+	s := &session{key: key, conn: conn, sc: sc, host: r.host, ip: res.IP, tls: info, tlsError: tlsError}
 	res, _ = c.send(ctx, s, env, msg, false)
+	res.TLSSessions = sessions
 	return res, nil
+}
+
+// tlsSessions is what the TLS report counts of a session's setup: its
+// success or failure under the route's policy. verifyErr is why an
+// opportunistic session's certificate did not verify. A setup that
+// failed before TLS (greeting, EHLO), the plaintext retry after a failed
+// STARTTLS, and the smarthost are not counted.
+func (r route) tlsSessions(conn net.Conn, info TLSInfo, verifyErr, err error) []TLSSession {
+	if r.policy.policy == "" || r.tls == tlsNone {
+		return nil
+	}
+	var failure *store.TLSFailure
+	var tlsErr *tlsFailure
+	var policyErr *policyError
+	switch {
+	case errors.As(err, &tlsErr) || errors.As(err, &policyErr):
+		failure = &store.TLSFailure{ResultType: tlsFailureType(err), Reason: err.Error()}
+	case err != nil:
+		return nil
+	case info.Version == 0:
+		failure = &store.TLSFailure{ResultType: resultSTARTTLSNotSupported, Reason: "the server does not offer STARTTLS"}
+	case r.policy.testing && verifyErr != nil:
+		failure = &store.TLSFailure{ResultType: tlsFailureType(verifyErr), Reason: verifyErr.Error()}
+	}
+	s := TLSSession{Policy: r.policy.ref, Effective: info.Policy}
+	if failure != nil {
+		failure.ReceivingMX = r.host
+		if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+			failure.ReceivingIP = ap.Addr().Unmap().String()
+		}
+		if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil {
+			failure.SendingIP = ap.Addr().Unmap().String()
+		}
+		s.Failure = failure
+		if r.policy.ref.Type != store.TLSPolicyNotFound {
+			s.Effective = r.policy.policy // the policy the server failed
+		}
+	}
+	return []TLSSession{s}
 }
 
 // reuse sends msg over a session kept for key, if there is one that
@@ -521,7 +687,7 @@ func (c client) reuse(ctx context.Context, key string, env Envelope, msg Message
 // session was found closed (or closing, 421) at MAIL: nothing was sent,
 // and the result is to be ignored.
 func (c client) send(ctx context.Context, s *session, env Envelope, msg Message, reused bool) (res Result, stale bool) {
-	res = Result{Host: s.host, IP: s.ip, TLSVersion: s.tlsVersion, TLSError: s.tlsError}
+	res = Result{Host: s.host, IP: s.ip, TLS: s.tls, TLSError: s.tlsError}
 	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
 	t := transaction{ctx: ctx, conn: s.conn, sc: s.sc, timeout: c.cfg.DataTimeout, host: s.host, clean: true}
 	res.Recipients = t.run(env, msg)
@@ -556,20 +722,37 @@ func (c client) send(ctx context.Context, s *session, env Envelope, msg Message,
 }
 
 // open greets the server, sets up TLS as r demands and authenticates,
-// and returns the client ready for MAIL and the TLS version (0 if none).
-func (c client) open(ctx context.Context, conn net.Conn, r route) (*smtp.Client, uint16, error) {
-	var version uint16
+// and returns the client ready for MAIL and what protects the session;
+// verifyErr is why the certificate of an opportunistic session did not
+// verify, if it did not.
+func (c client) open(ctx context.Context, conn net.Conn, r route) (sc *smtp.Client, info TLSInfo, verifyErr, err error) {
+	info = TLSInfo{Policy: PolicyNone}
+	secured := func(tlsConn *tls.Conn) {
+		cs := tlsConn.ConnectionState()
+		info.Version, info.Cipher = cs.Version, cs.CipherSuite
+		switch {
+		case r.policy.policy == PolicyMTASTS || r.policy.policy == PolicyDANE:
+			// The handshake verified it, or failed.
+			info.Policy, info.Verified = r.policy.policy, true
+		case r.policy.policy != "":
+			info.Policy = PolicyOpportunistic
+			verifyErr = webPKIVerify(cs, r.host, r.roots)
+			info.Verified = verifyErr == nil
+		default: // the smarthost: verified unless told not to
+			info.Policy, info.Verified = PolicyOpportunistic, !r.tlsConfig.InsecureSkipVerify
+		}
+	}
 	if r.tls == tlsImplicit {
 		tlsConn, err := c.handshake(ctx, conn, r.tlsConfig)
 		if err != nil {
-			return nil, 0, err
+			return nil, info, nil, err
 		}
-		version = tlsConn.ConnectionState().Version
+		secured(tlsConn)
 		conn = tlsConn
 	}
-	sc := c.smtpClient(conn)
+	sc = c.smtpClient(conn)
 	if err := sc.Hello(c.cfg.Hostname); err != nil {
-		return nil, 0, fmt.Errorf("greeting and EHLO: %w", err)
+		return nil, info, nil, fmt.Errorf("greeting and EHLO: %w", err)
 	}
 
 	if r.tls == tlsOpportunistic || r.tls == tlsRequired {
@@ -578,27 +761,30 @@ func (c client) open(ctx context.Context, conn net.Conn, r route) (*smtp.Client,
 		case offered:
 			tlsConn, err := c.startTLS(ctx, conn, r.tlsConfig)
 			if err != nil {
-				return nil, 0, &tlsFailure{err}
+				return nil, info, nil, &tlsFailure{err}
 			}
-			version = tlsConn.ConnectionState().Version
+			secured(tlsConn)
 			sc = c.smtpClient(&afterSTARTTLS{Conn: tlsConn, greeting: strings.NewReader("220 TLS ready\r\n")})
 			if err := sc.Hello(c.cfg.Hostname); err != nil {
-				return nil, 0, fmt.Errorf("EHLO after STARTTLS: %w", err)
+				return nil, info, nil, fmt.Errorf("EHLO after STARTTLS: %w", err)
 			}
+		case r.tls == tlsRequired && r.policy.policy != "":
+			return nil, info, nil, &policyError{resultType: resultSTARTTLSNotSupported,
+				err: fmt.Errorf("the server does not offer STARTTLS, and its %s policy requires TLS: not sending in plaintext", r.policy.policy)}
 		case r.tls == tlsRequired:
-			return nil, 0, errors.New("the server does not offer STARTTLS, and TLS is required")
+			return nil, info, nil, errors.New("the server does not offer STARTTLS, and TLS is required")
 		}
 	}
 
 	if r.auth != nil {
 		if !sc.SupportsAuth(sasl.Plain) {
-			return nil, 0, errors.New("the server does not offer AUTH PLAIN")
+			return nil, info, nil, errors.New("the server does not offer AUTH PLAIN")
 		}
 		if err := sc.Auth(sasl.NewPlainClient("", r.auth.username, r.auth.password)); err != nil {
-			return nil, 0, fmt.Errorf("AUTH: %w", err)
+			return nil, info, nil, fmt.Errorf("AUTH: %w", err)
 		}
 	}
-	return sc, version, nil
+	return sc, info, verifyErr, nil
 }
 
 func (c client) smtpClient(conn net.Conn) *smtp.Client {

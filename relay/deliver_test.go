@@ -135,8 +135,8 @@ func TestDeliverSignedMessageToTwoRecipients(t *testing.T) {
 			t.Errorf("%s: reply %v", r.Address, r.Reply)
 		}
 	}
-	if res.Host != "mx1.example.net" || res.IP != loopback1 || res.TLSVersion != 0 {
-		t.Errorf("result host %q, IP %v, TLS %x", res.Host, res.IP, res.TLSVersion)
+	if res.Host != "mx1.example.net" || res.IP != loopback1 || res.TLS.Version != 0 {
+		t.Errorf("result host %q, IP %v, TLS %x", res.Host, res.IP, res.TLS.Version)
 	}
 
 	got := peer.Messages()
@@ -350,8 +350,8 @@ func TestDeliverUsesSTARTTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkOutcomes(t, res, relay.Delivered)
-	if res.TLSVersion != tls.VersionTLS13 || res.TLSError != "" {
-		t.Errorf("TLS version %s, TLS error %q", tls.VersionName(res.TLSVersion), res.TLSError)
+	if res.TLS.Version != tls.VersionTLS13 || res.TLSError != "" {
+		t.Errorf("TLS version %s, TLS error %q", tls.VersionName(res.TLS.Version), res.TLSError)
 	}
 	m := peer.Messages()
 	if len(m) != 1 || m[0].TLSVersion != tls.VersionTLS13 || m[0].Helo != ehloName {
@@ -387,8 +387,8 @@ func TestDeliverTLSHandshakeFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkOutcomes(t, res, relay.Delivered)
-			if res.TLSVersion != 0 || !strings.Contains(res.TLSError, "TLS") {
-				t.Errorf("TLS version %x, TLS error %q", res.TLSVersion, res.TLSError)
+			if res.TLS.Version != 0 || !strings.Contains(res.TLSError, "TLS") {
+				t.Errorf("TLS version %x, TLS error %q", res.TLS.Version, res.TLSError)
 			}
 			m := peer.Messages()
 			if peer.Connections() != 2 || len(m) != 1 || m[0].TLSVersion != 0 {
@@ -539,8 +539,8 @@ func TestSmarthost(t *testing.T) {
 		if len(m) != 1 || m[0].AuthUser != creds.Username || m[0].TLSVersion == 0 || !bytes.Equal(m[0].Data, testMsg.Raw) {
 			t.Errorf("peer got %+v", m)
 		}
-		if res.Host != "127.0.0.1" || res.TLSVersion == 0 {
-			t.Errorf("result host %q, TLS %x", res.Host, res.TLSVersion)
+		if res.Host != "127.0.0.1" || res.TLS.Version == 0 {
+			t.Errorf("result host %q, TLS %x", res.Host, res.TLS.Version)
 		}
 	})
 

@@ -31,6 +31,7 @@ type metrics struct {
 	bounced   *prometheus.CounterVec   // server, type
 	duration  *prometheus.HistogramVec // server
 	dkim      *prometheus.CounterVec   // algorithm
+	tls       *prometheus.CounterVec   // policy, result
 }
 
 func newMetrics(reg prometheus.Registerer, st Store, now func() time.Time) (*metrics, error) {
@@ -56,11 +57,15 @@ func newMetrics(reg prometheus.Registerer, st Store, now func() time.Time) (*met
 			Name: "postern_dkim_signatures_total",
 			Help: "DKIM signatures made, by algorithm (a message of a domain with both keys gets one of each).",
 		}, []string{"algorithm"}),
+		tls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_delivery_tls_total",
+			Help: "New SMTP sessions to MX hosts, by TLS policy (none: plaintext, opportunistic, mta-sts, dane) and result: success, or failure when the server could not meet the policy (or, in MTA-STS testing mode, did not and was used anyway).",
+		}, []string{"policy", "result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.delivered, m.deferred, m.bounced, m.duration, m.dkim, &queueCollector{st: st, now: now}} {
+	for _, c := range []prometheus.Collector{m.delivered, m.deferred, m.bounced, m.duration, m.dkim, m.tls, &queueCollector{st: st, now: now}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

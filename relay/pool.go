@@ -11,15 +11,15 @@ import (
 
 // session is an open SMTP session, ready for MAIL.
 type session struct {
-	key        string // the destination it serves; "" if not to be kept
-	conn       net.Conn
-	sc         *smtp.Client
-	host       string
-	ip         netip.Addr
-	tlsVersion uint16
-	tlsError   string
-	uses       int         // messages sent over it
-	idle       *time.Timer // while kept: ends it when the timeout passes
+	key      string // the destination it serves; "" if not to be kept
+	conn     net.Conn
+	sc       *smtp.Client
+	host     string
+	ip       netip.Addr
+	tls      TLSInfo
+	tlsError string
+	uses     int         // messages sent over it
+	idle     *time.Timer // while kept: ends it when the timeout passes
 }
 
 // quitTimeout bounds the wait for the reply to QUIT, which nothing waits

@@ -34,6 +34,9 @@ type Store interface {
 	Message(serverID int64, messageID string) (store.Message, error)
 	RawMessage(serverID int64, messageID string) ([]byte, error)
 	DomainByName(name string) (store.Domain, error)
+	// AddTLSResults takes the counts of TLS sessions for the daily TLS
+	// reports.
+	AddTLSResults(results []store.TLSResult) error
 	// QueueStats is read at each scrape of the queue metrics.
 	QueueStats() ([]store.QueueStat, error)
 }
@@ -148,6 +151,7 @@ type Worker struct {
 	smartDest string
 	metrics   *metrics
 	live      atomic.Bool // Run is delivering
+	tlsCounts tlsCounter  // sessions for the TLS reports, not yet stored
 }
 
 // NewWorker checks cfg and fills in its defaults.
@@ -261,6 +265,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.live.Store(true)
 	defer w.live.Store(false)
+	stopFlush, flushed := make(chan struct{}), make(chan struct{})
+	go func() {
+		w.flushTLSEvery(stopFlush)
+		close(flushed)
+	}()
+	// After the drain below: the last deliveries' sessions count too.
+	defer func() {
+		close(stopFlush)
+		<-flushed
+	}()
 
 	// Deliveries run under their own context, canceled only after the
 	// drain period, not as soon as ctx is done.
@@ -651,9 +665,11 @@ func (w *Worker) deliver(ctx context.Context, d *destination, release func(), en
 	if res.IP.IsValid() {
 		details.DestinationIP = res.IP.String()
 	}
-	if res.TLSVersion != 0 {
-		details.TLS = tls.VersionName(res.TLSVersion)
+	details.TLSPolicy, details.TLSVerified = res.TLS.Policy, res.TLS.Verified
+	if res.TLS.Version != 0 {
+		details.TLS, details.TLSCipher = tls.VersionName(res.TLS.Version), tls.CipherSuiteName(res.TLS.Cipher)
 	}
+	w.countTLS(d.domain, res.TLSSessions)
 	var outcomes []store.Outcome
 	var delivered, transient, bounced int
 	for _, r := range res.Recipients {
@@ -689,8 +705,8 @@ func (w *Worker) deliver(ctx context.Context, d *destination, release func(), en
 	if res.IP.IsValid() {
 		attrs = append(attrs, "ip", res.IP.String())
 	}
-	if details.TLS != "" {
-		attrs = append(attrs, "tls", details.TLS)
+	if details.TLSPolicy != "" {
+		attrs = append(attrs, "tls", describeTLS(res.TLS))
 	}
 	if err != nil {
 		attrs = append(attrs, "err", err)

@@ -35,10 +35,15 @@ type EventDetails struct {
 	DestinationServer string `json:",omitempty"`
 	DestinationIP     string `json:",omitempty"`
 	TLS               string `json:",omitempty"` // TLS version used, empty without TLS
-	Summary           string `json:",omitempty"` // for bounces: why, in words
-	BounceType        string `json:",omitempty"` // e.g. HardBounce
-	BounceTypeCode    int    `json:",omitempty"`
-	Signed            string `json:",omitempty"` // DKIM: the signing domain, or why unsigned
+	TLSCipher         string `json:",omitempty"` // the cipher suite, empty without TLS
+	// TLSPolicy is what the session was held to: none (plaintext),
+	// opportunistic, mta-sts or dane; empty when no server was reached.
+	TLSPolicy      string `json:",omitempty"`
+	TLSVerified    bool   `json:",omitempty"` // the server's certificate verified
+	Summary        string `json:",omitempty"` // for bounces: why, in words
+	BounceType     string `json:",omitempty"` // e.g. HardBounce
+	BounceTypeCode int    `json:",omitempty"`
+	Signed         string `json:",omitempty"` // DKIM: the signing domain, or why unsigned
 }
 
 // Outcome is what one attempt did for one recipient.
