@@ -43,6 +43,10 @@ type Config struct {
 	// sending it: a directory with room for one (the data directory).
 	// Empty: the system's temporary directory.
 	BackupDir string
+	// TLSReport returns the TLS report (RFC 8460) to domain for day as it
+	// would be sent, counts not yet stored included, for GET /tlsrpt.
+	// Nil: there is none.
+	TLSReport func(day time.Time, domain string) (report any, found bool, err error)
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
 	MaxBodyBytes int64
 	Logger       *slog.Logger     // nil: discard
@@ -96,6 +100,7 @@ func New(cfg Config) (*API, error) {
 	a.registerStats()
 	a.registerBounces()
 	a.registerBackup()
+	a.registerTLSReports()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 	})

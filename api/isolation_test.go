@@ -122,6 +122,7 @@ func isolationEndpoints() []endpoint {
 		{"POST /accounts", operatorOnly, fixed("/accounts"), map[string]any{"Name": "Intruder"}},
 		{"DELETE /accounts/{id}", operatorOnly, func(x refs) string { return fmt.Sprintf("/accounts/%d", x.account) }, nil},
 		{"GET /backup", hiddenOperator, fixed("/backup"), nil},
+		{"GET /tlsrpt", operatorOnly, fixed("/tlsrpt?domain=example.com"), nil},
 	}
 }
 

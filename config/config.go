@@ -88,6 +88,10 @@ type Config struct {
 	// link-local addresses; off, a tenant cannot aim Postern's SMTP
 	// client at this machine or its private networks.
 	AllowPrivateDestinations bool
+	// MTASTSPort is the HTTPS port MTA-STS policies are fetched from.
+	MTASTSPort int
+	// DANE is DANEOn or DANEOff.
+	DANE string
 
 	// RetentionInterval is how often messages past their server's
 	// retention are purged.
@@ -98,6 +102,12 @@ type Config struct {
 const (
 	SmarthostSTARTTLS    = "starttls"
 	SmarthostImplicitTLS = "implicit"
+)
+
+// Values of DANE.
+const (
+	DANEOn  = "on"
+	DANEOff = "off"
 )
 
 // Values of SenderPolicy: which From domains a Live server may send from.
@@ -173,7 +183,9 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RelayPerServer, "relay-per-server", 16, "most deliveries in progress at once for one server")
 	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 8, "most deliveries in progress at once to one recipient domain")
 	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", false, "deliver to loopback, private and link-local addresses, named by an MX answer or an address literal (user@[10.0.0.5]); off, RCPT refuses such literals with 550 5.7.1 and such MX answers bounce; a smarthost is exempt")
-	fs.BoolVar(&c.TLSFallback, "tls-fallback", true, "after a failed STARTTLS handshake with an MX host, retry once without TLS (Postfix's \"may\" level); never for the smarthost")
+	fs.IntVar(&c.MTASTSPort, "mta-sts-port", 443, "HTTPS port MTA-STS policies are fetched from (https://mta-sts.<domain>/.well-known/mta-sts.txt); tests serve policies on a high port")
+	fs.StringVar(&c.DANE, "dane", DANEOn, "on: hold delivery to MX hosts' DNSSEC-validated TLSA records (DANE, RFC 7672), trusting the AD bit of the dns resolver only when it is on a loopback address (otherwise DANE is skipped, and the log says why); off: never look TLSA records up")
+	fs.BoolVar(&c.TLSFallback, "tls-fallback", true, "after a failed STARTTLS handshake with an MX host, retry once without TLS (Postfix's \"may\" level); never for the smarthost, nor where an MTA-STS policy in enforce mode or DANE demands TLS")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often messages past their server's RetentionDays are purged (each server's retention is on the Server object)")
 }
 
@@ -500,6 +512,14 @@ func (c *Config) validateRelay(bad func(name, format string, args ...any)) {
 	}
 	if c.SmarthostUser == "" && c.SmarthostPassword != "" {
 		bad("smarthost-user", "must be set with smarthost-password")
+	}
+	if c.MTASTSPort < 1 || c.MTASTSPort > 65535 {
+		bad("mta-sts-port", "must be a port number from 1 to 65535, got %d", c.MTASTSPort)
+	}
+	switch c.DANE {
+	case DANEOn, DANEOff:
+	default:
+		bad("dane", "must be on or off, got %q", c.DANE)
 	}
 	switch c.SmarthostTLS {
 	case SmarthostSTARTTLS, SmarthostImplicitTLS:

@@ -105,10 +105,10 @@ func TestRelayMetrics(t *testing.T) {
 		"postern_delivery_duration_seconds{server=" + sb + "}":                2,
 		"postern_dkim_signatures_total{algorithm=ed25519}":                    2,
 		"postern_dkim_signatures_total{algorithm=rsa}":                        2,
-		"postern_queue_depth{server=" + sa + "}":                 0,
-		"postern_queue_depth{server=" + sb + "}":                 0,
-		"postern_queue_oldest_seconds{server=" + sa + "}":        0,
-		"postern_queue_oldest_seconds{server=" + sb + "}":        0,
+		"postern_queue_depth{server=" + sa + "}":                              0,
+		"postern_queue_depth{server=" + sb + "}":                              0,
+		"postern_queue_oldest_seconds{server=" + sa + "}":                     0,
+		"postern_queue_oldest_seconds{server=" + sb + "}":                     0,
 	}
 	// The sink offers no STARTTLS, and nothing demands TLS of it: each
 	// new session counts (how many depends on the reuse of sessions).

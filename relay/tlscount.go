@@ -76,9 +76,10 @@ func (w *Worker) countTLS(domain string, sessions []TLSSession) {
 	w.tlsCounts.add(w.cfg.Now(), domain, sessions)
 }
 
-// flushTLS hands the counts so far to the store; counts it cannot take
-// are kept for the next flush.
-func (w *Worker) flushTLS() {
+// FlushTLS hands the counts of TLS sessions so far to the store, as
+// happens every minute; counts it cannot take are kept for the next
+// flush.
+func (w *Worker) FlushTLS() {
 	results := w.tlsCounts.take()
 	if len(results) == 0 {
 		return
@@ -111,9 +112,9 @@ func (w *Worker) flushTLSEvery(stop <-chan struct{}) {
 	for {
 		select {
 		case <-t.C:
-			w.flushTLS()
+			w.FlushTLS()
 		case <-stop:
-			w.flushTLS()
+			w.FlushTLS()
 			return
 		}
 	}

@@ -114,6 +114,7 @@ type App struct {
 	// Store is the open backend; Run closes it.
 	Store  store.Backend
 	worker *relay.Worker
+	mx     *relay.MXDeliverer // the worker's; TLS reports go out through it
 	smtp   *smtpd.Server
 
 	listeners     []listener
@@ -167,7 +168,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	if a.worker, err = newRelay(cfg, a.Store, log, a.metrics.reg); err != nil {
+	if a.worker, a.mx, err = newRelay(cfg, a.Store, log, a.metrics.reg); err != nil {
 		return nil, err
 	}
 	a.smtp, err = smtpd.New(smtpd.Config{
@@ -208,7 +209,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		return nil, err
 	}
 	if addr := a.Addr("api"); addr != "" {
-		if a.apiServer, err = newAPIServer(cfg, a.Store, tlsConfig, addr, log); err != nil {
+		if a.apiServer, err = newAPIServer(cfg, a.Store, tlsConfig, addr, a.previewTLSReport, log); err != nil {
 			return nil, fmt.Errorf("api-addr: %w", err)
 		}
 	}
@@ -293,7 +294,7 @@ func (a *App) Run(ctx context.Context) error {
 	// daily re-verification of domains runs beside it.
 	backgroundCtx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	retentionDone, reverifyDone, watchDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	retentionDone, reverifyDone, watchDone, reportsDone := make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		// A shared store tells this node's relay of mail other nodes
 		// queue, so that it starts at once rather than at its next poll.
@@ -309,6 +310,10 @@ func (a *App) Run(ctx context.Context) error {
 	go func() {
 		defer close(reverifyDone)
 		runReverify(backgroundCtx, a.Store, relay.NewResolver(cfg.DNS), time.Duration(cfg.DomainReverifyDays)*24*time.Hour, time.Now, log)
+	}()
+	go func() {
+		defer close(reportsDone)
+		runTLSReports(backgroundCtx, a.Store, a.tlsReports(), log)
 	}()
 	for _, l := range a.listeners {
 		log.Info("listening", "listener", l.name, "addr", l.ln.Addr().String())
@@ -353,6 +358,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	<-retentionDone
 	<-reverifyDone
+	<-reportsDone
 	<-watchDone
 	if err := a.Store.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))

@@ -30,8 +30,9 @@ const (
 // newAPIServer builds the HTTP server of the API. addr is the address
 // the API really listens on, from which its public URL is derived unless
 // public-url is set; tlsConfig is used when api-tls is on.
-func newAPIServer(cfg *config.Config, st store.Backend, tlsConfig *tls.Config, addr string, log *slog.Logger) (*http.Server, error) {
+func newAPIServer(cfg *config.Config, st store.Backend, tlsConfig *tls.Config, addr string, tlsReport func(time.Time, string) (any, bool, error), log *slog.Logger) (*http.Server, error) {
 	a, err := api.New(api.Config{
+		TLSReport:    tlsReport,
 		Store:        st,
 		Auth:         auth.NewAuthenticator(st),
 		Resolver:     relay.NewResolver(cfg.DNS),
