@@ -83,10 +83,24 @@ type MessageEvent struct {
 }
 
 // deliveryDetailsJSON are a Delivered or Transient event's Details.
+// TLS is Postern's: Postmark has no such field.
 type deliveryDetailsJSON struct {
 	DeliveryMessage   string
 	DestinationServer string
 	DestinationIP     string
+	TLS               *TLSDetails `json:",omitempty"`
+}
+
+// TLSDetails say what protected the session of a delivery attempt.
+type TLSDetails struct {
+	// Policy is what the session was held to: "none" (plaintext),
+	// "opportunistic" (TLS because the server offered it), "mta-sts" (the
+	// domain's MTA-STS policy in enforce mode) or "dane" (the server's
+	// DNSSEC-signed TLSA records).
+	Policy              string
+	Version             string `json:",omitempty"` // "TLS 1.3"; empty without TLS
+	Cipher              string `json:",omitempty"`
+	CertificateVerified bool
 }
 
 // bounceDetailsJSON are a Bounced event's Details; Postmark's BounceID
@@ -278,11 +292,15 @@ func (a *API) messageDetails(w http.ResponseWriter, r *http.Request, srv store.S
 		if ev.Type == store.EventBounced {
 			ej.Details = bounceDetailsJSON{Summary: ev.Details.Summary, BounceID: formatID(ev.BounceID)}
 		} else {
-			ej.Details = deliveryDetailsJSON{
+			dj := deliveryDetailsJSON{
 				DeliveryMessage:   ev.Details.DeliveryMessage,
 				DestinationServer: ev.Details.DestinationServer,
 				DestinationIP:     ev.Details.DestinationIP,
 			}
+			if ev.Details.TLSPolicy != "" {
+				dj.TLS = &TLSDetails{Policy: ev.Details.TLSPolicy, Version: ev.Details.TLS, Cipher: ev.Details.TLSCipher, CertificateVerified: ev.Details.TLSVerified}
+			}
+			ej.Details = dj
 		}
 		out.MessageEvents = append(out.MessageEvents, ej)
 	}

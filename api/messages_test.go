@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"github.com/postern/postern/api"
 	"net/http"
 	"net/url"
 	"strings"
@@ -314,7 +315,11 @@ func TestMessages(t *testing.T) {
 				Recipient  string
 				Type       string
 				ReceivedAt time.Time
-				Details    map[string]string
+				Details    struct {
+					DeliveryMessage, DestinationServer, DestinationIP string
+					TLS                                               *api.TLSDetails
+					Summary, BounceID                                 string // of a Bounced event
+				}
 			}
 		}
 		decodeInto(t, status, body, &d)
@@ -339,26 +344,34 @@ func TestMessages(t *testing.T) {
 		}
 		ev := d.MessageEvents[0]
 		if ev.Recipient != "alice@example.net" || ev.Type != "Delivered" || ev.ReceivedAt.IsZero() ||
-			!strings.HasPrefix(ev.Details["DeliveryMessage"], "250") || ev.Details["DestinationServer"] != "mx.example.net" ||
-			ev.Details["DestinationIP"] != "127.0.0.1" || len(ev.Details) != 3 {
+			!strings.HasPrefix(ev.Details.DeliveryMessage, "250") || ev.Details.DestinationServer != "mx.example.net" ||
+			ev.Details.DestinationIP != "127.0.0.1" {
 			t.Errorf("event %+v", ev)
+		}
+		// The peer offers no STARTTLS, and nothing demands TLS of it.
+		if tls := ev.Details.TLS; tls == nil || tls.Policy != "none" || tls.Version != "" || tls.CertificateVerified {
+			t.Errorf("event TLS %+v, want policy none", tls)
 		}
 
 		// Bounced events carry a Summary and their BounceID.
 		status, body = f.server(http.MethodGet, "/messages/outbound/"+f.again+"/details", f.tokA, nil)
 		d.MessageEvents = nil // json would merge into the old maps
 		decodeInto(t, status, body, &d)
-		bounces := map[string]map[string]string{}
+		type bounced struct{ Summary, BounceID string }
+		bounces := map[string]bounced{}
 		for _, ev := range d.MessageEvents {
 			if ev.Type == "Bounced" {
-				bounces[ev.Recipient] = ev.Details
+				bounces[ev.Recipient] = bounced{ev.Details.Summary, ev.Details.BounceID}
+				if ev.Details.DeliveryMessage != "" || ev.Details.TLS != nil {
+					t.Errorf("a Bounced event has delivery details: %+v", ev.Details)
+				}
 			}
 		}
 		hard := bounces["nobody@example.net"]
-		if len(bounces) != 2 || hard["Summary"] == "" || hard["BounceID"] == "" || len(hard) != 2 {
+		if len(bounces) != 2 || hard.Summary == "" || hard.BounceID == "" {
 			t.Fatalf("bounced events %+v", bounces)
 		}
-		status, body = f.server(http.MethodGet, "/bounces/"+hard["BounceID"], f.tokA, nil)
+		status, body = f.server(http.MethodGet, "/bounces/"+hard.BounceID, f.tokA, nil)
 		var b struct {
 			Email, Type string
 		}
@@ -372,8 +385,8 @@ func TestMessages(t *testing.T) {
 		d.MessageEvents = nil
 		decodeInto(t, status, body, &d)
 		ev = d.MessageEvents[0]
-		if d.Status != "Queued" || ev.Type != "Transient" || !strings.HasPrefix(ev.Details["DeliveryMessage"], "451") ||
-			ev.Details["DestinationServer"] != "mx.example.net" {
+		if d.Status != "Queued" || ev.Type != "Transient" || !strings.HasPrefix(ev.Details.DeliveryMessage, "451") ||
+			ev.Details.DestinationServer != "mx.example.net" {
 			t.Errorf("deferred: %s %+v", d.Status, ev)
 		}
 	})

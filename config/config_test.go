@@ -110,6 +110,8 @@ func TestDefaults(t *testing.T) {
 		RelayPerServer:    16,
 		RelayPerDomain:    8,
 		TLSFallback:       true,
+		MTASTSPort:        443,
+		DANE:              "on",
 		RetentionInterval: time.Hour,
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -565,8 +567,8 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"metrics-addr": "10.0.0.5:9100", "retention-interval": "15m", "allow-private-destinations": "true",
 		"max-sessions-per-ip": "6", "preauth-timeout": "7s",
 		"max-domains-per-account": "8", "max-servers-per-account": "9", "max-tokens-per-server": "10",
-		"domain-reverify-days": "3",
-		"store":                "postgres://postern@db.example.org/postern", "node-name": "node-2",
+		"domain-reverify-days": "3", "mta-sts-port": "8443", "dane": "off",
+		"store": "postgres://postern@db.example.org/postern", "node-name": "node-2",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -595,8 +597,8 @@ func TestEverySettingFromEnv(t *testing.T) {
 		TLSFallback: false, RetentionInterval: 15 * time.Minute, AllowPrivateDestinations: true,
 		MaxSessionsPerIP: 6, PreauthTimeout: 7 * time.Second,
 		MaxDomainsPerAccount: 8, MaxServersPerAccount: 9, MaxTokensPerServer: 10,
-		DomainReverifyDays: 3,
-		Store:              "postgres://postern@db.example.org/postern", NodeName: "node-2",
+		DomainReverifyDays: 3, MTASTSPort: 8443, DANE: "off",
+		Store: "postgres://postern@db.example.org/postern", NodeName: "node-2",
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("from the environment:\n got %+v\nwant %+v", *c, want)
