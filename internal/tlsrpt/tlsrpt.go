@@ -230,5 +230,5 @@ func Message(r Report, domain, from, to, messageID string, now time.Time) ([]byt
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	return bytes.ReplaceAll(bytes.ReplaceAll(buf.Bytes(), []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n")), nil
+	return buf.Bytes(), nil
 }
