@@ -69,9 +69,9 @@ func tlsrptCmd(args []string, stdout, stderr io.Writer) error {
 	if *day != "" {
 		q.Set("day", *day)
 	}
-	data, err := c.do("GET", "/tlsrpt?"+q.Encode(), nil, nil)
+	data, err := c.Call("GET", "/tlsrpt?"+q.Encode(), nil)
 	if err != nil {
-		return err
+		return c.wrap(err)
 	}
 	return f.printAnswer(stdout, data, func() {
 		var out bytes.Buffer
