@@ -23,6 +23,13 @@ var BounceTypes = []string{
 // postern_dkim_signatures_total.
 var DKIMAlgorithms = []string{"ed25519", "rsa"}
 
+// TLSPolicies lists every value of the policy label of
+// postern_delivery_tls_total, and TLSResults of its result label.
+var (
+	TLSPolicies = []string{PolicyNone, PolicyOpportunistic, PolicyMTASTS, PolicyDANE}
+	TLSResults  = []string{"success", "failure"}
+)
+
 // metrics are the relay's. Without a Registerer they are made and
 // counted all the same, and seen by nobody.
 type metrics struct {

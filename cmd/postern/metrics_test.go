@@ -266,6 +266,8 @@ func checkBoundedLabels(t *testing.T, families map[string]*dto.MetricFamily, ser
 		"type":      relay.BounceTypes,
 		"version":   smtpd.TLSVersions,
 		"algorithm": relay.DKIMAlgorithms,
+		"policy":    relay.TLSPolicies,
+		"result":    relay.TLSResults,
 	}
 	for name, f := range families {
 		if !strings.HasPrefix(name, "postern_") {
