@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/tagrecord"
 )
 
 // Record is a domain's _mta-sts TXT record (RFC 8461 §3.1).
@@ -29,27 +31,17 @@ var ErrNoRecord = errors.New("no MTA-STS record")
 // ParseRecord reads one TXT record: "v=STSv1; id=<1 to 32 letters and
 // digits>;" with optional further fields, which are ignored.
 func ParseRecord(txt string) (Record, error) {
-	fields := strings.Split(txt, ";")
+	fields, err := tagrecord.Parse(txt, "STSv1")
+	if err != nil {
+		return Record{}, fmt.Errorf("MTA-STS record: %w", err)
+	}
 	var rec Record
-	for i, f := range fields {
-		f = strings.Trim(f, " \t")
-		if f == "" && i == len(fields)-1 {
-			break // the trailing ";"
-		}
-		k, v, ok := strings.Cut(f, "=")
-		if !ok || k == "" {
-			return Record{}, fmt.Errorf("MTA-STS record: field %q is not key=value", f)
-		}
-		switch {
-		case i == 0:
-			if k != "v" || v != "STSv1" {
-				return Record{}, fmt.Errorf("MTA-STS record: starts with %q, not v=STSv1", f)
+	for _, f := range fields {
+		if f.Key == "id" {
+			if len(f.Value) < 1 || len(f.Value) > 32 || !alphanumeric(f.Value) {
+				return Record{}, fmt.Errorf("MTA-STS record: id %q is not 1 to 32 letters and digits", f.Value)
 			}
-		case k == "id":
-			if len(v) < 1 || len(v) > 32 || !alphanumeric(v) {
-				return Record{}, fmt.Errorf("MTA-STS record: id %q is not 1 to 32 letters and digits", v)
-			}
-			rec.ID = v
+			rec.ID = f.Value
 		}
 	}
 	if rec.ID == "" {
@@ -60,21 +52,13 @@ func ParseRecord(txt string) (Record, error) {
 
 // FindRecord picks the MTA-STS record among a name's TXT records: those
 // that do not start with "v=STSv1" are someone else's; exactly one must
-// remain.
+// remain (RFC 8461 §3.1).
 func FindRecord(txts []string) (Record, error) {
-	var found []string
-	for _, t := range txts {
-		if strings.HasPrefix(t, "v=STSv1") {
-			found = append(found, t)
-		}
+	txt, err := tagrecord.Find(txts, "STSv1")
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrNoRecord, err)
 	}
-	switch len(found) {
-	case 0:
-		return Record{}, ErrNoRecord
-	case 1:
-		return ParseRecord(found[0])
-	}
-	return Record{}, fmt.Errorf("%w: %d records start with v=STSv1", ErrNoRecord, len(found))
+	return ParseRecord(txt)
 }
 
 // Mode is what a policy asks of senders.

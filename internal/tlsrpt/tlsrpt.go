@@ -16,6 +16,7 @@ import (
 
 	gomessage "github.com/emersion/go-message"
 
+	"github.com/postern/postern/internal/tagrecord"
 	"github.com/postern/postern/store"
 )
 
@@ -30,36 +31,23 @@ var ErrNoRecord = errors.New("no TLS-RPT record")
 // ParseRecord reads "v=TLSRPTv1; rua=mailto:a@example.com,https://…".
 // URIs of other schemes are left out; at least one must remain.
 func ParseRecord(txt string) (Record, error) {
-	fields := strings.Split(txt, ";")
+	fields, err := tagrecord.Parse(txt, "TLSRPTv1")
+	if err != nil {
+		return Record{}, fmt.Errorf("TLS-RPT record: %w", err)
+	}
 	var rec Record
-	for i, f := range fields {
-		f = strings.Trim(f, " \t")
-		if f == "" && i == len(fields)-1 {
-			break
+	for _, f := range fields {
+		if f.Key != "rua" {
+			continue
 		}
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			return Record{}, fmt.Errorf("TLS-RPT record: field %q is not key=value", f)
-		}
-		k, v = strings.Trim(k, " \t"), strings.Trim(v, " \t")
-		switch {
-		case i == 0:
-			if k != "v" || v != "TLSRPTv1" {
-				return Record{}, fmt.Errorf("TLS-RPT record: starts with %q, not v=TLSRPTv1", f)
-			}
-		case k == "rua":
-			for _, u := range strings.Split(v, ",") {
-				u = strings.Trim(u, " \t")
-				parsed, err := url.Parse(u)
-				if err != nil {
-					continue
-				}
-				switch {
-				case parsed.Scheme == "mailto" && strings.Contains(parsed.Opaque, "@"):
-					rec.RUA = append(rec.RUA, u)
-				case parsed.Scheme == "https" && parsed.Host != "":
-					rec.RUA = append(rec.RUA, u)
-				}
+		for _, u := range strings.Split(f.Value, ",") {
+			u = strings.Trim(u, " \t")
+			parsed, err := url.Parse(u)
+			switch {
+			case err != nil:
+			case parsed.Scheme == "mailto" && strings.Contains(parsed.Opaque, "@"),
+				parsed.Scheme == "https" && parsed.Host != "":
+				rec.RUA = append(rec.RUA, u)
 			}
 		}
 	}
@@ -72,16 +60,11 @@ func ParseRecord(txt string) (Record, error) {
 // FindRecord picks the TLS-RPT record among a name's TXT records: exactly
 // one must start with "v=TLSRPTv1".
 func FindRecord(txts []string) (Record, error) {
-	var found []string
-	for _, t := range txts {
-		if strings.HasPrefix(t, "v=TLSRPTv1") {
-			found = append(found, t)
-		}
+	txt, err := tagrecord.Find(txts, "TLSRPTv1")
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrNoRecord, err)
 	}
-	if len(found) != 1 {
-		return Record{}, fmt.Errorf("%w (%d records start with v=TLSRPTv1)", ErrNoRecord, len(found))
-	}
-	return ParseRecord(found[0])
+	return ParseRecord(txt)
 }
 
 // Report is RFC 8460's JSON report (§4.4).
