@@ -19,7 +19,6 @@ import (
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/internal/testutil/stack"
 	"github.com/postern/postern/relay"
-	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
 )
@@ -47,7 +46,7 @@ type envOptions struct {
 
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
-	s := stack.New(t, stack.Options{Store: bolt.Options{Caps: opts.caps}, Hostname: "mx.postern.test", SenderPolicy: smtpd.PolicyAny})
+	s := stack.New(t, stack.Options{Store: bolt.Options{Caps: opts.caps}, Hostname: "mx.postern.test", SenderPolicy: store.PolicyAny})
 	e := &env{Stack: s, Peer: s.Peer(stack.Loopbacks[0], opts.peer)}
 	wcfg := s.RelayConfig()
 	if opts.relayOpts != nil {

@@ -75,7 +75,7 @@ func newTestServer(t testing.TB, opts testOptions) *testServer {
 			t.Fatal(err)
 		}
 		ts.Inst.ServerID, ts.Inst.ServerName, ts.Inst.ServerToken = srv.ID, srv.Name, token
-		cfg.SenderPolicy = PolicyAny
+		cfg.SenderPolicy = store.PolicyAny
 	}
 	if !opts.noTLS {
 		c := &config.Config{DataDir: dir, Hostname: "localhost"}

@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/postern/postern/internal/domainname"
@@ -10,43 +9,6 @@ import (
 	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/store"
 )
-
-// SenderPolicy says which From domains a Live server may send from. Sandbox
-// servers send nothing, so they may use any From.
-type SenderPolicy int
-
-const (
-	// PolicyRegistered (the zero value) accepts a From address at a domain
-	// of the server's account.
-	PolicyRegistered SenderPolicy = iota
-	// PolicyVerified also wants the domain's DKIM records found in DNS
-	// (store.Domain.DKIMVerified).
-	PolicyVerified
-	// PolicyAny accepts any From, and does not look at it at all.
-	PolicyAny
-)
-
-func (p SenderPolicy) String() string {
-	switch p {
-	case PolicyRegistered:
-		return "registered"
-	case PolicyVerified:
-		return "verified"
-	case PolicyAny:
-		return "any"
-	}
-	return fmt.Sprintf("SenderPolicy(%d)", int(p))
-}
-
-// ParseSenderPolicy reads the names of the sender-policy setting.
-func ParseSenderPolicy(name string) (SenderPolicy, error) {
-	for _, p := range []SenderPolicy{PolicyRegistered, PolicyVerified, PolicyAny} {
-		if name == p.String() {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("smtpd: unknown sender policy %q (want registered, verified or any)", name)
-}
 
 // checkSender applies the sender policy to a message's From header fields
 // (their unfolded values, as written). It runs at the end of DATA, the
@@ -64,7 +26,7 @@ func ParseSenderPolicy(name string) (SenderPolicy, error) {
 //     the domain and what to do;
 //   - a store failure: 451 4.3.0.
 func (s *session) checkSender(fromFields []string) *Error {
-	if s.cfg.SenderPolicy == PolicyAny || s.server.DeliveryType == store.DeliverySandbox {
+	if !s.cfg.SenderPolicy.Checks(*s.server) {
 		return nil
 	}
 	switch len(fromFields) {
@@ -103,7 +65,7 @@ func (s *session) checkSender(fromFields []string) *Error {
 // null sender is allowed; fields that hold no address are left to the
 // receiver, as they were before.
 func (s *session) checkOtherSenders(field string, addrs ...string) *Error {
-	if s.cfg.SenderPolicy == PolicyAny || s.server.DeliveryType == store.DeliverySandbox {
+	if !s.cfg.SenderPolicy.Checks(*s.server) {
 		return nil
 	}
 	for _, addr := range addrs {
@@ -140,18 +102,18 @@ const fieldMailFrom = "MAIL FROM"
 // as they were), else the field that named the domain.
 func (s *session) checkSenderDomain(field, domain string) *Error {
 	d, err := s.cfg.Store.DomainByName(domain)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return errSenderCheck(err)
-	}
-	if err != nil || d.AccountID != s.server.AccountID {
+	switch err := s.cfg.SenderPolicy.CheckSenderDomain(*s.server, d, err); {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrSenderNotRegistered):
 		s.cfg.Logger.Info("smtp sender refused", "remote", s.clientIP(), "server", s.server.ID, "domain", domain, "field", fieldOrFrom(field), "reason", "not a domain of the account")
 		return errSenderNotRegistered(field, domain)
-	}
-	if s.cfg.SenderPolicy == PolicyVerified && !d.DKIMVerified {
+	case errors.Is(err, store.ErrSenderNotVerified):
 		s.cfg.Logger.Info("smtp sender refused", "remote", s.clientIP(), "server", s.server.ID, "domain", domain, "field", fieldOrFrom(field), "reason", "DKIM records not verified")
 		return errSenderNotVerified(field, domain)
+	default:
+		return errSenderCheck(err)
 	}
-	return nil
 }
 
 func fieldOrFrom(field string) string {

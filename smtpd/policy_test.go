@@ -31,7 +31,7 @@ type policyServer struct {
 	liveToken string
 }
 
-func newPolicyServer(t *testing.T, policy SenderPolicy, mutate func(*Config)) *policyServer {
+func newPolicyServer(t *testing.T, policy store.SenderPolicy, mutate func(*Config)) *policyServer {
 	t.Helper()
 	ts := newTestServer(t, testOptions{mutate: func(c *Config) {
 		c.SenderPolicy = policy
@@ -121,8 +121,8 @@ func TestSenderPolicy(t *testing.T) {
 		from string // the From field's value; "" sends no From field
 		want string // exact reply, or accepted (a prefix)
 	}
-	live := map[SenderPolicy][]sendCase{
-		PolicyRegistered: {
+	live := map[store.SenderPolicy][]sendCase{
+		store.PolicyRegistered: {
 			{"App <app@good.example>", accepted},
 			{"app@verified.example", accepted},
 			{"App <APP@Good.Example>", accepted},
@@ -134,13 +134,13 @@ func TestSenderPolicy(t *testing.T) {
 			{"app@mail.good.example", notRegistered("mail.good.example")},
 			{"", "554 5.6.0 The message has no From header field; add one with the sender's address"},
 		},
-		PolicyVerified: {
+		store.PolicyVerified: {
 			{"App <app@verified.example>", accepted},
 			{"App <app@good.example>", notVerified(domainGood)},
 			{"App <app@evil.example>", notRegistered(domainEvil)},
 			{"App <app@other.example>", notRegistered(domainOther)},
 		},
-		PolicyAny: {
+		store.PolicyAny: {
 			{"App <app@evil.example>", accepted},
 			{"App <app@other.example>", accepted},
 			{"App <app@good.example>", accepted},
@@ -148,7 +148,7 @@ func TestSenderPolicy(t *testing.T) {
 			{"a@evil.example, b@evil.example", accepted},
 		},
 	}
-	for _, policy := range []SenderPolicy{PolicyRegistered, PolicyVerified, PolicyAny} {
+	for _, policy := range []store.SenderPolicy{store.PolicyRegistered, store.PolicyVerified, store.PolicyAny} {
 		t.Run(policy.String(), func(t *testing.T) {
 			ps := newPolicyServer(t, policy, nil)
 			c := authenticated(t, ps.Addr, ps.liveToken)
@@ -189,7 +189,7 @@ func TestSenderPolicy(t *testing.T) {
 // a comment or an encoded word, and the message must have exactly one
 // From field with exactly one address.
 func TestSenderPolicyBypass(t *testing.T) {
-	ps := newPolicyServer(t, PolicyRegistered, nil)
+	ps := newPolicyServer(t, store.PolicyRegistered, nil)
 	c := authenticated(t, ps.Addr, ps.liveToken)
 	evil := notRegistered(domainEvil)
 	for _, tc := range []struct {
@@ -292,7 +292,7 @@ func suppress(t *testing.T, ts *testServer, serverID int64, token, rcpt string, 
 // refused at RCPT on that server, naming the reason and the date, and
 // accepted on another; reactivated, it is accepted again.
 func TestInactiveRecipient(t *testing.T) {
-	ps := newPolicyServer(t, PolicyRegistered, nil)
+	ps := newPolicyServer(t, store.PolicyRegistered, nil)
 	bouncedAt := time.Date(2026, 11, 27, 23, 30, 0, 0, time.FixedZone("UTC-5", -5*3600)) // 2026-11-28 in UTC
 	suppress(t, ps.testServer, ps.liveID, ps.liveToken, "gone@example.net", bouncedAt)
 
@@ -341,7 +341,7 @@ func TestAcceptedHook(t *testing.T) {
 		mu    sync.Mutex
 		calls []call
 	)
-	ps := newPolicyServer(t, PolicyRegistered, func(c *Config) {
+	ps := newPolicyServer(t, store.PolicyRegistered, func(c *Config) {
 		c.Accepted = func(serverID int64, messageID string) {
 			mu.Lock()
 			calls = append(calls, call{serverID, messageID})
@@ -388,7 +388,7 @@ func (f failingStore) Suppressed(serverID int64, email string) (store.Suppressio
 // and nothing is stored.
 func TestPolicyLookupFailures(t *testing.T) {
 	ioErr := errors.New("input/output error")
-	ps := newPolicyServer(t, PolicyRegistered, func(c *Config) {
+	ps := newPolicyServer(t, store.PolicyRegistered, func(c *Config) {
 		c.Store = failingStore{Store: c.Store, domains: ioErr}
 	})
 	c := authenticated(t, ps.Addr, ps.liveToken)
@@ -403,7 +403,7 @@ func TestPolicyLookupFailures(t *testing.T) {
 		t.Errorf("%d messages stored", n)
 	}
 
-	ps = newPolicyServer(t, PolicyRegistered, func(c *Config) {
+	ps = newPolicyServer(t, store.PolicyRegistered, func(c *Config) {
 		c.Store = failingStore{Store: c.Store, suppressions: ioErr}
 	})
 	c = authenticated(t, ps.Addr, ps.liveToken)
@@ -413,28 +413,11 @@ func TestPolicyLookupFailures(t *testing.T) {
 	}
 }
 
-func TestParseSenderPolicy(t *testing.T) {
-	for name, want := range map[string]SenderPolicy{"registered": PolicyRegistered, "verified": PolicyVerified, "any": PolicyAny} {
-		got, err := ParseSenderPolicy(name)
-		if err != nil || got != want || got.String() != name {
-			t.Errorf("ParseSenderPolicy(%q) = %v, %v; want %v", name, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "Any", "strict"} {
-		if _, err := ParseSenderPolicy(bad); err == nil {
-			t.Errorf("ParseSenderPolicy(%q) accepted", bad)
-		}
-	}
-	var zero SenderPolicy
-	if zero != PolicyRegistered {
-		t.Error("the zero SenderPolicy is not PolicyRegistered")
-	}
-}
 
 // The envelope sender, and the Sender and Resent-From fields when
 // present, are held to the sender policy as From is: a Live server's
 // message names no domain outside its account (verified, under
-// PolicyVerified), or it is refused with 550 5.7.1 naming the field. The
+// store.PolicyVerified), or it is refused with 550 5.7.1 naming the field. The
 // null sender is allowed; a Sandbox server sends nothing and is exempt.
 func TestSenderPolicyOtherSenders(t *testing.T) {
 	const accepted = "250 2.0.0 OK: queued as "
@@ -444,7 +427,7 @@ func TestSenderPolicyOtherSenders(t *testing.T) {
 		}
 		return fmt.Sprintf(`550 5.7.1 The %s domain %q is not registered for this account; add it with "postern domain add %s"`, field, domain, domain)
 	}
-	ps := newPolicyServer(t, PolicyVerified, nil)
+	ps := newPolicyServer(t, store.PolicyVerified, nil)
 	c := authenticated(t, ps.Addr, ps.liveToken)
 	for _, tc := range []struct{ envelope, want string }{
 		{"bounces@evil.example", refusal("MAIL FROM", domainEvil, "registered")},

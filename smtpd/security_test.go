@@ -96,7 +96,7 @@ func itoa(n int) string {
 // messages in its own server only, whatever the envelope or From says;
 // one server's suppression does not refuse the recipient on another.
 func TestSMTPTenantIsolation(t *testing.T) {
-	ps := newPolicyServer(t, PolicyAny, nil)
+	ps := newPolicyServer(t, store.PolicyAny, nil)
 	other, err := ps.Store.CreateAccount("Tenant B", time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -118,7 +118,7 @@ type Config struct {
 
 	// SenderPolicy says which From domains a Live server may send from;
 	// the zero value is PolicyRegistered.
-	SenderPolicy SenderPolicy
+	SenderPolicy store.SenderPolicy
 	// Accepted, when set, is called after each message is committed to
 	// the store, before the 250 reply, on the session's goroutine: it
 	// must not block (the relay's wake-up is a non-blocking send).

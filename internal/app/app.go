@@ -164,7 +164,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	policy, err := smtpd.ParseSenderPolicy(cfg.SenderPolicy)
+	policy, err := store.ParseSenderPolicy(cfg.SenderPolicy)
 	if err != nil {
 		return nil, err
 	}

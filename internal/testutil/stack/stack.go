@@ -47,7 +47,7 @@ type Options struct {
 	// Hostname is the intake's name; "postern.test" if empty.
 	Hostname string
 	// SenderPolicy is the intake's sender policy.
-	SenderPolicy smtpd.SenderPolicy
+	SenderPolicy store.SenderPolicy
 }
 
 // Stack is a running Postern for one test.
