@@ -413,7 +413,6 @@ func TestPolicyLookupFailures(t *testing.T) {
 	}
 }
 
-
 // The envelope sender, and the Sender and Resent-From fields when
 // present, are held to the sender policy as From is: a Live server's
 // message names no domain outside its account (verified, under
