@@ -1,6 +1,8 @@
 package api
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +49,20 @@ type Config struct {
 	// would be sent, counts not yet stored included, for GET /tlsrpt.
 	// Nil: there is none.
 	TLSReport func(day time.Time, domain string) (report any, found bool, err error)
+	// Sending (POST /email, /email/batch) applies the rules of SMTP:
+	// SenderPolicy, MaxRecipients (default 50), MaxMessageBytes (default
+	// 10 MiB), and private address literals only with
+	// AllowPrivateDestinations. Hostname names Postern in the Message-ID
+	// and Received field (default localhost). Accepted, if set, is told
+	// of each message filed (the relay's wake-up).
+	SenderPolicy             store.SenderPolicy
+	MaxRecipients            int
+	MaxMessageBytes          int
+	AllowPrivateDestinations bool
+	Hostname                 string
+	Accepted                 func(serverID int64, messageID string)
+	// Metrics, if set, gets postern_api_emails_total.
+	Metrics prometheus.Registerer
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
 	MaxBodyBytes int64
 	Logger       *slog.Logger     // nil: discard
@@ -55,8 +71,9 @@ type Config struct {
 
 // API serves Postern's HTTP API.
 type API struct {
-	cfg Config
-	mux *routeMux
+	cfg    Config
+	mux    *routeMux
+	emails *prometheus.CounterVec // server, result; nil without Metrics
 }
 
 // routeMux is a ServeMux that remembers the patterns registered on it, so
@@ -92,7 +109,25 @@ func New(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxRecipients <= 0 {
+		cfg.MaxRecipients = 50
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 10 << 20
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
 	a := &API{cfg: cfg, mux: &routeMux{ServeMux: http.NewServeMux()}}
+	if cfg.Metrics != nil {
+		a.emails = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "postern_api_emails_total",
+			Help: "Messages sent with POST /email and /email/batch, by server ID and result: accepted (filed), refused (a Postmark error: invalid, inactive recipient, sender, limits), failed (the store failed).",
+		}, []string{"server", "result"})
+		if err := cfg.Metrics.Register(a.emails); err != nil {
+			return nil, err
+		}
+	}
 	a.registerAccounts()
 	a.registerServers()
 	a.registerDomains()
@@ -101,6 +136,7 @@ func New(cfg Config) (*API, error) {
 	a.registerBounces()
 	a.registerBackup()
 	a.registerTLSReports()
+	a.registerEmail()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -171,16 +207,21 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 // a JSON content type (415, ErrorCode 409), must parse (422, 402), and
 // unknown fields are ignored; bodies over MaxBodyBytes get 413.
 func (a *API) decode(r *http.Request, v any) error {
+	return a.decodeUpTo(r, v, a.cfg.MaxBodyBytes)
+}
+
+// decodeUpTo is decode with a bound of its own on the body.
+func (a *API) decodeUpTo(r *http.Request, v any, limit int64) error {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return errorf(http.StatusUnsupportedMediaType, codeJSONRequired, "The request must have Content-Type: application/json.")
 	}
-	body := http.MaxBytesReader(nil, r.Body, a.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(nil, r.Body, limit)
 	data, err := io.ReadAll(body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return errorf(http.StatusRequestEntityTooLarge, codeRequestTooBig, "The request body is larger than %d bytes.", a.cfg.MaxBodyBytes)
+			return errorf(http.StatusRequestEntityTooLarge, codeRequestTooBig, "The request body is larger than %d bytes.", limit)
 		}
 		return err
 	}

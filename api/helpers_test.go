@@ -40,13 +40,18 @@ type env struct {
 type envOptions struct {
 	peer      smtptest.Options // how the mail exchanger answers
 	relayOpts func(*relay.WorkerConfig)
-	now       func() time.Time // the API's clock; nil: time.Now
-	caps      store.Caps       // the store's caps on tenant growth; zero: none
+	now       func() time.Time    // the API's clock; nil: time.Now
+	caps      store.Caps          // the store's caps on tenant growth; zero: none
+	policy    *store.SenderPolicy // the sender policy; nil: any sender
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
 	t.Helper()
-	s := stack.New(t, stack.Options{Store: bolt.Options{Caps: opts.caps}, Hostname: "mx.postern.test", SenderPolicy: store.PolicyAny})
+	policy := store.PolicyAny
+	if opts.policy != nil {
+		policy = *opts.policy
+	}
+	s := stack.New(t, stack.Options{Store: bolt.Options{Caps: opts.caps}, Hostname: "mx.postern.test", SenderPolicy: policy})
 	e := &env{Stack: s, Peer: s.Peer(stack.Loopbacks[0], opts.peer)}
 	wcfg := s.RelayConfig()
 	if opts.relayOpts != nil {

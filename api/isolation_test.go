@@ -72,6 +72,9 @@ func (ep endpoint) safe() bool { return ep.method() == http.MethodGet }
 
 func fixed(p string) func(refs) string { return func(refs) string { return p } }
 
+// isoEmail is a message any server of the matrix may send.
+var isoEmail = map[string]any{"From": "app@example.com", "To": "sent-over-http@example.net", "Subject": "over HTTP", "TextBody": "Hello."}
+
 // isolationEndpoints are every endpoint of the API.
 func isolationEndpoints() []endpoint {
 	return []endpoint{
@@ -90,6 +93,10 @@ func isolationEndpoints() []endpoint {
 		{"GET /bounces/{id}/dump", serverLevel, func(x refs) string { return fmt.Sprintf("/bounces/%d/dump", x.bounceID) }, nil},
 		{"PUT /bounces/{id}/activate", serverLevel, func(x refs) string { return fmt.Sprintf("/bounces/%d/activate", x.bounceID) }, nil},
 
+		// Sending: the answer names only the new message; last, so that
+		// the listings above see the matrix's messages only.
+		{"POST /email", serverLevel, fixed("/email"), isoEmail},
+		{"POST /email/batch", serverLevel, fixed("/email/batch"), []any{isoEmail, isoEmail}},
 		// Account level: servers and their tokens.
 		{"GET /servers", accountLevel, fixed("/servers?count=500&offset=0"), nil},
 		{"POST /servers", accountLevel, fixed("/servers"), map[string]any{"Name": "intruder"}},
@@ -798,6 +805,26 @@ func (w *isoWorld) checkOwnListing(t *testing.T, pattern string, s *isoServer, d
 		decodeInto(t, http.StatusOK, data, &st)
 		if st.Sent+st.Bounced+st.HardBounce == 0 || st.Sent > 1 || st.Bounced > 1 || st.HardBounce > 1 {
 			t.Errorf("%s for %s: %s", pattern, s.name(), data)
+		}
+	case "POST /email":
+		var r api.EmailResponse
+		decodeInto(t, http.StatusOK, data, &r)
+		if r.ErrorCode != 0 || r.MessageID == "" {
+			t.Errorf("%s for %s: %s", pattern, s.name(), data)
+		}
+		if m, err := w.Store.Message(s.srv.ID, r.MessageID); err != nil || m.ServerID != s.srv.ID {
+			t.Errorf("%s for %s: the message is not the server's: %+v, %v", pattern, s.name(), m, err)
+		}
+	case "POST /email/batch":
+		var rs []api.EmailResponse
+		decodeInto(t, http.StatusOK, data, &rs)
+		for _, r := range rs {
+			if m, err := w.Store.Message(s.srv.ID, r.MessageID); r.ErrorCode != 0 || err != nil || m.ServerID != s.srv.ID {
+				t.Errorf("%s for %s: %+v: %+v, %v", pattern, s.name(), r, m, err)
+			}
+		}
+		if len(rs) != 2 {
+			t.Errorf("%s for %s: %d answers, want 2", pattern, s.name(), len(rs))
 		}
 	default:
 		t.Errorf("%s: no check of its answer (add one to checkOwnListing)", pattern)

@@ -253,15 +253,26 @@ type finished struct{ serverID int64 }
 // the caps allow, and sleeps until the next entry is due or Notify is
 // called. Once ctx is done it claims nothing more, waits up to
 // DrainTimeout for the deliveries in flight, cancels those still
-// running, and returns when all have ended. The error is only a failure
-// to release the leases at the start.
-func (w *Worker) Run(ctx context.Context) error {
+// running, and returns when all have ended.
+func (w *Worker) Run(ctx context.Context) {
 	w.running.Lock()
 	defer w.running.Unlock()
-	if n, err := w.cfg.Store.ReleaseLeases(w.cfg.Now()); err != nil {
-		return fmt.Errorf("relay: release leases: %w", err)
-	} else if n > 0 {
-		w.log.Info("relay: leases of a previous run released", "entries", n)
+	// A store that cannot be reached now (a database restarting) delays
+	// the start; it does not end the process.
+	for retry := time.Second; ; retry = min(2*retry, idlePoll) {
+		n, err := w.cfg.Store.ReleaseLeases(w.cfg.Now())
+		if err == nil {
+			if n > 0 {
+				w.log.Info("relay: leases of a previous run released", "entries", n)
+			}
+			break
+		}
+		w.log.Error("relay: cannot release the leases of a previous run; trying again", "err", err, "in", retry.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
 	}
 	w.live.Store(true)
 	defer w.live.Store(false)
@@ -376,7 +387,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
 }
 
 // Running reports whether Run is delivering: it has started, taken back

@@ -209,7 +209,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		return nil, err
 	}
 	if addr := a.Addr("api"); addr != "" {
-		if a.apiServer, err = newAPIServer(cfg, a.Store, tlsConfig, addr, a.previewTLSReport, log); err != nil {
+		if a.apiServer, err = a.newAPIServer(tlsConfig, addr, policy); err != nil {
 			return nil, fmt.Errorf("api-addr: %w", err)
 		}
 	}
@@ -286,9 +286,7 @@ func (a *App) Run(ctx context.Context) error {
 	relayDone := make(chan struct{})
 	go func() {
 		defer close(relayDone)
-		if err := a.worker.Run(relayCtx); err != nil {
-			failed <- err
-		}
+		a.worker.Run(relayCtx)
 	}()
 	// Retention purges in the background, in small transactions; the
 	// daily re-verification of domains runs beside it.

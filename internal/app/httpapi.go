@@ -13,7 +13,6 @@ import (
 
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
-	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 )
 
@@ -29,17 +28,26 @@ const (
 
 // newAPIServer builds the HTTP server of the API. addr is the address
 // the API really listens on, from which its public URL is derived unless
-// public-url is set; tlsConfig is used when api-tls is on.
-func newAPIServer(cfg *config.Config, st store.Backend, tlsConfig *tls.Config, addr string, tlsReport func(time.Time, string) (any, bool, error), log *slog.Logger) (*http.Server, error) {
+// public-url is set; tlsConfig is used when api-tls is on. Sending over
+// the API follows the same rules as SMTP, policy among them.
+func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.SenderPolicy) (*http.Server, error) {
+	cfg, log := app.cfg, app.log
 	a, err := api.New(api.Config{
-		TLSReport:    tlsReport,
-		Store:        st,
-		Auth:         auth.NewAuthenticator(st),
-		Resolver:     relay.NewResolver(cfg.DNS),
-		GenerateKeys: dkim.Generate,
-		PublicURL:    cfg.APIURL(addr),
-		BackupDir:    cfg.DataDir,
-		Logger:       log,
+		Store:                    app.Store,
+		Auth:                     auth.NewAuthenticator(app.Store),
+		Resolver:                 relay.NewResolver(cfg.DNS),
+		GenerateKeys:             dkim.Generate,
+		PublicURL:                cfg.APIURL(addr),
+		BackupDir:                cfg.DataDir,
+		TLSReport:                app.previewTLSReport,
+		SenderPolicy:             policy,
+		MaxRecipients:            cfg.MaxRecipients,
+		MaxMessageBytes:          int(cfg.MaxMessageSize),
+		AllowPrivateDestinations: cfg.AllowPrivateDestinations,
+		Hostname:                 cfg.Hostname,
+		Accepted:                 func(int64, string) { app.worker.Notify() },
+		Metrics:                  app.metrics.reg,
+		Logger:                   log,
 	})
 	if err != nil {
 		return nil, err

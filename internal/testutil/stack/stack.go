@@ -63,6 +63,7 @@ type Stack struct {
 	mu       sync.Mutex
 	reserved map[netip.Addr]net.Listener // on MXPort, until a peer takes one
 	worker   *relay.Worker               // the running relay, told of every accepted message
+	opts     Options
 }
 
 // New starts the store, the DNS server and the intake.
@@ -82,12 +83,13 @@ func New(t testing.TB, opts Options) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Stack{T: t, Store: st, Inst: inst, DNS: dnstest.New(t)}
+	s := &Stack{T: t, Store: st, Inst: inst, DNS: dnstest.New(t), opts: opts}
 	s.MXPort, s.reserved = reserveMXPort(t)
 	s.Resolver = relay.NewResolver(s.DNS.Addr())
 	if opts.Hostname == "" {
 		opts.Hostname = "postern.test"
 	}
+	s.opts = opts
 	srv, err := smtpd.New(smtpd.Config{
 		Hostname:     opts.Hostname,
 		Store:        st,
@@ -284,20 +286,20 @@ func (s *Stack) StartRelay(cfg relay.WorkerConfig) (w *relay.Worker, stop func()
 		s.T.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error, 1)
+	ran := make(chan struct{})
 	s.mu.Lock()
 	s.worker = w
 	s.mu.Unlock()
-	go func() { ran <- w.Run(ctx) }()
+	go func() {
+		w.Run(ctx)
+		close(ran)
+	}()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
 			cancel()
 			select {
-			case err := <-ran:
-				if err != nil {
-					s.T.Errorf("relay: %v", err)
-				}
+			case <-ran:
 			case <-time.After(30 * time.Second):
 				s.T.Errorf("relay did not stop")
 			}
@@ -318,7 +320,9 @@ func (s *Stack) StartRelay(cfg relay.WorkerConfig) (w *relay.Worker, stop func()
 func (s *Stack) ServeAPI(now func() time.Time) string {
 	s.T.Helper()
 	a, err := api.New(api.Config{Store: s.Store, Auth: auth.NewAuthenticator(s.Store), Resolver: s.Resolver,
-		GenerateKeys: dkim.Generate, PublicURL: "http://postern.test", Now: now})
+		GenerateKeys: dkim.Generate, PublicURL: "http://postern.test", Now: now,
+		// Sending over HTTP as the intake does.
+		SenderPolicy: s.opts.SenderPolicy, Hostname: s.opts.Hostname, Accepted: func(int64, string) { s.Notify() }})
 	if err != nil {
 		s.T.Fatal(err)
 	}
