@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/internal/testutil/smtptest"
@@ -267,7 +268,7 @@ func checkBoundedLabels(t *testing.T, families map[string]*dto.MetricFamily, ser
 		"version":   smtpd.TLSVersions,
 		"algorithm": relay.DKIMAlgorithms,
 		"policy":    relay.TLSPolicies,
-		"result":    relay.TLSResults,
+		"result":    slices.Concat(relay.TLSResults, api.EmailResults),
 	}
 	for name, f := range families {
 		if !strings.HasPrefix(name, "postern_") {
