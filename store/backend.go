@@ -179,6 +179,7 @@ type Backend interface {
 	Retention
 	STSPolicies
 	TLSReports
+	Webhooks
 	Maintenance
 }
 

@@ -194,10 +194,10 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 			return err
 		}
 		events := mail.Bucket(bucketEvents)
-		for _, re := range res.Events {
-			ev := re.Event
+		for i := range res.Events {
+			re := &res.Events[i]
 			if re.Bounce != nil {
-				if ev.BounceID, err = createBounce(mail, re.Bounce); err != nil {
+				if re.Event.BounceID, err = createBounce(mail, re.Bounce); err != nil {
 					return err
 				}
 			}
@@ -205,9 +205,12 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 			if err != nil {
 				return err
 			}
-			if err := putJSON(events, eventKey(e.MessageID, seq), ev); err != nil {
+			if err := putJSON(events, eventKey(e.MessageID, seq), re.Event); err != nil {
 				return err
 			}
+		}
+		if err := fileWebhookDeliveries(tx, mail, msg, res.Events, a.At); err != nil {
+			return err
 		}
 		for _, counter := range res.Counters {
 			if err := addStat(mail, a.At, msg.MessageStream, msg.Tag, counter); err != nil {

@@ -202,18 +202,21 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 			return err
 		}
 		b := &pgx.Batch{}
-		for _, re := range res.Events {
-			ev := re.Event
+		for i := range res.Events {
+			re := &res.Events[i]
 			if re.Bounce != nil {
-				if ev.BounceID, err = createBounce(ctx, tx, re.Bounce); err != nil {
+				if re.Event.BounceID, err = createBounce(ctx, tx, re.Bounce); err != nil {
 					return err
 				}
 			}
-			doc, err := marshal(ev)
+			doc, err := marshal(re.Event)
 			if err != nil {
 				return err
 			}
 			b.Queue(`INSERT INTO events (server_id, message_id, doc) VALUES ($1, $2, $3)`, e.ServerID, e.MessageID, doc)
+		}
+		if err := fileWebhookDeliveries(ctx, tx, b, msg, res.Events, a.At); err != nil {
+			return err
 		}
 		for _, counter := range res.Counters {
 			queueStat(b, e.ServerID, a.At, msg.MessageStream, msg.Tag, counter)

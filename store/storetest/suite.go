@@ -71,4 +71,6 @@ var contract = []struct {
 	{"EnqueueHoldsLimits", testEnqueueHoldsLimits},
 	{"STSPolicies", testSTSPolicies},
 	{"TLSReports", testTLSReports},
+	{"Webhooks", testWebhooks},
+	{"WebhookPausedAfterADayOfFailures", testWebhookPausedAfterADayOfFailures},
 }
