@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"github.com/prometheus/client_golang/prometheus"
+	"net/url"
 
 	"encoding/json"
 	"errors"
@@ -61,6 +63,9 @@ type Config struct {
 	AllowPrivateDestinations bool
 	Hostname                 string
 	Accepted                 func(serverID int64, messageID string)
+	// CheckWebhookURL, if set, refuses a webhook URL Postern must not
+	// call (one at a private address, unless the operator allows them).
+	CheckWebhookURL func(ctx context.Context, u *url.URL) error
 	// Metrics, if set, gets postern_api_emails_total.
 	Metrics prometheus.Registerer
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
@@ -137,6 +142,7 @@ func New(cfg Config) (*API, error) {
 	a.registerBackup()
 	a.registerTLSReports()
 	a.registerEmail()
+	a.registerWebhooks()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 	})

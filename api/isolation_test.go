@@ -47,6 +47,7 @@ type refs struct {
 	account  int64
 	message  string
 	bounceID int64
+	webhook  int64
 }
 
 // endpoint is one registered pattern and a request to it.
@@ -72,6 +73,10 @@ func (ep endpoint) safe() bool { return ep.method() == http.MethodGet }
 
 func fixed(p string) func(refs) string { return func(refs) string { return p } }
 
+func webhookPath(suffix string) func(refs) string {
+	return func(x refs) string { return fmt.Sprintf("/webhooks/%d%s", x.webhook, suffix) }
+}
+
 // isoEmail is a message any server of the matrix may send.
 var isoEmail = map[string]any{"From": "app@example.com", "To": "sent-over-http@example.net", "Subject": "over HTTP", "TextBody": "Hello."}
 
@@ -93,6 +98,12 @@ func isolationEndpoints() []endpoint {
 		{"GET /bounces/{id}/dump", serverLevel, func(x refs) string { return fmt.Sprintf("/bounces/%d/dump", x.bounceID) }, nil},
 		{"PUT /bounces/{id}/activate", serverLevel, func(x refs) string { return fmt.Sprintf("/bounces/%d/activate", x.bounceID) }, nil},
 
+		{"GET /webhooks", serverLevel, fixed("/webhooks"), nil},
+		{"GET /webhooks/{id}", serverLevel, webhookPath(""), nil},
+		{"GET /webhooks/{id}/deliveries", serverLevel, webhookPath("/deliveries"), nil},
+		{"PUT /webhooks/{id}", serverLevel, webhookPath(""), map[string]any{"Triggers": map[string]any{"Delivery": map[string]bool{"Enabled": true}}}},
+		{"DELETE /webhooks/{id}", serverLevel, webhookPath(""), nil},
+		{"POST /webhooks", serverLevel, fixed("/webhooks"), map[string]any{"Url": "https://hooks.example/new"}},
 		// Sending: the answer names only the new message; last, so that
 		// the listings above see the matrix's messages only.
 		{"POST /email", serverLevel, fixed("/email"), isoEmail},
@@ -183,6 +194,7 @@ type isoServer struct {
 	token   string
 	message string // its message's MessageID
 	bounce  int64  // the hard bounce of that message
+	webhook int64  // its webhook, to hooks.example/<name>
 	// What its message shows, unique to the server.
 	rcpt, nobody, tag, subject string
 }
@@ -191,7 +203,7 @@ func (s *isoServer) name() string { return s.srv.Name }
 
 // secrets are strings that only the server's own answers may contain.
 func (s *isoServer) secrets() []string {
-	return []string{s.message, s.rcpt, s.nobody, s.tag, s.subject, s.name(), s.token[:8], fmt.Sprint(s.bounce)}
+	return []string{s.message, s.rcpt, s.nobody, s.tag, s.subject, s.name(), s.token[:8], fmt.Sprint(s.bounce), "hooks.example/" + s.name()}
 }
 
 // secrets are strings that only the account's own answers may contain.
@@ -255,6 +267,12 @@ func newIsoWorld(t *testing.T) *isoWorld {
 			t.Fatalf("%s: bounces %+v", s.name(), l)
 		}
 		s.bounce = l.Bounces[0].ID
+		hook, err := e.Store.CreateWebhook(store.Webhook{ServerID: s.srv.ID, URL: "https://hooks.example/" + s.name(), MessageStream: "outbound",
+			Triggers: store.WebhookTriggers{Delivery: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.webhook = hook.ID
 	}
 
 	// Nonexistent IDs, checked to be so.
@@ -267,6 +285,7 @@ func newIsoWorld(t *testing.T) *isoWorld {
 			account:  1<<40 + rand.Int64N(1<<40),
 			message:  fmt.Sprintf("%08x-%04x-7%03x-8%03x-%012x", rand.Uint32(), rand.N(1<<16), rand.N(1<<12), rand.N(1<<12), rand.Int64N(1<<48)),
 			bounceID: 1 + rand.Int64N(1<<53-1),
+			webhook:  1<<40 + rand.Int64N(1<<40),
 		}
 		if !w.exists(w.missing) {
 			return w
@@ -295,6 +314,9 @@ func (w *isoWorld) exists(x refs) bool {
 		if _, err := w.Store.Bounce(s.srv.ID, x.bounceID); err == nil {
 			return true
 		}
+		if _, err := w.Store.Webhook(s.srv.ID, x.webhook); err == nil {
+			return true
+		}
 	}
 	for _, a := range w.accounts {
 		for _, tok := range []string{a.owner, a.admin} {
@@ -307,7 +329,7 @@ func (w *isoWorld) exists(x refs) bool {
 }
 
 // serverIDs are the IDs of s's own things, as a server token names them.
-func (s *isoServer) ids() refs { return refs{message: s.message, bounceID: s.bounce} }
+func (s *isoServer) ids() refs { return refs{message: s.message, bounceID: s.bounce, webhook: s.webhook} }
 
 // accountIDs are the IDs of a's things; i picks a's server and which of
 // its account tokens.
@@ -805,6 +827,18 @@ func (w *isoWorld) checkOwnListing(t *testing.T, pattern string, s *isoServer, d
 		decodeInto(t, http.StatusOK, data, &st)
 		if st.Sent+st.Bounced+st.HardBounce == 0 || st.Sent > 1 || st.Bounced > 1 || st.HardBounce > 1 {
 			t.Errorf("%s for %s: %s", pattern, s.name(), data)
+		}
+	case "GET /webhooks":
+		var l api.WebhookList
+		decodeInto(t, http.StatusOK, data, &l)
+		if len(l.Webhooks) != 1 || l.Webhooks[0].ID != s.webhook || l.Webhooks[0].Url != "https://hooks.example/"+s.name() {
+			t.Errorf("%s for %s: %s", pattern, s.name(), data)
+		}
+	case "POST /webhooks":
+		var h api.Webhook
+		decodeInto(t, http.StatusOK, data, &h)
+		if got, err := w.Store.Webhook(s.srv.ID, h.ID); err != nil || got.ServerID != s.srv.ID || h.Secret == "" {
+			t.Errorf("%s for %s: %s: %+v, %v", pattern, s.name(), data, got, err)
 		}
 	case "POST /email":
 		var r api.EmailResponse

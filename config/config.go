@@ -93,6 +93,12 @@ type Config struct {
 	// DANE is DANEOn or DANEOff.
 	DANE string
 
+	// Webhooks. WebhookRetrySchedule is the waits before each retry of a
+	// failed call, "1m,5m,…"; WebhookAllowPrivate lets webhooks call
+	// loopback, private and link-local addresses.
+	WebhookRetrySchedule string
+	WebhookAllowPrivate  bool
+
 	// RetentionInterval is how often messages past their server's
 	// retention are purged.
 	RetentionInterval time.Duration
@@ -184,6 +190,8 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 8, "most deliveries in progress at once to one recipient domain")
 	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", false, "deliver to loopback, private and link-local addresses, named by an MX answer or an address literal (user@[10.0.0.5]); off, RCPT refuses such literals with 550 5.7.1 and such MX answers bounce; a smarthost is exempt")
 	fs.IntVar(&c.MTASTSPort, "mta-sts-port", 443, "HTTPS port MTA-STS policies are fetched from (https://mta-sts.<domain>/.well-known/mta-sts.txt); tests serve policies on a high port")
+	fs.StringVar(&c.WebhookRetrySchedule, "webhook-retry-schedule", "1m,5m,10m,10m,10m,15m", "the waits before each retry of a webhook call that timed out, failed on the network or got 408, 429 or 5xx (Postmark's schedule); after the last, the call is given up")
+	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks call loopback, private and link-local addresses; off, such a URL is refused when the webhook is created and at each call, after DNS")
 	fs.StringVar(&c.DANE, "dane", DANEOn, "on: hold delivery to MX hosts' DNSSEC-validated TLSA records (DANE, RFC 7672), trusting the AD bit of the dns resolver only when it is on a loopback address (otherwise DANE is skipped, and the log says why); off: never look TLSA records up")
 	fs.BoolVar(&c.TLSFallback, "tls-fallback", true, "after a failed STARTTLS handshake with an MX host, retry once without TLS (Postfix's \"may\" level); never for the smarthost, nor where an MTA-STS policy in enforce mode or DANE demands TLS")
 	fs.DurationVar(&c.RetentionInterval, "retention-interval", time.Hour, "how often messages past their server's RetentionDays are purged (each server's retention is on the Server object)")
@@ -516,6 +524,9 @@ func (c *Config) validateRelay(bad func(name, format string, args ...any)) {
 	if c.MTASTSPort < 1 || c.MTASTSPort > 65535 {
 		bad("mta-sts-port", "must be a port number from 1 to 65535, got %d", c.MTASTSPort)
 	}
+	if _, err := c.WebhookSchedule(); err != nil {
+		bad("webhook-retry-schedule", "%v", err)
+	}
 	switch c.DANE {
 	case DANEOn, DANEOff:
 	default:
@@ -575,4 +586,21 @@ func validServerAddr(addr string, needPort bool) bool {
 		return false
 	}
 	return net.ParseIP(host) != nil || domainname.Valid(host)
+}
+
+// WebhookSchedule reads webhook-retry-schedule: durations separated by
+// commas, each positive; empty for no retries.
+func (c *Config) WebhookSchedule() ([]time.Duration, error) {
+	out := []time.Duration{}
+	if strings.TrimSpace(c.WebhookRetrySchedule) == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(c.WebhookRetrySchedule, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("must be positive durations separated by commas, such as 1m,5m,10m; %q is not one", strings.TrimSpace(part))
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/postern/postern/smtpd"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
+	"github.com/postern/postern/webhook"
 )
 
 // scrape reads /metrics with the Prometheus text parser, and returns the
@@ -268,7 +269,8 @@ func checkBoundedLabels(t *testing.T, families map[string]*dto.MetricFamily, ser
 		"version":   smtpd.TLSVersions,
 		"algorithm": relay.DKIMAlgorithms,
 		"policy":    relay.TLSPolicies,
-		"result":    slices.Concat(relay.TLSResults, api.EmailResults),
+		"result":    slices.Concat(relay.TLSResults, api.EmailResults, webhook.Results),
+		"trigger":   {store.TriggerDelivery, store.TriggerBounce},
 	}
 	for name, f := range families {
 		if !strings.HasPrefix(name, "postern_") {

@@ -22,6 +22,7 @@ import (
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
 	"github.com/postern/postern/store/postgres"
+	"github.com/postern/postern/webhook"
 )
 
 // StoreOptions are how a command opens the store.
@@ -115,7 +116,9 @@ type App struct {
 	Store  store.Backend
 	worker *relay.Worker
 	mx     *relay.MXDeliverer // the worker's; TLS reports go out through it
-	smtp   *smtpd.Server
+	// webhooks calls servers' webhooks from the store's outbox.
+	webhooks *webhook.Dispatcher
+	smtp     *smtpd.Server
 
 	listeners     []listener
 	apiServer     *http.Server // nil when the API is off
@@ -169,6 +172,9 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		return nil, err
 	}
 	if a.worker, a.mx, err = newRelay(cfg, a.Store, log, a.metrics.reg); err != nil {
+		return nil, err
+	}
+	if a.webhooks, err = newDispatcher(cfg, a.Store, log, a.metrics.reg); err != nil {
 		return nil, err
 	}
 	a.smtp, err = smtpd.New(smtpd.Config{
@@ -292,7 +298,7 @@ func (a *App) Run(ctx context.Context) error {
 	// daily re-verification of domains runs beside it.
 	backgroundCtx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
-	retentionDone, reverifyDone, watchDone, reportsDone := make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
+	retentionDone, reverifyDone, watchDone, reportsDone, webhooksDone := make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		// A shared store tells this node's relay of mail other nodes
 		// queue, so that it starts at once rather than at its next poll.
@@ -308,6 +314,10 @@ func (a *App) Run(ctx context.Context) error {
 	go func() {
 		defer close(reverifyDone)
 		runReverify(backgroundCtx, a.Store, relay.NewResolver(cfg.DNS), time.Duration(cfg.DomainReverifyDays)*24*time.Hour, time.Now, log)
+	}()
+	go func() {
+		defer close(webhooksDone)
+		a.webhooks.Run(backgroundCtx)
 	}()
 	go func() {
 		defer close(reportsDone)
@@ -357,6 +367,7 @@ func (a *App) Run(ctx context.Context) error {
 	<-retentionDone
 	<-reverifyDone
 	<-reportsDone
+	<-webhooksDone
 	<-watchDone
 	if err := a.Store.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))

@@ -47,6 +47,7 @@ func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.Se
 		Hostname:                 cfg.Hostname,
 		Accepted:                 func(int64, string) { app.worker.Notify() },
 		Metrics:                  app.metrics.reg,
+		CheckWebhookURL:          checkWebhookURL(cfg),
 		Logger:                   log,
 	})
 	if err != nil {
