@@ -10,7 +10,7 @@ type Webhook struct {
 	ID            int64
 	ServerID      int64
 	URL           string
-	MessageStream string // the stream whose events it gets
+	MessageStream string          // the stream whose events it gets
 	HTTPAuth      *WebhookAuth    `json:",omitempty"`
 	HTTPHeaders   []WebhookHeader `json:",omitempty"`
 	Triggers      WebhookTriggers
@@ -67,6 +67,7 @@ type WebhookDelivery struct {
 	TraceID   string // the same on every try, for the receiver to drop duplicates
 	Attempts  int    // calls made so far
 	Due       time.Time
+	Leased    bool `json:",omitempty"` // claimed until Due
 }
 
 // WebhookAttempt is one call made, for GET /webhooks/{id}/deliveries.
@@ -75,7 +76,7 @@ type WebhookAttempt struct {
 	At        time.Time
 	Trigger   string
 	TraceID   string
-	Status    int    // the HTTP status; 0 when none came
+	Status    int // the HTTP status; 0 when none came
 	Duration  time.Duration
 	Error     string `json:",omitempty"`
 }
@@ -95,6 +96,9 @@ type Webhooks interface {
 	UpdateWebhook(w Webhook) error
 	// DeleteWebhook removes a webhook and its pending calls.
 	DeleteWebhook(serverID, id int64) error
+	// ReleaseWebhookLeases hands back, due now, the calls this node
+	// holds: at its start, those it held when it stopped.
+	ReleaseWebhookLeases(now time.Time) (int, error)
 	// ClaimWebhookDeliveries leases up to max calls due at now for
 	// lease: they come back if not finished by then.
 	ClaimWebhookDeliveries(now time.Time, lease time.Duration, max int) ([]WebhookDelivery, error)

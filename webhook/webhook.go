@@ -27,6 +27,7 @@ import (
 // is one.
 type Store interface {
 	Webhook(serverID, id int64) (store.Webhook, error)
+	ReleaseWebhookLeases(now time.Time) (int, error)
 	ClaimWebhookDeliveries(now time.Time, lease time.Duration, max int) ([]store.WebhookDelivery, error)
 	FinishWebhookDelivery(d store.WebhookDelivery, attempt store.WebhookAttempt, next *time.Time) error
 	WebhookOutboxDepth() (int, error)
@@ -132,9 +133,25 @@ func (d *Dispatcher) Notify() {
 	}
 }
 
-// Run makes the due calls until ctx is done, then waits for those in
-// flight.
+// Run first hands back the calls this node held when it stopped (a call
+// cut short by a crash is made again at once, with its trace ID), then
+// makes the due calls until ctx is done, and waits for those in flight.
 func (d *Dispatcher) Run(ctx context.Context) {
+	for {
+		n, err := d.cfg.Store.ReleaseWebhookLeases(d.cfg.Now())
+		if err == nil {
+			if n > 0 {
+				d.cfg.Logger.Info("webhook: calls of a previous run handed back", "calls", n)
+			}
+			break
+		}
+		d.cfg.Logger.Error("webhook: cannot hand back the calls of a previous run; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.cfg.Poll):
+		}
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, d.cfg.Concurrency)

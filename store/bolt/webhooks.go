@@ -193,6 +193,42 @@ func fileWebhookDeliveries(tx *bbolt.Tx, mail *bbolt.Bucket, msg store.Message, 
 	return nil
 }
 
+// ReleaseWebhookLeases hands back every leased call, due now: only one
+// process has the file open, so their holders are dead.
+func (s *Store) ReleaseWebhookLeases(now time.Time) (int, error) {
+	n := 0
+	err := s.update(func(tx *bbolt.Tx) error {
+		n = 0
+		outbox := tx.Bucket(bucketOutbox)
+		var leased []store.WebhookDelivery
+		var keys [][]byte
+		if err := outbox.ForEach(func(k, v []byte) error {
+			var d store.WebhookDelivery
+			if err := json.Unmarshal(v, &d); err != nil {
+				return err
+			}
+			if d.Leased {
+				leased, keys = append(leased, d), append(keys, bytes.Clone(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i, d := range leased {
+			if err := outbox.Delete(keys[i]); err != nil {
+				return err
+			}
+			d.Due, d.Leased = now, false
+			if err := putJSON(outbox, outboxKey(d), d); err != nil {
+				return err
+			}
+		}
+		n = len(leased)
+		return nil
+	})
+	return n, err
+}
+
 // ClaimWebhookDeliveries leases up to max calls due at now.
 func (s *Store) ClaimWebhookDeliveries(now time.Time, lease time.Duration, max int) ([]store.WebhookDelivery, error) {
 	var out []store.WebhookDelivery
@@ -214,7 +250,7 @@ func (s *Store) ClaimWebhookDeliveries(now time.Time, lease time.Duration, max i
 			if err := outbox.Delete(k); err != nil {
 				return err
 			}
-			out[i].Due = now.Add(lease)
+			out[i].Due, out[i].Leased = now.Add(lease), true
 			if err := putJSON(outbox, outboxKey(out[i]), out[i]); err != nil {
 				return err
 			}
@@ -237,7 +273,7 @@ func (s *Store) FinishWebhookDelivery(d store.WebhookDelivery, attempt store.Web
 			return nil // the webhook or its server is gone: so is the call
 		}
 		if next != nil {
-			d.Due = *next
+			d.Due, d.Leased = *next, false
 			if err := putJSON(outbox, outboxKey(d), d); err != nil {
 				return err
 			}

@@ -103,6 +103,18 @@ func fileWebhookDeliveries(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msg sto
 	return nil
 }
 
+// ReleaseWebhookLeases hands back, due now, the calls this node
+// (node-name) holds; other nodes' leases stay theirs until they end.
+func (s *Store) ReleaseWebhookLeases(now time.Time) (int, error) {
+	n := 0
+	err := s.update(func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE webhook_outbox SET due_ns = $1, locked_by = NULL WHERE locked_by = $2`, now.UnixNano(), s.opts.NodeName)
+		n = int(tag.RowsAffected())
+		return err
+	})
+	return n, err
+}
+
 // ClaimWebhookDeliveries leases up to max calls due at now; nodes claim
 // different ones.
 func (s *Store) ClaimWebhookDeliveries(now time.Time, lease time.Duration, max int) ([]store.WebhookDelivery, error) {
@@ -129,8 +141,8 @@ func (s *Store) ClaimWebhookDeliveries(now time.Time, lease time.Duration, max i
 		}
 		due := now.Add(lease)
 		for i := range out {
-			out[i].Due = due
-			if _, err := tx.Exec(ctx, `UPDATE webhook_outbox SET due_ns = $2 WHERE id = $1`, out[i].ID, due.UnixNano()); err != nil {
+			out[i].Due, out[i].Leased = due, true
+			if _, err := tx.Exec(ctx, `UPDATE webhook_outbox SET due_ns = $2, locked_by = $3 WHERE id = $1`, out[i].ID, due.UnixNano(), s.opts.NodeName); err != nil {
 				return err
 			}
 		}
@@ -154,12 +166,12 @@ func (s *Store) FinishWebhookDelivery(d store.WebhookDelivery, attempt store.Web
 		if next == nil {
 			b.Queue(`DELETE FROM webhook_outbox WHERE id = $1`, d.ID)
 		} else {
-			d.Due = *next
+			d.Due, d.Leased = *next, false
 			doc, err := marshal(d)
 			if err != nil {
 				return err
 			}
-			b.Queue(`UPDATE webhook_outbox SET due_ns = $2, doc = $3 WHERE id = $1`, d.ID, d.Due.UnixNano(), doc)
+			b.Queue(`UPDATE webhook_outbox SET due_ns = $2, locked_by = NULL, doc = $3 WHERE id = $1`, d.ID, d.Due.UnixNano(), doc)
 		}
 		wdoc, err := marshal(store.WebhookCalled(w, attempt.Error == "" && attempt.Status/100 == 2, attempt.At))
 		if err != nil {

@@ -73,4 +73,5 @@ var contract = []struct {
 	{"TLSReports", testTLSReports},
 	{"Webhooks", testWebhooks},
 	{"WebhookPausedAfterADayOfFailures", testWebhookPausedAfterADayOfFailures},
+	{"WebhookLeasesComeBack", testWebhookLeasesComeBack},
 }

@@ -160,3 +160,31 @@ func testWebhookPausedAfterADayOfFailures(t *testing.T, h Harness) {
 		t.Errorf("a paused webhook got %d calls", n)
 	}
 }
+
+func testWebhookLeasesComeBack(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	_, a := Init(t, s)
+	now := time.Now().UTC()
+	if _, err := s.CreateWebhook(store.Webhook{ServerID: a.ID, URL: "https://hooks.example/a", MessageStream: "outbound", Triggers: store.WebhookTriggers{Delivery: true}}); err != nil {
+		t.Fatal(err)
+	}
+	enqueueN(t, s, a.ID, 1, now, "ok@example.net")
+	got, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
+	if err := s.RecordAttempt(store.Attempt{Entry: got[0], At: now, Outcomes: []store.Outcome{{Recipient: "ok@example.net", Type: store.EventDelivered}}}); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := s.ClaimWebhookDeliveries(now, time.Hour, 10)
+	if len(calls) != 1 || !calls[0].Leased {
+		t.Fatalf("claimed %+v", calls)
+	}
+	// The process dies with the call in flight, and starts again.
+	s = h.Reopen(t, s)
+	later := now.Add(time.Second)
+	if n, err := s.ReleaseWebhookLeases(later); err != nil || n != 1 {
+		t.Fatalf("released %d, %v; want 1", n, err)
+	}
+	again, _ := s.ClaimWebhookDeliveries(later, time.Hour, 10)
+	if len(again) != 1 || again[0].TraceID != calls[0].TraceID {
+		t.Errorf("after the release: %+v, want the same call", again)
+	}
+}

@@ -12,6 +12,7 @@ CREATE TABLE webhook_outbox (
 	id         bigserial PRIMARY KEY,
 	webhook_id bigint NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
 	due_ns     bigint NOT NULL,
+	locked_by  text, -- the node holding the call's lease, NULL when none
 	doc        jsonb NOT NULL
 );
 CREATE INDEX webhook_outbox_due ON webhook_outbox (due_ns);
