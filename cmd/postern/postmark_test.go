@@ -16,6 +16,7 @@ import (
 
 	gomessage "github.com/emersion/go-message"
 
+	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/dkim"
 	"github.com/postern/postern/internal/testutil"
@@ -65,7 +66,9 @@ func TestPostmarkNodeClient(t *testing.T) {
 	dns.SetA("mx.example.net", netip.MustParseAddr("127.0.0.1"))
 	peer := smtptest.New(t, smtptest.Options{})
 	p := startPostern(t, dir, []string{"POSTERN_DNS=" + dns.Addr(), "POSTERN_MX_PORT=" + strconv.Itoa(peer.Port()),
-		"POSTERN_ALLOW_PRIVATE_DESTINATIONS=true", "POSTERN_SENDER_POLICY=registered"}, "serve", "-smtp-addr", "127.0.0.1:0")
+		"POSTERN_ALLOW_PRIVATE_DESTINATIONS=true", "POSTERN_SENDER_POLICY=registered",
+		// hooks.example.org does not resolve here.
+		"POSTERN_WEBHOOK_ALLOW_PRIVATE=true"}, "serve", "-smtp-addr", "127.0.0.1:0")
 	apiAddr := p.listening(t, "api")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -96,6 +99,9 @@ func TestPostmarkNodeClient(t *testing.T) {
 			StatusCode int
 			Message    string
 		}
+		CreateWebhook, GetWebhook, EditWebhook api.Webhook
+		GetWebhooks, AfterDelete               api.WebhookList
+		DeleteWebhook                          api.Error
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -108,6 +114,25 @@ func TestPostmarkNodeClient(t *testing.T) {
 	}
 	if r := got.Refused; !r.Thrown || r.Code != 400 || r.StatusCode != 422 || !strings.Contains(r.Message, "elsewhere.example") {
 		t.Errorf("a sender outside the account: %+v, want the client to throw Postmark's 400", r)
+	}
+
+	created := got.CreateWebhook
+	if created.ID == 0 || created.Secret == "" || created.Url != "https://hooks.example.org/postmark" || created.HttpAuth == nil ||
+		created.HttpAuth.Username != "hook" || !created.Triggers.Delivery.Enabled || !created.Triggers.Bounce.IncludeContent ||
+		len(created.HttpHeaders) != 1 || created.HttpHeaders[0].Value != "crm" {
+		t.Errorf("createWebhook: %+v", created)
+	}
+	if l := got.GetWebhooks.Webhooks; len(l) != 1 || l[0].ID != created.ID || l[0].Secret != "" {
+		t.Errorf("getWebhooks: %+v", got.GetWebhooks)
+	}
+	if got.GetWebhook.ID != created.ID || got.GetWebhook.Secret != "" {
+		t.Errorf("getWebhook: %+v", got.GetWebhook)
+	}
+	if e := got.EditWebhook; e.Url != "https://hooks.example.org/v2" || e.Triggers.Delivery.Enabled || e.HttpAuth == nil {
+		t.Errorf("editWebhook: %+v", e)
+	}
+	if got.DeleteWebhook.ErrorCode != 0 || len(got.AfterDelete.Webhooks) != 0 {
+		t.Errorf("deleteWebhook: %+v, then %+v", got.DeleteWebhook, got.AfterDelete)
 	}
 
 	stack.WaitFor(t, "three messages at the peer", func() bool { return peer.Received() == 3 })

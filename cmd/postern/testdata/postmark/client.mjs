@@ -39,4 +39,18 @@ try {
   out.refused = { thrown: true, name: e.name, code: e.code, statusCode: e.statusCode, message: e.message };
 }
 
+const created = await client.createWebhook({
+  Url: "https://hooks.example.org/postmark",
+  MessageStream: "outbound",
+  HttpAuth: { Username: "hook", Password: "secret" },
+  HttpHeaders: [{ Name: "X-App", Value: "crm" }],
+  Triggers: { Delivery: { Enabled: true }, Bounce: { Enabled: true, IncludeContent: true } },
+});
+out.createWebhook = created;
+out.getWebhooks = await client.getWebhooks({ MessageStream: "outbound" });
+out.getWebhook = await client.getWebhook(created.ID);
+out.editWebhook = await client.editWebhook(created.ID, { Url: "https://hooks.example.org/v2", Triggers: { Delivery: { Enabled: false } } });
+out.deleteWebhook = await client.deleteWebhook(created.ID);
+out.afterDelete = await client.getWebhooks();
+
 console.log(JSON.stringify(out));
