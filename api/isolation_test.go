@@ -329,7 +329,9 @@ func (w *isoWorld) exists(x refs) bool {
 }
 
 // serverIDs are the IDs of s's own things, as a server token names them.
-func (s *isoServer) ids() refs { return refs{message: s.message, bounceID: s.bounce, webhook: s.webhook} }
+func (s *isoServer) ids() refs {
+	return refs{message: s.message, bounceID: s.bounce, webhook: s.webhook}
+}
 
 // accountIDs are the IDs of a's things; i picks a's server and which of
 // its account tokens.
