@@ -180,6 +180,7 @@ type Backend interface {
 	STSPolicies
 	TLSReports
 	Webhooks
+	Streams
 	Maintenance
 }
 

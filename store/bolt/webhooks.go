@@ -179,6 +179,11 @@ func fileWebhookDeliveries(tx *bbolt.Tx, mail *bbolt.Bucket, msg store.Message, 
 	if err != nil {
 		return err
 	}
+	return fileOutbox(tx, deliveries)
+}
+
+// fileOutbox puts calls into the outbox, each with a new ID.
+func fileOutbox(tx *bbolt.Tx, deliveries []store.WebhookDelivery) error {
 	outbox := tx.Bucket(bucketOutbox)
 	for _, d := range deliveries {
 		id, err := outbox.NextSequence()

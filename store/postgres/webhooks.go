@@ -42,12 +42,8 @@ func (s *Store) Webhook(serverID, id int64) (store.Webhook, error) {
 func (s *Store) ListWebhooks(serverID int64, stream string) ([]store.Webhook, error) {
 	var out []store.Webhook
 	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM servers WHERE id = $1`, serverID).Scan(&n); err != nil {
+		if err := serverThere(ctx, tx, serverID); err != nil {
 			return err
-		}
-		if n == 0 {
-			return store.ErrServerMissing
 		}
 		var err error
 		out, err = docs[store.Webhook](ctx, tx, `SELECT doc FROM webhooks WHERE server_id = $1 AND ($2 = '' OR stream = $2) ORDER BY id`, serverID, stream)
@@ -93,6 +89,11 @@ func fileWebhookDeliveries(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msg sto
 	if err != nil {
 		return err
 	}
+	return queueOutbox(b, deliveries)
+}
+
+// queueOutbox queues the insertion of calls into the outbox.
+func queueOutbox(b *pgx.Batch, deliveries []store.WebhookDelivery) error {
 	for _, d := range deliveries {
 		doc, err := marshal(d)
 		if err != nil {

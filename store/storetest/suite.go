@@ -74,4 +74,5 @@ var contract = []struct {
 	{"Webhooks", testWebhooks},
 	{"WebhookPausedAfterADayOfFailures", testWebhookPausedAfterADayOfFailures},
 	{"WebhookLeasesComeBack", testWebhookLeasesComeBack},
+	{"Streams", testStreams},
 }
