@@ -66,6 +66,9 @@ type Config struct {
 	// CheckWebhookURL, if set, refuses a webhook URL Postern must not
 	// call (one at a private address, unless the operator allows them).
 	CheckWebhookURL func(ctx context.Context, u *url.URL) error
+	// Unsubscribed, if set, is told of each unsubscribe (the webhook
+	// dispatcher's wake-up).
+	Unsubscribed func()
 	// Metrics, if set, gets postern_api_emails_total.
 	Metrics prometheus.Registerer
 	// MaxBodyBytes bounds request bodies; default 1 MiB.
@@ -143,6 +146,7 @@ func New(cfg Config) (*API, error) {
 	a.registerTLSReports()
 	a.registerEmail()
 	a.registerWebhooks()
+	a.registerStreams()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 	})

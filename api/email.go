@@ -14,6 +14,7 @@ import (
 	"github.com/postern/postern/internal/domainname"
 	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/internal/privateaddr"
+	"github.com/postern/postern/internal/unsubscribe"
 	"github.com/postern/postern/store"
 )
 
@@ -36,9 +37,6 @@ const (
 
 // Results of postern_api_emails_total.
 var EmailResults = []string{"accepted", "refused", "failed"}
-
-// defaultStream is the stream every server has.
-const defaultStream = "outbound"
 
 func (a *API) registerEmail() {
 	a.mux.HandleFunc("POST /email", a.server(a.sendEmail))
@@ -208,12 +206,21 @@ func (a *API) submitChecked(r *http.Request, srv store.Server, req EmailRequest)
 	case len(req.Tag) > 1000:
 		return invalid("The Tag is longer than 1000 characters.")
 	}
-	stream := req.MessageStream
-	if stream == "" {
-		stream = defaultStream
+	streamID := req.MessageStream
+	if streamID == "" {
+		streamID = store.DefaultStreamID
 	}
-	if stream != defaultStream {
-		return EmailResponse{}, unprocessable(codeStreamNotFound, "The message stream %q was not found on this server.", stream)
+	stream, err := a.stream(srv, streamID)
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return EmailResponse{}, unprocessable(codeStreamNotFound, "The message stream %q was not found on this server.", streamID)
+	case err != nil:
+		return EmailResponse{}, err
+	case !stream.ArchivedAt.IsZero():
+		return EmailResponse{}, unprocessable(codeStreamNotFound, "The message stream %q is archived; unarchive it to send.", streamID)
+	case stream.Type == store.StreamBroadcasts && len(recipients) != 1:
+		return invalid("A message of the Broadcasts stream %q goes to one recipient, so that its unsubscribe link is theirs; this one has %d.", streamID, len(recipients))
 	}
 	for _, rcpt := range recipients {
 		at := strings.LastIndexByte(rcpt, '@')
@@ -258,12 +265,18 @@ func (a *API) submitChecked(r *http.Request, srv store.Server, req EmailRequest)
 			return EmailResponse{}, err
 		}
 	}
-	// Inactive recipients, as over SMTP.
+	// Inactive recipients, as over SMTP: for the server (bounces), or
+	// for the stream (unsubscribes, manual suppressions).
 	var inactive []string
 	for _, rcpt := range recipients {
 		_, found, err := a.cfg.Store.Suppressed(srv.ID, rcpt)
 		if err != nil {
 			return EmailResponse{}, err
+		}
+		if !found {
+			if _, found, err = a.cfg.Store.StreamSuppressed(srv.ID, stream.ID, rcpt); err != nil {
+				return EmailResponse{}, err
+			}
 		}
 		if found {
 			inactive = append(inactive, rcpt)
@@ -277,7 +290,16 @@ func (a *API) submitChecked(r *http.Request, srv store.Server, req EmailRequest)
 
 	now := a.cfg.Now().UTC()
 	id := store.NewMessageID()
+	unsubscribeLink := ""
+	if stream.UnsubscribeHandling == "Postmark" {
+		key, err := a.cfg.Store.UnsubscribeKey()
+		if err != nil {
+			return EmailResponse{}, err
+		}
+		unsubscribeLink = unsubscribe.Link(key, a.cfg.PublicURL, unsubscribe.Target{ServerID: srv.ID, Stream: stream.ID, Email: recipients[0], MessageID: id})
+	}
 	raw, err := message.Compose(message.Email{
+		ListUnsubscribe: unsubscribeLink, OneClick: unsubscribeLink != "",
 		From: from, To: lists["To"], Cc: lists["Cc"], ReplyTo: lists["ReplyTo"],
 		Subject: req.Subject, TextBody: req.TextBody, HTML: req.HtmlBody,
 		Headers: headers, Attachments: atts,
@@ -304,7 +326,7 @@ func (a *API) submitChecked(r *http.Request, srv store.Server, req EmailRequest)
 		Subject:       req.Subject,
 		Tag:           req.Tag,
 		Metadata:      req.Metadata,
-		MessageStream: stream,
+		MessageStream: stream.ID,
 		ReceivedAt:    now,
 		Size:          len(raw),
 		Status:        store.StatusQueued,

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
@@ -36,6 +37,9 @@ const (
 	// request, whatever token it carries or lacks, gets an unknown path's
 	// answer (not even 401).
 	hiddenOperator
+	// public: no token (the unsubscribe links, signed for one server's
+	// recipient: see TestUnsubscribe).
+	public
 )
 
 // refs are the IDs a request's path names.
@@ -48,6 +52,7 @@ type refs struct {
 	message  string
 	bounceID int64
 	webhook  int64
+	stream   string
 }
 
 // endpoint is one registered pattern and a request to it.
@@ -72,6 +77,13 @@ func (ep endpoint) byID() bool {
 func (ep endpoint) safe() bool { return ep.method() == http.MethodGet }
 
 func fixed(p string) func(refs) string { return func(refs) string { return p } }
+
+func streamPath(suffix string) func(refs) string {
+	return func(x refs) string { return "/message-streams/" + x.stream + suffix }
+}
+
+// isoSuppressions is a body of the suppressions endpoints.
+var isoSuppressions = map[string]any{"Suppressions": []map[string]string{{"EmailAddress": "suppressed@example.net"}}}
 
 func webhookPath(suffix string) func(refs) string {
 	return func(x refs) string { return fmt.Sprintf("/webhooks/%d%s", x.webhook, suffix) }
@@ -98,12 +110,23 @@ func isolationEndpoints() []endpoint {
 		{"GET /bounces/{id}/dump", serverLevel, func(x refs) string { return fmt.Sprintf("/bounces/%d/dump", x.bounceID) }, nil},
 		{"PUT /bounces/{id}/activate", serverLevel, func(x refs) string { return fmt.Sprintf("/bounces/%d/activate", x.bounceID) }, nil},
 
+		{"GET /message-streams", serverLevel, fixed("/message-streams"), nil},
+		{"GET /message-streams/{stream}", serverLevel, streamPath(""), nil},
+		{"GET /message-streams/{stream}/suppressions/dump", serverLevel, streamPath("/suppressions/dump"), nil},
+		{"PATCH /message-streams/{stream}", serverLevel, streamPath(""), map[string]any{"Description": "changed"}},
+		{"POST /message-streams/{stream}/archive", serverLevel, streamPath("/archive"), nil},
+		{"POST /message-streams/{stream}/unarchive", serverLevel, streamPath("/unarchive"), nil},
+		{"POST /message-streams/{stream}/suppressions", serverLevel, streamPath("/suppressions"), isoSuppressions},
+		{"POST /message-streams/{stream}/suppressions/delete", serverLevel, streamPath("/suppressions/delete"), isoSuppressions},
+		{"GET /unsubscribe/{token}", public, fixed("/unsubscribe/x.y"), nil},
+		{"POST /unsubscribe/{token}", public, fixed("/unsubscribe/x.y"), nil},
 		{"GET /webhooks", serverLevel, fixed("/webhooks"), nil},
 		{"GET /webhooks/{id}", serverLevel, webhookPath(""), nil},
 		{"GET /webhooks/{id}/deliveries", serverLevel, webhookPath("/deliveries"), nil},
 		{"PUT /webhooks/{id}", serverLevel, webhookPath(""), map[string]any{"Triggers": map[string]any{"Delivery": map[string]bool{"Enabled": true}}}},
 		{"DELETE /webhooks/{id}", serverLevel, webhookPath(""), nil},
 		{"POST /webhooks", serverLevel, fixed("/webhooks"), map[string]any{"Url": "https://hooks.example/new"}},
+		{"POST /message-streams", serverLevel, fixed("/message-streams"), map[string]any{"ID": "created", "Name": "Created", "MessageStreamType": "Transactional"}},
 		// Sending: the answer names only the new message; last, so that
 		// the listings above see the matrix's messages only.
 		{"POST /email", serverLevel, fixed("/email"), isoEmail},
@@ -195,6 +218,7 @@ type isoServer struct {
 	message string // its message's MessageID
 	bounce  int64  // the hard bounce of that message
 	webhook int64  // its webhook, to hooks.example/<name>
+	stream  string // its stream, news-<name>
 	// What its message shows, unique to the server.
 	rcpt, nobody, tag, subject string
 }
@@ -273,6 +297,10 @@ func newIsoWorld(t *testing.T) *isoWorld {
 			t.Fatal(err)
 		}
 		s.webhook = hook.ID
+		s.stream = "news-" + s.name()
+		if err := e.Store.CreateStream(store.Stream{ServerID: s.srv.ID, ID: s.stream, Name: "News", Type: store.StreamBroadcasts, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Nonexistent IDs, checked to be so.
@@ -286,6 +314,7 @@ func newIsoWorld(t *testing.T) *isoWorld {
 			message:  fmt.Sprintf("%08x-%04x-7%03x-8%03x-%012x", rand.Uint32(), rand.N(1<<16), rand.N(1<<12), rand.N(1<<12), rand.Int64N(1<<48)),
 			bounceID: 1 + rand.Int64N(1<<53-1),
 			webhook:  1<<40 + rand.Int64N(1<<40),
+			stream:   fmt.Sprintf("missing-%08x", rand.Uint32()),
 		}
 		if !w.exists(w.missing) {
 			return w
@@ -317,6 +346,9 @@ func (w *isoWorld) exists(x refs) bool {
 		if _, err := w.Store.Webhook(s.srv.ID, x.webhook); err == nil {
 			return true
 		}
+		if _, err := w.Store.Stream(s.srv.ID, x.stream); err == nil {
+			return true
+		}
 	}
 	for _, a := range w.accounts {
 		for _, tok := range []string{a.owner, a.admin} {
@@ -330,7 +362,7 @@ func (w *isoWorld) exists(x refs) bool {
 
 // serverIDs are the IDs of s's own things, as a server token names them.
 func (s *isoServer) ids() refs {
-	return refs{message: s.message, bounceID: s.bounce, webhook: s.webhook}
+	return refs{message: s.message, bounceID: s.bounce, webhook: s.webhook, stream: s.stream}
 }
 
 // accountIDs are the IDs of a's things; i picks a's server and which of
@@ -422,12 +454,15 @@ func TestIsolationMatrix(t *testing.T) {
 		// An account token is no server token and the reverse, on every
 		// endpoint: 401 with ErrorCode 10, whatever the IDs.
 		for _, ep := range endpoints {
+			if ep.level == public {
+				continue
+			}
 			for _, s := range w.servers {
 				a := s.acct
 				// The caller's own IDs, so that nothing but the token
 				// can be wrong.
 				x := a.ids(slices.Index(a.servers, s))
-				x.message, x.bounceID = s.message, s.bounce
+				x.message, x.bounceID, x.webhook, x.stream = s.message, s.bounce, s.webhook, s.stream
 				var tries []struct{ header, token string }
 				if ep.level == serverLevel {
 					tries = append(tries,
@@ -835,6 +870,18 @@ func (w *isoWorld) checkOwnListing(t *testing.T, pattern string, s *isoServer, d
 		decodeInto(t, http.StatusOK, data, &l)
 		if len(l.Webhooks) != 1 || l.Webhooks[0].ID != s.webhook || l.Webhooks[0].Url != "https://hooks.example/"+s.name() {
 			t.Errorf("%s for %s: %s", pattern, s.name(), data)
+		}
+	case "GET /message-streams":
+		var l api.MessageStreamList
+		decodeInto(t, http.StatusOK, data, &l)
+		if l.TotalCount != 2 || l.MessageStreams[0].ID != "outbound" || l.MessageStreams[1].ID != s.stream {
+			t.Errorf("%s for %s: %s", pattern, s.name(), data)
+		}
+	case "POST /message-streams":
+		var st api.MessageStream
+		decodeInto(t, http.StatusOK, data, &st)
+		if got, err := w.Store.Stream(s.srv.ID, "created"); err != nil || st.ServerID != s.srv.ID || got.ServerID != s.srv.ID {
+			t.Errorf("%s for %s: %s: %+v, %v", pattern, s.name(), data, got, err)
 		}
 	case "POST /webhooks":
 		var h api.Webhook

@@ -113,7 +113,7 @@ func webhookView(w store.Webhook) Webhook {
 }
 
 // apply validates req and applies it to w.
-func (a *API) applyWebhook(r *http.Request, req webhookRequest, w *store.Webhook, creating bool) error {
+func (a *API) applyWebhook(r *http.Request, srv store.Server, req webhookRequest, w *store.Webhook, creating bool) error {
 	if req.Url != nil {
 		u, err := url.Parse(strings.TrimSpace(*req.Url))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
@@ -132,9 +132,10 @@ func (a *API) applyWebhook(r *http.Request, req webhookRequest, w *store.Webhook
 		if !creating && *req.MessageStream != w.MessageStream {
 			return unprocessable(codeInvalidField, "A webhook's MessageStream cannot change; create another webhook.")
 		}
-		if *req.MessageStream != defaultStream {
+		if _, err := a.stream(srv, *req.MessageStream); err != nil {
 			return unprocessable(codeStreamNotFound, "The message stream %q was not found on this server.", *req.MessageStream)
 		}
+		w.MessageStream = *req.MessageStream
 	}
 	if req.HttpAuth != nil {
 		w.HTTPAuth = nil
@@ -180,8 +181,8 @@ func (a *API) createWebhook(w http.ResponseWriter, r *http.Request, srv store.Se
 	if err := a.decode(r, &req); err != nil {
 		return err
 	}
-	hook := store.Webhook{ServerID: srv.ID, MessageStream: defaultStream, CreatedAt: a.cfg.Now().UTC()}
-	if err := a.applyWebhook(r, req, &hook, true); err != nil {
+	hook := store.Webhook{ServerID: srv.ID, MessageStream: store.DefaultStreamID, CreatedAt: a.cfg.Now().UTC()}
+	if err := a.applyWebhook(r, srv, req, &hook, true); err != nil {
 		return err
 	}
 	secret := make([]byte, 32)
@@ -233,7 +234,7 @@ func (a *API) editWebhook(w http.ResponseWriter, r *http.Request, srv store.Serv
 	if err := a.decode(r, &req); err != nil {
 		return err
 	}
-	if err := a.applyWebhook(r, req, &hook, false); err != nil {
+	if err := a.applyWebhook(r, srv, req, &hook, false); err != nil {
 		return err
 	}
 	hook.Paused, hook.FailingSince = false, time.Time{}
