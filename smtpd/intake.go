@@ -51,7 +51,10 @@ type intakeResult struct {
 	stream       string
 	messageIDHdr string // the Message-ID header value stored
 	keptClientID bool
-	stored       []byte // the message to store: Received + cleaned header + body
+	// hasListUnsubscribe: the client gave its own List-Unsubscribe,
+	// which Postern then leaves alone.
+	hasListUnsubscribe bool
+	stored             []byte // the message to store: Received + cleaned header + body
 }
 
 var (
@@ -142,6 +145,8 @@ func intake(raw []byte, st stamp) (*intakeResult, error) {
 			}
 		case lower == "date":
 			hasDate = true
+		case lower == "list-unsubscribe":
+			r.hasListUnsubscribe = true
 		}
 		out.Write(f.Raw)
 		if !bytes.HasSuffix(f.Raw, []byte("\n")) {

@@ -154,7 +154,7 @@ func errTooBig(limit int64) *Error {
 
 func errUnknownStream(stream string) *Error {
 	return reply(codeMailboxUnavail, 5, 7, 1, fmt.Sprintf(
-		"Message stream %q does not exist on this server; remove X-PM-Message-Stream or use \"outbound\"", stream)).because(ReasonUnknownStream)
+		"Message stream %q does not exist on this server, or is archived; remove X-PM-Message-Stream or use \"outbound\"", stream)).because(ReasonUnknownStream)
 }
 
 func errBadMessage(what string) *Error {

@@ -34,6 +34,15 @@ type Store interface {
 	Domains
 	Suppressions
 	Limits
+	Streams
+}
+
+// Streams are a server's message streams, which X-PM-Message-Stream
+// picks, and their own suppressions.
+type Streams interface {
+	Stream(serverID int64, id string) (store.Stream, error)
+	StreamSuppressed(serverID int64, stream, email string) (store.StreamSuppression, bool, error)
+	UnsubscribeKey() ([]byte, error)
 }
 
 // Domains finds sending domains, for the sender policy.
@@ -119,6 +128,9 @@ type Config struct {
 	// SenderPolicy says which From domains a Live server may send from;
 	// the zero value is PolicyRegistered.
 	SenderPolicy store.SenderPolicy
+	// UnsubscribeBase is the API's public URL, where the unsubscribe
+	// links of Broadcasts messages point; without it they get none.
+	UnsubscribeBase string
 	// Accepted, when set, is called after each message is committed to
 	// the store, before the 250 reply, on the session's goroutine: it
 	// must not block (the relay's wake-up is a non-blocking send).

@@ -20,6 +20,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/internal/privateaddr"
+	"github.com/postern/postern/internal/unsubscribe"
 	"github.com/postern/postern/store"
 )
 
@@ -324,8 +325,12 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return s.refuse(errBadMessage(err.Error()))
 	}
-	if res.stream != DefaultStream {
-		return s.refuse(errUnknownStream(res.stream))
+	stream, e := s.stream(res.stream)
+	if e != nil {
+		return s.refuse(e)
+	}
+	if e := s.checkStreamRecipients(stream); e != nil {
+		return s.refuse(e)
 	}
 	if e := s.checkSender(res.fromFields); e != nil {
 		return s.refuse(e)
@@ -337,6 +342,14 @@ func (s *session) Data(r io.Reader) error {
 	}
 	if e := s.checkLimits(); e != nil {
 		return s.refuse(e)
+	}
+	if stream.UnsubscribeHandling == "Postmark" && s.cfg.UnsubscribeBase != "" && !res.hasListUnsubscribe {
+		key, err := s.cfg.Store.UnsubscribeKey()
+		if err != nil {
+			return s.refuse(errStorage(err))
+		}
+		res.stored = withUnsubscribe(res.stored, unsubscribe.Link(key, s.cfg.UnsubscribeBase,
+			unsubscribe.Target{ServerID: s.server.ID, Stream: stream.ID, Email: s.rcpts[0], MessageID: id}))
 	}
 	msg := store.Message{
 		MessageID:     id,

@@ -195,7 +195,7 @@ func TestUnknownMessageStream(t *testing.T) {
 	c.expect("250", "MAIL FROM:<app@example.com>")
 	c.expect("250", "RCPT TO:<alice@example.net>")
 	got := c.sendData("X-PM-Message-Stream: broadcasts\r\nSubject: s\r\n\r\nhi\r\n")
-	want := `550 5.7.1 Message stream "broadcasts" does not exist on this server; remove X-PM-Message-Stream or use "outbound"`
+	want := `550 5.7.1 Message stream "broadcasts" does not exist on this server, or is archived; remove X-PM-Message-Stream or use "outbound"`
 	if got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}

@@ -177,7 +177,17 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if a.webhooks, err = newDispatcher(cfg, a.Store, log, a.metrics.reg); err != nil {
 		return nil, err
 	}
+	// The API listens first: its address makes the unsubscribe links the
+	// intake puts on Broadcasts messages.
+	if err := a.listen("api", cfg.APIAddr, func(ln net.Listener) error { return serveAPI(a.apiServer, ln) }); err != nil {
+		return nil, err
+	}
+	unsubscribeBase := ""
+	if addr := a.Addr("api"); addr != "" {
+		unsubscribeBase = cfg.APIURL(addr)
+	}
 	a.smtp, err = smtpd.New(smtpd.Config{
+		UnsubscribeBase:          unsubscribeBase,
 		Hostname:                 cfg.Hostname,
 		Store:                    a.Store,
 		Credentials:              auth.NewAuthenticator(a.Store),
@@ -210,9 +220,6 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		if err := a.listen(l.name, l.addr, l.serve); err != nil {
 			return nil, err
 		}
-	}
-	if err := a.listen("api", cfg.APIAddr, func(ln net.Listener) error { return serveAPI(a.apiServer, ln) }); err != nil {
-		return nil, err
 	}
 	if addr := a.Addr("api"); addr != "" {
 		if a.apiServer, err = a.newAPIServer(tlsConfig, addr, policy); err != nil {

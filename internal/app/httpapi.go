@@ -46,6 +46,7 @@ func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.Se
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations,
 		Hostname:                 cfg.Hostname,
 		Accepted:                 func(int64, string) { app.worker.Notify() },
+		Unsubscribed:             app.webhooks.Notify,
 		Metrics:                  app.metrics.reg,
 		CheckWebhookURL:          checkWebhookURL(cfg),
 		Logger:                   log,
