@@ -102,6 +102,13 @@ func TestPostmarkNodeClient(t *testing.T) {
 		CreateWebhook, GetWebhook, EditWebhook api.Webhook
 		GetWebhooks, AfterDelete               api.WebhookList
 		DeleteWebhook                          api.Error
+
+		CreateMessageStream, EditMessageStream, GetMessageStream, UnarchiveMessageStream api.MessageStream
+		ArchiveMessageStream                                                             api.StreamArchived
+		GetMessageStreams                                                                api.MessageStreamList
+		SendBroadcast                                                                    api.EmailResponse
+		CreateSuppressions, DeleteSuppressions                                           api.SuppressionResults
+		GetSuppressions, AfterDeleteSuppressions                                         api.SuppressionDump
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -135,7 +142,30 @@ func TestPostmarkNodeClient(t *testing.T) {
 		t.Errorf("deleteWebhook: %+v, then %+v", got.DeleteWebhook, got.AfterDelete)
 	}
 
-	stack.WaitFor(t, "three messages at the peer", func() bool { return peer.Received() == 3 })
+	if st := got.CreateMessageStream; st.ID != "newsletter" || st.MessageStreamType != "Broadcasts" || st.Description != "Monthly news" {
+		t.Errorf("createMessageStream: %+v", st)
+	}
+	if got.EditMessageStream.Name != "The Newsletter" || got.GetMessageStream.Name != "The Newsletter" {
+		t.Errorf("editMessageStream, getMessageStream: %+v, %+v", got.EditMessageStream, got.GetMessageStream)
+	}
+	if got.SendBroadcast.ErrorCode != 0 || got.SendBroadcast.MessageID == "" {
+		t.Errorf("a broadcast: %+v", got.SendBroadcast)
+	}
+	if s := got.CreateSuppressions.Suppressions; len(s) != 1 || s[0].Status != "Suppressed" {
+		t.Errorf("createSuppressions: %+v", s)
+	}
+	if s := got.GetSuppressions.Suppressions; len(s) != 1 || s[0].EmailAddress != "nomore@example.net" || s[0].SuppressionReason != "ManualSuppression" {
+		t.Errorf("getSuppressions: %+v", s)
+	}
+	if len(got.DeleteSuppressions.Suppressions) != 1 || got.DeleteSuppressions.Suppressions[0].Status != "Deleted" || len(got.AfterDeleteSuppressions.Suppressions) != 0 {
+		t.Errorf("deleteSuppressions: %+v, then %+v", got.DeleteSuppressions, got.AfterDeleteSuppressions)
+	}
+	if got.ArchiveMessageStream.ID != "newsletter" || got.GetMessageStreams.TotalCount != 2 || got.GetMessageStreams.MessageStreams[1].ArchivedAt == nil ||
+		got.UnarchiveMessageStream.ArchivedAt != nil {
+		t.Errorf("archive: %+v; streams %+v; unarchive %+v", got.ArchiveMessageStream, got.GetMessageStreams, got.UnarchiveMessageStream)
+	}
+
+	stack.WaitFor(t, "four messages at the peer", func() bool { return peer.Received() == 4 })
 	var sent *smtptest.Message
 	for _, m := range peer.Messages() {
 		if bytes.Contains(m.Data, []byte(got.SendEmail.MessageID)) {

@@ -53,4 +53,20 @@ out.editWebhook = await client.editWebhook(created.ID, { Url: "https://hooks.exa
 out.deleteWebhook = await client.deleteWebhook(created.ID);
 out.afterDelete = await client.getWebhooks();
 
+out.createMessageStream = await client.createMessageStream({
+  ID: "newsletter", Name: "Newsletter", MessageStreamType: "Broadcasts", Description: "Monthly news",
+});
+out.editMessageStream = await client.editMessageStream("newsletter", { Name: "The Newsletter" });
+out.getMessageStream = await client.getMessageStream("newsletter");
+out.sendBroadcast = await client.sendEmail({
+  From: "app@example.com", To: "reader@example.net", Subject: "News", TextBody: "Monthly news.", MessageStream: "newsletter",
+});
+out.createSuppressions = await client.createSuppressions("newsletter", { Suppressions: [{ EmailAddress: "nomore@example.net" }] });
+out.getSuppressions = await client.getSuppressions("newsletter");
+out.deleteSuppressions = await client.deleteSuppressions("newsletter", { Suppressions: [{ EmailAddress: "nomore@example.net" }] });
+out.afterDeleteSuppressions = await client.getSuppressions("newsletter");
+out.archiveMessageStream = await client.archiveMessageStream("newsletter");
+out.getMessageStreams = await client.getMessageStreams({ IncludeArchivedStreams: true });
+out.unarchiveMessageStream = await client.unarchiveMessageStream("newsletter");
+
 console.log(JSON.stringify(out));
