@@ -25,39 +25,6 @@ func (a *API) registerBounces() {
 	a.mux.HandleFunc("PUT /bounces/{id}/activate", a.server(a.activateBounce))
 }
 
-// bounceType is one of Postmark's bounce types, with its name and
-// description for people.
-type bounceType struct {
-	Type        string
-	Code        int
-	Name        string
-	Description string
-}
-
-// bounceTypes are Postmark's bounce types in TypeCode order.
-var bounceTypes = []bounceType{
-	{"HardBounce", 1, "Hard bounce", "The receiving server refused the address permanently (unknown user, no such mailbox)."},
-	{"Transient", 2, "Message delayed", "The message could not be delivered for a while (the receiving server kept deferring it) and Postern gave up."},
-	{"DnsError", 256, "DNS error", "The recipient's domain does not exist or accepts no mail."},
-	{"Unknown", 2048, "Unknown bounce", "The receiving server refused the message for a reason Postern could not classify."},
-	{"SoftBounce", 4096, "Soft bounce", "The receiving server refused the message for now (mailbox full, message too large); the address may work later."},
-	{"BadEmailAddress", 100000, "Invalid email address", "The address is not a valid email address."},
-	{"SpamComplaint", 100001, "Spam complaint", "The recipient marked the message as spam."},
-	{"ManuallyDeactivated", 100002, "Manually deactivated", "The address was deactivated by hand."},
-	{"Blocked", 100006, "ISP block", "The receiving server refused the message by policy (spam filter, block list, reputation)."},
-	{"SMTPApiError", 100007, "SMTP API error", "The message was refused when it was submitted."},
-	{"DMARCPolicy", 100009, "DMARC policy", "The receiving server refused the message because of the sender domain's DMARC policy."},
-}
-
-func lookupBounceType(name string) (bounceType, bool) {
-	for _, t := range bounceTypes {
-		if strings.EqualFold(t.Type, name) {
-			return t, true
-		}
-	}
-	return bounceType{}, false
-}
-
 // bounceJSON is Postmark's Bounce object. Content is in the answer for
 // one bounce only, as in Postmark.
 type bounceJSON struct {
@@ -82,10 +49,7 @@ type bounceJSON struct {
 }
 
 func bounceView(b store.Bounce, content bool) bounceJSON {
-	t, ok := lookupBounceType(b.Type)
-	if !ok {
-		t = bounceType{Type: b.Type, Code: b.TypeCode, Name: b.Type, Description: b.Summary}
-	}
+	t := store.DescribeBounce(b)
 	out := bounceJSON{
 		ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name, Tag: b.Tag,
 		MessageID: b.MessageID, ServerID: b.ServerID, MessageStream: b.MessageStream,
@@ -94,12 +58,7 @@ func bounceView(b store.Bounce, content bool) bounceJSON {
 		Inactive: b.Inactive, CanActivate: b.Inactive, Subject: b.Subject,
 	}
 	if content {
-		// Postern bounces in the SMTP dialogue and receives no bounce
-		// message: the content is the receiving server's reply.
-		c := b.Details
-		if b.DestinationServer != "" {
-			c = b.DestinationServer + ": " + c
-		}
+		c := b.Content()
 		out.Content = &c
 	}
 	return out
@@ -130,7 +89,7 @@ func (a *API) deliveryStats(w http.ResponseWriter, r *http.Request, srv store.Se
 		InactiveMails int
 		Bounces       []entry
 	}{InactiveMails: inactive, Bounces: []entry{{Name: "All", Count: all}}}
-	for _, t := range bounceTypes {
+	for _, t := range store.BounceTypes {
 		if n := byType[t.Type]; n > 0 {
 			out.Bounces = append(out.Bounces, entry{t.Type, t.Name, n})
 			delete(byType, t.Type)
@@ -161,7 +120,7 @@ func (a *API) listBounces(w http.ResponseWriter, r *http.Request, srv store.Serv
 		From:      from, To: to,
 	}
 	if v := q.Get("type"); v != "" {
-		t, ok := lookupBounceType(v)
+		t, ok := store.LookupBounceType(v)
 		if !ok {
 			return errorf(http.StatusUnprocessableEntity, codeBouncesQuery, "type %q is not a bounce type (HardBounce, SoftBounce, Transient, ...).", v)
 		}

@@ -89,3 +89,56 @@ type BounceResult struct {
 	// so Total is a lower bound and the page may be short.
 	Capped bool
 }
+
+// BounceTypeInfo is one of Postmark's bounce types, with its name and
+// description for people.
+type BounceTypeInfo struct {
+	Type        string
+	Code        int
+	Name        string
+	Description string
+}
+
+// BounceTypes are Postmark's bounce types in TypeCode order.
+var BounceTypes = []BounceTypeInfo{
+	{"HardBounce", 1, "Hard bounce", "The receiving server refused the address permanently (unknown user, no such mailbox)."},
+	{"Transient", 2, "Message delayed", "The message could not be delivered for a while (the receiving server kept deferring it) and Postern gave up."},
+	{"DnsError", 256, "DNS error", "The recipient's domain does not exist or accepts no mail."},
+	{"Unknown", 2048, "Unknown bounce", "The receiving server refused the message for a reason Postern could not classify."},
+	{"SoftBounce", 4096, "Soft bounce", "The receiving server refused the message for now (mailbox full, message too large); the address may work later."},
+	{"BadEmailAddress", 100000, "Invalid email address", "The address is not a valid email address."},
+	{"SpamComplaint", 100001, "Spam complaint", "The recipient marked the message as spam."},
+	{"ManuallyDeactivated", 100002, "Manually deactivated", "The address was deactivated by hand."},
+	{"Blocked", 100006, "ISP block", "The receiving server refused the message by policy (spam filter, block list, reputation)."},
+	{"SMTPApiError", 100007, "SMTP API error", "The message was refused when it was submitted."},
+	{"DMARCPolicy", 100009, "DMARC policy", "The receiving server refused the message because of the sender domain's DMARC policy."},
+}
+
+// LookupBounceType finds a bounce type by its name, ignoring case.
+func LookupBounceType(name string) (BounceTypeInfo, bool) {
+	for _, t := range BounceTypes {
+		if strings.EqualFold(t.Type, name) {
+			return t, true
+		}
+	}
+	return BounceTypeInfo{}, false
+}
+
+// DescribeBounce is b's type with its name and description; a type
+// Postmark does not have keeps its own name and the bounce's summary.
+func DescribeBounce(b Bounce) BounceTypeInfo {
+	if t, ok := LookupBounceType(b.Type); ok {
+		return t
+	}
+	return BounceTypeInfo{Type: b.Type, Code: b.TypeCode, Name: b.Type, Description: b.Summary}
+}
+
+// Content is what Postmark's Content of a bounce holds: Postern bounces
+// in the SMTP dialogue and receives no bounce message, so it is the
+// receiving server's reply, with the server's name.
+func (b Bounce) Content() string {
+	if b.DestinationServer != "" {
+		return b.DestinationServer + ": " + b.Details
+	}
+	return b.Details
+}

@@ -189,14 +189,16 @@ func WebhookDeliveries(hooks []Webhook, msg Message, events []ResolvedEvent, now
 			case ev.Type == EventBounced && re.Bounce != nil && h.Triggers.Bounce:
 				trigger = TriggerBounce
 				b := re.Bounce
+				b.ID = ev.BounceID
+				t := DescribeBounce(*b)
 				p := bouncePayload{
-					RecordType: TriggerBounce, ID: ev.BounceID, Type: b.Type, TypeCode: b.TypeCode, Name: bounceName(b.Type),
+					RecordType: TriggerBounce, ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name,
 					Tag: b.Tag, MessageID: b.MessageID, ServerID: b.ServerID, MessageStream: b.MessageStream,
-					Description: b.Summary, Details: b.Details, Email: b.Email, From: b.From, BouncedAt: b.BouncedAt,
-					DumpAvailable: true, Inactive: b.Inactivated, CanActivate: true, Subject: b.Subject, Metadata: orEmpty(msg.Metadata),
+					Description: t.Description, Details: b.Details, Email: b.Email, From: b.From, BouncedAt: b.BouncedAt,
+					DumpAvailable: true, Inactive: b.Inactivated, CanActivate: b.Inactivated, Subject: b.Subject, Metadata: orEmpty(msg.Metadata),
 				}
 				if h.Triggers.BounceContent {
-					p.Content = b.Details
+					p.Content = b.Content()
 				}
 				payload = p
 			default:
@@ -217,17 +219,4 @@ func orEmpty(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
-}
-
-// bounceName is the Name Postmark gives a bounce type.
-func bounceName(typ string) string {
-	names := map[string]string{
-		"HardBounce": "Hard bounce", "Transient": "Message delayed", "SoftBounce": "Soft bounce", "DnsError": "DNS error",
-		"SpamNotification": "Spam notification", "BadEmailAddress": "Invalid email address", "SpamComplaint": "Spam complaint",
-		"Blocked": "ISP block", "SMTPApiError": "SMTP API error", "DMARCPolicy": "DMARC Policy", "Unknown": "Unknown",
-	}
-	if n, ok := names[typ]; ok {
-		return n
-	}
-	return typ
 }
