@@ -181,6 +181,7 @@ type Backend interface {
 	TLSReports
 	Webhooks
 	Streams
+	DMARCReports
 	Maintenance
 }
 

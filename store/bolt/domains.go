@@ -279,6 +279,9 @@ func (s *Store) DeleteDomain(id int64) error {
 		if err := tx.Bucket(bucketDomainClaims).Delete(claimKey(d.Name, d.ID)); err != nil {
 			return err
 		}
+		if err := deleteDMARC(tx, id); err != nil {
+			return err
+		}
 		return b.Delete(itob(id))
 	})
 }

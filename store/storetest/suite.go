@@ -75,4 +75,5 @@ var contract = []struct {
 	{"WebhookPausedAfterADayOfFailures", testWebhookPausedAfterADayOfFailures},
 	{"WebhookLeasesComeBack", testWebhookLeasesComeBack},
 	{"Streams", testStreams},
+	{"DMARCReports", testDMARCReports},
 }
