@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"github.com/prometheus/client_golang/prometheus"
+	"net/netip"
 	"net/url"
 
 	"encoding/json"
@@ -66,6 +67,12 @@ type Config struct {
 	// CheckWebhookURL, if set, refuses a webhook URL Postern must not
 	// call (one at a private address, unless the operator allows them).
 	CheckWebhookURL func(ctx context.Context, u *url.URL) error
+	// DMARC: InboundDomain takes reports (dmarc+<token>@InboundDomain;
+	// default Hostname); SendingIPs are Postern's own addresses; PTR
+	// names a source address ("" for none; nil: no names).
+	InboundDomain string
+	SendingIPs    []netip.Addr
+	PTR           func(ip string) string
 	// Unsubscribed, if set, is told of each unsubscribe (the webhook
 	// dispatcher's wake-up).
 	Unsubscribed func()
@@ -126,6 +133,9 @@ func New(cfg Config) (*API, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
+	if cfg.InboundDomain == "" {
+		cfg.InboundDomain = cfg.Hostname
+	}
 	a := &API{cfg: cfg, mux: &routeMux{ServeMux: http.NewServeMux()}}
 	if cfg.Metrics != nil {
 		a.emails = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -147,6 +157,7 @@ func New(cfg Config) (*API, error) {
 	a.registerEmail()
 	a.registerWebhooks()
 	a.registerStreams()
+	a.registerDMARC()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -292,7 +292,7 @@ func (a *API) submitChecked(r *http.Request, srv store.Server, req EmailRequest)
 	id := store.NewMessageID()
 	unsubscribeLink := ""
 	if stream.UnsubscribeHandling == "Postmark" {
-		key, err := a.cfg.Store.UnsubscribeKey()
+		key, err := a.cfg.Store.InstallationKey()
 		if err != nil {
 			return EmailResponse{}, err
 		}

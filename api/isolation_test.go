@@ -53,6 +53,7 @@ type refs struct {
 	bounceID int64
 	webhook  int64
 	stream   string
+	report   int64 // a DMARC report of the domain
 }
 
 // endpoint is one registered pattern and a request to it.
@@ -77,6 +78,10 @@ func (ep endpoint) byID() bool {
 func (ep endpoint) safe() bool { return ep.method() == http.MethodGet }
 
 func fixed(p string) func(refs) string { return func(refs) string { return p } }
+
+func domainPath(suffix string) func(refs) string {
+	return func(x refs) string { return fmt.Sprintf("/domains/%d%s", x.domain, suffix) }
+}
 
 func streamPath(suffix string) func(refs) string {
 	return func(x refs) string { return "/message-streams/" + x.stream + suffix }
@@ -150,6 +155,13 @@ func isolationEndpoints() []endpoint {
 		{"PUT /domains/{id}", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d", x.domain) }, map[string]any{"ReturnPathDomain": ""}},
 		{"DELETE /domains/{id}", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d", x.domain) }, nil},
 		{"PUT /domains/{id}/verifyDkim", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d/verifyDkim", x.domain) }, nil},
+		{"GET /domains/{id}/dmarc", accountLevel, domainPath("/dmarc"), nil},
+		{"PUT /domains/{id}/verifyDmarc", accountLevel, domainPath("/verifyDmarc"), nil},
+		{"GET /domains/{id}/dmarc/reports", accountLevel, domainPath("/dmarc/reports"), nil},
+		{"POST /domains/{id}/dmarc/reports", accountLevel, domainPath("/dmarc/reports"), "<feedback/>"},
+		{"GET /domains/{id}/dmarc/reports/{rid}", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d/dmarc/reports/%d", x.domain, x.report) }, nil},
+		{"GET /domains/{id}/dmarc/sources", accountLevel, domainPath("/dmarc/sources"), nil},
+		{"PUT /domains/{id}/dmarc/sources/{ip}", accountLevel, domainPath("/dmarc/sources/192.0.2.1"), map[string]any{"Known": true}},
 		{"PUT /domains/{id}/verifyReturnPath", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d/verifyReturnPath", x.domain) }, nil},
 		{"POST /domains/{id}/rotatedkim", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d/rotatedkim", x.domain) }, nil},
 
@@ -208,6 +220,7 @@ type isoAccount struct {
 	id           int64
 	owner, admin string // account tokens
 	domain       api.DomainDetails
+	report       int64 // a DMARC report of the domain
 	servers      []*isoServer
 }
 
@@ -261,6 +274,11 @@ func newIsoWorld(t *testing.T) *isoWorld {
 		e.result(e.account(http.MethodPost, "/account/tokens", a.owner, map[string]any{"Role": "admin"})).into(&admin)
 		a.admin = admin.Token
 		a.domain = e.createDomain(a.owner, a.name+".example")
+		rep, err := e.Store.AddDMARCReport(store.DMARCReport{DomainID: a.domain.ID, Status: store.DMARCFailed, Error: "not a report", Via: "upload", ReceivedAt: time.Now()}, []byte(a.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.report = rep.ID
 		for i := 1; i <= 2; i++ {
 			name := fmt.Sprintf("%s-%d", a.name, i)
 			srv := e.createServer(a.owner, map[string]any{"Name": name, "DeliveryType": "Live"})
@@ -315,6 +333,7 @@ func newIsoWorld(t *testing.T) *isoWorld {
 			bounceID: 1 + rand.Int64N(1<<53-1),
 			webhook:  1<<40 + rand.Int64N(1<<40),
 			stream:   fmt.Sprintf("missing-%08x", rand.Uint32()),
+			report:   1<<40 + rand.Int64N(1<<40),
 		}
 		if !w.exists(w.missing) {
 			return w
@@ -356,6 +375,9 @@ func (w *isoWorld) exists(x refs) bool {
 				return true
 			}
 		}
+		if _, _, err := w.Store.DMARCReport(a.domain.ID, x.report); err == nil {
+			return true
+		}
 	}
 	return false
 }
@@ -369,7 +391,7 @@ func (s *isoServer) ids() refs {
 // its account tokens.
 func (a *isoAccount) ids(i int) refs {
 	s := a.servers[i]
-	return refs{server: s.srv.ID, prefix: s.token[:8], domain: a.domain.ID, acctTok: []string{a.owner, a.admin}[i][:8], account: a.id}
+	return refs{server: s.srv.ID, prefix: s.token[:8], domain: a.domain.ID, acctTok: []string{a.owner, a.admin}[i][:8], account: a.id, report: a.report}
 }
 
 // counts tallies the matrix's cases by kind, for the log.

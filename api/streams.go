@@ -351,7 +351,7 @@ func (a *API) unsuppress(w http.ResponseWriter, r *http.Request, srv store.Serve
 
 // unsubscribeTarget reads and checks the link's token.
 func (a *API) unsubscribeTarget(r *http.Request) (unsubscribe.Target, error) {
-	key, err := a.cfg.Store.UnsubscribeKey()
+	key, err := a.cfg.Store.InstallationKey()
 	if err != nil {
 		return unsubscribe.Target{}, err
 	}

@@ -42,7 +42,7 @@ type Store interface {
 type Streams interface {
 	Stream(serverID int64, id string) (store.Stream, error)
 	StreamSuppressed(serverID int64, stream, email string) (store.StreamSuppression, bool, error)
-	UnsubscribeKey() ([]byte, error)
+	InstallationKey() ([]byte, error)
 }
 
 // Domains finds sending domains, for the sender policy.

@@ -344,7 +344,7 @@ func (s *session) Data(r io.Reader) error {
 		return s.refuse(e)
 	}
 	if stream.UnsubscribeHandling == "Postmark" && s.cfg.UnsubscribeBase != "" && !res.hasListUnsubscribe {
-		key, err := s.cfg.Store.UnsubscribeKey()
+		key, err := s.cfg.Store.InstallationKey()
 		if err != nil {
 			return s.refuse(errStorage(err))
 		}

@@ -49,7 +49,7 @@ func TestStreamsOverSMTP(t *testing.T) {
 		!strings.Contains(head, "\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n") || strings.Contains(head, "X-PM-") {
 		t.Fatalf("header:\n%s", head)
 	}
-	key, _ := ts.Store.UnsubscribeKey()
+	key, _ := ts.Store.InstallationKey()
 	link := head[strings.Index(head, "/unsubscribe/")+len("/unsubscribe/"):]
 	link = link[:strings.Index(link, ">")]
 	if target, err := unsubscribe.Parse(key, link); err != nil || target.Email != "reader@example.net" || target.MessageID != id || target.Stream != "newsletter" {

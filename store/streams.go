@@ -89,9 +89,10 @@ type Streams interface {
 	StreamSuppressed(serverID int64, stream, email string) (StreamSuppression, bool, error)
 	// StreamSuppressions returns a stream's suppressions.
 	StreamSuppressions(serverID int64, stream string) ([]StreamSuppression, error)
-	// UnsubscribeKey returns the installation's key for unsubscribe
-	// links, made on first use and the same on every node.
-	UnsubscribeKey() ([]byte, error)
+	// InstallationKey returns the installation's secret key, which signs
+	// the links and addresses Postern gives out (unsubscribe links, DMARC
+	// report addresses); made on first use, the same on every node.
+	InstallationKey() ([]byte, error)
 }
 
 // SubscriptionChange is a recipient's unsubscribe, as webhooks get it.

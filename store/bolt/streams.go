@@ -196,8 +196,8 @@ func (s *Store) StreamSuppressions(serverID int64, stream string) ([]store.Strea
 	return out, err
 }
 
-// UnsubscribeKey returns the key of unsubscribe links, made on first use.
-func (s *Store) UnsubscribeKey() ([]byte, error) {
+// InstallationKey returns the key of unsubscribe links, made on first use.
+func (s *Store) InstallationKey() ([]byte, error) {
 	var key []byte
 	err := s.view(func(tx *bbolt.Tx) error {
 		key = bytes.Clone(tx.Bucket(bucketMeta).Get(keyUnsubscribe))

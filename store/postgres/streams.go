@@ -149,9 +149,9 @@ func (s *Store) StreamSuppressions(serverID int64, stream string) ([]store.Strea
 	return out, err
 }
 
-// UnsubscribeKey returns the key of unsubscribe links, made once for
+// InstallationKey returns the key of unsubscribe links, made once for
 // every node.
-func (s *Store) UnsubscribeKey() ([]byte, error) {
+func (s *Store) InstallationKey() ([]byte, error) {
 	fresh := make([]byte, 32)
 	rand.Read(fresh)
 	var key []byte

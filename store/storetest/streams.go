@@ -90,12 +90,12 @@ func testStreams(t *testing.T, h Harness) {
 		t.Errorf("after a delete: %+v", list)
 	}
 
-	k1, err := s.UnsubscribeKey()
+	k1, err := s.InstallationKey()
 	if err != nil || len(k1) < 32 {
 		t.Fatalf("key %x, %v", k1, err)
 	}
 	s = h.Reopen(t, s)
-	if k2, err := s.UnsubscribeKey(); err != nil || !bytes.Equal(k1, k2) {
+	if k2, err := s.InstallationKey(); err != nil || !bytes.Equal(k1, k2) {
 		t.Errorf("the key changed across a reopen: %v", err)
 	}
 }
