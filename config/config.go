@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -98,6 +99,14 @@ type Config struct {
 	// loopback, private and link-local addresses.
 	WebhookRetrySchedule string
 	WebhookAllowPrivate  bool
+
+	// Mail to Postern itself: InboundAddr listens (off by default),
+	// InboundDomain names the addresses it takes (the hostname by
+	// default); SendingIPs are this installation's outbound addresses,
+	// which DMARC reports name.
+	InboundAddr   string
+	InboundDomain string
+	SendingIPs    []string
 
 	// RetentionInterval is how often messages past their server's
 	// retention are purged.
@@ -190,6 +199,9 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 8, "most deliveries in progress at once to one recipient domain")
 	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", false, "deliver to loopback, private and link-local addresses, named by an MX answer or an address literal (user@[10.0.0.5]); off, RCPT refuses such literals with 550 5.7.1 and such MX answers bounce; a smarthost is exempt")
 	fs.IntVar(&c.MTASTSPort, "mta-sts-port", 443, "HTTPS port MTA-STS policies are fetched from (https://mta-sts.<domain>/.well-known/mta-sts.txt); tests serve policies on a high port")
+	fs.StringVar(&c.InboundAddr, "inbound-addr", "off", `SMTP listener for mail to Postern itself: the DMARC reports receivers send to dmarc+<token>@<inbound-domain>; in production ":25", with the MX of inbound-domain pointing here ("off" turns it off)`)
+	fs.StringVar(&c.InboundDomain, "inbound-domain", "", "the domain of the addresses the inbound listener takes, whose MX points at Postern (default: hostname)")
+	fs.Var((*domainList)(&c.SendingIPs), "sending-ips", "comma-separated IP addresses Postern sends from: DMARC sources at these addresses count as Postern's (default: none; a DKIM pass with Postern's selectors counts anyway)")
 	fs.StringVar(&c.WebhookRetrySchedule, "webhook-retry-schedule", "1m,5m,10m,10m,10m,15m", "the waits before each retry of a webhook call that timed out, failed on the network or got 408, 429 or 5xx (Postmark's schedule); after the last, the call is given up")
 	fs.BoolVar(&c.WebhookAllowPrivate, "webhook-allow-private", false, "let webhooks call loopback, private and link-local addresses; off, such a URL is refused when the webhook is created and at each call, after DNS")
 	fs.StringVar(&c.DANE, "dane", DANEOn, "on: hold delivery to MX hosts' DNSSEC-validated TLSA records (DANE, RFC 7672), trusting the AD bit of the dns resolver only when it is on a loopback address (otherwise DANE is skipped, and the log says why); off: never look TLSA records up")
@@ -422,7 +434,7 @@ func (c *Config) Validate() error {
 			bad(a.name, "must be host:port or \"off\", got %q", a.value)
 		}
 	}
-	for _, a := range []struct{ name, value string }{{"api-addr", c.APIAddr}, {"metrics-addr", c.MetricsAddr}} {
+	for _, a := range []struct{ name, value string }{{"api-addr", c.APIAddr}, {"metrics-addr", c.MetricsAddr}, {"inbound-addr", c.InboundAddr}} {
 		if Off(a.value) {
 			continue
 		}
@@ -524,6 +536,14 @@ func (c *Config) validateRelay(bad func(name, format string, args ...any)) {
 	if c.MTASTSPort < 1 || c.MTASTSPort > 65535 {
 		bad("mta-sts-port", "must be a port number from 1 to 65535, got %d", c.MTASTSPort)
 	}
+	for _, ip := range c.SendingIPs {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			bad("sending-ips", "%q is not an IP address (the value is a comma-separated list)", ip)
+		}
+	}
+	if c.InboundDomain != "" && !domainname.Valid(c.InboundDomain) {
+		bad("inbound-domain", "must be a domain name, got %q", c.InboundDomain)
+	}
 	if _, err := c.WebhookSchedule(); err != nil {
 		bad("webhook-retry-schedule", "%v", err)
 	}
@@ -603,4 +623,12 @@ func (c *Config) WebhookSchedule() ([]time.Duration, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// Inbound is inbound-domain, or the hostname when it is not set.
+func (c *Config) Inbound() string {
+	if c.InboundDomain != "" {
+		return domainname.Normalize(c.InboundDomain)
+	}
+	return strings.ToLower(c.Hostname)
 }

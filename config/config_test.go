@@ -113,6 +113,7 @@ func TestDefaults(t *testing.T) {
 		MTASTSPort:           443,
 		DANE:                 "on",
 		WebhookRetrySchedule: "1m,5m,10m,10m,10m,15m",
+		InboundAddr:          "off",
 		RetentionInterval:    time.Hour,
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -570,6 +571,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"max-domains-per-account": "8", "max-servers-per-account": "9", "max-tokens-per-server": "10",
 		"domain-reverify-days": "3", "mta-sts-port": "8443", "dane": "off",
 		"webhook-retry-schedule": "1s,2s", "webhook-allow-private": "true",
+		"inbound-addr": ":2526", "inbound-domain": "inbound.example.org", "sending-ips": "192.0.2.7, 2001:db8::7",
 		"store": "postgres://postern@db.example.org/postern", "node-name": "node-2",
 	}
 	e := env{}
@@ -601,6 +603,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		MaxDomainsPerAccount: 8, MaxServersPerAccount: 9, MaxTokensPerServer: 10,
 		DomainReverifyDays: 3, MTASTSPort: 8443, DANE: "off",
 		WebhookRetrySchedule: "1s,2s", WebhookAllowPrivate: true,
+		InboundAddr: ":2526", InboundDomain: "inbound.example.org", SendingIPs: []string{"192.0.2.7", "2001:db8::7"},
 		Store: "postgres://postern@db.example.org/postern", NodeName: "node-2",
 	}
 	if !reflect.DeepEqual(*c, want) {

@@ -99,6 +99,11 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	return r.r.LookupTXT(ctx, absolute(name))
 }
 
+// LookupAddr returns the names of an address (its PTR records).
+func (r *Resolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	return r.r.LookupAddr(ctx, addr)
+}
+
 // absolute adds the trailing dot, so that the resolver never tries the
 // name under the search domains of /etc/resolv.conf.
 func absolute(name string) string {

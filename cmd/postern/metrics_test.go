@@ -21,6 +21,7 @@ import (
 
 	"github.com/postern/postern/api"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/inbound"
 	"github.com/postern/postern/internal/testutil/dnstest"
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
@@ -263,14 +264,16 @@ func checkBoundedLabels(t *testing.T, families map[string]*dto.MetricFamily, ser
 		serverIDs = append(serverIDs, strconv.FormatInt(id, 10))
 	}
 	bounded := map[string][]string{
-		"server":    serverIDs,
-		"reason":    smtpd.RefusalReasons,
-		"type":      relay.BounceTypes,
-		"version":   smtpd.TLSVersions,
-		"algorithm": relay.DKIMAlgorithms,
-		"policy":    relay.TLSPolicies,
-		"result":    slices.Concat(relay.TLSResults, api.EmailResults, webhook.Results),
-		"trigger":   {store.TriggerDelivery, store.TriggerBounce},
+		"server":      serverIDs,
+		"reason":      smtpd.RefusalReasons,
+		"type":        relay.BounceTypes,
+		"version":     smtpd.TLSVersions,
+		"algorithm":   relay.DKIMAlgorithms,
+		"policy":      relay.TLSPolicies,
+		"result":      slices.Concat(relay.TLSResults, api.EmailResults, webhook.Results, inbound.Results),
+		"kind":        inbound.Kinds,
+		"disposition": {"none", "quarantine", "reject", "other"},
+		"trigger":     {store.TriggerDelivery, store.TriggerBounce},
 	}
 	for name, f := range families {
 		if !strings.HasPrefix(name, "postern_") {

@@ -19,6 +19,7 @@ import (
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/smtpd"
+	"github.com/postern/postern/inbound"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
 	"github.com/postern/postern/store/postgres"
@@ -119,6 +120,7 @@ type App struct {
 	// webhooks calls servers' webhooks from the store's outbox.
 	webhooks *webhook.Dispatcher
 	smtp     *smtpd.Server
+	inbound  *inbound.Server // mail to Postern itself: DMARC reports
 
 	listeners     []listener
 	apiServer     *http.Server // nil when the API is off
@@ -186,6 +188,18 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if addr := a.Addr("api"); addr != "" {
 		unsubscribeBase = cfg.APIURL(addr)
 	}
+	if a.inbound, err = inbound.New(inbound.Config{
+		Domain:         cfg.Inbound(),
+		Hostname:       cfg.Hostname,
+		Store:          a.Store,
+		TLSConfig:      tlsConfig,
+		CommandTimeout: cfg.CommandTimeout,
+		SessionTimeout: cfg.SessionTimeout,
+		Logger:         log,
+		Metrics:        a.metrics.reg,
+	}); err != nil {
+		return nil, err
+	}
 	a.smtp, err = smtpd.New(smtpd.Config{
 		UnsubscribeBase:          unsubscribeBase,
 		Hostname:                 cfg.Hostname,
@@ -216,7 +230,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	for _, l := range []struct {
 		name, addr string
 		serve      func(net.Listener) error
-	}{{"smtp", cfg.SMTPAddr, a.smtp.Serve}, {"smtps", cfg.SMTPSAddr, a.smtp.ServeTLS}} {
+	}{{"smtp", cfg.SMTPAddr, a.smtp.Serve}, {"smtps", cfg.SMTPSAddr, a.smtp.ServeTLS}, {"inbound", cfg.InboundAddr, a.inbound.Serve}} {
 		if err := a.listen(l.name, l.addr, l.serve); err != nil {
 			return nil, err
 		}
@@ -354,6 +368,9 @@ func (a *App) Run(ctx context.Context) error {
 	defer cancel()
 	if err := a.smtp.Shutdown(shutdownCtx); err != nil {
 		log.Warn("shutdown", "err", err)
+	}
+	if err := a.inbound.Shutdown(shutdownCtx); err != nil {
+		log.Warn("inbound shutdown", "err", err)
 	}
 	if a.apiServer != nil {
 		if err := a.apiServer.Shutdown(shutdownCtx); err != nil {

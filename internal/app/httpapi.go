@@ -49,6 +49,9 @@ func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.Se
 		Unsubscribed:             app.webhooks.Notify,
 		Metrics:                  app.metrics.reg,
 		CheckWebhookURL:          checkWebhookURL(cfg),
+		InboundDomain:            cfg.Inbound(),
+		SendingIPs:               sendingIPs(cfg),
+		PTR:                      newPTRCache(relay.NewResolver(cfg.DNS)).name,
 		Logger:                   log,
 	})
 	if err != nil {
