@@ -17,9 +17,9 @@ import (
 
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/config"
+	"github.com/postern/postern/inbound"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/smtpd"
-	"github.com/postern/postern/inbound"
 	"github.com/postern/postern/store"
 	"github.com/postern/postern/store/bolt"
 	"github.com/postern/postern/store/postgres"
