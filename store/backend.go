@@ -116,6 +116,11 @@ type Messages interface {
 type Bounces interface {
 	Bounce(serverID, id int64) (Bounce, error)
 	Bounces(serverID int64, q BounceQuery) (BounceResult, error)
+	// RecordLateBounce files a bounce or complaint about a recipient of a
+	// message that arrived after the attempt (store.ResolveLateBounce),
+	// in one transaction with its webhook calls, and returns the Bounce.
+	// ErrNotFound: no such message.
+	RecordLateBounce(serverID int64, messageID string, o Outcome, at time.Time) (Bounce, error)
 	// ActivateBounce lifts the suppression a bounce made.
 	ActivateBounce(serverID, id int64) (Bounce, error)
 	Suppressed(serverID int64, email string) (Suppression, bool, error)

@@ -180,6 +180,30 @@ func ResolveAttempt(msg Message, a Attempt) (Resolution, error) {
 	return res, nil
 }
 
+// ResolveLateBounce decides what a bounce or complaint about a recipient
+// of msg that arrived after the attempt (a DSN, an ARF report) changes: a
+// Bounced event, its Bounce and stats counter, the suppression when o
+// inactivates, the recipient's status, and the message's. o is Bounced.
+func ResolveLateBounce(msg Message, o Outcome, at time.Time) Resolution {
+	at = at.UTC()
+	res := Resolution{Message: msg}
+	m := &res.Message
+	status := make(map[string]string, len(m.RecipientStatus)+1)
+	for r, t := range m.RecipientStatus {
+		status[r] = t
+	}
+	status[o.Recipient] = EventBounced
+	m.RecipientStatus = status
+	b := newBounce(m, o, at)
+	res.Events = []ResolvedEvent{{Event: Event{MessageID: msg.MessageID, Recipient: o.Recipient, Type: EventBounced, ReceivedAt: at, Details: o.Details}, Bounce: b}}
+	res.Counters = []string{b.Type}
+	if o.Inactivate {
+		res.Suppressions = []Suppression{{Email: strings.ToLower(o.Recipient), Reason: b.Type, Since: at, MessageID: msg.MessageID, Details: o.Details.DeliveryMessage}}
+	}
+	m.Status = MessageStatus(*m, msg.Status == StatusQueued)
+	return res
+}
+
 // newBounce is the Bounce a Bounced outcome of msg files, without the ID
 // and Seq its backend gives it. A bounce of no known type is Unknown
 // (Postmark's code 2048).

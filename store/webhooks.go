@@ -47,8 +47,9 @@ type WebhookTriggers struct {
 
 // Webhook triggers, as RecordType names them.
 const (
-	TriggerDelivery = "Delivery"
-	TriggerBounce   = "Bounce"
+	TriggerDelivery      = "Delivery"
+	TriggerBounce        = "Bounce"
+	TriggerSpamComplaint = "SpamComplaint"
 )
 
 // WebhookPauseAfter is how long a webhook's calls may fail before it is
@@ -186,18 +187,24 @@ func WebhookDeliveries(hooks []Webhook, msg Message, events []ResolvedEvent, now
 					RecordType: TriggerDelivery, ServerID: msg.ServerID, MessageStream: msg.MessageStream, MessageID: msg.MessageID,
 					Recipient: ev.Recipient, Tag: msg.Tag, DeliveredAt: ev.ReceivedAt, Details: ev.Details.DeliveryMessage, Metadata: orEmpty(msg.Metadata),
 				}
-			case ev.Type == EventBounced && re.Bounce != nil && h.Triggers.Bounce:
+			case ev.Type == EventBounced && re.Bounce != nil && (re.Bounce.Type == TriggerSpamComplaint && h.Triggers.SpamComplaint ||
+				re.Bounce.Type != TriggerSpamComplaint && h.Triggers.Bounce):
+				// A complaint is a bounce of type SpamComplaint, posted
+				// to its own trigger with its own RecordType.
 				trigger = TriggerBounce
+				if re.Bounce.Type == TriggerSpamComplaint {
+					trigger = TriggerSpamComplaint
+				}
 				b := re.Bounce
 				b.ID = ev.BounceID
 				t := DescribeBounce(*b)
 				p := bouncePayload{
-					RecordType: TriggerBounce, ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name,
+					RecordType: trigger, ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name,
 					Tag: b.Tag, MessageID: b.MessageID, ServerID: b.ServerID, MessageStream: b.MessageStream,
 					Description: t.Description, Details: b.Details, Email: b.Email, From: b.From, BouncedAt: b.BouncedAt,
 					DumpAvailable: true, Inactive: b.Inactivated, CanActivate: b.Inactivated, Subject: b.Subject, Metadata: orEmpty(msg.Metadata),
 				}
-				if h.Triggers.BounceContent {
+				if trigger == TriggerBounce && h.Triggers.BounceContent || trigger == TriggerSpamComplaint && h.Triggers.SpamContent {
 					p.Content = b.Content()
 				}
 				payload = p

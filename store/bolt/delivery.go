@@ -193,37 +193,7 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 		if err != nil {
 			return err
 		}
-		events := mail.Bucket(bucketEvents)
-		for i := range res.Events {
-			re := &res.Events[i]
-			if re.Bounce != nil {
-				if re.Event.BounceID, err = createBounce(mail, re.Bounce); err != nil {
-					return err
-				}
-			}
-			seq, err := events.NextSequence()
-			if err != nil {
-				return err
-			}
-			if err := putJSON(events, eventKey(e.MessageID, seq), re.Event); err != nil {
-				return err
-			}
-		}
-		if err := fileWebhookDeliveries(tx, mail, msg, res.Events, a.At); err != nil {
-			return err
-		}
-		for _, counter := range res.Counters {
-			if err := addStat(mail, a.At, msg.MessageStream, msg.Tag, counter); err != nil {
-				return err
-			}
-		}
-		suppressed := mail.Bucket(bucketSuppressed)
-		for _, sup := range res.Suppressions {
-			if err := putJSON(suppressed, []byte(sup.Email), sup); err != nil {
-				return err
-			}
-		}
-		if err := putJSON(msgs, []byte(e.MessageID), res.Message); err != nil {
+		if err := fileResolution(tx, mail, msg, &res, a.At); err != nil {
 			return err
 		}
 		if err := queue.Delete(queueKey(e)); err != nil {
@@ -234,6 +204,68 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 		}
 		return putJSON(queue, queueKey(*res.Next), *res.Next)
 	})
+}
+
+// fileResolution persists what a resolution changes of msg: its events,
+// with the bounces they file, their webhook calls, the stats, the
+// suppressions and the message.
+func fileResolution(tx *bbolt.Tx, mail *bbolt.Bucket, msg store.Message, res *store.Resolution, at time.Time) error {
+	events := mail.Bucket(bucketEvents)
+	for i := range res.Events {
+		re := &res.Events[i]
+		if re.Bounce != nil {
+			var err error
+			if re.Event.BounceID, err = createBounce(mail, re.Bounce); err != nil {
+				return err
+			}
+		}
+		seq, err := events.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := putJSON(events, eventKey(msg.MessageID, seq), re.Event); err != nil {
+			return err
+		}
+	}
+	if err := fileWebhookDeliveries(tx, mail, msg, res.Events, at); err != nil {
+		return err
+	}
+	for _, counter := range res.Counters {
+		if err := addStat(mail, at, msg.MessageStream, msg.Tag, counter); err != nil {
+			return err
+		}
+	}
+	suppressed := mail.Bucket(bucketSuppressed)
+	for _, sup := range res.Suppressions {
+		if err := putJSON(suppressed, []byte(sup.Email), sup); err != nil {
+			return err
+		}
+	}
+	return putJSON(mail.Bucket(bucketMessages), []byte(msg.MessageID), res.Message)
+}
+
+// RecordLateBounce files a bounce or complaint that arrived after the
+// attempt, with store.ResolveLateBounce, in one transaction.
+func (s *Store) RecordLateBounce(serverID int64, messageID string, o store.Outcome, at time.Time) (store.Bounce, error) {
+	var b store.Bounce
+	err := s.update(func(tx *bbolt.Tx) error {
+		mail := tx.Bucket(bucketMail).Bucket(itob(serverID))
+		if mail == nil {
+			return store.ErrNotFound
+		}
+		var msg store.Message
+		if err := getJSON(mail.Bucket(bucketMessages), []byte(messageID), &msg); err != nil {
+			return err
+		}
+		res := store.ResolveLateBounce(msg, o, at)
+		if err := fileResolution(tx, mail, msg, &res, at); err != nil {
+			return err
+		}
+		b = *res.Events[0].Bounce
+		b.ID = res.Events[0].Event.BounceID
+		return nil
+	})
+	return b, err
 }
 
 // Events returns a message's events in the order they happened. A message

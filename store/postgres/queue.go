@@ -202,38 +202,9 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 			return err
 		}
 		b := &pgx.Batch{}
-		for i := range res.Events {
-			re := &res.Events[i]
-			if re.Bounce != nil {
-				if re.Event.BounceID, err = createBounce(ctx, tx, re.Bounce); err != nil {
-					return err
-				}
-			}
-			doc, err := marshal(re.Event)
-			if err != nil {
-				return err
-			}
-			b.Queue(`INSERT INTO events (server_id, message_id, doc) VALUES ($1, $2, $3)`, e.ServerID, e.MessageID, doc)
-		}
-		if err := fileWebhookDeliveries(ctx, tx, b, msg, res.Events, a.At); err != nil {
+		if err := queueResolution(ctx, tx, b, msg, &res, a.At); err != nil {
 			return err
 		}
-		for _, counter := range res.Counters {
-			queueStat(b, e.ServerID, a.At, msg.MessageStream, msg.Tag, counter)
-		}
-		for _, sup := range res.Suppressions {
-			doc, err := marshal(sup)
-			if err != nil {
-				return err
-			}
-			b.Queue(`INSERT INTO suppressions (server_id, email, doc) VALUES ($1, $2, $3)
-				ON CONFLICT (server_id, email) DO UPDATE SET doc = excluded.doc`, e.ServerID, sup.Email, doc)
-		}
-		doc, err := marshal(res.Message)
-		if err != nil {
-			return err
-		}
-		b.Queue(`UPDATE messages SET status = $3, doc = $4 WHERE server_id = $1 AND message_id = $2`, e.ServerID, e.MessageID, res.Message.Status, doc)
 		if res.Next == nil {
 			b.Queue(`DELETE FROM queue WHERE server_id = $1 AND message_id = $2`, e.ServerID, e.MessageID)
 		} else {
@@ -246,6 +217,67 @@ func (s *Store) RecordAttempt(a store.Attempt) error {
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
+}
+
+// queueResolution queues what a resolution changes of msg: its events,
+// with the bounces they file (made at once, for their IDs), their webhook
+// calls, the stats, the suppressions and the message.
+func queueResolution(ctx context.Context, tx pgx.Tx, b *pgx.Batch, msg store.Message, res *store.Resolution, at time.Time) error {
+	for i := range res.Events {
+		re := &res.Events[i]
+		if re.Bounce != nil {
+			var err error
+			if re.Event.BounceID, err = createBounce(ctx, tx, re.Bounce); err != nil {
+				return err
+			}
+		}
+		doc, err := marshal(re.Event)
+		if err != nil {
+			return err
+		}
+		b.Queue(`INSERT INTO events (server_id, message_id, doc) VALUES ($1, $2, $3)`, msg.ServerID, msg.MessageID, doc)
+	}
+	if err := fileWebhookDeliveries(ctx, tx, b, msg, res.Events, at); err != nil {
+		return err
+	}
+	for _, counter := range res.Counters {
+		queueStat(b, msg.ServerID, at, msg.MessageStream, msg.Tag, counter)
+	}
+	for _, sup := range res.Suppressions {
+		doc, err := marshal(sup)
+		if err != nil {
+			return err
+		}
+		b.Queue(`INSERT INTO suppressions (server_id, email, doc) VALUES ($1, $2, $3)
+			ON CONFLICT (server_id, email) DO UPDATE SET doc = excluded.doc`, msg.ServerID, sup.Email, doc)
+	}
+	doc, err := marshal(res.Message)
+	if err != nil {
+		return err
+	}
+	b.Queue(`UPDATE messages SET status = $3, doc = $4 WHERE server_id = $1 AND message_id = $2`, msg.ServerID, msg.MessageID, res.Message.Status, doc)
+	return nil
+}
+
+// RecordLateBounce files a bounce or complaint that arrived after the
+// attempt, with store.ResolveLateBounce, in one transaction.
+func (s *Store) RecordLateBounce(serverID int64, messageID string, o store.Outcome, at time.Time) (store.Bounce, error) {
+	var out store.Bounce
+	err := s.update(func(ctx context.Context, tx pgx.Tx) error {
+		var msg store.Message
+		if err := getDoc(ctx, tx, &msg, `SELECT doc FROM messages WHERE server_id = $1 AND message_id = $2 FOR UPDATE`, serverID, messageID); err != nil {
+			return err
+		}
+		res := store.ResolveLateBounce(msg, o, at)
+		b := &pgx.Batch{}
+		if err := queueResolution(ctx, tx, b, msg, &res, at); err != nil {
+			return err
+		}
+		out = *res.Events[0].Bounce
+		out.ID = res.Events[0].Event.BounceID
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return out, err
 }
 
 // Defer hands back a claimed entry, due at due, counting no attempt.

@@ -411,3 +411,57 @@ func testDomainClaims(t *testing.T, h Harness) {
 	}
 	selfCheck(t, s)
 }
+
+func testRecordLateBounce(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	_, a := Init(t, s)
+	now := time.Now().UTC()
+	if _, err := s.CreateWebhook(store.Webhook{ServerID: a.ID, URL: "https://hooks.example/", MessageStream: "outbound",
+		Triggers: store.WebhookTriggers{Bounce: true, SpamComplaint: true, SpamContent: true}}); err != nil {
+		t.Fatal(err)
+	}
+	ids := enqueueN(t, s, a.ID, 1, now, "dsn@example.net", "arf@example.net", "ok@example.net")
+	got, _ := s.Claim(store.ClaimRequest{Now: now, Lease: time.Minute, Max: 1})
+	var outcomes []store.Outcome
+	for _, r := range got[0].Pending {
+		outcomes = append(outcomes, store.Outcome{Recipient: r, Type: store.EventDelivered, Details: store.EventDetails{DeliveryMessage: "250 ok"}})
+	}
+	if err := s.RecordAttempt(store.Attempt{Entry: got[0], At: now, Outcomes: outcomes}); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(time.Hour)
+	b, err := s.RecordLateBounce(a.ID, ids[0], store.Outcome{Recipient: "dsn@example.net", Type: store.EventBounced, Inactivate: true,
+		Details: store.EventDetails{DeliveryMessage: "550 5.1.1 user unknown", BounceType: "HardBounce", BounceTypeCode: 1, Summary: "a DSN"}}, later)
+	if err != nil || b.ID == 0 || b.Type != "HardBounce" || b.Email != "dsn@example.net" {
+		t.Fatalf("late bounce %+v, %v", b, err)
+	}
+	if _, err := s.RecordLateBounce(a.ID, ids[0], store.Outcome{Recipient: "arf@example.net", Type: store.EventBounced, Inactivate: true,
+		Details: store.EventDetails{DeliveryMessage: "abuse", BounceType: "SpamComplaint", BounceTypeCode: 100001}}, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RecordLateBounce(a.ID, "no-such-message", store.Outcome{Recipient: "x@example.net", Type: store.EventBounced}, later); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an unknown message: %v, want ErrNotFound", err)
+	}
+	s = h.Reopen(t, s)
+	m, _ := s.Message(a.ID, ids[0])
+	if m.Status != store.StatusPartial || m.RecipientStatus["dsn@example.net"] != store.EventBounced || m.RecipientStatus["ok@example.net"] != store.EventDelivered {
+		t.Errorf("message %+v", m)
+	}
+	evs, _ := s.Events(a.ID, ids[0])
+	if len(evs) != 5 || evs[3].Type != store.EventBounced || evs[3].BounceID != b.ID {
+		t.Errorf("events %+v", evs)
+	}
+	for _, rcpt := range []string{"dsn@example.net", "arf@example.net"} {
+		if sup, ok, err := s.Suppressed(a.ID, rcpt); err != nil || !ok || sup.MessageID != ids[0] {
+			t.Errorf("%s: suppressed %+v, %v, %v", rcpt, sup, ok, err)
+		}
+	}
+	calls, _ := s.ClaimWebhookDeliveries(later, time.Minute, 10)
+	triggers := map[string]bool{}
+	for _, c := range calls {
+		triggers[c.Trigger] = true
+	}
+	if len(calls) != 2 || !triggers["Bounce"] || !triggers["SpamComplaint"] {
+		t.Errorf("webhook calls %+v", calls)
+	}
+}

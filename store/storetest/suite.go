@@ -76,4 +76,5 @@ var contract = []struct {
 	{"WebhookLeasesComeBack", testWebhookLeasesComeBack},
 	{"Streams", testStreams},
 	{"DMARCReports", testDMARCReports},
+	{"RecordLateBounce", testRecordLateBounce},
 }
