@@ -28,12 +28,12 @@ func (a *API) stats(r *http.Request, srv store.Server) ([]store.DayStats, error)
 	return a.cfg.Store.Stats(srv.ID, store.StatsQuery{From: from, To: to, Tag: q.Get("tag"), Stream: q.Get("messagestream")})
 }
 
-// bouncedCount sums a day's bounces of every type but SMTPApiError,
-// which Postmark counts apart.
+// bouncedCount sums a day's bounces of every type but SMTPApiError and
+// SpamComplaint, which Postmark counts apart.
 func bouncedCount(c map[string]int64) int64 {
 	var n int64
 	for name, v := range c {
-		if name != store.StatSent && name != "SMTPApiError" {
+		if name != store.StatSent && name != "SMTPApiError" && name != "SpamComplaint" {
 			n += v
 		}
 	}
@@ -53,13 +53,15 @@ func (a *API) statsOverview(w http.ResponseWriter, r *http.Request, srv store.Se
 	if err != nil {
 		return err
 	}
-	var sent, bounced, apiErrors int64
+	var sent, bounced, apiErrors, complaints int64
 	for _, d := range days {
 		sent += d.Counts[store.StatSent]
 		bounced += bouncedCount(d.Counts)
 		apiErrors += d.Counts["SMTPApiError"]
+		complaints += d.Counts["SpamComplaint"]
 	}
-	// Postern tracks no opens, clicks or complaints: those stay zero.
+	// Postern tracks no opens or clicks: those stay zero. Complaints
+	// arrive as ARF reports at the inbound listener.
 	writeJSON(w, http.StatusOK, struct {
 		Sent, Bounced, SMTPApiErrors             int64
 		BounceRate                               float64
@@ -70,7 +72,8 @@ func (a *API) statsOverview(w http.ResponseWriter, r *http.Request, srv store.Se
 		TotalTrackedLinksSent                    int64
 		UniqueLinksClicked, TotalClicks          int64
 		WithClientRecorded, WithPlatformRecorded int64
-	}{Sent: sent, Bounced: bounced, SMTPApiErrors: apiErrors, BounceRate: rate(bounced, sent)})
+	}{Sent: sent, Bounced: bounced, SMTPApiErrors: apiErrors, BounceRate: rate(bounced, sent),
+		SpamComplaints: complaints, SpamComplaintsRate: rate(complaints, sent)})
 	return nil
 }
 

@@ -190,7 +190,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.SmarthostTLS, "smarthost-tls", SmarthostSTARTTLS, "TLS to the smarthost: starttls (typically port 587) or implicit (port 465); TLS is always required")
 	fs.Var((*domainList)(&c.SmarthostDomains), "smarthost-domains", "comma-separated recipient domains sent through the smarthost, the rest going direct to their MX hosts (default: every domain, when smarthost is set)")
 	fs.StringVar(&c.SenderPolicy, "sender-policy", PolicyVerified, "which sender domains (From, MAIL FROM, Sender, Resent-From) a Live server may send from: verified (a domain of its account whose DKIM records are in DNS), registered (any domain of its account) or any; Sandbox servers are exempt")
-	fs.StringVar(&c.ReturnPathDomain, "return-path-domain", "", "domain of the per-message envelope sender (MAIL FROM) used for delivery, so bounces can be matched (default: keep the client's MAIL FROM)")
+	fs.StringVar(&c.ReturnPathDomain, "return-path-domain", "", "domain of the per-message envelope sender (MAIL FROM) of deliveries, bounce+<signed message reference>@<domain>, whose MX must lead to the inbound listener so that bounces and complaints arriving later are recorded against their message (default: inbound-domain when inbound-addr is on, else the client's MAIL FROM)")
 	fs.DurationVar(&c.MaxLifetime, "max-lifetime", 48*time.Hour, "how long a recipient is retried after temporary failures before it bounces as expired")
 	fs.DurationVar(&c.RetryBase, "retry-base", 5*time.Minute, "wait before the first retry; later waits grow from it, with jitter")
 	fs.DurationVar(&c.RetryMaxInterval, "retry-max-interval", 4*time.Hour, "the longest wait between two retries (at least retry-base)")

@@ -1,7 +1,9 @@
 // Package inbound is the SMTP listener for mail to Postern itself: the
-// DMARC reports receivers send about its customers' domains. It takes
-// mail only for dmarc+<token>@<inbound-domain>, with no AUTH, and never
-// relays anything: every other recipient is refused.
+// DMARC reports receivers send about its customers' domains, and the
+// bounces and complaints that come back later to the return paths of
+// sent mail. It takes mail only for dmarc+<token>@<inbound-domain> and
+// bounce+<token>@<inbound-domain or return-path-domain>, with no AUTH,
+// and never relays anything: every other recipient is refused.
 package inbound
 
 import (
@@ -20,6 +22,7 @@ import (
 
 	"github.com/postern/postern/dmarc"
 	"github.com/postern/postern/internal/dmarcreport"
+	"github.com/postern/postern/internal/verp"
 	"github.com/postern/postern/store"
 )
 
@@ -28,12 +31,17 @@ type Store interface {
 	dmarc.Store
 	Domain(id int64) (store.Domain, error)
 	InstallationKey() ([]byte, error)
+	Message(serverID int64, messageID string) (store.Message, error)
+	RecordLateBounce(serverID int64, messageID string, o store.Outcome, at time.Time) (store.Bounce, error)
 }
 
 // Config configures the listener.
 type Config struct {
 	// Domain is inbound-domain: the MX of this domain points at Postern.
 	Domain string
+	// ReturnPathDomain, if set, also takes the return paths of sent
+	// mail (return-path-domain, whose MX leads here).
+	ReturnPathDomain string
 	// Hostname is the name in the greeting.
 	Hostname string
 	Store    Store
@@ -55,7 +63,7 @@ type Config struct {
 
 // Kinds and results of postern_inbound_messages_total.
 var (
-	Kinds   = []string{"dmarc"}
+	Kinds   = []string{"dmarc", "dsn", "complaint", "other"}
 	Results = []string{"parsed", "failed", "duplicate", "error"}
 )
 
@@ -76,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("inbound: a store and a domain are required")
 	}
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+	cfg.ReturnPathDomain = strings.ToLower(strings.TrimSuffix(cfg.ReturnPathDomain, "."))
 	if cfg.Hostname == "" {
 		cfg.Hostname = cfg.Domain
 	}
@@ -100,7 +109,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, sessions: map[string]int{},
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postern_inbound_messages_total",
-			Help: "Messages to Postern itself, by kind (dmarc) and result: parsed, failed (kept with the reason), duplicate (counted once), error (the store failed: 451).",
+			Help: "Messages to Postern itself, by kind (dmarc; dsn, complaint, other at a return path) and result: parsed, failed (kept with the reason), duplicate (counted once), error (the store failed: 451).",
 		}, []string{"kind", "result"}),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "postern_dmarc_report_rows_total",
@@ -193,27 +202,36 @@ type session struct {
 	s       *Server
 	remote  string
 	domains []store.Domain // the recipients' domains, one per report address
+	bounces []bounceTarget // the messages whose return paths are recipients
 }
 
 var errNoSuchRecipient = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such recipient here"}
 
 func (ss *session) Mail(from string, _ *smtp.MailOptions) error { return nil }
 
+var errTemporary = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure; try again later"}
+
 // Rcpt takes dmarc+<token>@<inbound-domain> of a domain that exists, and
-// nothing else.
+// the return path of a message that exists, and nothing else.
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	at := strings.LastIndexByte(to, '@')
-	if at < 0 || !strings.EqualFold(strings.TrimSuffix(to[at+1:], "."), ss.s.cfg.Domain) {
+	if at < 0 {
 		return errNoSuchRecipient
 	}
-	local := strings.ToLower(to[:at])
-	token, ok := strings.CutPrefix(local, dmarc.LocalPrefix)
-	if !ok {
+	domain, local := strings.ToLower(strings.TrimSuffix(to[at+1:], ".")), strings.ToLower(to[:at])
+	if domain != ss.s.cfg.Domain && (ss.s.cfg.ReturnPathDomain == "" || domain != ss.s.cfg.ReturnPathDomain) {
 		return errNoSuchRecipient
 	}
 	key, err := ss.s.cfg.Store.InstallationKey()
 	if err != nil {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary failure; try again later"}
+		return errTemporary
+	}
+	if strings.HasPrefix(local, verp.Prefix) {
+		return ss.bounceRcpt(key, local)
+	}
+	token, ok := strings.CutPrefix(local, dmarc.LocalPrefix)
+	if !ok || domain != ss.s.cfg.Domain {
+		return errNoSuchRecipient
 	}
 	id, ok := dmarc.ParseToken(key, token)
 	if !ok {
@@ -235,8 +253,31 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
-// Data files the report for each recipient's domain before answering:
-// parsed, or kept as failed with the reason.
+// bounceRcpt takes a return path whose message exists.
+func (ss *session) bounceRcpt(key []byte, local string) error {
+	serverID, messageID, ok := verp.Parse(key, local)
+	if !ok {
+		return errNoSuchRecipient
+	}
+	m, err := ss.s.cfg.Store.Message(serverID, messageID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNoSuchRecipient // purged by retention, or its server deleted
+	case err != nil:
+		return errTemporary
+	}
+	for _, have := range ss.bounces {
+		if have.serverID == serverID && have.msg.MessageID == messageID {
+			return nil
+		}
+	}
+	ss.bounces = append(ss.bounces, bounceTarget{serverID: serverID, msg: m})
+	return nil
+}
+
+// Data files the report for each recipient's domain, and what a notice
+// to a return path says, before answering: parsed, or kept as failed
+// with the reason.
 func (ss *session) Data(r io.Reader) error {
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -244,6 +285,16 @@ func (ss *session) Data(r io.Reader) error {
 			return err
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again"}
+	}
+	for _, t := range ss.bounces {
+		kind, err := ss.notice(t, data)
+		if err != nil {
+			ss.s.messages.WithLabelValues("other", "error").Inc()
+			ss.s.cfg.Logger.Error("inbound: cannot record a bounce", "server", t.serverID, "message_id", t.msg.MessageID, "err", err)
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary storage failure; try again later"}
+		}
+		ss.s.messages.WithLabelValues(kind, "parsed").Inc()
+		ss.s.cfg.Logger.Info("inbound: notice at a return path", "remote", ss.remote, "server", t.serverID, "message_id", t.msg.MessageID, "kind", kind)
 	}
 	for _, d := range ss.domains {
 		report, err := dmarc.Ingest(ss.s.cfg.Store, d, data, "mail", ss.s.cfg.Now())
@@ -272,5 +323,5 @@ func (ss *session) Data(r io.Reader) error {
 	return nil
 }
 
-func (ss *session) Reset()        { ss.domains = nil }
+func (ss *session) Reset()        { ss.domains, ss.bounces = nil, nil }
 func (ss *session) Logout() error { return nil }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/postern/postern/internal/verp"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -119,13 +120,17 @@ func TestE2EReturnPath(t *testing.T) {
 	p := e.Peer(stack.Loopbacks[0], smtptest.Options{})
 	e.Route("example.net", stack.Loopbacks[0])
 	cfg := e.RelayConfig()
-	cfg.ReturnPathDomain = "Bounces.Postern.Test."
+	cfg.ReturnPathDomain, cfg.ReturnPathKey = "Bounces.Postern.Test.", []byte("the installation's key")
 	e.StartRelay(cfg)
 
 	id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Return path"))
 	e.WaitFinal(srv.ID, id)
-	if msgs := p.Messages(); len(msgs) != 1 || msgs[0].From != "pm-bounces+"+id+"@bounces.postern.test" {
-		t.Fatalf("messages %+v, want one with MAIL FROM pm-bounces+%s@bounces.postern.test", msgs, id)
+	want := verp.Local(cfg.ReturnPathKey, srv.ID, id) + "@bounces.postern.test"
+	if msgs := p.Messages(); len(msgs) != 1 || msgs[0].From != want {
+		t.Fatalf("messages %+v, want one with MAIL FROM %s", msgs, want)
+	}
+	if srvID, msgID, ok := verp.Parse(cfg.ReturnPathKey, strings.Split(want, "@")[0]); !ok || srvID != srv.ID || msgID != id {
+		t.Errorf("the return path names %d %s", srvID, msgID)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/internal/dkim"
+	"github.com/postern/postern/internal/verp"
 	"github.com/postern/postern/store"
 )
 
@@ -88,10 +89,12 @@ type WorkerConfig struct {
 	SmarthostDomains []string
 
 	// ReturnPathDomain, if set, makes MAIL FROM a per-message address on
-	// that domain, "pm-bounces+<MessageID>@<domain>", so that bounces
-	// arriving later name the message they are about. Otherwise MAIL FROM
-	// is the envelope sender the client gave.
+	// that domain, signed with ReturnPathKey (see package verp), so that
+	// bounces and complaints arriving later name the message they are
+	// about, and nobody can forge one. Otherwise MAIL FROM is the
+	// envelope sender the client gave.
 	ReturnPathDomain string
+	ReturnPathKey    []byte
 
 	// Workers caps deliveries in flight in all; PerServer caps those of
 	// one server, so that one server's backlog leaves room for the others;
@@ -608,7 +611,7 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 
 	env := Envelope{From: msg.EnvelopeFrom}
 	if w.cfg.ReturnPathDomain != "" {
-		env.From = "pm-bounces+" + e.MessageID + "@" + w.cfg.ReturnPathDomain
+		env.From = verp.Local(w.cfg.ReturnPathKey, e.ServerID, e.MessageID) + "@" + w.cfg.ReturnPathDomain
 	}
 	env.SMTPUTF8 = !isASCII(env.From)
 	for _, r := range e.Pending {

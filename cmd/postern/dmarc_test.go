@@ -7,10 +7,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/postern/postern/internal/testutil/smtptest"
+	"github.com/postern/postern/internal/testutil/stack"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +200,115 @@ func gzipped(t *testing.T, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// TestLateBounceAndComplaint: a message delivered through the relay, then
+// a DSN for it to its return path, records the Bounce, makes the
+// recipient inactive and counts it; an ARF complaint for another records
+// a SpamComplaint.
+func TestLateBounceAndComplaint(t *testing.T) {
+	dir := t.TempDir()
+	token := liveServer(t, dir)
+	dns := dnstest.New(t)
+	dns.SetMX("example.net", []dnstest.MX{{Host: "mx.example.net", Pref: 10}})
+	dns.SetA("mx.example.net", netip.MustParseAddr("127.0.0.1"))
+	peer := smtptest.New(t, smtptest.Options{})
+	p := startPostern(t, dir, []string{"POSTERN_DNS=" + dns.Addr(), "POSTERN_MX_PORT=" + strconv.Itoa(peer.Port()), "POSTERN_ALLOW_PRIVATE_DESTINATIONS=true",
+		"POSTERN_SENDER_POLICY=any", "POSTERN_INBOUND_ADDR=127.0.0.1:0", "POSTERN_INBOUND_DOMAIN=inbound.postern.test"}, "serve", "-smtp-addr", "127.0.0.1:0")
+	addr, inboundAddr, apiURL := p.listening(t, "smtp"), p.listening(t, "inbound"), "http://"+p.listening(t, "api")
+
+	first := send(t, addr, token, "gone@example.net", "will bounce later")
+	second := send(t, addr, token, "angry@example.net", "will be reported")
+	stack.WaitFor(t, "both delivered", func() bool { return peer.Received() == 2 })
+	returnPath := map[string]string{}
+	for _, m := range peer.Messages() {
+		if !strings.HasPrefix(m.From, "bounce+") || !strings.HasSuffix(m.From, "@inbound.postern.test") {
+			t.Fatalf("MAIL FROM %q is no return path of Postern's", m.From)
+		}
+		returnPath[m.To[0]] = m.From
+	}
+
+	notify := func(to, msg string) {
+		t.Helper()
+		c, err := smtp.Dial(inboundAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Mail("", nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt(to, nil); err != nil {
+			t.Fatalf("RCPT %s: %v", to, err)
+		}
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, msg)
+		if err := w.Close(); err != nil {
+			t.Fatalf("DATA: %v", err)
+		}
+		c.Quit()
+	}
+	notify(returnPath["gone@example.net"], "From: MAILER-DAEMON@mx.example.net\r\nTo: "+returnPath["gone@example.net"]+"\r\nSubject: Undelivered Mail Returned to Sender\r\n"+
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n"+
+		"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; gone@example.net\r\nAction: failed\r\n"+
+		"Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 <gone@example.net>: Recipient address rejected: User unknown in local recipient table\r\n\r\n--B--\r\n")
+	notify(returnPath["angry@example.net"], "From: staff@example.net\r\nTo: "+returnPath["angry@example.net"]+"\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"+
+		"Content-Type: multipart/report; report-type=feedback-report; boundary=\"A\"\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\nAbuse report.\r\n"+
+		"--A\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\nOriginal-Rcpt-To: <angry@example.net>\r\n\r\n"+
+		"--A\r\nContent-Type: message/rfc822\r\n\r\nSubject: will be reported\r\n\r\nhi\r\n--A--\r\n")
+
+	c, err := client.New(apiURL, client.ServerToken, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{first: "HardBounce", second: "SpamComplaint"} {
+		var d struct {
+			Status        string
+			MessageEvents []struct{ Type, Recipient string }
+		}
+		if _, err := c.Do(http.MethodGet, "/messages/outbound/"+id+"/details", nil, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Status != "Bounced" || len(d.MessageEvents) != 2 || d.MessageEvents[0].Type != "Delivered" || d.MessageEvents[1].Type != "Bounced" {
+			t.Errorf("%s: %+v", want, d)
+		}
+		var bounces struct {
+			TotalCount int
+			Bounces    []struct{ Type, Email string }
+		}
+		if _, err := c.Do(http.MethodGet, "/bounces?count=10&offset=0&messageID="+id, nil, &bounces); err != nil || bounces.TotalCount != 1 || bounces.Bounces[0].Type != want {
+			t.Errorf("%s: bounces %+v, %v", want, bounces, err)
+		}
+	}
+	var stats map[string]any
+	if _, err := c.Do(http.MethodGet, "/stats/outbound/bounces", nil, &stats); err != nil || stats["HardBounce"] != 1.0 {
+		t.Errorf("bounce stats %v, %v", stats, err)
+	}
+	if _, err := c.Do(http.MethodGet, "/stats/outbound", nil, &stats); err != nil || stats["SpamComplaints"] != 1.0 || stats["Sent"] != 2.0 {
+		t.Errorf("outbound stats %v, %v", stats, err)
+	}
+	// Both recipients are inactive now.
+	for _, rcpt := range []string{"gone@example.net", "angry@example.net"} {
+		sc := dialSMTP(t, addr)
+		sc.login(token)
+		sc.expect("250", "MAIL FROM:<app@example.com>")
+		sc.expect("550 5.1.1", "RCPT TO:<%s>", rcpt)
+		sc.quit()
+	}
+	// A return path made up for the message is refused.
+	forged := strings.Replace(returnPath["gone@example.net"], "bounce+", "bounce+9", 1)
+	sc, err := smtp.Dial(inboundAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Mail("", nil)
+	var se *smtp.SMTPError
+	if err := sc.Rcpt(forged, nil); !errors.As(err, &se) || se.Code != 550 {
+		t.Errorf("a forged return path: %v", err)
+	}
+	sc.Close()
+	p.stop(t)
 }

@@ -18,6 +18,7 @@ import (
 type relayStore interface {
 	relay.Store
 	relay.STSCache
+	InstallationKey() ([]byte, error)
 }
 
 // newRelay builds the delivery worker from the settings: MX delivery
@@ -47,10 +48,23 @@ func newRelay(cfg *config.Config, st relayStore, log *slog.Logger, reg prometheu
 	if err != nil {
 		return nil, nil, err
 	}
+	// Return paths name their message when bounces can come back: to
+	// return-path-domain, or else to the inbound listener's domain.
+	returnPath := cfg.ReturnPathDomain
+	if returnPath == "" && !config.Off(cfg.InboundAddr) {
+		returnPath = cfg.Inbound()
+	}
+	var returnPathKey []byte
+	if returnPath != "" {
+		if returnPathKey, err = st.InstallationKey(); err != nil {
+			return nil, nil, err
+		}
+	}
 	wc := relay.WorkerConfig{
 		Store:            st,
 		MX:               mx,
-		ReturnPathDomain: cfg.ReturnPathDomain,
+		ReturnPathDomain: returnPath,
+		ReturnPathKey:    returnPathKey,
 		Workers:          cfg.RelayWorkers,
 		PerServer:        cfg.RelayPerServer,
 		PerDomain:        cfg.RelayPerDomain,
