@@ -455,7 +455,7 @@ func (a *API) verifyReturnPath(w http.ResponseWriter, r *http.Request, p account
 	if _, err := a.ownDomain(r, p); err != nil {
 		return err
 	}
-	return errorf(http.StatusNotImplemented, 0, "Postern does not verify Return-Path domains: it cannot look CNAME records up, and its relay uses the installation's return-path-domain setting for every domain.")
+	return errorf(http.StatusNotImplemented, 0, "Postern does not verify a domain's own Return-Path domain yet: its relay sends every message with a return path on the installation's return-path-domain, or inbound-domain.")
 }
 
 // rotateDKIM makes new keys, pending until verifyDkim finds their records.
