@@ -270,7 +270,7 @@ func TestDomainEditAndDelete(t *testing.T) {
 	// verifyReturnPath says plainly that it is not supported.
 	status, body = e.account(http.MethodPut, path+"/verifyReturnPath", tok, nil)
 	wantError(t, status, body, http.StatusNotImplemented, 0)
-	if !strings.Contains(string(body), "does not verify Return-Path domains") {
+	if !strings.Contains(string(body), "does not verify a domain's own Return-Path domain") {
 		t.Errorf("verifyReturnPath: %s", body)
 	}
 
