@@ -128,3 +128,26 @@ func TestSourcesAndAdvice(t *testing.T) {
 		t.Errorf("at reject: %+v", a)
 	}
 }
+
+func TestDigest(t *testing.T) {
+	from := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	sources := []dmarc.Source{
+		{IP: "192.0.2.10", Hostname: "mail.postern.example", Messages: 900, DmarcPass: 900, ViaPostern: true},
+		{IP: "198.51.100.7", Messages: 30, DmarcPass: 0},
+	}
+	got := dmarc.Digest("example.com", from, from.Add(7*24*time.Hour), 930, 900, sources, dmarc.Advise("none", 930, 900, sources))
+	for _, want := range []string{
+		"DMARC digest for example.com, 2026-11-23 to 2026-11-30 (UTC)",
+		"930 messages claimed to be from example.com; 900 (96.8%) passed DMARC.",
+		"Unknown sources: neither Postern nor marked known:\n  198.51.100.7",
+		"Top sources:\n  192.0.2.10",
+		"Advice: 1 sources that are neither Postern nor marked known",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the digest lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Index(got, "198.51.100.7") > strings.Index(got, "192.0.2.10") {
+		t.Error("unknown sources do not come first")
+	}
+}

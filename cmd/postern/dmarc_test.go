@@ -152,6 +152,17 @@ func TestDMARCReportsByMail(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) || sources.TotalMessages != 127 || sources.DmarcPass != 125 {
 		t.Errorf("sources %v (total %d, pass %d)\nwant %v", got, sources.TotalMessages, sources.DmarcPass, want)
 	}
+	// The same from the terminal.
+	out, errOut, code := runPostern(t, dir, []string{"POSTERN_URL=" + apiURL, "POSTERN_TOKEN=" + inst.AccountToken}, "dmarc", "sources", "-domain", "example.com",
+		"-from", "1970-01-01", "-to", "2030-01-01")
+	if code != 0 || !strings.Contains(out, "192.0.2.123") || !strings.Contains(out, "127 messages, 125 passed DMARC") {
+		t.Errorf("dmarc sources: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = runPostern(t, dir, []string{"POSTERN_URL=" + apiURL, "POSTERN_TOKEN=" + inst.AccountToken}, "dmarc", "digest", "-domain", "example.com")
+	if code != 0 || !strings.Contains(out, "DMARC digest for example.com") || !strings.Contains(out, "Advice:") {
+		t.Errorf("dmarc digest: exit %d\n%s%s", code, out, errOut)
+	}
+
 	var reports api.DMARCReportList
 	if _, err := c.Do(http.MethodGet, fmt.Sprintf("/domains/%d/dmarc/reports", d.ID), nil, &reports); err != nil {
 		t.Fatal(err)
