@@ -234,13 +234,23 @@ func (s *Store) ReleaseWebhookLeases(now time.Time) (int, error) {
 	return n, err
 }
 
-// ClaimWebhookDeliveries leases up to max calls due at now.
+// ClaimWebhookDeliveries leases up to max calls due at now. An outbox
+// with nothing due costs a read, not a synced write: the dispatcher asks
+// every second.
 func (s *Store) ClaimWebhookDeliveries(now time.Time, lease time.Duration, max int) ([]store.WebhookDelivery, error) {
+	end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
+	due := false
+	if err := s.view(func(tx *bbolt.Tx) error {
+		k, _ := tx.Bucket(bucketOutbox).Cursor().First()
+		due = k != nil && bytes.Compare(k[:8], end) <= 0
+		return nil
+	}); err != nil || !due {
+		return nil, err
+	}
 	var out []store.WebhookDelivery
 	err := s.update(func(tx *bbolt.Tx) error {
 		out = out[:0]
 		outbox := tx.Bucket(bucketOutbox)
-		end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 		c := outbox.Cursor()
 		var taken [][]byte
 		for k, v := c.First(); k != nil && bytes.Compare(k[:8], end) <= 0 && len(out) < max; k, v = c.Next() {
