@@ -73,6 +73,9 @@ type Config struct {
 	InboundDomain string
 	SendingIPs    []netip.Addr
 	PTR           func(ip string) string
+	// CNAME looks a Return-Path domain's CNAME up (verifyReturnPath); nil:
+	// never verified.
+	CNAME func(ctx context.Context, name string) (string, error)
 	// Unsubscribed, if set, is told of each unsubscribe (the webhook
 	// dispatcher's wake-up).
 	Unsubscribed func()

@@ -190,7 +190,11 @@ func (a *API) details(d store.Domain) (DomainDetails, error) {
 		DKIMUpdateStatus: dkimVerified,
 		ReturnPathDomain: d.ReturnPathDomain,
 		SPFHost:          d.Name,
-		DKIMRecords:      []DKIMRecord{},
+		// The CNAME to publish for the Return-Path domain: Postern's
+		// inbound domain, where bounces and complaints are taken.
+		ReturnPathDomainCNAMEValue: a.cfg.InboundDomain,
+		ReturnPathDomainVerified:   d.ReturnPathVerified,
+		DKIMRecords:                []DKIMRecord{},
 	}
 	pending := d.PendingKeys
 	if len(pending) == 0 && d.VerifiedAt.IsZero() {
@@ -328,7 +332,9 @@ func (a *API) editDomain(w http.ResponseWriter, r *http.Request, p accountPrinci
 		if err != nil {
 			return err
 		}
-		d.ReturnPathDomain = rp
+		if rp != d.ReturnPathDomain {
+			d.ReturnPathDomain, d.ReturnPathVerified = rp, false
+		}
 		return nil
 	})
 	if err != nil {
@@ -452,10 +458,28 @@ func (a *API) verifyDKIM(w http.ResponseWriter, r *http.Request, p accountPrinci
 // TXT records up only, and Postern does not use a domain's return path
 // yet (the relay's return-path-domain setting is installation-wide).
 func (a *API) verifyReturnPath(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
-	if _, err := a.ownDomain(r, p); err != nil {
+	d, err := a.ownDomain(r, p)
+	if err != nil {
 		return err
 	}
-	return errorf(http.StatusNotImplemented, 0, "Postern does not verify a domain's own Return-Path domain yet: its relay sends every message with a return path on the installation's return-path-domain, or inbound-domain.")
+	if d.ReturnPathDomain == "" {
+		return unprocessable(codeInvalidField, "The domain has no ReturnPathDomain to verify; set one with PUT /domains/%d.", d.ID)
+	}
+	found := false
+	if a.cfg.CNAME != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		cname, err := a.cfg.CNAME(ctx, d.ReturnPathDomain)
+		cancel()
+		found = err == nil && cname == a.cfg.InboundDomain
+	}
+	d, err = a.modifyOwnDomain(r, p, func(d *store.Domain) error {
+		d.ReturnPathVerified = found
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return a.writeDomain(w, d)
 }
 
 // rotateDKIM makes new keys, pending until verifyDkim finds their records.

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"fmt"
+	"github.com/postern/postern/internal/testutil/stack"
 	"net/http"
 	"strings"
 	"sync"
@@ -104,9 +105,10 @@ func TestDomainCreateShape(t *testing.T) {
 		// A new domain's keys are pending, as Postmark shows a new key,
 		// until verifyDkim finds their records.
 		DKIMPendingHost: rsa.Host, DKIMPendingTextValue: rsa.TextValue,
-		DKIMUpdateStatus: "Pending",
-		ReturnPathDomain: "pm-bounces.mail.example.com",
-		SPFHost:          "mail.example.com",
+		DKIMUpdateStatus:           "Pending",
+		ReturnPathDomain:           "pm-bounces.mail.example.com",
+		ReturnPathDomainCNAMEValue: stack.InboundDomain,
+		SPFHost:                    "mail.example.com",
 		DKIMRecords: []api.DKIMRecord{
 			{Algorithm: "ed25519", Host: ed.Host, TextValue: ed.TextValue},
 			{Algorithm: "rsa", Host: rsa.Host, TextValue: rsa.TextValue},
@@ -267,11 +269,25 @@ func TestDomainEditAndDelete(t *testing.T) {
 	status, body = e.account(http.MethodPut, path, tok, []byte("{"))
 	wantError(t, status, body, 422, 402)
 
-	// verifyReturnPath says plainly that it is not supported.
+	// verifyReturnPath: none to verify; then its CNAME is looked up, and
+	// must lead to the inbound domain.
 	status, body = e.account(http.MethodPut, path+"/verifyReturnPath", tok, nil)
-	wantError(t, status, body, http.StatusNotImplemented, 0)
-	if !strings.Contains(string(body), "does not verify a domain's own Return-Path domain") {
-		t.Errorf("verifyReturnPath: %s", body)
+	wantError(t, status, body, 422, 403)
+	e.account(http.MethodPut, path, tok, map[string]any{"ReturnPathDomain": "pm-bounces.edit.example"})
+	e.DNS.SetCNAME("pm-bounces.edit.example", "elsewhere.example")
+	status, body = e.account(http.MethodPut, path+"/verifyReturnPath", tok, nil)
+	if decodeInto(t, status, body, &got); got.ReturnPathDomainVerified || got.ReturnPathDomainCNAMEValue != stack.InboundDomain {
+		t.Errorf("a CNAME elsewhere: %+v", got)
+	}
+	e.DNS.SetCNAME("pm-bounces.edit.example", stack.InboundDomain)
+	status, body = e.account(http.MethodPut, path+"/verifyReturnPath", tok, nil)
+	if decodeInto(t, status, body, &got); !got.ReturnPathDomainVerified {
+		t.Errorf("the CNAME published: %+v", got)
+	}
+	// Another Return-Path domain must be verified anew.
+	status, body = e.account(http.MethodPut, path, tok, map[string]any{"ReturnPathDomain": "rp.edit.example"})
+	if decodeInto(t, status, body, &got); got.ReturnPathDomainVerified {
+		t.Errorf("a new Return-Path domain starts verified: %+v", got)
 	}
 
 	status, body = e.account(http.MethodDelete, path, tok, nil)
@@ -444,7 +460,8 @@ func TestDomainRotation(t *testing.T) {
 		DKIMHost: newRSA.Host, DKIMTextValue: newRSA.TextValue,
 		DKIMRevokedHost: d.DKIMPendingHost, DKIMRevokedTextValue: d.DKIMPendingTextValue,
 		DKIMUpdateStatus: "Verified", SPFHost: "rotate.example",
-		DKIMRecords: rot.DKIMRecords[2:],
+		ReturnPathDomainCNAMEValue: stack.InboundDomain,
+		DKIMRecords:                rot.DKIMRecords[2:],
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after promotion\n got %+v\nwant %+v", got, want)

@@ -2,7 +2,7 @@
 // DMARC reports receivers send about its customers' domains, and the
 // bounces and complaints that come back later to the return paths of
 // sent mail. It takes mail only for dmarc+<token>@<inbound-domain> and
-// bounce+<token>@<inbound-domain or return-path-domain>, with no AUTH,
+// bounce+<token> at any domain whose MX leads here, with no AUTH,
 // and never relays anything: every other recipient is refused.
 package inbound
 
@@ -39,9 +39,6 @@ type Store interface {
 type Config struct {
 	// Domain is inbound-domain: the MX of this domain points at Postern.
 	Domain string
-	// ReturnPathDomain, if set, also takes the return paths of sent
-	// mail (return-path-domain, whose MX leads here).
-	ReturnPathDomain string
 	// Hostname is the name in the greeting.
 	Hostname string
 	Store    Store
@@ -84,7 +81,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("inbound: a store and a domain are required")
 	}
 	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
-	cfg.ReturnPathDomain = strings.ToLower(strings.TrimSuffix(cfg.ReturnPathDomain, "."))
 	if cfg.Hostname == "" {
 		cfg.Hostname = cfg.Domain
 	}
@@ -219,7 +215,7 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return errNoSuchRecipient
 	}
 	domain, local := strings.ToLower(strings.TrimSuffix(to[at+1:], ".")), strings.ToLower(to[:at])
-	if domain != ss.s.cfg.Domain && (ss.s.cfg.ReturnPathDomain == "" || domain != ss.s.cfg.ReturnPathDomain) {
+	if !strings.HasPrefix(local, verp.Prefix) && !strings.HasPrefix(local, dmarc.LocalPrefix) {
 		return errNoSuchRecipient
 	}
 	key, err := ss.s.cfg.Store.InstallationKey()
@@ -227,10 +223,13 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return errTemporary
 	}
 	if strings.HasPrefix(local, verp.Prefix) {
+		// At any domain: return-path-domain, or a customer's own
+		// Return-Path domain whose CNAME leads here. The signature
+		// proves the address is Postern's, and nothing is relayed.
 		return ss.bounceRcpt(key, local)
 	}
-	token, ok := strings.CutPrefix(local, dmarc.LocalPrefix)
-	if !ok || domain != ss.s.cfg.Domain {
+	token, _ := strings.CutPrefix(local, dmarc.LocalPrefix)
+	if domain != ss.s.cfg.Domain {
 		return errNoSuchRecipient
 	}
 	id, ok := dmarc.ParseToken(key, token)

@@ -99,6 +99,13 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	return r.r.LookupTXT(ctx, absolute(name))
 }
 
+// LookupCNAME returns the canonical name of name, without the trailing
+// dot, lower case.
+func (r *Resolver) LookupCNAME(ctx context.Context, name string) (string, error) {
+	cname, err := r.r.LookupCNAME(ctx, absolute(name))
+	return strings.ToLower(strings.TrimSuffix(cname, ".")), err
+}
+
 // LookupAddr returns the names of an address (its PTR records).
 func (r *Resolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
 	return r.r.LookupAddr(ctx, addr)

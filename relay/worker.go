@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/postern/postern/internal/dkim"
+	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/internal/verp"
 	"github.com/postern/postern/store"
 )
@@ -611,7 +612,7 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 
 	env := Envelope{From: msg.EnvelopeFrom}
 	if w.cfg.ReturnPathDomain != "" {
-		env.From = verp.Local(w.cfg.ReturnPathKey, e.ServerID, e.MessageID) + "@" + w.cfg.ReturnPathDomain
+		env.From = verp.Local(w.cfg.ReturnPathKey, e.ServerID, e.MessageID) + "@" + w.returnPathDomain(srv, raw)
 	}
 	env.SMTPUTF8 = !isASCII(env.From)
 	for _, r := range e.Pending {
@@ -655,6 +656,18 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 		}
 	}
 	return a, nil
+}
+
+// returnPathDomain is where a message's return path is: its From
+// domain's own Return-Path domain once verified (its CNAME leads to the
+// inbound listener), else ReturnPathDomain.
+func (w *Worker) returnPathDomain(srv store.Server, raw []byte) string {
+	if name, err := message.FromDomain(raw); err == nil {
+		if d, err := w.cfg.Store.DomainByName(name); err == nil && d.AccountID == srv.AccountID && d.ReturnPathVerified && d.ReturnPathDomain != "" {
+			return d.ReturnPathDomain
+		}
+	}
+	return w.cfg.ReturnPathDomain
 }
 
 // deliver runs one destination's delivery, holding the destination's

@@ -38,6 +38,11 @@ type Domain struct {
 	// ReturnPathDomain is the custom Return-Path domain a client asked for
 	// (Postmark's field); empty when none.
 	ReturnPathDomain string `json:",omitempty"`
+	// ReturnPathVerified: the Return-Path domain's CNAME was found
+	// pointing at the inbound listener's domain (verifyReturnPath); the
+	// relay then sends the domain's mail with return paths on it. A
+	// change of ReturnPathDomain clears it.
+	ReturnPathVerified bool `json:",omitempty"`
 	CreatedAt        time.Time
 	// Claim: the name is another account's, which has not proven it in
 	// DNS; this record claims it, and takes it (TakeDomain) when its own

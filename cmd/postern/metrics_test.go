@@ -174,7 +174,8 @@ func TestServeMetrics(t *testing.T) {
 		families, text = scrape(t, metricsAddr)
 		if sample(families, "postern_recipients_delivered_total", "server", sb) == 2 &&
 			sample(families, "postern_recipients_bounced_total", "server", sa, "type", "HardBounce") == 1 &&
-			sample(families, "postern_smtp_sessions_open") == 0 {
+			sample(families, "postern_smtp_sessions_open") == 0 &&
+			sample(families, "postern_queue_depth", "server", sb) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -189,15 +189,14 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		unsubscribeBase = cfg.APIURL(addr)
 	}
 	if a.inbound, err = inbound.New(inbound.Config{
-		Domain:           cfg.Inbound(),
-		ReturnPathDomain: cfg.ReturnPathDomain,
-		Hostname:         cfg.Hostname,
-		Store:            a.Store,
-		TLSConfig:        tlsConfig,
-		CommandTimeout:   cfg.CommandTimeout,
-		SessionTimeout:   cfg.SessionTimeout,
-		Logger:           log,
-		Metrics:          a.metrics.reg,
+		Domain:         cfg.Inbound(),
+		Hostname:       cfg.Hostname,
+		Store:          a.Store,
+		TLSConfig:      tlsConfig,
+		CommandTimeout: cfg.CommandTimeout,
+		SessionTimeout: cfg.SessionTimeout,
+		Logger:         log,
+		Metrics:        a.metrics.reg,
 	}); err != nil {
 		return nil, err
 	}

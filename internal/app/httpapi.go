@@ -50,6 +50,7 @@ func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.Se
 		Metrics:                  app.metrics.reg,
 		CheckWebhookURL:          checkWebhookURL(cfg),
 		InboundDomain:            cfg.Inbound(),
+		CNAME:                    relay.NewResolver(cfg.DNS).LookupCNAME,
 		SendingIPs:               sendingIPs(cfg),
 		PTR:                      newPTRCache(relay.NewResolver(cfg.DNS)).name,
 		Logger:                   log,

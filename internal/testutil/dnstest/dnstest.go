@@ -160,6 +160,11 @@ func (s *Server) SetTXT(name string, values ...string) {
 	s.set(name, dnsmessage.TypeTXT, bodies)
 }
 
+// SetCNAME makes name an alias of target.
+func (s *Server) SetCNAME(name, target string) {
+	s.set(name, dnsmessage.TypeCNAME, []dnsmessage.ResourceBody{&dnsmessage.CNAMEResource{CNAME: s.name(target)}})
+}
+
 // TLSA is one TLSA record (RFC 6698).
 type TLSA struct {
 	Usage, Selector, MatchingType uint8

@@ -66,6 +66,9 @@ type Stack struct {
 	opts     Options
 }
 
+// InboundDomain is the inbound listener's domain in the stack's API.
+const InboundDomain = "inbound.postern.test"
+
 // New starts the store, the DNS server and the intake.
 func New(t testing.TB, opts Options) *Stack {
 	t.Helper()
@@ -322,7 +325,8 @@ func (s *Stack) ServeAPI(now func() time.Time) string {
 	a, err := api.New(api.Config{Store: s.Store, Auth: auth.NewAuthenticator(s.Store), Resolver: s.Resolver,
 		GenerateKeys: dkim.Generate, PublicURL: "http://postern.test", Now: now,
 		// Sending over HTTP as the intake does.
-		SenderPolicy: s.opts.SenderPolicy, Hostname: s.opts.Hostname, Accepted: func(int64, string) { s.Notify() }})
+		SenderPolicy: s.opts.SenderPolicy, Hostname: s.opts.Hostname, Accepted: func(int64, string) { s.Notify() },
+		InboundDomain: InboundDomain, CNAME: s.Resolver.LookupCNAME})
 	if err != nil {
 		s.T.Fatal(err)
 	}
