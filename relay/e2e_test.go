@@ -132,6 +132,31 @@ func TestE2EReturnPath(t *testing.T) {
 	if srvID, msgID, ok := verp.Parse(cfg.ReturnPathKey, strings.Split(want, "@")[0]); !ok || srvID != srv.ID || msgID != id {
 		t.Errorf("the return path names %d %s", srvID, msgID)
 	}
+
+	// The From domain's own Return-Path domain, once verified, takes its
+	// place; not before.
+	d, err := e.Store.DomainByName("example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, verified := range []bool{false, true} {
+		if _, err := e.Store.ModifyDomain(d.ID, func(d *store.Domain) error {
+			d.ReturnPathDomain, d.ReturnPathVerified = "pm-bounces.example.com", verified
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		id := e.Send(token, "app@example.com", []string{"alice@example.net"}, testBody("app@example.com", "alice@example.net", "Own return path"))
+		e.WaitFinal(srv.ID, id)
+		msgs := p.Messages()
+		want := "@bounces.postern.test"
+		if verified {
+			want = "@pm-bounces.example.com"
+		}
+		if got := msgs[len(msgs)-1].From; !strings.HasSuffix(got, want) || !strings.HasPrefix(got, verp.Local(cfg.ReturnPathKey, srv.ID, id)) {
+			t.Errorf("verified %v: MAIL FROM %s, want ...%s", verified, got, want)
+		}
+	}
 }
 
 // A 450 is Transient and retried; the retry is delivered. The signature
