@@ -43,7 +43,7 @@ type Domain struct {
 	// relay then sends the domain's mail with return paths on it. A
 	// change of ReturnPathDomain clears it.
 	ReturnPathVerified bool `json:",omitempty"`
-	CreatedAt        time.Time
+	CreatedAt          time.Time
 	// Claim: the name is another account's, which has not proven it in
 	// DNS; this record claims it, and takes it (TakeDomain) when its own
 	// DKIM records are found first. A claim signs nothing and is not the
