@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/postern/postern/store"
 )
@@ -23,45 +22,6 @@ func (a *API) registerBounces() {
 	a.mux.HandleFunc("GET /bounces/{id}", a.server(a.getBounce))
 	a.mux.HandleFunc("GET /bounces/{id}/dump", a.server(a.bounceDump))
 	a.mux.HandleFunc("PUT /bounces/{id}/activate", a.server(a.activateBounce))
-}
-
-// bounceJSON is Postmark's Bounce object. Content is in the answer for
-// one bounce only, as in Postmark.
-type bounceJSON struct {
-	ID            int64
-	Type          string
-	TypeCode      int
-	Name          string
-	Tag           string
-	MessageID     string
-	ServerID      int64
-	MessageStream string
-	Description   string
-	Details       string
-	Email         string
-	From          string
-	BouncedAt     time.Time
-	DumpAvailable bool
-	Inactive      bool
-	CanActivate   bool
-	Subject       string
-	Content       *string `json:",omitempty"`
-}
-
-func bounceView(b store.Bounce, content bool) bounceJSON {
-	t := store.DescribeBounce(b)
-	out := bounceJSON{
-		ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name, Tag: b.Tag,
-		MessageID: b.MessageID, ServerID: b.ServerID, MessageStream: b.MessageStream,
-		Description: t.Description, Details: b.Details, Email: b.Email, From: b.From,
-		BouncedAt: b.BouncedAt.UTC(), DumpAvailable: b.DumpAvailable,
-		Inactive: b.Inactive, CanActivate: b.Inactive, Subject: b.Subject,
-	}
-	if content {
-		c := b.Content()
-		out.Content = &c
-	}
-	return out
 }
 
 func formatID(id int64) string {
@@ -141,10 +101,10 @@ func (a *API) listBounces(w http.ResponseWriter, r *http.Request, srv store.Serv
 		TotalCount int
 		// TotalCountCapped: as in message searches.
 		TotalCountCapped bool `json:",omitempty"`
-		Bounces          []bounceJSON
-	}{TotalCount: res.Total, TotalCountCapped: res.Capped, Bounces: make([]bounceJSON, 0, len(res.Bounces))}
+		Bounces          []store.BounceView
+	}{TotalCount: res.Total, TotalCountCapped: res.Capped, Bounces: make([]store.BounceView, 0, len(res.Bounces))}
 	for _, b := range res.Bounces {
-		out.Bounces = append(out.Bounces, bounceView(b, false))
+		out.Bounces = append(out.Bounces, store.ViewBounce(b, false))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -169,7 +129,7 @@ func (a *API) getBounce(w http.ResponseWriter, r *http.Request, srv store.Server
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, bounceView(b, true))
+	writeJSON(w, http.StatusOK, store.ViewBounce(b, true))
 	return nil
 }
 
@@ -203,7 +163,7 @@ func (a *API) activateBounce(w http.ResponseWriter, r *http.Request, srv store.S
 	a.cfg.Logger.Info("api: bounce activated", "server", srv.ID, "bounce", b.ID)
 	writeJSON(w, http.StatusOK, struct {
 		Message string
-		Bounce  bounceJSON
-	}{"OK", bounceView(b, true)})
+		Bounce  store.BounceView
+	}{"OK", store.ViewBounce(b, true)})
 	return nil
 }

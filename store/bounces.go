@@ -142,3 +142,44 @@ func (b Bounce) Content() string {
 	}
 	return b.Details
 }
+
+// BounceView is Postmark's Bounce object, as the API answers it and the
+// Bounce webhook posts it. Content is in the answer for one bounce only,
+// as in Postmark.
+type BounceView struct {
+	ID            int64
+	Type          string
+	TypeCode      int
+	Name          string
+	Tag           string
+	MessageID     string
+	ServerID      int64
+	MessageStream string
+	Description   string
+	Details       string
+	Email         string
+	From          string
+	BouncedAt     time.Time
+	DumpAvailable bool
+	Inactive      bool
+	CanActivate   bool
+	Subject       string
+	Content       *string `json:",omitempty"`
+}
+
+// ViewBounce shows b, with its Content when content is set.
+func ViewBounce(b Bounce, content bool) BounceView {
+	t := DescribeBounce(b)
+	out := BounceView{
+		ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name, Tag: b.Tag,
+		MessageID: b.MessageID, ServerID: b.ServerID, MessageStream: b.MessageStream,
+		Description: t.Description, Details: b.Details, Email: b.Email, From: b.From,
+		BouncedAt: b.BouncedAt.UTC(), DumpAvailable: b.DumpAvailable,
+		Inactive: b.Inactive, CanActivate: b.Inactive, Subject: b.Subject,
+	}
+	if content {
+		c := b.Content()
+		out.Content = &c
+	}
+	return out
+}

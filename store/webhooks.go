@@ -142,28 +142,12 @@ type deliveryPayload struct {
 	Metadata      map[string]string
 }
 
-// bouncePayload is Postmark's Bounce webhook.
+// bouncePayload is Postmark's Bounce and SpamComplaint webhook: the
+// Bounce object with the RecordType and the message's Metadata.
 type bouncePayload struct {
-	RecordType    string
-	ID            int64
-	Type          string
-	TypeCode      int
-	Name          string
-	Tag           string
-	MessageID     string
-	ServerID      int64
-	MessageStream string
-	Description   string
-	Details       string
-	Email         string
-	From          string
-	BouncedAt     time.Time
-	DumpAvailable bool
-	Inactive      bool
-	CanActivate   bool
-	Subject       string
-	Metadata      map[string]string
-	Content       string `json:",omitempty"`
+	RecordType string
+	BounceView
+	Metadata map[string]string
 }
 
 // WebhookDeliveries are the calls an attempt's events make: one per
@@ -195,18 +179,10 @@ func WebhookDeliveries(hooks []Webhook, msg Message, events []ResolvedEvent, now
 				if re.Bounce.Type == TriggerSpamComplaint {
 					trigger = TriggerSpamComplaint
 				}
-				b := re.Bounce
-				b.ID = ev.BounceID
-				t := DescribeBounce(*b)
-				p := bouncePayload{
-					RecordType: trigger, ID: b.ID, Type: t.Type, TypeCode: t.Code, Name: t.Name,
-					Tag: b.Tag, MessageID: b.MessageID, ServerID: b.ServerID, MessageStream: b.MessageStream,
-					Description: t.Description, Details: b.Details, Email: b.Email, From: b.From, BouncedAt: b.BouncedAt,
-					DumpAvailable: true, Inactive: b.Inactivated, CanActivate: b.Inactivated, Subject: b.Subject, Metadata: orEmpty(msg.Metadata),
-				}
-				if trigger == TriggerBounce && h.Triggers.BounceContent || trigger == TriggerSpamComplaint && h.Triggers.SpamContent {
-					p.Content = b.Content()
-				}
+				b := *re.Bounce
+				b.ID, b.Inactive, b.DumpAvailable = ev.BounceID, b.Inactivated, true
+				content := trigger == TriggerBounce && h.Triggers.BounceContent || trigger == TriggerSpamComplaint && h.Triggers.SpamContent
+				p := bouncePayload{RecordType: trigger, BounceView: ViewBounce(b, content), Metadata: orEmpty(msg.Metadata)}
 				payload = p
 			default:
 				continue
