@@ -187,6 +187,7 @@ type Backend interface {
 	Webhooks
 	Streams
 	DMARCReports
+	Users
 	Maintenance
 }
 

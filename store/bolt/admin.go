@@ -315,6 +315,9 @@ func (s *Store) DeleteAccount(id int64) error {
 		if err := accounts.Delete(itob(id)); err != nil {
 			return err
 		}
+		if err := deleteMemberships(tx, id); err != nil {
+			return err
+		}
 		return deleteTokens(tx, accountTokens(id))
 	})
 }

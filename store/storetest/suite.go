@@ -77,4 +77,5 @@ var contract = []struct {
 	{"Streams", testStreams},
 	{"DMARCReports", testDMARCReports},
 	{"RecordLateBounce", testRecordLateBounce},
+	{"Users", testUsers},
 }
