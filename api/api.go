@@ -73,6 +73,9 @@ type Config struct {
 	InboundDomain string
 	SendingIPs    []netip.Addr
 	PTR           func(ip string) string
+	// ConsoleURL is where people reach the console, for one-time sign-in
+	// links; default http://127.0.0.1:8081.
+	ConsoleURL string
 	// CNAME looks a Return-Path domain's CNAME up (verifyReturnPath); nil:
 	// never verified.
 	CNAME func(ctx context.Context, name string) (string, error)
@@ -136,6 +139,9 @@ func New(cfg Config) (*API, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
+	if cfg.ConsoleURL == "" {
+		cfg.ConsoleURL = "http://127.0.0.1:8081"
+	}
 	if cfg.InboundDomain == "" {
 		cfg.InboundDomain = cfg.Hostname
 	}
@@ -161,6 +167,7 @@ func New(cfg Config) (*API, error) {
 	a.registerWebhooks()
 	a.registerStreams()
 	a.registerDMARC()
+	a.registerUsers()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "No such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -54,6 +54,7 @@ type refs struct {
 	webhook  int64
 	stream   string
 	report   int64 // a DMARC report of the domain
+	user     int64 // a person of the account
 }
 
 // endpoint is one registered pattern and a request to it.
@@ -155,6 +156,10 @@ func isolationEndpoints() []endpoint {
 		{"PUT /domains/{id}", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d", x.domain) }, map[string]any{"ReturnPathDomain": ""}},
 		{"DELETE /domains/{id}", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d", x.domain) }, nil},
 		{"PUT /domains/{id}/verifyDkim", accountLevel, func(x refs) string { return fmt.Sprintf("/domains/%d/verifyDkim", x.domain) }, nil},
+		{"GET /users", accountLevel, fixed("/users"), nil},
+		{"POST /users", accountLevel, fixed("/users"), map[string]any{"Email": "new-admin@example.com", "Password": "a long password", "Role": "Admin"}},
+		{"PUT /users/{id}", accountLevel, func(x refs) string { return fmt.Sprintf("/users/%d", x.user) }, map[string]any{"Role": "Member"}},
+		{"DELETE /users/{id}", accountLevel, func(x refs) string { return fmt.Sprintf("/users/%d", x.user) }, nil},
 		{"GET /domains/{id}/dmarc", accountLevel, domainPath("/dmarc"), nil},
 		{"PUT /domains/{id}/verifyDmarc", accountLevel, domainPath("/verifyDmarc"), nil},
 		{"GET /domains/{id}/dmarc/reports", accountLevel, domainPath("/dmarc/reports"), nil},
@@ -221,6 +226,7 @@ type isoAccount struct {
 	owner, admin string // account tokens
 	domain       api.DomainDetails
 	report       int64 // a DMARC report of the domain
+	user         int64 // a Member of the account, <name>-member@example.com
 	servers      []*isoServer
 }
 
@@ -279,6 +285,14 @@ func newIsoWorld(t *testing.T) *isoWorld {
 			t.Fatal(err)
 		}
 		a.report = rep.ID
+		member, err := e.Store.CreateUser(store.User{Email: a.name + "-member@example.com", CreatedAt: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Store.SetMembership(store.Membership{UserID: member.ID, AccountID: a.id, Role: store.UserMember}); err != nil {
+			t.Fatal(err)
+		}
+		a.user = member.ID
 		for i := 1; i <= 2; i++ {
 			name := fmt.Sprintf("%s-%d", a.name, i)
 			srv := e.createServer(a.owner, map[string]any{"Name": name, "DeliveryType": "Live"})
@@ -334,6 +348,7 @@ func newIsoWorld(t *testing.T) *isoWorld {
 			webhook:  1<<40 + rand.Int64N(1<<40),
 			stream:   fmt.Sprintf("missing-%08x", rand.Uint32()),
 			report:   1<<40 + rand.Int64N(1<<40),
+			user:     1<<40 + rand.Int64N(1<<40),
 		}
 		if !w.exists(w.missing) {
 			return w
@@ -378,6 +393,9 @@ func (w *isoWorld) exists(x refs) bool {
 		if _, _, err := w.Store.DMARCReport(a.domain.ID, x.report); err == nil {
 			return true
 		}
+		if x.user == a.user {
+			return true
+		}
 	}
 	return false
 }
@@ -391,7 +409,7 @@ func (s *isoServer) ids() refs {
 // its account tokens.
 func (a *isoAccount) ids(i int) refs {
 	s := a.servers[i]
-	return refs{server: s.srv.ID, prefix: s.token[:8], domain: a.domain.ID, acctTok: []string{a.owner, a.admin}[i][:8], account: a.id, report: a.report}
+	return refs{server: s.srv.ID, prefix: s.token[:8], domain: a.domain.ID, acctTok: []string{a.owner, a.admin}[i][:8], account: a.id, report: a.report, user: a.user}
 }
 
 // counts tallies the matrix's cases by kind, for the log.
@@ -940,6 +958,12 @@ func (w *isoWorld) checkOwnListing(t *testing.T, pattern string, s *isoServer, d
 func (w *isoWorld) checkAccountListing(t *testing.T, pattern string, a *isoAccount, data []byte) {
 	t.Helper()
 	switch pattern {
+	case "GET /users":
+		var l api.UserList
+		decodeInto(t, http.StatusOK, data, &l)
+		if l.TotalCount != 1 || l.Users[0].ID != a.user || l.Users[0].Role != "Member" {
+			t.Errorf("%s for %s: %s", pattern, a.name, data)
+		}
 	case "GET /servers":
 		var l api.ServerList
 		decodeInto(t, http.StatusOK, data, &l)
