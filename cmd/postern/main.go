@@ -38,6 +38,7 @@ Commands:
   store     copy a whole store between bbolt and PostgreSQL (store copy -from … -to …)
   bench     drive SMTP load at an address and report throughput and latency
   sink      an SMTP server that accepts and discards everything, counting it
+  user      the account's people for the console: list, add, edit, remove, over the HTTP API
   dmarc     who sends as a domain, from its DMARC reports (dmarc sources|digest -domain D), over the HTTP API
   tlsrpt    preview the SMTP TLS report sent to a recipient domain (tlsrpt preview -domain D), over the HTTP API (operator's owner token)
   settings  list every setting with its environment variable and default (-markdown: docs/settings.md)
@@ -79,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = tlsrptCmd(rest, stdout, stderr)
 	case "dmarc":
 		err = dmarcCmd(rest, stdout, stderr)
+	case "user":
+		err = userCmd(rest, stdout, stderr)
 	case "settings":
 		err = settingsCmd(rest, stdout, stderr)
 	case "version", "-version", "--version":
