@@ -188,6 +188,7 @@ type Backend interface {
 	Streams
 	DMARCReports
 	Users
+	Marks
 	Maintenance
 }
 

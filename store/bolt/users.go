@@ -211,3 +211,20 @@ func deleteMemberships(tx *bbolt.Tx, accountID int64) error {
 	}
 	return nil
 }
+
+// Key → the time it was marked (8 bytes, Unix nanoseconds).
+var bucketMarks = []byte("marks")
+
+// Mark records key once.
+func (s *Store) Mark(key string, at time.Time) (bool, error) {
+	first := false
+	err := s.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketMarks)
+		first = b.Get([]byte(key)) == nil
+		if !first {
+			return nil
+		}
+		return b.Put([]byte(key), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
+	})
+	return first, err
+}

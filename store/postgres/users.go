@@ -176,3 +176,14 @@ func (s *Store) TakeSignInToken(hash string, now time.Time) (store.SignInToken, 
 	}
 	return t, nil
 }
+
+// Mark records key once.
+func (s *Store) Mark(key string, at time.Time) (bool, error) {
+	first := false
+	err := s.update(func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO marks (key, at_ns) VALUES ($1, $2) ON CONFLICT DO NOTHING`, key, at.UnixNano())
+		first = tag.RowsAffected() == 1
+		return err
+	})
+	return first, err
+}

@@ -78,4 +78,5 @@ var contract = []struct {
 	{"DMARCReports", testDMARCReports},
 	{"RecordLateBounce", testRecordLateBounce},
 	{"Users", testUsers},
+	{"Marks", testMarks},
 }

@@ -113,3 +113,18 @@ func testUsers(t *testing.T, h Harness) {
 		}
 	}
 }
+
+func testMarks(t *testing.T, h Harness) {
+	s := h.Open(t, store.Caps{})
+	now := time.Now()
+	if first, err := s.Mark("digest:1:2026-11-30", now); err != nil || !first {
+		t.Fatalf("first mark: %v, %v", first, err)
+	}
+	s = h.Reopen(t, s)
+	if first, err := s.Mark("digest:1:2026-11-30", now); err != nil || first {
+		t.Errorf("again after a reopen: %v, %v; want not first", first, err)
+	}
+	if first, _ := s.Mark("digest:2:2026-11-30", now); !first {
+		t.Error("another key is not new")
+	}
+}

@@ -19,3 +19,10 @@ CREATE TABLE signin_tokens (
 	user_id    bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE,
 	expires_ns bigint NOT NULL
 );
+
+-- What was done once for the installation: a week's digest sent, an
+-- alert given.
+CREATE TABLE marks (
+	key   text PRIMARY KEY,
+	at_ns bigint NOT NULL
+);
