@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	msgdmarc "github.com/emersion/go-msgauth/dmarc"
-
 	"github.com/postern/postern/dmarc"
 	"github.com/postern/postern/internal/dmarcreport"
 	"github.com/postern/postern/store"
@@ -96,21 +94,12 @@ func (a *API) getDMARC(w http.ResponseWriter, r *http.Request, p accountPrincipa
 	if a.cfg.Resolver != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		txts, _ := a.cfg.Resolver.LookupTXT(ctx, out.Name)
-		for _, txt := range txts {
-			if !strings.HasPrefix(txt, "v=DMARC1") {
-				continue
+		if published, ok := dmarc.LookupPublished(ctx, a.cfg.Resolver, d.Name); ok {
+			out.Published, current = &published.Record, published.Policy
+			address := "mailto:" + dmarc.Address(key, d.ID, a.cfg.InboundDomain)
+			for _, rua := range published.RUA {
+				out.Verified = out.Verified || strings.EqualFold(strings.SplitN(rua, "!", 2)[0], address)
 			}
-			published := txt
-			out.Published = &published
-			if rec, err := msgdmarc.Parse(txt); err == nil {
-				current = string(rec.Policy)
-				address := "mailto:" + dmarc.Address(key, d.ID, a.cfg.InboundDomain)
-				for _, rua := range rec.ReportURIAggregate {
-					out.Verified = out.Verified || strings.EqualFold(strings.SplitN(rua, "!", 2)[0], address)
-				}
-			}
-			break
 		}
 	}
 	now := a.cfg.Now()

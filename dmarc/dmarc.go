@@ -5,6 +5,7 @@
 package dmarc
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	msgdmarc "github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
 
 	"github.com/postern/postern/internal/dmarcreport"
@@ -232,4 +234,33 @@ func Advise(current string, total, pass int64, sources []Source) Advice {
 		a.Reason = fmt.Sprintf("%.1f%% of the last 30 days' %d messages passed DMARC, and every source is known: move to p=%s.", a.PassShare*100, total, next)
 	}
 	return a
+}
+
+// TXTResolver looks TXT records up; *relay.Resolver is one.
+type TXTResolver interface {
+	LookupTXT(ctx context.Context, name string) ([]string, error)
+}
+
+// Published is the DMARC record a domain publishes, read with
+// go-msgauth's dmarc package.
+type Published struct {
+	Record string   // the TXT record as published
+	Policy string   // p=
+	RUA    []string // the aggregate report URIs
+}
+
+// LookupPublished finds domain's record; ok is false when it has none.
+func LookupPublished(ctx context.Context, r TXTResolver, domain string) (Published, bool) {
+	txts, _ := r.LookupTXT(ctx, "_dmarc."+domain)
+	for _, txt := range txts {
+		if !strings.HasPrefix(txt, "v=DMARC1") {
+			continue
+		}
+		p := Published{Record: txt}
+		if rec, err := msgdmarc.Parse(txt); err == nil {
+			p.Policy, p.RUA = string(rec.Policy), rec.ReportURIAggregate
+		}
+		return p, true
+	}
+	return Published{}, false
 }

@@ -336,6 +336,11 @@ func (a *App) Run(ctx context.Context) error {
 		defer close(reverifyDone)
 		runReverify(backgroundCtx, a.Store, relay.NewResolver(cfg.DNS), time.Duration(cfg.DomainReverifyDays)*24*time.Hour, time.Now, log)
 	}()
+	dmarcDone := make(chan struct{})
+	go func() {
+		defer close(dmarcDone)
+		runDMARCMail(backgroundCtx, a.Store, a.dmarcMailer(), log)
+	}()
 	go func() {
 		defer close(webhooksDone)
 		a.webhooks.Run(backgroundCtx)
@@ -392,6 +397,7 @@ func (a *App) Run(ctx context.Context) error {
 	<-reverifyDone
 	<-reportsDone
 	<-webhooksDone
+	<-dmarcDone
 	<-watchDone
 	if err := a.Store.Close(); err != nil {
 		return errors.Join(runErr, fmt.Errorf("closing the store: %w", err))

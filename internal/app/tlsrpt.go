@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/postern/postern/dmarc"
 	"github.com/postern/postern/internal/privateaddr"
 	"github.com/postern/postern/internal/tlsrpt"
 	"github.com/postern/postern/relay"
@@ -61,4 +62,29 @@ func (a *App) previewTLSReport(day time.Time, domain string) (any, bool, error) 
 		return nil, false, err
 	}
 	return tlsrpt.Build(d, a.cfg.Hostname), true, nil
+}
+
+// dmarcMailer sends the weekly DMARC digests and the alerts about new
+// senders, through the relay's MX deliverer.
+func (a *App) dmarcMailer() *dmarc.Mailer {
+	resolver := relay.NewResolver(a.cfg.DNS)
+	return &dmarc.Mailer{
+		Store: a.Store, Mail: a.mx, TXT: resolver, Hostname: a.cfg.Hostname,
+		SendingIPs: sendingIPs(a.cfg), PTR: newPTRCache(resolver).name, Now: time.Now, Log: a.log,
+	}
+}
+
+// runDMARCMail sends what the DMARC mailer has due, every hour, on one
+// node at a time.
+func runDMARCMail(ctx context.Context, st any, m *dmarc.Mailer, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		exclusively(ctx, st, "dmarc-mail", log, func() { m.Run(ctx) })
+	}
 }

@@ -255,3 +255,21 @@ func presentHeaders(msg []byte) []string {
 	}
 	return keys
 }
+
+// SignAs signs raw with the keys of d, for mail Postern sends itself
+// (TLS reports, DMARC digests): the DKIM-Signature fields, or nil when d
+// has no keys or they cannot sign.
+func SignAs(d store.Domain, raw []byte) []byte {
+	if len(d.Keys) == 0 {
+		return nil
+	}
+	signer, err := NewSigner(d.Name, d.Keys)
+	if err != nil {
+		return nil
+	}
+	sig, err := signer.Sign(raw)
+	if err != nil {
+		return nil
+	}
+	return sig
+}

@@ -152,18 +152,10 @@ func (s *Sender) sendTo(ctx context.Context, r Report, domain, rua string, now t
 // holds that domain (RFC 8460 §5.3 asks for a signature).
 func (s *Sender) sign(raw []byte) []byte {
 	d, err := s.Store.DomainByName(s.Submitter)
-	if err != nil || len(d.Keys) == 0 {
-		return nil
-	}
-	signer, err := dkim.NewSigner(d.Name, d.Keys)
 	if err != nil {
 		return nil
 	}
-	sig, err := signer.Sign(raw)
-	if err != nil {
-		return nil
-	}
-	return sig
+	return dkim.SignAs(d, raw)
 }
 
 func (s *Sender) post(ctx context.Context, r Report, target string) error {
