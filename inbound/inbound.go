@@ -56,6 +56,9 @@ type Config struct {
 	Logger                         *slog.Logger
 	Now                            func() time.Time
 	Metrics                        prometheus.Registerer
+	// Filed, if set, is told of each report filed, after the reply (the
+	// names of its sources are looked up then).
+	Filed func(store.DMARCReport)
 }
 
 // Kinds and results of postern_inbound_messages_total.
@@ -315,6 +318,9 @@ func (ss *session) Data(r io.Reader) error {
 				disp = "other"
 			}
 			ss.s.rows.WithLabelValues(disp).Add(float64(row.Count))
+		}
+		if ss.s.cfg.Filed != nil && report.Status == store.DMARCParsed {
+			go ss.s.cfg.Filed(report)
 		}
 		ss.s.cfg.Logger.Info("inbound: DMARC report", "remote", ss.remote, "domain", d.ID, "report", report.ID, "result", result,
 			"org", report.OrgName, "messages", report.Messages, "reason", report.Error)

@@ -121,6 +121,7 @@ type App struct {
 	webhooks *webhook.Dispatcher
 	smtp     *smtpd.Server
 	inbound  *inbound.Server // mail to Postern itself: DMARC reports
+	ptr      *ptrCache       // the names of DMARC sources, for the API and the digests
 
 	listeners     []listener
 	apiServer     *http.Server // nil when the API is off
@@ -188,6 +189,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if addr := a.Addr("api"); addr != "" {
 		unsubscribeBase = cfg.APIURL(addr)
 	}
+	a.ptr = newPTRCache(relay.NewResolver(cfg.DNS))
 	if a.inbound, err = inbound.New(inbound.Config{
 		Domain:         cfg.Inbound(),
 		Hostname:       cfg.Hostname,
@@ -195,6 +197,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		TLSConfig:      tlsConfig,
 		CommandTimeout: cfg.CommandTimeout,
 		SessionTimeout: cfg.SessionTimeout,
+		Filed:          a.ptr.nameSources,
 		Logger:         log,
 		Metrics:        a.metrics.reg,
 	}); err != nil {

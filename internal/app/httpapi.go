@@ -52,7 +52,7 @@ func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.Se
 		InboundDomain:            cfg.Inbound(),
 		CNAME:                    relay.NewResolver(cfg.DNS).LookupCNAME,
 		SendingIPs:               sendingIPs(cfg),
-		PTR:                      newPTRCache(relay.NewResolver(cfg.DNS)).name,
+		PTR:                      app.ptr.name,
 		Logger:                   log,
 	})
 	if err != nil {

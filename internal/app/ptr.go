@@ -9,6 +9,7 @@ import (
 
 	"github.com/postern/postern/config"
 	"github.com/postern/postern/relay"
+	"github.com/postern/postern/store"
 )
 
 // sendingIPs are the sending-ips setting's addresses.
@@ -45,6 +46,19 @@ const (
 
 func newPTRCache(r *relay.Resolver) *ptrCache {
 	return &ptrCache{resolver: r, names: map[string]ptrEntry{}}
+}
+
+// nameSources looks the sources of a report up once it is filed, so
+// that reading them later finds their names in the cache.
+// A report of many sources has the first 200 named now, the others when
+// read.
+func (c *ptrCache) nameSources(r store.DMARCReport) {
+	for i, row := range r.Rows {
+		if i == 200 {
+			return
+		}
+		c.name(row.SourceIP)
+	}
 }
 
 // name is ip's PTR name, "" when it has none or DNS did not answer.

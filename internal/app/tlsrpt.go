@@ -70,7 +70,7 @@ func (a *App) dmarcMailer() *dmarc.Mailer {
 	resolver := relay.NewResolver(a.cfg.DNS)
 	return &dmarc.Mailer{
 		Store: a.Store, Mail: a.mx, TXT: resolver, Hostname: a.cfg.Hostname,
-		SendingIPs: sendingIPs(a.cfg), PTR: newPTRCache(resolver).name, Now: time.Now, Log: a.log,
+		SendingIPs: sendingIPs(a.cfg), PTR: a.ptr.name, Now: time.Now, Log: a.log,
 	}
 }
 
