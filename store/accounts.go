@@ -9,6 +9,9 @@ type Account struct {
 	ID        int64
 	Name      string
 	CreatedAt time.Time
+	// RequireTwoFactor: the account's people sign in to the console
+	// with a TOTP code too (set by an Owner).
+	RequireTwoFactor bool `json:",omitempty"`
 }
 
 // Delivery types of a server.

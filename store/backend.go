@@ -32,6 +32,9 @@ type Accounts interface {
 	DeleteAccount(id int64) error
 	OperatorAccount() (int64, error)
 	AccountEvents(accountID int64) ([]AccountEvent, error)
+	// UpdateAccount replaces an account's name and settings
+	// (ErrNotFound).
+	UpdateAccount(a Account) error
 }
 
 // Servers keeps an account's servers.
@@ -188,6 +191,7 @@ type Backend interface {
 	Streams
 	DMARCReports
 	Users
+	Sessions
 	Marks
 	Maintenance
 }
