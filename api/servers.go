@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/postern/postern/internal/domainname"
 
@@ -34,12 +33,6 @@ const (
 	maxServersCount = 500
 	maxServersTotal = 10000
 )
-
-// maxServerName bounds a server's name, in characters.
-const maxServerName = 100
-
-// colors are Postmark's server colors, in their canonical case.
-var colors = []string{"Purple", "Blue", "Turquoise", "Green", "Red", "Yellow", "Grey", "Orange"}
 
 var trackLinks = []string{store.TrackLinksNone, store.TrackLinksHtmlAndText, store.TrackLinksHtmlOnly, store.TrackLinksTextOnly}
 
@@ -160,23 +153,18 @@ func serverNotFound() *apiError { return notFound(codeServerNotFound, "Server") 
 // new (DeliveryType may be set only then).
 func (req *serverRequest) apply(srv *store.Server, creating bool) error {
 	if req.Name != nil {
-		name := strings.TrimSpace(*req.Name)
-		switch {
-		case name == "":
-			return unprocessable(codeBadServerName, "The server's Name must not be empty.")
-		case len([]rune(name)) > maxServerName:
-			return unprocessable(codeBadServerName, "The server's Name must be at most %d characters.", maxServerName)
-		case strings.IndexFunc(name, unicode.IsControl) >= 0:
-			return unprocessable(codeBadServerName, "The server's Name must not contain control characters.")
+		name, err := store.ServerName(*req.Name)
+		if err != nil {
+			return unprocessable(codeBadServerName, "%s.", sentence(err))
 		}
 		srv.Name = name
 	} else if creating {
 		return unprocessable(codeBadServerName, "The server's Name is required.")
 	}
 	if req.Color != nil {
-		c, ok := canonical(colors, *req.Color)
+		c, ok := store.ServerColor(*req.Color)
 		if !ok {
-			return unprocessable(codeBadColor, "Color %q is not one of %s.", *req.Color, strings.Join(colors, ", "))
+			return unprocessable(codeBadColor, "Color %q is not one of %s.", *req.Color, strings.Join(store.ServerColors, ", "))
 		}
 		srv.Color = c
 	}

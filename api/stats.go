@@ -28,18 +28,6 @@ func (a *API) stats(r *http.Request, srv store.Server) ([]store.DayStats, error)
 	return a.cfg.Store.Stats(srv.ID, store.StatsQuery{From: from, To: to, Tag: q.Get("tag"), Stream: q.Get("messagestream")})
 }
 
-// bouncedCount sums a day's bounces of every type but SMTPApiError and
-// SpamComplaint, which Postmark counts apart.
-func bouncedCount(c map[string]int64) int64 {
-	var n int64
-	for name, v := range c {
-		if name != store.StatSent && name != "SMTPApiError" && name != "SpamComplaint" {
-			n += v
-		}
-	}
-	return n
-}
-
 // rate is a percentage with three decimals, as Postmark gives it.
 func rate(part, whole int64) float64 {
 	if whole == 0 {
@@ -56,7 +44,7 @@ func (a *API) statsOverview(w http.ResponseWriter, r *http.Request, srv store.Se
 	var sent, bounced, apiErrors, complaints int64
 	for _, d := range days {
 		sent += d.Counts[store.StatSent]
-		bounced += bouncedCount(d.Counts)
+		bounced += store.Bounced(d.Counts)
 		apiErrors += d.Counts["SMTPApiError"]
 		complaints += d.Counts["SpamComplaint"]
 	}

@@ -1,17 +1,13 @@
 package api
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/mail"
 	"strings"
-	"time"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/internal/password"
 	"github.com/postern/postern/store"
 )
@@ -56,8 +52,6 @@ type userRequest struct {
 
 const (
 	codeUserNotFound = 1501
-	// SignInValid is how long a sign-in link works.
-	SignInValid = 24 * time.Hour
 )
 
 func userView(u store.User, m store.Membership) UserView {
@@ -101,7 +95,7 @@ func (a *API) membership(p accountPrincipal, userID int64, req userRequest) (sto
 		m.Servers = append(m.Servers, store.ServerGrant{ServerID: g.ServerID, Access: g.Access})
 	}
 	if err := store.CheckMembership(m); err != nil {
-		return m, unprocessable(codeInvalidField, "%s.", strings.ToUpper(err.Error()[:1])+err.Error()[1:])
+		return m, unprocessable(codeInvalidField, "%s.", sentence(err))
 	}
 	if m.Role == store.UserOwner && p.Role != store.RoleOwner {
 		return m, errorf(http.StatusForbidden, codeInvalidField, "Only an owner token manages Owners.")
@@ -162,16 +156,11 @@ func (a *API) addUser(w http.ResponseWriter, r *http.Request, p accountPrincipal
 // signInURL makes a one-time link for user to set a password in the
 // console; the store keeps only its hash.
 func (a *API) signInURL(userID int64) (string, error) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
+	token, err := auth.NewSignInToken(a.cfg.Store, userID, a.cfg.Now())
+	if err != nil {
 		return "", err
 	}
-	token := base64.RawURLEncoding.EncodeToString(secret)
-	sum := sha256.Sum256([]byte(token))
-	if err := a.cfg.Store.AddSignInToken(store.SignInToken{Hash: hex.EncodeToString(sum[:]), UserID: userID, Expires: a.cfg.Now().Add(SignInValid)}); err != nil {
-		return "", err
-	}
-	return strings.TrimSuffix(a.cfg.ConsoleURL, "/") + "/signin/link?token=" + token, nil
+	return strings.TrimSuffix(a.cfg.ConsoleURL, "/") + auth.SignInPath + "?token=" + token, nil
 }
 
 // findMember is the account's membership of user id, or the answer of a

@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // NewServer is srv as it is created: its creation time, and the
@@ -97,4 +100,35 @@ func Revocable(all []Token, prefix string, allow func(Token) error) (Token, erro
 		}
 	}
 	return Token{}, ErrLastOwner
+}
+
+// ServerColors are Postmark's server colours, in their canonical case.
+var ServerColors = []string{"Purple", "Blue", "Turquoise", "Green", "Red", "Yellow", "Grey", "Orange"}
+
+// ServerColor returns the colour named v regardless of case and
+// surrounding space.
+func ServerColor(v string) (string, bool) {
+	for _, c := range ServerColors {
+		if strings.EqualFold(c, strings.TrimSpace(v)) {
+			return c, true
+		}
+	}
+	return "", false
+}
+
+// MaxServerName bounds a server's name, in characters.
+const MaxServerName = 100
+
+// ServerName checks a server's name and returns it trimmed.
+func ServerName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return "", errors.New("the server's Name must not be empty")
+	case len([]rune(name)) > MaxServerName:
+		return "", fmt.Errorf("the server's Name must be at most %d characters", MaxServerName)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return "", errors.New("the server's Name must not contain control characters")
+	}
+	return name, nil
 }

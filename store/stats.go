@@ -30,3 +30,15 @@ type DayStats struct {
 	Date   string // 2006-01-02
 	Counts map[string]int64
 }
+
+// Bounced sums a day's bounces of every type but SMTPApiError and
+// SpamComplaint, which Postmark counts apart.
+func Bounced(counts map[string]int64) int64 {
+	var n int64
+	for name, v := range counts {
+		if name != StatSent && name != "SMTPApiError" && name != "SpamComplaint" {
+			n += v
+		}
+	}
+	return n
+}
