@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/store"
 )
 
@@ -100,7 +101,7 @@ func (a *API) createAccount(w http.ResponseWriter, r *http.Request, p accountPri
 		return unprocessable(codeInvalidField, "The account's Name must not contain control characters.")
 	}
 	var acct store.Account
-	tok, err := newToken(func(nt store.NewToken) error {
+	tok, err := auth.CreateToken(func(nt store.NewToken) error {
 		var err error
 		acct, err = a.cfg.Store.CreateAccountWithOwner(name, nt, a.cfg.Now())
 		return err
@@ -174,7 +175,7 @@ func (a *API) createAccountToken(w http.ResponseWriter, r *http.Request, p accou
 		return unprocessable(codeNoDeleteAccess, "Only an owner token may create owner tokens; this token's role is %s.", p.Role)
 	}
 	var rec store.Token
-	tok, err := newToken(func(nt store.NewToken) error {
+	tok, err := auth.CreateToken(func(nt store.NewToken) error {
 		var err error
 		rec, err = a.cfg.Store.AddAccountToken(p.AccountID, role, nt, a.cfg.Now())
 		return err

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -39,8 +38,6 @@ const (
 // (relay.DefaultLease), which bounds an attempt.
 const revokeGrace = 30 * time.Minute
 
-// dnsLookupTimeout bounds each TXT lookup of verifyDkim.
-const dnsLookupTimeout = 10 * time.Second
 
 // maxDomainsCount is the largest count of GET /domains.
 const maxDomainsCount = 500
@@ -211,7 +208,7 @@ func (a *API) details(d store.Domain) (DomainDetails, error) {
 		out.DKIMRecords = append(out.DKIMRecords, DKIMRecord{Algorithm: k.Algorithm, Host: k.Host, TextValue: k.TextValue})
 	}
 	if len(d.RevokedKeys) > 0 && !a.cfg.Now().Before(d.RevokedAt.Add(revokeGrace)) {
-		inUse, err := a.cfg.Store.QueuedSignatureBy(d.Name, selectors(d.RevokedKeys))
+		inUse, err := a.cfg.Store.QueuedSignatureBy(d.Name, dkim.Selectors(d.RevokedKeys))
 		if err != nil {
 			return DomainDetails{}, err
 		}
@@ -229,14 +226,6 @@ func rsaRecord(keys []store.DKIMKey) (host, value string) {
 		}
 	}
 	return "", ""
-}
-
-func selectors(keys []store.DKIMKey) []string {
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, k.Selector)
-	}
-	return out
 }
 
 // domainRequest is the body of POST and PUT /domains.
@@ -359,99 +348,42 @@ func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request, p accountPrin
 }
 
 // Outcomes of looking one record up.
-// lookupKeys looks every key's record up and returns whether all are
-// published, and the first DNS failure, if any.
-func (a *API) lookupKeys(ctx context.Context, keys []store.DKIMKey) (bool, error) {
-	resolver := a.cfg.Resolver
-	if resolver == nil {
-		resolver = net.DefaultResolver
-	}
-	all := len(keys) > 0
-	var dnsErr error
-	for _, k := range keys {
-		lctx, cancel := context.WithTimeout(ctx, dnsLookupTimeout)
-		c := dkim.CheckRecord(lctx, resolver, k)
-		cancel()
-		switch c.Status {
-		case dkim.Published:
-		case dkim.DNSError:
-			all = false
-			if dnsErr == nil {
-				dnsErr = fmt.Errorf("%s: %s", k.Host, c.Error)
-			}
-		default:
-			all = false
-		}
-	}
-	return all, dnsErr
-}
-
-// verifyDKIM looks the domain's records up. Pending keys whose records are
-// all published become the active keys (the relay signs with them from
-// its next message on) and the active ones are revoked. Otherwise
-// DKIMVerified says whether the active keys' records are all published.
-// When DNS gives no answer and nothing can be promoted, nothing changes
-// and the answer is 503.
+// verifyDKIM looks the domain's records up (dkim.Verify): a rotation
+// whose pending records are published completes, a claim proven in DNS
+// wins the name, and otherwise DKIMVerified says whether the active keys'
+// records are all published. When DNS gives no answer and nothing can be
+// promoted, nothing changes and the answer is 503.
 func (a *API) verifyDKIM(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
 	d, err := a.ownDomain(r, p)
 	if err != nil {
 		return err
 	}
-	activeOK, activeErr := a.lookupKeys(r.Context(), d.Keys)
-	var pendingOK bool
-	var pendingErr error
-	if len(d.PendingKeys) > 0 {
-		pendingOK, pendingErr = a.lookupKeys(r.Context(), d.PendingKeys)
-	}
-	promote := len(d.PendingKeys) > 0 && pendingOK
-	if !promote {
-		if err := errors.Join(activeErr, pendingErr); err != nil {
-			return errorf(http.StatusServiceUnavailable, 0, "DNS did not answer (%v); nothing was changed. Try again.", err)
-		}
-	}
-	looked := strings.Join(selectors(d.Keys), " ") + "/" + strings.Join(selectors(d.PendingKeys), " ")
-	now := a.cfg.Now().UTC()
-	if d.Claim && activeOK {
-		// Proven in DNS: the name is this account's now, unless its
-		// holder proved it first.
-		won, err := a.cfg.Store.TakeDomain(d.ID, now)
-		if errors.Is(err, store.ErrDomainProven) {
-			return errorf(http.StatusUnprocessableEntity, codeDomainExists, "The domain %s is verified by the account that registered it first; it stays with that account while its DKIM records are published.", d.Name)
-		}
-		if err != nil {
-			return err
-		}
-		a.cfg.Logger.Info("api: domain claim won", "domain", won.Name, "id", won.ID, "account", p.AccountID)
-		return a.writeDomain(w, won)
-	}
-	d, err = a.modifyOwnDomain(r, p, func(cur *store.Domain) error {
-		if strings.Join(selectors(cur.Keys), " ")+"/"+strings.Join(selectors(cur.PendingKeys), " ") != looked {
-			return errorf(http.StatusConflict, 0, "The domain's keys changed while their records were looked up; try again.")
-		}
-		if promote {
-			revoked := make([]store.DKIMKey, 0, len(cur.Keys))
-			for _, k := range cur.Keys {
-				k.PrivateKey = nil // never signed with again
-				revoked = append(revoked, k)
-			}
-			cur.RevokedKeys, cur.RevokedAt = revoked, now
-			cur.Keys, cur.PendingKeys = cur.PendingKeys, nil
-			cur.DKIMVerified, cur.VerifiedAt = true, now
-			return nil
-		}
-		cur.DKIMVerified = activeOK
-		if activeOK {
-			cur.VerifiedAt = now
+	v, err := dkim.Verify(r.Context(), a.cfg.Resolver, a.cfg.Store, d, a.cfg.Now(), func(cur *store.Domain) error {
+		if cur.AccountID != p.AccountID {
+			return errDomainNotFound
 		}
 		return nil
 	})
-	if err != nil {
+	var dnsErr *dkim.LookupError
+	switch {
+	case errors.As(err, &dnsErr):
+		return errorf(http.StatusServiceUnavailable, 0, "%s; nothing was changed. Try again.", dnsErr)
+	case errors.Is(err, store.ErrDomainProven):
+		return errorf(http.StatusUnprocessableEntity, codeDomainExists, "The domain %s is verified by the account that registered it first; it stays with that account while its DKIM records are published.", d.Name)
+	case errors.Is(err, dkim.ErrKeysChanged):
+		return errorf(http.StatusConflict, 0, "%s.", sentence(err))
+	case errors.Is(err, store.ErrNotFound):
+		return errDomainNotFound
+	case err != nil:
 		return err
 	}
-	if promote {
-		a.cfg.Logger.Info("api: DKIM rotation completed", "domain", d.Name, "selectors", strings.Join(selectors(d.Keys), " "), "revoked", strings.Join(selectors(d.RevokedKeys), " "))
+	if v.Won {
+		a.cfg.Logger.Info("api: domain claim won", "domain", v.Domain.Name, "id", v.Domain.ID, "account", p.AccountID)
 	}
-	return a.writeDomain(w, d)
+	if v.Promoted {
+		a.cfg.Logger.Info("api: DKIM rotation completed", "domain", v.Domain.Name, "selectors", strings.Join(dkim.Selectors(v.Domain.Keys), " "), "revoked", strings.Join(dkim.Selectors(v.Domain.RevokedKeys), " "))
+	}
+	return a.writeDomain(w, v.Domain)
 }
 
 // verifyReturnPath cannot check a CNAME record: the API's resolver looks
@@ -507,7 +439,7 @@ func (a *API) rotateDKIM(w http.ResponseWriter, r *http.Request, p accountPrinci
 	if err != nil {
 		return err
 	}
-	a.cfg.Logger.Info("api: DKIM rotation started", "domain", d.Name, "pending", strings.Join(selectors(keys), " "), "account", p.AccountID, "token", p.Prefix)
+	a.cfg.Logger.Info("api: DKIM rotation started", "domain", d.Name, "pending", strings.Join(dkim.Selectors(keys), " "), "account", p.AccountID, "token", p.Prefix)
 	return a.writeDomain(w, d)
 }
 

@@ -345,20 +345,6 @@ func (a *API) ownServer(r *http.Request, p accountPrincipal) (store.Server, erro
 	return srv, err
 }
 
-// newToken makes a token and stores it with add, trying again in the
-// unlikely case its prefix is taken.
-func newToken(add func(store.NewToken) error) (string, error) {
-	for range 5 {
-		tok := auth.NewToken()
-		err := add(auth.StoreToken(tok))
-		if errors.Is(err, store.ErrDuplicate) {
-			continue
-		}
-		return tok, err
-	}
-	return "", errors.New("api: no unique token prefix after 5 tries")
-}
-
 // registerServers adds the servers endpoints: the Servers API (account
 // token), token management per server (Postern's), and GET/PUT /server
 // (server token).
@@ -422,7 +408,7 @@ func (a *API) createServer(w http.ResponseWriter, r *http.Request, p accountPrin
 		return err
 	}
 	var created store.Server
-	tok, err := newToken(func(nt store.NewToken) error {
+	tok, err := auth.CreateToken(func(nt store.NewToken) error {
 		var err error
 		created, err = a.cfg.Store.CreateServer(srv, nt, a.cfg.Now())
 		if errors.Is(err, store.ErrDuplicateName) {
@@ -568,7 +554,7 @@ func (a *API) createServerToken(w http.ResponseWriter, r *http.Request, p accoun
 		return err
 	}
 	var rec store.Token
-	tok, err := newToken(func(nt store.NewToken) error {
+	tok, err := auth.CreateToken(func(nt store.NewToken) error {
 		var err error
 		rec, err = a.cfg.Store.AddServerToken(srv.ID, nt, a.cfg.Now())
 		return err

@@ -118,3 +118,18 @@ func Init(s store.Accounts, now time.Time) (Installation, error) {
 		ServerToken:  serverToken,
 	}, nil
 }
+
+// CreateToken makes a token and stores it with add (its hash), trying
+// again in the unlikely case its prefix is taken, and returns it: shown
+// this once.
+func CreateToken(add func(store.NewToken) error) (string, error) {
+	for range 5 {
+		tok := NewToken()
+		err := add(StoreToken(tok))
+		if errors.Is(err, store.ErrDuplicate) {
+			continue
+		}
+		return tok, err
+	}
+	return "", errors.New("auth: no unique token prefix after 5 tries")
+}
