@@ -38,7 +38,6 @@ const (
 // (relay.DefaultLease), which bounds an attempt.
 const revokeGrace = 30 * time.Minute
 
-
 // maxDomainsCount is the largest count of GET /domains.
 const maxDomainsCount = 500
 
