@@ -81,7 +81,7 @@ func TestUsers(t *testing.T) {
 	var list api.UserList
 	status, data = e.account(http.MethodGet, "/users", owner, nil)
 	decodeInto(t, status, data, &list)
-	if list.TotalCount != 2 || list.Users[0].Email != "ann@example.com" || list.Users[1].Email != "bob@client.example" {
+	if list.TotalCount != 3 || list.Users[0].Email != "owner@localhost" || list.Users[1].Email != "ann@example.com" || list.Users[2].Email != "bob@client.example" {
 		t.Errorf("list %+v", list)
 	}
 	// The other account sees only its own people.
@@ -91,7 +91,11 @@ func TestUsers(t *testing.T) {
 		t.Errorf("the other account's list %+v", list)
 	}
 
-	// The last Owner stays; an admin token cannot touch an Owner.
+	// The installation's owner leaves (Ann is an Owner too); then the
+	// last Owner stays, and an admin token cannot touch an Owner.
+	if status, data := e.account(http.MethodDelete, "/users/1", owner, nil); status != 200 {
+		t.Fatalf("removing owner@localhost: %d %s", status, data)
+	}
 	status, data = e.account(http.MethodPut, fmt.Sprintf("/users/%d", ann.ID), owner, map[string]any{"Role": "Admin"})
 	wantError(t, status, data, 422, 403)
 	status, data = e.account(http.MethodDelete, fmt.Sprintf("/users/%d", ann.ID), adminToken, nil)

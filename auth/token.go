@@ -84,15 +84,31 @@ type Installation struct {
 	ServerID     int64
 	ServerName   string
 	ServerToken  string
+	// OwnerEmail is the console's first person, Owner of the account,
+	// and SignInToken their one-time token to set a password
+	// (SignInPath on the console), valid SignInValid.
+	OwnerEmail  string
+	SignInToken string
+}
+
+// OwnerEmail is the console user Init creates.
+const OwnerEmail = "owner@localhost"
+
+// InitStore is what Init writes to.
+type InitStore interface {
+	store.Accounts
+	store.Users
 }
 
 // DefaultServerName is the name of the server Init creates.
 const DefaultServerName = "Default"
 
 // Init creates the installation's operator account with an owner token,
-// and a Sandbox server named "Default" with a server token. It fails with
-// store.ErrInitialized on a store that was initialised before.
-func Init(s store.Accounts, now time.Time) (Installation, error) {
+// a Sandbox server named "Default" with a server token, and the console
+// user OwnerEmail, Owner of the account, with a one-time sign-in token.
+// It fails with store.ErrInitialized on a store that was initialised
+// before.
+func Init(s InitStore, now time.Time) (Installation, error) {
 	accountToken, serverToken := NewToken(), NewToken()
 	at := StoreToken(accountToken)
 	at.Role = store.RoleOwner
@@ -110,13 +126,23 @@ func Init(s store.Accounts, now time.Time) (Installation, error) {
 	if err != nil {
 		return Installation{}, err
 	}
-	return Installation{
+	inst := Installation{
 		AccountID:    acct.ID,
 		AccountToken: accountToken,
 		ServerID:     srv.ID,
 		ServerName:   srv.Name,
 		ServerToken:  serverToken,
-	}, nil
+		OwnerEmail:   OwnerEmail,
+	}
+	owner, err := s.CreateUser(store.User{Email: OwnerEmail, CreatedAt: now.UTC()})
+	if err != nil {
+		return inst, err
+	}
+	if err := s.SetMembership(store.Membership{UserID: owner.ID, AccountID: acct.ID, Role: store.UserOwner}); err != nil {
+		return inst, err
+	}
+	inst.SignInToken, err = NewSignInToken(s, owner.ID, now)
+	return inst, err
 }
 
 // CreateToken makes a token and stores it with add (its hash), trying

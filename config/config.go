@@ -42,6 +42,9 @@ type Config struct {
 
 	MetricsAddr string // /metrics, /healthz and /readyz; "" or "off" turns it off
 
+	ConsoleAddr string // the web console's listener; "" or "off" turns it off
+	ConsoleTLS  bool   // the console serves HTTPS with the SMTP certificate
+
 	MaxMessageSize   int64
 	MaxRecipients    int
 	MaxLineLength    int
@@ -159,6 +162,8 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key, PEM (with tls-cert)")
 	fs.StringVar(&c.APIAddr, "api-addr", "127.0.0.1:8080", `HTTP API listener ("off" turns it off)`)
 	fs.BoolVar(&c.APITLS, "api-tls", false, "serve the HTTP API over HTTPS, with the certificate of tls-cert (or the self-signed one)")
+	fs.StringVar(&c.ConsoleAddr, "console-addr", "127.0.0.1:8081", `web console listener, where people sign in ("off" turns it off)`)
+	fs.BoolVar(&c.ConsoleTLS, "console-tls", false, "serve the console over HTTPS, with the certificate of tls-cert (or the self-signed one); its cookies are then Secure")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9090", `listener of Prometheus metrics (/metrics) and health checks (/healthz, /readyz); no token, keep it private ("off" turns it off)`)
 	fs.StringVar(&c.PublicURL, "public-url", "", "the API's URL as people reach it, for the ServerLink of servers (default: derived from api-addr)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 10<<20, "largest message accepted, in bytes")
@@ -391,13 +396,29 @@ func (c *Config) APIURL(addr string) string {
 	if addr == "" {
 		addr = c.APIAddr
 	}
+	return listenerURL(c.APITLS, addr, "127.0.0.1:8080")
+}
+
+// ConsoleURL is the console's URL as derived from the address it listens
+// on (addr, console-addr if empty), an unspecified host becoming
+// 127.0.0.1.
+func (c *Config) ConsoleURL(addr string) string {
+	if addr == "" {
+		addr = c.ConsoleAddr
+	}
+	return listenerURL(c.ConsoleTLS, addr, "127.0.0.1:8081")
+}
+
+// listenerURL is the URL of an HTTP listener on addr (fallback when addr
+// is not host:port), an unspecified host becoming 127.0.0.1.
+func listenerURL(tls bool, addr, fallback string) string {
 	scheme := "http"
-	if c.APITLS {
+	if tls {
 		scheme = "https"
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return scheme + "://127.0.0.1:8080"
+		host, port, _ = net.SplitHostPort(fallback)
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
@@ -434,7 +455,7 @@ func (c *Config) Validate() error {
 			bad(a.name, "must be host:port or \"off\", got %q", a.value)
 		}
 	}
-	for _, a := range []struct{ name, value string }{{"api-addr", c.APIAddr}, {"metrics-addr", c.MetricsAddr}, {"inbound-addr", c.InboundAddr}} {
+	for _, a := range []struct{ name, value string }{{"api-addr", c.APIAddr}, {"console-addr", c.ConsoleAddr}, {"metrics-addr", c.MetricsAddr}, {"inbound-addr", c.InboundAddr}} {
 		if Off(a.value) {
 			continue
 		}

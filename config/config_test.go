@@ -101,6 +101,7 @@ func TestDefaults(t *testing.T) {
 		MXPort:               25,
 		APIAddr:              "127.0.0.1:8080",
 		MetricsAddr:          "127.0.0.1:9090",
+		ConsoleAddr:          "127.0.0.1:8081",
 		SmarthostTLS:         "starttls",
 		SenderPolicy:         "verified",
 		MaxLifetime:          48 * time.Hour,
@@ -389,6 +390,8 @@ func TestValidate(t *testing.T) {
 		{"metrics-addr off", func(c *config.Config) { c.MetricsAddr = "off" }, "", ""},
 		{"metrics-addr empty", func(c *config.Config) { c.MetricsAddr = "" }, "", ""},
 		{"metrics-addr without port", func(c *config.Config) { c.MetricsAddr = "localhost" }, "metrics-addr", `host:port or "off", got "localhost"`},
+		{"console-addr off", func(c *config.Config) { c.ConsoleAddr = "off" }, "", ""},
+		{"console-addr without port", func(c *config.Config) { c.ConsoleAddr = "localhost" }, "console-addr", `host:port or "off", got "localhost"`},
 		{"public-url https", func(c *config.Config) { c.PublicURL = "https://postern.example.com/" }, "", ""},
 		{"public-url with path", func(c *config.Config) { c.PublicURL = "https://example.com/postern" }, "", ""},
 		{"public-url no scheme", func(c *config.Config) { c.PublicURL = "postern.example.com" }, "public-url", `http or https URL`},
@@ -573,6 +576,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		"webhook-retry-schedule": "1s,2s", "webhook-allow-private": "true",
 		"inbound-addr": ":2526", "inbound-domain": "inbound.example.org", "sending-ips": "192.0.2.7, 2001:db8::7",
 		"store": "postgres://postern@db.example.org/postern", "node-name": "node-2",
+		"console-addr": ":8444", "console-tls": "true",
 	}
 	e := env{}
 	for _, s := range config.Settings() {
@@ -596,6 +600,7 @@ func TestEverySettingFromEnv(t *testing.T) {
 		SmarthostUser: "relay-user", SmarthostPassword: "relay secret", SmarthostTLS: "implicit",
 		SmarthostDomains: []string{"example.com", "example.org"}, SenderPolicy: "verified",
 		APIAddr: ":8443", APITLS: true, PublicURL: "https://postern.example.org", MetricsAddr: "10.0.0.5:9100",
+		ConsoleAddr: ":8444", ConsoleTLS: true,
 		ReturnPathDomain: "bounces.example.org", MaxLifetime: 72 * time.Hour, RetryBase: time.Minute,
 		RetryMaxInterval: 2 * time.Hour, RelayWorkers: 8, RelayPerServer: 4, RelayPerDomain: 2,
 		TLSFallback: false, RetentionInterval: 15 * time.Minute, AllowPrivateDestinations: true,

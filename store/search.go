@@ -15,9 +15,12 @@ type MessageQuery struct {
 	// FromEmail matches the From header's address or the envelope
 	// sender, ignoring case.
 	FromEmail string
-	Tag       string // the tag, ignoring case
-	Subject   string // part of the subject, ignoring case
-	Stream    string // the message stream
+	// FromDomain matches the domain of the From header's address,
+	// ignoring case: the domain a message was sent as.
+	FromDomain string
+	Tag        string // the tag, ignoring case
+	Subject    string // part of the subject, ignoring case
+	Stream     string // the message stream
 	// Statuses lists the message statuses wanted (StatusQueued, ...).
 	Statuses []string
 	// From and To bound ReceivedAt, both included.
@@ -27,7 +30,7 @@ type MessageQuery struct {
 }
 
 func (q MessageQuery) Filters() bool {
-	return q.Recipient != "" || q.FromEmail != "" || q.Tag != "" || q.Subject != "" || q.Stream != "" ||
+	return q.Recipient != "" || q.FromEmail != "" || q.FromDomain != "" || q.Tag != "" || q.Subject != "" || q.Stream != "" ||
 		len(q.Statuses) > 0 || len(q.Metadata) > 0
 }
 
@@ -58,6 +61,9 @@ func (q MessageQuery) Match(m *Message) bool {
 	if q.FromEmail != "" && !strings.EqualFold(q.FromEmail, m.EnvelopeFrom) && !strings.EqualFold(q.FromEmail, FromAddress(m.From)) {
 		return false
 	}
+	if q.FromDomain != "" && !strings.EqualFold(q.FromDomain, addressDomain(FromAddress(m.From))) {
+		return false
+	}
 	if q.Recipient != "" && !hasRecipient(m, q.Recipient) {
 		return false
 	}
@@ -78,6 +84,10 @@ func hasRecipient(m *Message, r string) bool {
 		}
 	}
 	return false
+}
+
+func addressDomain(addr string) string {
+	return addr[strings.LastIndexByte(addr, '@')+1:]
 }
 
 // FromAddress is the address of a From header, or the header itself when

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -164,7 +165,9 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 			ServerID     int64
 			ServerName   string
 			ServerToken  string
-		}{inst.AccountID, inst.AccountToken, inst.ServerID, inst.ServerName, inst.ServerToken})
+			OwnerEmail   string
+			SignInURL    string `json:",omitempty"`
+		}{inst.AccountID, inst.AccountToken, inst.ServerID, inst.ServerName, inst.ServerToken, inst.OwnerEmail, consoleLink(cfg, "", inst)})
 	}
 	var target swaksTarget
 	for _, l := range []struct{ name, addr string }{{"smtp", cfg.SMTPAddr}, {"smtps", cfg.SMTPSAddr}} {
@@ -172,7 +175,7 @@ func initCmd(args []string, stdout, stderr io.Writer) error {
 			target = target.or(l.name, l.addr)
 		}
 	}
-	printInstallation(stdout, cfg.DataDir, inst, target)
+	printInstallation(stdout, cfg.DataDir, inst, target, consoleLink(cfg, "", inst))
 	return nil
 }
 
@@ -200,7 +203,7 @@ func (t swaksTarget) or(listener, addr string) swaksTarget {
 }
 
 // printInstallation shows new tokens, the one time they can be shown.
-func printInstallation(w io.Writer, dataDir string, inst auth.Installation, target swaksTarget) {
+func printInstallation(w io.Writer, dataDir string, inst auth.Installation, target swaksTarget, console string) {
 	fmt.Fprintf(w, `Postern initialised in %s
 
   Account %d, owner token:     %s
@@ -215,6 +218,23 @@ The server token is the SMTP username and password. Try it:
 
 `, dataDir, inst.AccountID, inst.AccountToken, inst.ServerName, inst.ServerID, inst.ServerToken,
 		target.addr, target.flag, inst.ServerToken, inst.ServerToken)
+	if console != "" {
+		fmt.Fprintf(w, `The console is at %s. Sign in as %s: set its password with
+this one-time link, valid 24 hours:
+
+  %s
+
+`, strings.SplitN(console, auth.SignInPath, 2)[0], inst.OwnerEmail, console)
+	}
+}
+
+// consoleLink is the owner's one-time sign-in link on the console at
+// addr (console-addr when empty), or "" when the console is off.
+func consoleLink(cfg *config.Config, addr string, inst auth.Installation) string {
+	if config.Off(cfg.ConsoleAddr) || inst.SignInToken == "" {
+		return ""
+	}
+	return cfg.ConsoleURL(addr) + auth.SignInPath + "?token=" + inst.SignInToken
 }
 
 func settingsCmd(args []string, stdout, stderr io.Writer) error {
@@ -263,7 +283,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if a.Installation != nil {
 		// The tokens of a new store, with the addresses really listened on.
 		target := swaksTarget{}.or("smtp", a.Addr("smtp")).or("smtps", a.Addr("smtps"))
-		printInstallation(stdout, cfg.DataDir, *a.Installation, target)
+		printInstallation(stdout, cfg.DataDir, *a.Installation, target, consoleLink(cfg, a.Addr("console"), *a.Installation))
 	}
 	return a.Run(ctx)
 }

@@ -167,7 +167,7 @@ func testEnv(extra ...string) []string {
 		}
 	}
 	env = append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	env = append(env, "POSTERN_API_ADDR=127.0.0.1:0", "POSTERN_METRICS_ADDR=127.0.0.1:0")
+	env = append(env, "POSTERN_API_ADDR=127.0.0.1:0", "POSTERN_METRICS_ADDR=127.0.0.1:0", "POSTERN_CONSOLE_ADDR=127.0.0.1:0")
 	return append(env, extra...)
 }
 

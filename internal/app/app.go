@@ -125,6 +125,7 @@ type App struct {
 
 	listeners     []listener
 	apiServer     *http.Server // nil when the API is off
+	consoleServer *http.Server // nil when the console is off
 	metricsServer *http.Server // nil when metrics are off
 
 	// Installation is set when New initialised a new store: the tokens,
@@ -185,6 +186,9 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if err := a.listen("api", cfg.APIAddr, func(ln net.Listener) error { return serveAPI(a.apiServer, ln) }); err != nil {
 		return nil, err
 	}
+	if err := a.listen("console", cfg.ConsoleAddr, func(ln net.Listener) error { return serveAPI(a.consoleServer, ln) }); err != nil {
+		return nil, err
+	}
 	unsubscribeBase := ""
 	if addr := a.Addr("api"); addr != "" {
 		unsubscribeBase = cfg.APIURL(addr)
@@ -243,6 +247,11 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 			return nil, fmt.Errorf("api-addr: %w", err)
 		}
 	}
+	if a.Addr("console") != "" {
+		if a.consoleServer, err = a.newConsoleServer(tlsConfig); err != nil {
+			return nil, fmt.Errorf("console-addr: %w", err)
+		}
+	}
 	if err := a.listen("metrics", cfg.MetricsAddr, func(ln net.Listener) error { return serveHTTP(a.metricsServer, ln) }); err != nil {
 		return nil, err
 	}
@@ -266,7 +275,15 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 // newThrottle is the login throttle: shared by the nodes of a store that
 // can count failures for all of them, this node's own otherwise.
 func newThrottle(cfg *config.Config, st store.Backend) smtpd.Throttle {
-	tc := auth.ThrottleConfig{Failures: cfg.AuthMaxFailures, Window: cfg.AuthFailureWindow}
+	return newSignInThrottle(auth.ThrottleConfig{Failures: cfg.AuthMaxFailures, Window: cfg.AuthFailureWindow}, st)
+}
+
+// newSignInThrottle counts failures as tc says, across the nodes of a
+// store that can count them for all, on this node otherwise.
+func newSignInThrottle(tc auth.ThrottleConfig, st store.Backend) interface {
+	Blocked(key string) (bool, time.Time)
+	Fail(key string) bool
+} {
 	if shared, ok := st.(store.LoginFailures); ok {
 		return auth.NewSharedThrottle(tc, shared)
 	}
@@ -383,6 +400,11 @@ func (a *App) Run(ctx context.Context) error {
 	if a.apiServer != nil {
 		if err := a.apiServer.Shutdown(shutdownCtx); err != nil {
 			log.Warn("api shutdown", "err", err)
+		}
+	}
+	if a.consoleServer != nil {
+		if err := a.consoleServer.Shutdown(shutdownCtx); err != nil {
+			log.Warn("console shutdown", "err", err)
 		}
 	}
 	// Then the relay: deliveries in flight get shutdown-timeout to end;

@@ -50,7 +50,7 @@ func startNode(t *testing.T, storeDSN string, flags ...string) (a *app.App, stop
 	fs := config.FlagSet("serve", &cfg)
 	if err := fs.Parse(append([]string{
 		"-data", t.TempDir(), "-hostname", "postern.test",
-		"-smtp-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0",
+		"-smtp-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-console-addr", "127.0.0.1:0",
 		"-allow-private-destinations", "-sender-policy", "any", "-store", storeDSN,
 	}, flags...)); err != nil {
 		t.Fatal(err)

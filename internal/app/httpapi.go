@@ -38,6 +38,7 @@ func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.Se
 		Resolver:                 relay.NewResolver(cfg.DNS),
 		GenerateKeys:             dkim.Generate,
 		PublicURL:                cfg.APIURL(addr),
+		ConsoleURL:               cfg.ConsoleURL(app.Addr("console")),
 		BackupDir:                cfg.DataDir,
 		TLSReport:                app.previewTLSReport,
 		SenderPolicy:             policy,

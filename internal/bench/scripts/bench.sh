@@ -67,7 +67,7 @@ SANDBOX_TOKEN=$(bench_json "$BENCH_WORK/init.json" 'j["ServerToken"]')
 "$POSTERN" domain add "$DOMAIN" -data "$DATA" -json >"$BENCH_WORK/domain.json"
 
 # shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of flags
-"$POSTERN" serve -data "$DATA" -smtp-addr 127.0.0.1:0 -api-addr 127.0.0.1:0 \
+"$POSTERN" serve -data "$DATA" -smtp-addr 127.0.0.1:0 -api-addr 127.0.0.1:0 -console-addr off \
 	-metrics-addr 127.0.0.1:0 -mx-port "$(bench_port "$SINK")" -allow-private-destinations -max-sessions-per-ip 10000 -sender-policy registered -hostname postern.bench \
 	${BENCH_SERVE_ARGS:-} >"$BENCH_WORK/serve.out" 2>"$BENCH_WORK/serve.log" &
 BENCH_PIDS+=($!)
