@@ -17,6 +17,7 @@ type need int
 
 const (
 	anyone      need = iota // no session needed
+	signInPage              // for the signed-out: the signed-in are sent on
 	signedIn                // any signed-in person
 	seeServer               // may see the server (Viewer or more)
 	adminServer             // Server Admin of it (or Owner/Admin of the account)
@@ -33,6 +34,10 @@ type route struct {
 	request func(f *fixture, s target) (method, path string, form url.Values)
 }
 
+// inAccountA are the routes whose request names something of account A,
+// which a person working in another account is not shown.
+var inAccountA = map[string]bool{"POST /users/{id}": true}
+
 // target is a server of the fixture with a message and a bounce.
 type target struct {
 	srv       store.Server
@@ -44,7 +49,7 @@ type target struct {
 // one is missing.
 var matrix = map[string]route{
 	"GET /static/":  {anyone, 200, func(f *fixture, s target) (string, string, url.Values) { return "GET", "/static/console.css", nil }},
-	"GET /signin":   {anyone, 200, func(f *fixture, s target) (string, string, url.Values) { return "GET", "/signin", nil }},
+	"GET /signin":   {signInPage, 200, func(f *fixture, s target) (string, string, url.Values) { return "GET", "/signin", nil }},
 	"POST /signin":  {anyone, 403, func(f *fixture, s target) (string, string, url.Values) { return "POST", "/signin", url.Values{} }},
 	"POST /signout": {signedIn, 303, func(f *fixture, s target) (string, string, url.Values) { return "POST", "/signout", url.Values{} }},
 	"GET " + auth.SignInPath: {anyone, 200, func(f *fixture, s target) (string, string, url.Values) {
@@ -106,7 +111,7 @@ var matrix = map[string]route{
 		return "POST", fmt.Sprintf("/users/%d", f.viewer.ID), url.Values{"role": {"Emperor"}}
 	}},
 	"POST /users/{id}/remove": {accountWide, 404, func(f *fixture, s target) (string, string, url.Values) {
-		return "POST", fmt.Sprintf("/users/%d/remove", f.outsider.ID), url.Values{}
+		return "POST", "/users/999/remove", url.Values{}
 	}},
 	"GET /account": {signedIn, 200, func(f *fixture, s target) (string, string, url.Values) { return "GET", "/account", nil }},
 	"POST /account/switch": {signedIn, 404, func(f *fixture, s target) (string, string, url.Values) {
@@ -164,6 +169,7 @@ func TestAccessMatrix(t *testing.T) {
 		{"owner of another account", &f.outsider, store.UserOwner, map[string]string{"other": store.AccessAdmin}},
 		{"signed out", nil, "", nil},
 	}
+	sessions := map[string]*browser{}
 	patterns := make([]string, 0, len(matrix))
 	for p := range matrix {
 		patterns = append(patterns, p)
@@ -177,19 +183,29 @@ func TestAccessMatrix(t *testing.T) {
 					continue
 				}
 				tg := targets[tname]
-				// A fresh session each time: some routes sign out or
-				// switch accounts.
-				b := f.browser()
-				if who.user != nil {
-					b = f.signedIn(*who.user)
+				// One session per person, and a fresh one for the route
+				// that ends it.
+				b := sessions[who.name]
+				if b == nil {
+					b = f.browser()
+					if who.user != nil {
+						b = f.signedIn(*who.user)
+					}
+					sessions[who.name] = b
 				}
 				method, path, form := r.request(f, tg)
 				want := expected(r, method, who.user != nil, who.role, who.access[tname], serverRoute(pattern))
+				if inAccountA[pattern] && who.user == &f.outsider && want == r.allowed {
+					want = http.StatusNotFound
+				}
 				var p page
 				if method == "GET" {
 					p = b.get(path)
 				} else {
 					p = b.post(path, form)
+				}
+				if pattern == "POST /signout" {
+					delete(sessions, who.name) // it ended that session
 				}
 				if p.Status != want {
 					t.Errorf("%s as %s on %s: %d, want %d (%s)", pattern, who.name, tname, p.Status, want, text(p.Doc))
@@ -208,6 +224,10 @@ func TestAccessMatrix(t *testing.T) {
 func expected(r route, method string, signedIn bool, role, access string, onServer bool) int {
 	switch {
 	case r.need == anyone:
+		return r.allowed
+	case r.need == signInPage && signedIn:
+		return http.StatusSeeOther
+	case r.need == signInPage:
 		return r.allowed
 	case !signedIn && method == "GET":
 		return http.StatusSeeOther // to the sign-in page

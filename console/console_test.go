@@ -202,7 +202,7 @@ func TestSignInLinkSetsPassword(t *testing.T) {
 	if p := b.post(auth.SignInPath, form); p.Status != http.StatusSeeOther || p.Location != "/" {
 		t.Fatalf("set password: %d %q", p.Status, text(p.Doc))
 	}
-	if p := b.get("/"); p.Status != http.StatusOK || len(serverRows(p)) != 3 {
+	if p := b.get("/"); p.Status != http.StatusOK || len(serverRows(p)) != 4 {
 		t.Fatalf("owner's servers after setting a password: %d, %d rows", p.Status, len(serverRows(p)))
 	}
 	if p := f.browser().post(auth.SignInPath, form); p.Status != http.StatusNotFound {
@@ -219,9 +219,9 @@ func TestServersPageOrderAndColumns(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s/%s/%s", text(findAll(row, func(n *html.Node) bool { return attr(n, "class") == "server-name" })[0]),
 			attr(row, "data-color"), attr(row, "data-pinned")))
 	}
-	// beta is pinned; then alphabetically, ignoring case. Other is in
-	// another account.
-	want := []string{"beta/Blue/true", "Alpha/Green/false", "Gamma/Red/false"}
+	// beta is pinned; then alphabetically, ignoring case, with the
+	// installation's Default. Other is in another account.
+	want := []string{"beta/Blue/true", "Alpha/Green/false", "Default/Purple/false", "Gamma/Red/false"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("rows %v, want %v", got, want)
 	}
@@ -236,7 +236,8 @@ func TestServersPageOrderAndColumns(t *testing.T) {
 	for _, row := range serverRows(b.get("/")) {
 		got = append(got, attr(row, "data-server-id")+"/"+attr(row, "data-color")+"/"+attr(row, "data-pinned"))
 	}
-	want = []string{fmt.Sprintf("%d/Blue/true", f.beta.ID), fmt.Sprintf("%d/Red/true", f.gamma.ID), fmt.Sprintf("%d/Yellow/false", f.alpha.ID)}
+	want = []string{fmt.Sprintf("%d/Blue/true", f.beta.ID), fmt.Sprintf("%d/Red/true", f.gamma.ID), fmt.Sprintf("%d/Yellow/false", f.alpha.ID),
+		fmt.Sprintf("%d/Purple/false", f.inst.ServerID)}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("after pin and colour: %v, want %v", got, want)
 	}

@@ -107,8 +107,8 @@ func (c *Console) showServers(w http.ResponseWriter, v *viewer, status int, p se
 // createServer creates a server as the API does, with its first token,
 // and shows that token once.
 func (c *Console) createServer(w http.ResponseWriter, r *http.Request, v *viewer) error {
-	if !v.AccountWide() {
-		return forbidden("Only an Owner or Admin of the account creates servers.")
+	if err := accountWide(v); err != nil {
+		return err
 	}
 	p := serversPage{Name: r.PostFormValue("name")}
 	name, err := store.ServerName(p.Name)

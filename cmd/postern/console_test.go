@@ -64,8 +64,7 @@ func browser(t *testing.T) func() context.Context {
 	t.Cleanup(cancelAlloc)
 	return func() context.Context {
 		ctx, cancel := chromedp.NewContext(alloc)
-		ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-		t.Cleanup(func() { cancelTimeout(); cancel() })
+		t.Cleanup(cancel)
 		return ctx
 	}
 }
@@ -78,12 +77,21 @@ const serverRowsJS = `Array.from(document.querySelectorAll("tr[data-server-id]")
 // stopped at.
 func drive(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
+	if _, err := chromedp.Run(ctx, chromedp.Location()); err != nil { // the first run starts the tab
+		t.Fatal(err)
+	}
+	stepCtx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(stepCtx, steps...); err != nil {
 		loc, _ := chromedp.Run(ctx, chromedp.Location())
 		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 		t.Fatalf("%s: %v\nat %s:\n%s", what, err, loc, body)
 	}
 }
+
+// stepTimeout bounds one drive: a page that never shows what a step
+// waits for fails the test instead of hanging it.
+const stepTimeout = 30 * time.Second
 
 // read runs one action that returns a value.
 func read[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
