@@ -37,7 +37,8 @@ bench: build
 	POSTERN_BIN=$(BIN) GO=$(GO) internal/bench/scripts/bench.sh
 
 # The same scenarios through Postern and through a private Postfix
-# instance (installed with apt-get if missing; needs root), into the same
+# instance, with OpenDKIM as its milter for the signed end to end (both
+# installed with apt-get if missing; needs root), into the same
 # sink: Postern/Postfix ratios, and the results in BENCH_COMPARE_OUT
 # (default bench-compare.json).
 bench-compare: build

@@ -93,8 +93,12 @@ type SinkStats struct {
 	Recipients int64 // recipients accepted
 	Bytes      int64 // message bytes read (after dot-unstuffing)
 	Refused    int64 // recipients refused with the configured reply
-	FirstAt    time.Time
-	LastAt     time.Time // when the last message's data was read
+	// Signed counts the messages whose header section (its first 8 KB)
+	// has a DKIM-Signature field, so that a benchmark of a signing MTA
+	// can check that it signed.
+	Signed  int64
+	FirstAt time.Time
+	LastAt  time.Time // when the last message's data was read
 	// MessagesPerSecond is Messages over LastAt − FirstAt.
 	MessagesPerSecond float64
 }
@@ -116,9 +120,9 @@ type Sink struct {
 	opts   SinkOptions
 	server *smtp.Server
 
-	messages, recipients, bytes, refused atomic.Int64
-	rcptSeq                              atomic.Int64
-	firstAt, lastAt                      atomic.Int64 // unix nanos
+	messages, recipients, bytes, refused, signed atomic.Int64
+	rcptSeq                                      atomic.Int64
+	firstAt, lastAt                              atomic.Int64 // unix nanos
 
 	mu       sync.Mutex
 	arrivals map[string]*Arrivals
@@ -163,6 +167,7 @@ func (s *Sink) Stats() SinkStats {
 		Recipients: s.recipients.Load(),
 		Bytes:      s.bytes.Load(),
 		Refused:    s.refused.Load(),
+		Signed:     s.signed.Load(),
 	}
 	if f := s.firstAt.Load(); f != 0 {
 		st.FirstAt = time.Unix(0, f)
@@ -300,10 +305,30 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if run, seq, ok := findBenchHeader(ss.head); ok {
 		s.arrived(run, seq, now)
 	}
+	if hasDKIMSignature(ss.head) {
+		s.signed.Add(1)
+	}
 	if s.opts.Delay > 0 {
 		time.Sleep(s.opts.Delay)
 	}
 	return nil
+}
+
+// hasDKIMSignature reports whether the header section in head has a
+// DKIM-Signature field (its name in any case).
+func hasDKIMSignature(head []byte) bool {
+	const name = "dkim-signature:"
+	for len(head) > 0 {
+		if len(head) >= len(name) && strings.EqualFold(string(head[:len(name)]), name) {
+			return true
+		}
+		i := bytes.Index(head, []byte("\r\n"))
+		if i < 0 || i == 0 {
+			return false // the last (partial) line, or the end of the header
+		}
+		head = head[i+2:]
+	}
+	return false
 }
 
 // findBenchHeader finds "X-Postern-Bench: RUN SEQ" in the header section.

@@ -87,6 +87,14 @@ func TestSinkCounts(t *testing.T) {
 	var refusals int
 	for i := range messages {
 		body := fmt.Sprintf("From: a@example.com\r\nX-Postern-Bench: run1 %d\r\n\r\n.leading dot, stuffed on the wire\r\nline %d\r\n", i, i)
+		switch i % 4 { // a quarter signed (the field's name in any case); one in the body only
+		case 1:
+			body = "DKIM-Signature: v=1; a=rsa-sha256; d=example.com;\r\n\tb=abc\r\n" + body
+		case 2:
+			body = "Received: by x\r\ndkim-signature: v=1;\r\n b=abc\r\n" + body
+		case 3:
+			body += "DKIM-Signature: in the body\r\n"
+		}
 		wantBytes += int64(len(body))
 		if err := c.Mail("a@example.com", nil); err != nil {
 			t.Fatal(err)
@@ -116,6 +124,9 @@ func TestSinkCounts(t *testing.T) {
 	if st.Messages != messages || st.Recipients != messages*rcpts*3/4 || st.Refused != messages*rcpts/4 || st.Bytes != wantBytes {
 		t.Errorf("stats %+v, want %d messages, %d recipients, %d refused, %d bytes", st, messages, messages*rcpts*3/4, messages*rcpts/4, wantBytes)
 	}
+	if st.Signed != messages/2 {
+		t.Errorf("%d messages counted as signed, want %d", st.Signed, messages/2)
+	}
 	if refusals != messages*rcpts/4 {
 		t.Errorf("client saw %d refusals", refusals)
 	}
@@ -133,7 +144,7 @@ func TestSinkCounts(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"Messages", "Recipients", "Bytes", "Refused", "FirstAt", "LastAt", "MessagesPerSecond"} {
+	for _, k := range []string{"Messages", "Recipients", "Bytes", "Refused", "Signed", "FirstAt", "LastAt", "MessagesPerSecond"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("/stats has no %s: %v", k, m)
 		}

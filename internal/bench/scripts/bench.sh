@@ -42,6 +42,10 @@
 #                        own (created with psql, dropped at the end) instead of bbolt
 #   POSTERN_BIN          use this binary instead of building one
 #   BENCH_KEEP=1         keep the work directory (logs, data) at the end
+#   BENCH_COMPARE_EXTRA=1  what compare.sh sets: serve with sender-policy any (so
+#                        that a Live server can send unsigned, From a domain that is
+#                        not the account's), and two more scenarios, e2e-unsigned-2k
+#                        and latency-half-load-live (bench_extra_scenarios in lib.sh)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -66,9 +70,11 @@ ACCOUNT_TOKEN=$(bench_json "$BENCH_WORK/init.json" 'j["AccountToken"]')
 SANDBOX_TOKEN=$(bench_json "$BENCH_WORK/init.json" 'j["ServerToken"]')
 "$POSTERN" domain add "$DOMAIN" -data "$DATA" -json >"$BENCH_WORK/domain.json"
 
+POLICY=registered
+[[ -z "${BENCH_COMPARE_EXTRA:-}" ]] || POLICY=any
 # shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of flags
 "$POSTERN" serve -data "$DATA" -smtp-addr 127.0.0.1:0 -api-addr 127.0.0.1:0 -console-addr off \
-	-metrics-addr 127.0.0.1:0 -mx-port "$(bench_port "$SINK")" -allow-private-destinations -max-sessions-per-ip 10000 -sender-policy registered -hostname postern.bench \
+	-metrics-addr 127.0.0.1:0 -mx-port "$(bench_port "$SINK")" -allow-private-destinations -max-sessions-per-ip 10000 -sender-policy "$POLICY" -hostname postern.bench \
 	${BENCH_SERVE_ARGS:-} >"$BENCH_WORK/serve.out" 2>"$BENCH_WORK/serve.log" &
 BENCH_PIDS+=($!)
 SERVE_PID=$!
@@ -102,7 +108,15 @@ sandbox=(-addr "$SMTP" -from "$FROM" -to "$TO" -token "$SANDBOX_TOKEN")
 # shellcheck disable=SC2034
 live=(-addr "$SMTP" -from "$FROM" -to "$TO" -token "$LIVE_TOKEN")
 bench_scenarios postern wait_idle sandbox live "DKIM-signed" "connect, EHLO, AUTH each" "the"
+if [[ -n "${BENCH_COMPARE_EXTRA:-}" ]]; then
+	# shellcheck disable=SC2034
+	unsigned=(-addr "$SMTP" -from "bench@unsigned.postern.test" -to "$TO" -token "$LIVE_TOKEN")
+	RATE=$(bench_json "$BENCH_WORK/results/postern-accept-2k.json" 'max(1, int(j["Result"]["MessagesPerSecond"] / 2))')
+	bench_extra_scenarios postern wait_idle unsigned live "$RATE" "a Live server, DKIM-signed"
+fi
+# The peak resident set of postern serve over every scenario.
+PEAK_RSS_KB=$(awk '$1 == "VmHWM:" {print $2}' "/proc/$SERVE_PID/status" 2>/dev/null || true)
 
 python3 "$(dirname "$0")/report.py" -out "$BENCH_OUT" -command "${BENCH_COMMAND:-make bench}" \
 	-go "$(${GO:-go} version "$POSTERN" 2>/dev/null | awk '{print $NF}')" -version "$("$POSTERN" version)" \
-	"${BENCH_RESULTS[@]}"
+	-peak-rss-kb "${PEAK_RSS_KB:-0}" "${BENCH_RESULTS[@]}"

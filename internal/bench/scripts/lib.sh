@@ -190,6 +190,51 @@ bench_sizes() {
 	PER_CONN=${BENCH_PER_CONN:-100}
 }
 
+# bench_sink_signed prints how many messages the sink has seen arrive
+# with a DKIM-Signature field.
+bench_sink_signed() {
+	curl -fsS "$SINK_STATS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Signed"])' ||
+		bench_die "cannot read the sink's signed count at $SINK_STATS"
+}
+
+# bench_check_signed TARGET NAME BEFORE all|none: after the end-to-end
+# scenario NAME, checks that every message it delivered to the sink (or
+# none) carried a DKIM-Signature, BEFORE being the sink's signed count
+# before it; a signer that did not sign fails the benchmark rather than
+# giving figures of unsigned mail.
+bench_check_signed() {
+	local target=$1 name=$2 before=$3 want=$4 after delivered
+	after=$(bench_sink_signed)
+	delivered=$(bench_json "$BENCH_WORK/results/$target-$name.json" '(j["Result"].get("EndToEnd") or {}).get("Delivered", 0)')
+	if [[ $want == all ]]; then
+		((after - before == delivered)) || bench_die "$target: $name: $((after - before)) of the $delivered messages delivered to the sink carried a DKIM-Signature"
+	else
+		((after == before)) || bench_die "$target: $name: $((after - before)) messages arrived signed, want none"
+	fi
+	bench_log "  $((after - before)) of $delivered arrived with a DKIM-Signature"
+}
+
+# bench_extra_scenarios TARGET IDLE UNSIGNED LIVE RATE WHAT: the scenarios
+# of make bench-compare only: end to end unsigned (UNSIGNED names the
+# array of `postern bench` flags), and the latency of relayed mail (LIVE)
+# at the offered RATE, half of Postern's maximum of accept-2k; WHAT says
+# what the relayed path does.
+bench_extra_scenarios() {
+	local target=$1 idle=$2 rate=$5 what=$6 signed messages
+	local -n unsigned_args=$3 live_args=$4
+	signed=$(bench_sink_signed)
+	bench_run e2e-unsigned-2k "end to end, unsigned, 2 KB, $SESSIONS sessions, into the sink" "$target" \
+		"${unsigned_args[@]}" -sessions "$SESSIONS" -messages "$ME2E" -size 2048 -per-conn "$PER_CONN" \
+		-sink-stats "$SINK_STATS" -wait 10m
+	$idle
+	bench_check_signed "$target" e2e-unsigned-2k "$signed" none
+	messages=$((rate * RATE_SECONDS))
+	((messages <= MESSAGES)) || messages=$MESSAGES
+	bench_run latency-half-load-live "2 KB, $SESSIONS sessions, relayed ($what), offered $rate/s (half Postern's maximum of accept-2k)" "$target" \
+		"${live_args[@]}" -sessions "$SESSIONS" -messages "$messages" -size 2048 -per-conn "$PER_CONN" -rate "$rate"
+	$idle
+}
+
 # bench_scenarios TARGET IDLE ACCEPT E2E E2E_WHAT CONN_WHAT MAX_WHAT: the
 # standard scenarios, in order, the same for Postern and for Postfix.
 # TARGET is postern or postfix; IDLE the command that waits until its
@@ -213,10 +258,13 @@ bench_scenarios() {
 	bench_run accept-50k "accept only, 50 KB, $SESSIONS sessions, $PER_CONN per connection" "$target" \
 		"${accept_args[@]}" -sessions "$SESSIONS" -messages "$M50" -size 51200 -per-conn "$PER_CONN"
 	$idle
+	local signed
+	signed=$(bench_sink_signed)
 	bench_run e2e-dkim-2k "end to end ($e2e_what), 2 KB, $SESSIONS sessions, into the sink" "$target" \
 		"${e2e_args[@]}" -sessions "$SESSIONS" -messages "$ME2E" -size 2048 -per-conn "$PER_CONN" \
 		-sink-stats "$SINK_STATS" -wait 10m
 	$idle
+	bench_check_signed "$target" e2e-dkim-2k "$signed" all
 	bench_run one-per-conn-2k "accept only, 2 KB, $SESSIONS sessions, 1 per connection ($conn_what)" "$target" \
 		"${accept_args[@]}" -sessions "$SESSIONS" -messages "$MONE" -size 2048 -per-conn 1
 	$idle

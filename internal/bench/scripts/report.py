@@ -7,7 +7,10 @@ Each input file is one scenario as bench.sh's bench_run writes it:
 Without -compare: prints one table and writes {"Machine", "Command",
 "Date", "Scenarios": [...]} to -out. With -compare: the inputs are of two
 targets (postern, postfix); prints both side by side with Postern/Postfix
-ratios, and writes them with the ratios to -out.
+ratios, and writes them with the ratios to -out; first, the summary of
+the comparison (accept, end to end unsigned and signed, latency of relayed
+mail at half Postern's peak, peak memory), and after the full table each
+scenario's latency from the end of DATA to the reply.
 """
 
 import argparse
@@ -107,6 +110,39 @@ def ratio(a, b):
     return a / b
 
 
+def mb(kb):
+    return "-" if not kb else f"{kb / 1024:,.0f} MB"
+
+
+# The summary's rows: label, scenario, what is compared, unit.
+SUMMARY = [
+    ("accept, no signing", "accept-2k", "msgs/s"),
+    ("end to end, unsigned", "e2e-unsigned-2k", "e2e/s"),
+    ("end to end, Ed25519 + RSA-2048 / OpenDKIM RSA-2048", "e2e-dkim-2k", "e2e/s"),
+    ("p99 from end of DATA to 250, at half of Postern's peak, Live server", "latency-half-load-live", "p99"),
+]
+
+
+def summarize(by, postern_rss, postfix_pss):
+    out = []
+    for label, name, what in SUMMARY:
+        pn, pf = by.get(name, {}).get("postern"), by.get(name, {}).get("postfix")
+        if what == "msgs/s":
+            get, fmt = (lambda r: r.get("MessagesPerSecond")), (lambda v: num(v) + "/s" if v is not None else "-")
+        elif what == "e2e/s":
+            get, fmt = e2e, (lambda v: num(v) + "/s" if v is not None else "-")
+        else:
+            get, fmt = (lambda r: lat(r, "P99")), (lambda v: num(v, 1) + " ms" if v is not None else "-")
+        vn = get(pn["Result"]) if pn else None
+        vf = get(pf["Result"]) if pf else None
+        out.append({"Row": label, "Scenario": name, "Postern": vn, "Postfix": vf, "Ratio": ratio(vn, vf),
+                    "PosternText": fmt(vn), "PostfixText": fmt(vf)})
+    out.append({"Row": "peak RSS", "Scenario": "",
+                "Postern": postern_rss, "Postfix": postfix_pss, "Ratio": ratio(postern_rss, postfix_pss),
+                "PosternText": mb(postern_rss), "PostfixText": mb(postfix_pss)})
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("-out", required=True)
@@ -115,21 +151,29 @@ def main():
     p.add_argument("-version", default="")
     p.add_argument("-compare", action="store_true")
     p.add_argument("-note", default="")
+    p.add_argument("-peak-rss-kb", type=int, default=0, help="peak RSS of postern serve (VmHWM)")
+    p.add_argument("-postfix-pss-kb", type=int, default=0,
+                   help="peak of the PSS summed over the private Postfix's processes and opendkim")
     p.add_argument("files", nargs="+")
     a = p.parse_args()
 
     scenarios = []
+    postern_rss = a.peak_rss_kb or None
     for f in a.files:
         with open(f) as fh:
             d = json.load(fh)
         # A scenario, or a whole earlier output (bench.sh's BENCH_OUT).
         scenarios.extend(d["Scenarios"] if "Scenarios" in d else [d])
+        if d.get("PeakRSSKB") and not a.peak_rss_kb:
+            postern_rss = d["PeakRSSKB"]
     doc = {
         "Command": a.command,
         "Date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "Machine": machine(a.go),
         "Postern": a.version,
     }
+    if postern_rss:
+        doc["PeakRSSKB"] = postern_rss
     m = doc["Machine"]
     print()
     print(f"{a.command}: {doc['Date']}, {m['Cores']} cores ({m['CPU']}), {m['GoVersion']}, {a.version}")
@@ -138,6 +182,9 @@ def main():
     if not a.compare:
         doc["Scenarios"] = scenarios
         print(table(HEADERS, [row(s) for s in scenarios]))
+        if postern_rss:
+            print()
+            print(f"peak RSS of postern serve: {mb(postern_rss)}")
     else:
         by = {}
         order = []
@@ -170,8 +217,27 @@ def main():
                          num(lat(rn, "P99"), 1), num(lat(rf, "P99"), 1)])
         doc["Comparisons"] = comparisons
         doc["Scenarios"] = scenarios
+        summary = summarize(by, postern_rss, a.postfix_pss_kb or None)
+        doc["Summary"] = summary
+        if a.postfix_pss_kb:
+            doc["PostfixPeakPSSKB"] = a.postfix_pss_kb
+        print(table(["", "Postern", "Postfix", "ratio"],
+                    [[r["Row"], r["PosternText"], r["PostfixText"], "-" if r["Ratio"] is None else f"{r['Ratio']:.2f}x"]
+                     for r in summary]))
+        print()
         print(table(["scenario", "sessions", "size", "Postern msgs/s", "Postfix msgs/s", "ratio",
                      "Postern e2e/s", "Postfix e2e/s", "e2e ratio", "Postern p99 ms", "Postfix p99 ms"], rows))
+        print()
+        print("From the end of DATA to the reply, ms:")
+        print()
+        lrows = []
+        for name in order:
+            pn, pf = by[name].get("postern"), by[name].get("postfix")
+            if not pn or not pf:
+                continue
+            rn, rf = pn["Result"], pf["Result"]
+            lrows.append([name] + [num(lat(r, k), 1) for r in (rn, rf) for k in ("P50", "P99", "Max")])
+        print(table(["scenario", "Postern p50", "Postern p99", "Postern max", "Postfix p50", "Postfix p99", "Postfix max"], lrows))
         if a.note:
             doc["Note"] = a.note
             print()
