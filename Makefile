@@ -2,7 +2,7 @@ GO ?= go
 BIN := bin/postern
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build run test vet fmt-check bench bench-compare bench-go fuzz docs clean
+.PHONY: build run test vet fmt-check bench bench-compare bench-go fuzz docs screenshots clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/postern
@@ -48,6 +48,11 @@ bench-compare: build
 # loopback with AUTH and durable commits.
 bench-go:
 	$(GO) test -run '^$$' -bench 'BenchmarkAccept' -benchtime 5s ./smtpd/
+
+# The console's servers page as docs/console.png, taken by the browser
+# test in headless Chromium against the real binary.
+screenshots: build
+	POSTERN_BIN=$(abspath $(BIN)) POSTERN_SCREENSHOT=$(abspath docs/console.png) $(GO) test -count=1 -run '^TestConsoleInChromium$$' ./cmd/postern/
 
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
