@@ -158,6 +158,20 @@ func (s *Store) Account(id int64) (store.Account, error) {
 	return a, err
 }
 
+// UpdateAccount replaces an account's name and settings; its ID and
+// creation time stay.
+func (s *Store) UpdateAccount(a store.Account) error {
+	return s.update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketAccounts)
+		var old store.Account
+		if err := getJSON(b, itob(a.ID), &old); err != nil {
+			return err
+		}
+		a.CreatedAt = old.CreatedAt
+		return putJSON(b, itob(a.ID), a)
+	})
+}
+
 // LookupToken returns the record of the token whose hash is given.
 func (s *Store) LookupToken(hash []byte) (store.Token, error) {
 	var t store.Token

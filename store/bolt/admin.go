@@ -318,6 +318,9 @@ func (s *Store) DeleteAccount(id int64) error {
 		if err := deleteMemberships(tx, id); err != nil {
 			return err
 		}
+		if err := deleteAccountSessions(tx, id); err != nil {
+			return err
+		}
 		return deleteTokens(tx, accountTokens(id))
 	})
 }

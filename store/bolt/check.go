@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +16,8 @@ import (
 // queue entry names an existing message of its server and no queue is
 // left without its server; every token names an existing principal (a
 // server token the server's own account, an account token a role); the
-// operator account exists. It returns all problems found, joined.
+// operator account exists; every session has its user, its account and
+// its index entry, and no index entry dangles. It returns all problems found, joined.
 //
 // Check runs in a write transaction that it rolls back: bbolt's page check
 // reads the freelist, which a commit running beside a read transaction
@@ -86,6 +88,7 @@ func checkTx(tx *bbolt.Tx) (problems []error, err error) {
 		problems = append(problems, fmt.Errorf("operator account %d missing", op))
 	}
 	problems = append(problems, checkDomains(tx)...)
+	problems = append(problems, checkSessions(tx)...)
 	queue := tx.Bucket(bucketQueue)
 	if err := queue.ForEachBucket(func(serverKey []byte) error {
 		if servers.Get(serverKey) == nil {
@@ -179,6 +182,50 @@ func checkMail(serverID int64, mb *bbolt.Bucket) []error {
 	}
 	if n := raw.Stats().KeyN; n != count {
 		problems = append(problems, fmt.Errorf("server %d: %d messages but %d raw bodies", serverID, count, n))
+	}
+	return problems
+}
+
+// checkSessions finds sessions without their user, account or index
+// entry, and index entries without their session.
+func checkSessions(tx *bbolt.Tx) []error {
+	var problems []error
+	sessions, index := tx.Bucket(bucketSessions), tx.Bucket(bucketUserSessions)
+	users, accounts := tx.Bucket(bucketUsers), tx.Bucket(bucketAccounts)
+	err := sessions.ForEach(func(k, v []byte) error {
+		var sess store.Session
+		if err := json.Unmarshal(v, &sess); err != nil {
+			problems = append(problems, fmt.Errorf("session %.8s: %w", k, err))
+			return nil
+		}
+		if sess.Hash != string(k) {
+			problems = append(problems, fmt.Errorf("session %.8s: key does not match its value", k))
+		}
+		if users.Get(itob(sess.UserID)) == nil {
+			problems = append(problems, fmt.Errorf("session %.8s: user %d missing", k, sess.UserID))
+		}
+		if accounts.Get(itob(sess.AccountID)) == nil {
+			problems = append(problems, fmt.Errorf("session %.8s: account %d missing", k, sess.AccountID))
+		}
+		if index.Get(userSessionKey(sess.UserID, string(k))) == nil {
+			problems = append(problems, fmt.Errorf("session %.8s: not in its user's index", k))
+		}
+		return nil
+	})
+	if err != nil {
+		problems = append(problems, err)
+	}
+	err = index.ForEach(func(k, _ []byte) error {
+		var sess store.Session
+		if len(k) < 8 || getJSON(sessions, k[8:], &sess) != nil {
+			problems = append(problems, fmt.Errorf("user session index entry %x: no such session", k))
+		} else if !bytes.Equal(k[:8], itob(sess.UserID)) {
+			problems = append(problems, fmt.Errorf("user session index entry %x: the session is user %d's", k, sess.UserID))
+		}
+		return nil
+	})
+	if err != nil {
+		problems = append(problems, err)
 	}
 	return problems
 }

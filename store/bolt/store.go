@@ -110,7 +110,7 @@ var (
 	keyInitialized = []byte("initialized")
 )
 
-var topBuckets = [][]byte{bucketMeta, bucketAccounts, bucketServers, bucketTokens, bucketQueue, bucketMail, bucketDomains, bucketDomainNames, bucketDomainClaims, bucketAccountEvents, bucketSTS, bucketTLSReports, bucketWebhookIDs, bucketOutbox, bucketDMARC, bucketUsers, bucketUserEmails, bucketMemberships, bucketUserMemberships, bucketSignInTokens, bucketMarks}
+var topBuckets = [][]byte{bucketMeta, bucketAccounts, bucketServers, bucketTokens, bucketQueue, bucketMail, bucketDomains, bucketDomainNames, bucketDomainClaims, bucketAccountEvents, bucketSTS, bucketTLSReports, bucketWebhookIDs, bucketOutbox, bucketDMARC, bucketUsers, bucketUserEmails, bucketMemberships, bucketUserMemberships, bucketSignInTokens, bucketMarks, bucketSessions, bucketUserSessions}
 
 // Path returns the store's file path inside a data directory.
 func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }

@@ -133,6 +133,24 @@ func (s *Store) Account(id int64) (store.Account, error) {
 	return a, err
 }
 
+// UpdateAccount replaces an account's name and settings; its ID and
+// creation time stay.
+func (s *Store) UpdateAccount(a store.Account) error {
+	return s.update(func(ctx context.Context, tx pgx.Tx) error {
+		var old store.Account
+		if err := getDoc(ctx, tx, &old, `SELECT doc FROM accounts WHERE id = $1 FOR UPDATE`, a.ID); err != nil {
+			return err
+		}
+		a.CreatedAt = old.CreatedAt
+		doc, err := marshal(a)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE accounts SET doc = $2 WHERE id = $1`, a.ID, doc)
+		return err
+	})
+}
+
 // Accounts returns every account, in the order of their IDs.
 func (s *Store) Accounts() ([]store.Account, error) {
 	var out []store.Account
