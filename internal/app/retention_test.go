@@ -50,6 +50,18 @@ func TestRunRetention(t *testing.T) {
 		}
 	}
 
+	// A console session last seen at received is idle for a day when
+	// the runner starts; one seen a day later is not.
+	owner, err := st.UserByEmail(auth.OwnerEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for hash, seen := range map[string]time.Time{"idle": received, "active": received.Add(23 * time.Hour)} {
+		if err := st.CreateSession(store.Session{Hash: hash, UserID: owner.ID, AccountID: inst.AccountID, CreatedAt: received, LastSeen: seen}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	var mu sync.Mutex
 	clock := received.Add(24 * time.Hour) // within the 45 days
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
@@ -62,6 +74,10 @@ func TestRunRetention(t *testing.T) {
 		runRetention(ctx, rec, 20*time.Millisecond, now, slog.New(slog.NewTextHandler(&logs, nil)))
 	}()
 	waitUntil(t, "a first purge", func() bool { return rec.calls() >= 1 })
+	waitUntil(t, "the idle session removed", func() bool { _, err := st.Session("idle"); return errors.Is(err, store.ErrNotFound) })
+	if _, err := st.Session("active"); err != nil {
+		t.Errorf("a session seen an hour ago: %v", err)
+	}
 	if _, err := st.Message(inst.ServerID, ids[0]); err != nil {
 		t.Fatalf("a message within its retention: %v", err)
 	}
@@ -89,6 +105,10 @@ type countingPurger struct {
 	st *bolt.Store
 	mu sync.Mutex
 	n  int
+}
+
+func (p *countingPurger) DeleteSessionsIdleSince(t time.Time) (int, error) {
+	return p.st.DeleteSessionsIdleSince(t)
 }
 
 func (p *countingPurger) PurgeExpired(ctx context.Context, now time.Time, batch int) (int, error) {
