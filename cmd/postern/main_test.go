@@ -482,6 +482,8 @@ type installation struct {
 	ServerID     int64
 	ServerName   string
 	ServerToken  string
+	OwnerEmail   string
+	SignInURL    string
 }
 
 // initialized runs postern init -json in dir and returns what it printed
@@ -558,7 +560,9 @@ func TestInitJSON(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	stdout, stderr, code := runPostern(t, dir, nil, "init", "-data", data, "-json")
+	// init listens on nothing: the link is on the console's setting
+	// (the tests' environment has port 0).
+	stdout, stderr, code := runPostern(t, dir, []string{"POSTERN_CONSOLE_ADDR=127.0.0.1:8081"}, "init", "-data", data, "-json")
 	if code != 0 {
 		t.Fatalf("postern init exited with %d:\n%s", code, stderr)
 	}
@@ -580,7 +584,7 @@ func TestInitJSON(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"AccountID", "AccountToken", "ServerID", "ServerName", "ServerToken"}; !slices.Equal(keys, want) {
+	if want := []string{"AccountID", "AccountToken", "OwnerEmail", "ServerID", "ServerName", "ServerToken", "SignInURL"}; !slices.Equal(keys, want) {
 		t.Fatalf("keys %q, want %q", keys, want)
 	}
 	var inst installation
@@ -602,6 +606,11 @@ func TestInitJSON(t *testing.T) {
 	}
 	if inst.AccountToken == inst.ServerToken {
 		t.Error("the account and server tokens are the same")
+	}
+	// The console's first person, with a one-time link on the console's
+	// default address.
+	if inst.OwnerEmail != "owner@localhost" || !regexp.MustCompile(`^http://127\.0\.0\.1:8081/signin/link\?token=[A-Za-z0-9_-]{43}$`).MatchString(inst.SignInURL) {
+		t.Errorf("OwnerEmail %q, SignInURL %q", inst.OwnerEmail, inst.SignInURL)
 	}
 
 	// The data directory and the store are private.

@@ -297,14 +297,14 @@ func checkBoundedLabels(t *testing.T, families map[string]*dto.MetricFamily, ser
 }
 
 // With metrics-addr off nothing listens but what is configured: with the
-// API off too, the SMTP listener alone.
+// API and the console off too, the SMTP listener alone.
 func TestServeMetricsOff(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat("/proc/net/tcp"); err != nil {
 		t.Skip("needs Linux's /proc to list the process's listening sockets")
 	}
 	dir := t.TempDir()
-	p := startPostern(t, dir, []string{"POSTERN_METRICS_ADDR=off", "POSTERN_API_ADDR=off"}, "serve", "-smtp-addr", "127.0.0.1:0")
+	p := startPostern(t, dir, []string{"POSTERN_METRICS_ADDR=off", "POSTERN_API_ADDR=off", "POSTERN_CONSOLE_ADDR=off"}, "serve", "-smtp-addr", "127.0.0.1:0")
 	addr := p.listening(t, "smtp")
 	p.stderr.waitFor(t, regexp.MustCompile(`msg="postern started"`), "postern serve")
 	if strings.Contains(p.stderr.String(), "listener=metrics") {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -31,10 +32,15 @@ func TestUserCommands(t *testing.T) {
 		t.Fatalf("user add without a password: %d\n%s%s", code, stdout, stderr)
 	}
 	stdout, stderr, code = runPostern(t, dir, env, "user", "list")
-	if code != 0 || !strings.Contains(stdout, "ann@example.com") || !strings.Contains(stdout, "1:Viewer") || !strings.Contains(stdout, "2 people") {
+	if code != 0 || !strings.Contains(stdout, "owner@localhost") || !strings.Contains(stdout, "ann@example.com") || !strings.Contains(stdout, "1:Viewer") || !strings.Contains(stdout, "3 people") {
 		t.Errorf("user list: %d\n%s%s", code, stdout, stderr)
 	}
-	if _, stderr, code := runPostern(t, dir, env, "user", "remove", "1"); code == 0 || !strings.Contains(stderr, "last Owner") {
+	// owner@localhost leaves, Ann being an Owner too; then Ann is the
+	// last Owner, who stays.
+	if _, stderr, code := runPostern(t, dir, env, "user", "remove", "1"); code != 0 {
+		t.Errorf("removing owner@localhost: %d %s", code, stderr)
+	}
+	if _, stderr, code := runPostern(t, dir, env, "user", "remove", fmt.Sprint(ann.ID)); code == 0 || !strings.Contains(stderr, "last Owner") {
 		t.Errorf("removing the last Owner: %d %s", code, stderr)
 	}
 	p.stop(t)
