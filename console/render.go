@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,32 +24,45 @@ type page struct {
 }
 
 var funcs = template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return t.UTC().Format("2006-01-02 15:04 UTC")
-	},
+	"when": when,
 	"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"count": func(n any) string {
-		s := fmt.Sprint(n)
-		var b strings.Builder
-		for i, r := range s {
-			if i > 0 && (len(s)-i)%3 == 0 && s[0] != '-' {
-				b.WriteByte(',')
-			}
-			b.WriteRune(r)
-		}
-		return b.String()
-	},
-	"percent": func(part, whole int64) string {
-		if whole == 0 {
-			return "–"
-		}
-		return fmt.Sprintf("%.1f%%", float64(part)/float64(whole)*100)
-	},
+	"count":   func(n int) string { return thousands(int64(n)) },
+	"count64": thousands,
+	"percent": percentOf,
 	"lower": strings.ToLower,
 	"add":   func(a, b int) int { return a + b },
+}
+
+// when is a moment as the console shows it.
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// thousands writes n with thousands separators: 12,345.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	var b strings.Builder
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// percentOf is part as a percentage of whole, "–" when whole is 0.
+func percentOf(part, whole int64) string {
+	if whole == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f%%", float64(part)/float64(whole)*100)
 }
 
 // parsePages parses each page template with the layout.

@@ -2,7 +2,9 @@ package console
 
 import (
 	"errors"
+	"html/template"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,15 +12,36 @@ import (
 	"github.com/postern/postern/store"
 )
 
-// serverRow is one server on the servers page.
+// serverRow is one server on the servers page, its figures formatted
+// here: the page has a thousand rows, and the template only places them.
 type serverRow struct {
 	store.Server
-	Sent30     int64
-	Bounced30  int64
-	QueueDepth int
-	LastAt     time.Time
-	CanEdit    bool // pin, colour
+	Sent30, BounceRate, Queue string
+	// LastAt and LastISO tell when the last message came ("" for none),
+	// Key is the name as the filter matches it, Unpinned what the pin
+	// button sets.
+	LastAt, LastISO, Key, Unpinned string
+	CanEdit                        bool          // pin, colour
+	ColorOptions              template.HTML // the colour picker's options, this one selected
 }
+
+// colorOptions are the colour picker's <option>s with each colour
+// selected, made once: the colours are constants.
+var colorOptions = func() map[string]template.HTML {
+	out := map[string]template.HTML{}
+	for _, selected := range store.ServerColors {
+		var b strings.Builder
+		for _, c := range store.ServerColors {
+			b.WriteString("<option")
+			if c == selected {
+				b.WriteString(" selected")
+			}
+			b.WriteString(">" + template.HTMLEscapeString(c) + "</option>")
+		}
+		out[selected] = template.HTML(b.String())
+	}
+	return out
+}()
 
 type serversPage struct {
 	Rows      []serverRow
@@ -66,22 +89,26 @@ func (c *Console) serverRows(v *viewer, servers []store.Server) ([]serverRow, er
 	from := now.AddDate(0, 0, -29)
 	rows := make([]serverRow, 0, len(servers))
 	for _, srv := range servers {
-		row := serverRow{Server: srv, QueueDepth: depth[srv.ID], CanEdit: v.access(srv) == store.AccessAdmin}
+		row := serverRow{Server: srv, Queue: thousands(int64(depth[srv.ID])), CanEdit: v.access(srv) == store.AccessAdmin,
+			ColorOptions: colorOptions[srv.Color]}
 		days, err := c.cfg.Store.Stats(srv.ID, store.StatsQuery{From: from, To: now})
 		if err != nil {
 			return nil, err
 		}
+		var sent, bounced int64
 		for _, d := range days {
-			row.Sent30 += d.Counts[store.StatSent]
-			row.Bounced30 += store.Bounced(d.Counts)
+			sent += d.Counts[store.StatSent]
+			bounced += store.Bounced(d.Counts)
 		}
+		row.Sent30, row.BounceRate = thousands(sent), percentOf(bounced, sent)
 		last, err := c.cfg.Store.Messages(srv.ID, 1)
 		if err != nil {
 			return nil, err
 		}
 		if len(last) > 0 {
-			row.LastAt = last[0].ReceivedAt
+			row.LastAt, row.LastISO = when(last[0].ReceivedAt), last[0].ReceivedAt.UTC().Format(time.RFC3339)
 		}
+		row.Key, row.Unpinned = strings.ToLower(srv.Name), strconv.FormatBool(!srv.Pinned)
 		rows = append(rows, row)
 	}
 	return rows, nil
