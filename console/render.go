@@ -24,13 +24,13 @@ type page struct {
 }
 
 var funcs = template.FuncMap{
-	"when": when,
-	"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"when":    when,
+	"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"count":   func(n int) string { return thousands(int64(n)) },
 	"count64": thousands,
 	"percent": percentOf,
-	"lower": strings.ToLower,
-	"add":   func(a, b int) int { return a + b },
+	"lower":   strings.ToLower,
+	"add":     func(a, b int) int { return a + b },
 }
 
 // when is a moment as the console shows it.

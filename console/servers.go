@@ -22,7 +22,7 @@ type serverRow struct {
 	// button sets.
 	LastAt, LastISO, Key, Unpinned string
 	CanEdit                        bool          // pin, colour
-	ColorOptions              template.HTML // the colour picker's options, this one selected
+	ColorOptions                   template.HTML // the colour picker's options, this one selected
 }
 
 // colorOptions are the colour picker's <option>s with each colour
