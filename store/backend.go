@@ -192,6 +192,7 @@ type Backend interface {
 	DMARCReports
 	Users
 	Sessions
+	Transfers
 	Marks
 	Maintenance
 }

@@ -79,4 +79,6 @@ var contract = []struct {
 	{"RecordLateBounce", testRecordLateBounce},
 	{"Users", testUsers},
 	{"Marks", testMarks},
+	{"TransferServer", testTransferServer},
+	{"TransferServerCaps", testTransferServerCaps},
 }
