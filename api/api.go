@@ -158,6 +158,7 @@ func New(cfg Config) (*API, error) {
 	}
 	a.registerAccounts()
 	a.registerServers()
+	a.registerTransfer()
 	a.registerDomains()
 	a.registerMessages()
 	a.registerStats()

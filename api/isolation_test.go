@@ -181,6 +181,7 @@ func isolationEndpoints() []endpoint {
 		{"DELETE /accounts/{id}", operatorOnly, func(x refs) string { return fmt.Sprintf("/accounts/%d", x.account) }, nil},
 		{"GET /backup", hiddenOperator, fixed("/backup"), nil},
 		{"GET /tlsrpt", operatorOnly, fixed("/tlsrpt?domain=example.com"), nil},
+		{"POST /servers/{id}/transfer", operatorOnly, func(x refs) string { return fmt.Sprintf("/servers/%d/transfer", x.server) }, map[string]any{"AccountID": 1, "CopyDomains": true}},
 	}
 }
 

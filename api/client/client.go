@@ -152,6 +152,16 @@ func (c *Client) Servers(name string) ([]api.Server, error) {
 	}
 }
 
+// TransferServer moves server id to the account accountID, with its
+// data (POST /servers/{id}/transfer, the operator account's owner tokens
+// only), copying the domains it sent as if copyDomains; it returns the
+// answer decoded and as received.
+func (c *Client) TransferServer(id, accountID int64, copyDomains bool) (api.TransferAnswer, []byte, error) {
+	var out api.TransferAnswer
+	data, err := c.Do(http.MethodPost, fmt.Sprintf("/servers/%d/transfer", id), api.TransferRequest{AccountID: accountID, CopyDomains: copyDomains}, &out)
+	return out, data, err
+}
+
 // OutboundMessages returns the server's count newest messages.
 func (c *Client) OutboundMessages(count int) (api.OutboundMessageList, []byte, error) {
 	var list api.OutboundMessageList

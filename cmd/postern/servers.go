@@ -36,6 +36,10 @@ Commands (over the HTTP API of a running postern serve, with an account token):
   tokens ID                             the server's tokens (prefixes only)
   token-add ID                          another token for the server; prints it, once
   token-revoke ID PREFIX                revoke the server's token starting with PREFIX
+  transfer -server ID -to ACCOUNT [-copy-domains]
+                                        move a server of any account, with its mail, tokens and
+                                        settings, to another account (the operator's owner token);
+                                        -copy-domains copies the domains it sent as, with their keys
 
 Every command takes:
   -token TOKEN   an account token (POSTERN_TOKEN)
@@ -162,7 +166,7 @@ func writeTable(w io.Writer, rows func(tw io.Writer)) error {
 func serverCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, serverUsage)
-		return errors.New("server: a command is needed: list, create, show, edit, delete, tokens, token-add or token-revoke")
+		return errors.New("server: a command is needed: list, create, show, edit, delete, tokens, token-add, token-revoke or transfer")
 	}
 	sub, rest := args[0], args[1:]
 	if sub == "help" || sub == "-h" || sub == "-help" || sub == "--help" {
@@ -180,6 +184,9 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		pinned, smtpAPI boolFlag
 		// The limits and retention, sent only when given.
 		rateLimit, dailyQuota, retentionDays int
+		// transfer's.
+		serverID, toAccount int64
+		copyDomains         bool
 	)
 	limitFlags := func() {
 		fs.IntVar(&rateLimit, "rate-limit", 0, "most messages per minute (0: no limit)")
@@ -212,6 +219,10 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		fs.Var(&pinned, "pinned", "pin the server first in listings (true or false)")
 		fs.Var(&smtpAPI, "smtp", "allow SMTP for the server (true or false)")
 		limitFlags()
+	case "transfer":
+		fs.Int64Var(&serverID, "server", 0, "the ID of the server to move")
+		fs.Int64Var(&toAccount, "to", 0, "the ID of the account to move it to (GET /accounts lists them)")
+		fs.BoolVar(&copyDomains, "copy-domains", false, "copy the domains the server sent as, with their DKIM keys, into the account")
 	case "show", "delete", "tokens", "token-add", "token-revoke":
 	default:
 		fmt.Fprint(stderr, serverUsage)
@@ -226,7 +237,12 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %d argument(s) expected, got %d (see postern server help)", cmd, want, len(pos))
 	}
 	var id int64
-	if sub != "list" && sub != "create" {
+	if sub == "transfer" {
+		if serverID < 1 || toAccount < 1 {
+			return fmt.Errorf("%s: -server ID and -to ACCOUNT are needed", cmd)
+		}
+		id = serverID
+	} else if sub != "list" && sub != "create" {
 		if id, err = strconv.ParseInt(pos[0], 10, 64); err != nil || id < 1 {
 			return fmt.Errorf("%s: %q is not a server ID (postern server list shows them)", cmd, pos[0])
 		}
@@ -316,6 +332,23 @@ func serverCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		return f.printAnswer(stdout, data, func() {
 			fmt.Fprintf(stdout, "New token for server %d: %s\n(shown only now; revoke it with: postern server token-revoke %d %s)\n", id, tok.Token, id, tok.Prefix)
+		})
+	case "transfer":
+		res, data, err := c.TransferServer(id, toAccount, copyDomains)
+		if err != nil {
+			return c.wrap(err)
+		}
+		return f.printAnswer(stdout, data, func() {
+			fmt.Fprintf(stdout, "Server %q (ID %d) moved to account %d.\n", res.Server.Name, res.Server.ID, toAccount)
+			if len(res.CopiedDomains) > 0 {
+				fmt.Fprintf(stdout, "Domains copied with their DKIM keys: %s\n", strings.Join(res.CopiedDomains, ", "))
+			}
+			if len(res.MissingDomains) > 0 {
+				fmt.Fprintf(stdout, "Domains it sent as that account %d lacks: %s\n", toAccount, strings.Join(res.MissingDomains, ", "))
+			}
+			if res.RemovedGrants > 0 {
+				fmt.Fprintf(stdout, "Grants of Members to it removed: %d\n", res.RemovedGrants)
+			}
 		})
 	case "token-revoke":
 		var res api.Error

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/postern/postern/api"
+	"github.com/postern/postern/api/client"
 )
 
 // serveAPI starts postern serve with its API on a free port and returns
@@ -356,4 +357,64 @@ func TestServerCommandOutputs(t *testing.T) {
 		{[]string{"messages", "-json"}, messages, ""},
 		{[]string{"messages", "-count", "5"}, "RECEIVED  MESSAGE ID  STATUS  FROM  TO  SUBJECT\n0 of 0 messages\n", ""},
 	})
+}
+
+func TestServerTransferCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, smtpAddr, apiURL, inst := serveWithAPI(t, dir)
+	env := []string{"POSTERN_URL=" + apiURL, "POSTERN_TOKEN=" + inst.AccountToken}
+	run := func(args ...string) string {
+		t.Helper()
+		stdout, stderr, code := runPostern(t, dir, env, args...)
+		if code != 0 {
+			t.Fatalf("postern %q: status %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
+		}
+		return stdout
+	}
+	c, err := client.New(apiURL, client.AccountToken, inst.AccountToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acct api.NewAccount
+	if _, err := c.Do(http.MethodPost, "/accounts", map[string]any{"Name": "Customer"}, &acct); err != nil {
+		t.Fatal(err)
+	}
+	var accounts api.AccountList
+	if _, err := c.Do(http.MethodGet, "/accounts", nil, &accounts); err != nil || len(accounts.Accounts) != 2 || !accounts.Accounts[0].Operator {
+		t.Fatalf("accounts %+v %v", accounts, err)
+	}
+	operator := accounts.Accounts[0].ID
+	var srv api.Server
+	if err := json.Unmarshal([]byte(run("server", "create", "-json", "-sandbox", "moving")), &srv); err != nil {
+		t.Fatal(err)
+	}
+	id := send(t, smtpAddr, srv.ApiTokens[0], "alice@example.net", "before the move")
+
+	out := run("server", "transfer", "-server", fmt.Sprint(srv.ID), "-to", fmt.Sprint(acct.ID))
+	if !strings.Contains(out, fmt.Sprintf("Server \"moving\" (ID %d) moved to account %d.", srv.ID, acct.ID)) {
+		t.Fatalf("server transfer:\n%s", out)
+	}
+	// The customer's owner token sees it; its token still reads its mail.
+	custEnv := []string{"POSTERN_URL=" + apiURL, "POSTERN_TOKEN=" + acct.AccountToken}
+	if out, _, code := runPostern(t, dir, custEnv, "server", "list"); code != 0 || !strings.Contains(out, "moving") {
+		t.Fatalf("the customer's servers (%d):\n%s", code, out)
+	}
+	if out := run("messages", "-token", srv.ApiTokens[0]); !strings.Contains(out, id) {
+		t.Fatalf("messages after the move:\n%s", out)
+	}
+	// Back, for scripts; the customer's token may not.
+	if _, stderr, code := runPostern(t, dir, custEnv, "server", "transfer", "-server", fmt.Sprint(srv.ID), "-to", fmt.Sprint(operator)); code != 1 || !strings.Contains(stderr, "HTTP 404") {
+		t.Fatalf("a customer's transfer: %d %s", code, stderr)
+	}
+	var back api.TransferAnswer
+	if err := json.Unmarshal([]byte(run("server", "transfer", "-json", "-server", fmt.Sprint(srv.ID), "-to", fmt.Sprint(operator))), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Server.ID != srv.ID || back.Server.Name != "moving" || back.CopiedDomains == nil {
+		t.Fatalf("server transfer -json: %+v", back)
+	}
+	if _, stderr, code := runPostern(t, dir, env, "server", "transfer", "-server", fmt.Sprint(srv.ID)); code != 1 || !strings.Contains(stderr, "-to ACCOUNT") {
+		t.Fatalf("without -to: %d %s", code, stderr)
+	}
 }

@@ -81,4 +81,6 @@ var contract = []struct {
 	{"Marks", testMarks},
 	{"Sessions", testSessions},
 	{"UpdateAccount", testUpdateAccount},
+	{"TransferServer", testTransferServer},
+	{"TransferServerCaps", testTransferServerCaps},
 }
