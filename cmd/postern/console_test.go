@@ -179,7 +179,7 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("after pinning beta: %q, want %q", rows, want)
 	}
 	if path := os.Getenv("POSTERN_SCREENSHOT"); path != "" {
-		png := read(t, owner, "screenshot", chromedp.FullScreenshot(90))
+		png := read(t, owner, "screenshot", chromedp.FullScreenshot(100)) // quality 100: PNG
 		if err := os.WriteFile(path, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
