@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -19,8 +20,12 @@ import (
 )
 
 // dummyHash is verified against when no user has the email, so that a
-// wrong email takes as long as a wrong password.
-var dummyHash, _ = password.Hash("postern-no-such-user-password")
+// wrong email takes as long as a wrong password; made at the first such
+// sign-in, not when the program starts.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := password.Hash("postern-no-such-user-password")
+	return h
+})
 
 func urlEscape(s string) string { return url.QueryEscape(s) }
 
@@ -115,7 +120,7 @@ var errWrongCredentials = errors.New("wrong credentials")
 func (c *Console) checkSignIn(email, pw, code string) (store.User, int64, error) {
 	u, err := c.cfg.Store.UserByEmail(email)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && u.PasswordHash == "") {
-		_, _ = password.Verify(pw, dummyHash)
+		_, _ = password.Verify(pw, dummyHash())
 		return u, 0, errWrongCredentials
 	}
 	if err != nil {
