@@ -117,6 +117,9 @@ var matrix = map[string]route{
 	"POST /account/switch": {signedIn, 404, func(f *fixture, s target) (string, string, url.Values) {
 		return "POST", "/account/switch", url.Values{"account": {"999"}}
 	}},
+	"POST /account/password": {signedIn, 422, func(f *fixture, s target) (string, string, url.Values) {
+		return "POST", "/account/password", url.Values{"current": {"not the password"}}
+	}},
 	"POST /account/twofactor": {ownerOnly, 303, func(f *fixture, s target) (string, string, url.Values) {
 		return "POST", "/account/twofactor", url.Values{}
 	}},

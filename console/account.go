@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/postern/postern/internal/password"
 	"github.com/postern/postern/store"
 )
 
@@ -13,6 +14,7 @@ func (c *Console) registerAccount() {
 	c.mux.HandleFunc("GET /account", c.signedIn(c.accountPage))
 	c.mux.HandleFunc("POST /account/switch", c.signedIn(c.switchAccount))
 	c.mux.HandleFunc("POST /account/twofactor", c.signedIn(c.requireTwoFactor))
+	c.mux.HandleFunc("POST /account/password", c.signedIn(c.changePassword))
 	c.mux.HandleFunc("POST /account/transfer", c.signedIn(c.transferServer))
 }
 
@@ -23,6 +25,7 @@ type accountPage struct {
 	Targets []store.Account
 	Result  *store.TransferResult
 	Error   string
+	Notice  string
 }
 
 func (c *Console) accountPage(w http.ResponseWriter, r *http.Request, v *viewer) error {
@@ -75,6 +78,34 @@ func (c *Console) requireTwoFactor(w http.ResponseWriter, r *http.Request, v *vi
 		return err
 	}
 	c.cfg.Logger.Info("console: two-factor requirement changed", "account", a.ID, "require", a.RequireTwoFactor, "by", v.User.ID)
+	redirect(w, r, "/account")
+	return nil
+}
+
+// changePassword sets a new password for the person, who gives the
+// current one; every session of theirs ends, and this browser gets a new
+// one.
+func (c *Console) changePassword(w http.ResponseWriter, r *http.Request, v *viewer) error {
+	if ok, err := password.Verify(r.PostFormValue("current"), v.User.PasswordHash); err != nil || !ok {
+		return c.showAccount(w, v, http.StatusUnprocessableEntity, accountPage{Error: "The current password is wrong."})
+	}
+	next := r.PostFormValue("password")
+	if next != r.PostFormValue("password2") {
+		return c.showAccount(w, v, http.StatusUnprocessableEntity, accountPage{Error: "The two new passwords differ."})
+	}
+	hash, err := password.Hash(next)
+	if err != nil {
+		return c.showAccount(w, v, http.StatusUnprocessableEntity, accountPage{Error: sentence(err) + "."})
+	}
+	u := v.User
+	u.PasswordHash = hash
+	if err := c.setPassword(u); err != nil {
+		return err
+	}
+	if err := c.startSession(w, u.ID, v.Account.ID); err != nil {
+		return err
+	}
+	c.cfg.Logger.Info("console: password changed", "user", u.ID)
 	redirect(w, r, "/account")
 	return nil
 }

@@ -166,6 +166,20 @@ func TestSessionEndsOnRemovalAndPasswordChange(t *testing.T) {
 	if p := viewer.get("/"); p.Status != http.StatusSeeOther {
 		t.Fatalf("removed from the account: %d", p.Status)
 	}
+	// A password changed from the Account page: this browser stays
+	// signed in, the person's other sessions end.
+	owner, elsewhere := f.signedIn(f.owner), f.signedIn(f.owner)
+	form := url.Values{"current": {testPassword}, "password": {"the new owner password"}, "password2": {"the new owner password"}}
+	if p := owner.post("/account/password", form); p.Status != http.StatusSeeOther {
+		t.Fatalf("change password: %d %s", p.Status, text(p.Doc))
+	}
+	if p := owner.get("/"); p.Status != http.StatusOK {
+		t.Fatalf("the browser that changed the password: %d", p.Status)
+	}
+	if p := elsewhere.get("/"); p.Status != http.StatusSeeOther {
+		t.Fatalf("another session after the password change: %d", p.Status)
+	}
+
 	admin := f.signedIn(f.admin)
 	tok, err := auth.NewSignInToken(f.st, f.admin.ID, f.clock.Now())
 	if err != nil {
