@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -260,6 +261,37 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	if strings.Join(rows, " ") != fmt.Sprintf("%d/Green/false/Alpha %d/Orange/false/Bravo shop", alpha.ID, bravoServer.ID) {
 		t.Errorf("Bravo's servers after the transfer: %q", rows)
+	}
+	p.stop(t)
+}
+
+// TestConsoleTLS serves the console over HTTPS with the SMTP certificate:
+// its cookies are Secure, and the printed link is https.
+func TestConsoleTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startPostern(t, dir, nil, "serve", "-smtp-addr", "127.0.0.1:0", "-console-tls")
+	addr := p.listening(t, "console")
+	p.summary(t)
+	if want := "https://" + addr + "/signin/link?token="; !strings.Contains(p.stdout.String(), want) {
+		t.Errorf("the printed sign-in link is not %s…:\n%s", want, p.stdout)
+	}
+	client := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Get("https://" + addr + "/signin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.TLS == nil || len(resp.Cookies()) == 0 {
+		t.Fatalf("GET /signin over TLS: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	for _, c := range resp.Cookies() {
+		if !c.Secure || !c.HttpOnly {
+			t.Errorf("cookie %s: Secure %v, HttpOnly %v", c.Name, c.Secure, c.HttpOnly)
+		}
+	}
+	if hsts := resp.Header.Get("Strict-Transport-Security"); hsts == "" {
+		t.Error("no Strict-Transport-Security over TLS")
 	}
 	p.stop(t)
 }
