@@ -83,15 +83,18 @@ func BenchmarkServersPage(b *testing.B) {
 	if err := st.CreateSession(store.Session{Hash: console.SessionHash(id), UserID: owner.ID, AccountID: inst.AccountID, CSRF: hash, CreatedAt: now, LastSeen: now}); err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	for range b.N {
-		req := httptest.NewRequest("GET", "/", nil)
-		req.AddCookie(&http.Cookie{Name: "postern_session", Value: id})
-		rec := httptest.NewRecorder()
-		c.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK || strings.Count(rec.Body.String(), "data-server-id=") != servers+1 {
-			b.Fatalf("servers page: %d, %d rows", rec.Code, strings.Count(rec.Body.String(), "data-server-id="))
+	// A sub-benchmark, so that the store is filled once, not for each
+	// b.N the framework tries.
+	b.Run("page", func(b *testing.B) {
+		for range b.N {
+			req := httptest.NewRequest("GET", "/", nil)
+			req.AddCookie(&http.Cookie{Name: "postern_session", Value: id})
+			rec := httptest.NewRecorder()
+			c.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK || strings.Count(rec.Body.String(), "data-server-id=") != servers+1 {
+				b.Fatalf("servers page: %d, %d rows", rec.Code, strings.Count(rec.Body.String(), "data-server-id="))
+			}
 		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/page")
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
+	})
 }
