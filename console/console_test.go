@@ -13,6 +13,10 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/console"
+	"github.com/postern/postern/internal/dkim"
+	"github.com/postern/postern/internal/testutil/dnstest"
+	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
 )
 
@@ -288,16 +292,21 @@ func rowOf(t *testing.T, p page, id int64) *html.Node {
 	return nil
 }
 
-// enqueue files a message as the intake does.
+// enqueue files a message from app@example.com as the intake does.
 func enqueue(t *testing.T, f *fixture, serverID int64, to string, at time.Time) string {
+	t.Helper()
+	return enqueueFrom(t, f, serverID, "app@example.com", to, at)
+}
+
+func enqueueFrom(t *testing.T, f *fixture, serverID int64, from, to string, at time.Time) string {
 	t.Helper()
 	srv, err := f.st.Server(serverID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := fmt.Sprintf("%08d-0000-4000-8000-%012d", serverID, at.UnixNano()%1e12)
-	raw := []byte("From: App <app@example.com>\r\nTo: " + to + "\r\nSubject: Hello " + to + "\r\nX-Secret: no\r\n\r\nHi\r\n")
-	sub := store.Accept(srv, store.Message{MessageID: id, ServerID: serverID, EnvelopeFrom: "app@example.com", From: "App <app@example.com>",
+	raw := []byte("From: App <" + from + ">\r\nTo: " + to + "\r\nSubject: Hello " + to + "\r\nX-Secret: no\r\n\r\nHi\r\n")
+	sub := store.Accept(srv, store.Message{MessageID: id, ServerID: serverID, EnvelopeFrom: from, From: "App <" + from + ">",
 		To: []store.Address{{Email: to}}, Recipients: []string{to}, Subject: "Hello " + to, MessageStream: "outbound", ReceivedAt: at, Size: len(raw)}, raw)
 	if err := f.st.Enqueue(sub); err != nil {
 		t.Fatal(err)
@@ -343,5 +352,185 @@ func TestTwoFactor(t *testing.T) {
 	}
 	if p := admin.get("/twofactor"); p.Status != http.StatusOK || !strings.Contains(text(p.Doc), "requires a second factor") {
 		t.Fatalf("set-up page: %d", p.Status)
+	}
+}
+
+func TestDomainPage(t *testing.T) {
+	f := newFixture(t)
+	dns := dnstest.New(t)
+	c, err := console.New(console.Config{Store: f.st, Throttle: auth.NewThrottle(auth.ThrottleConfig{}), Resolver: relay.NewResolver(dns.Addr()), Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Config.Handler = c
+	keys, err := dkim.Generate("acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := f.st.CreateDomain(store.Domain{AccountID: f.accountA, Name: "acme.example", Keys: keys}, f.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enqueueFrom(t, f, f.alpha.ID, "billing@acme.example", "client@example.net", f.clock.Now())
+	enqueueFrom(t, f, f.gamma.ID, "app@other.example", "client@example.net", f.clock.Now())
+
+	b := f.signedIn(f.admin)
+	path := fmt.Sprintf("/domains/%d", d.ID)
+	p := b.get(path)
+	var hosts []string
+	for _, n := range findAll(p.Doc, func(n *html.Node) bool { return strings.HasPrefix(attr(n, "id"), "host-") }) {
+		hosts = append(hosts, text(n))
+	}
+	if p.Status != http.StatusOK || len(hosts) != 2 || hosts[0] != keys[0].Host || hosts[1] != keys[1].Host {
+		t.Fatalf("domain page: %d, record hosts %q", p.Status, hosts)
+	}
+	if got := text(byID(p.Doc, "senders")); got != "Alpha" {
+		t.Errorf("servers that sent as acme.example: %q, want Alpha", got)
+	}
+	// Verify now, records missing: not verified, and the page says so.
+	if p := b.post(path+"/verify", nil); p.Status != http.StatusSeeOther {
+		t.Fatalf("verify: %d %s", p.Status, text(p.Doc))
+	}
+	if got, _ := f.st.Domain(d.ID); got.DKIMVerified {
+		t.Fatal("verified without records")
+	}
+	for _, k := range keys {
+		dns.SetTXT(k.Host, k.TextValue)
+	}
+	if p := b.post(path+"/verify", nil); p.Status != http.StatusSeeOther {
+		t.Fatalf("verify: %d %s", p.Status, text(p.Doc))
+	}
+	if got, _ := f.st.Domain(d.ID); !got.DKIMVerified {
+		t.Fatal("not verified with both records published")
+	}
+	if !strings.Contains(text(b.get(path).Doc), "DKIM verified") {
+		t.Error("the page does not say the domain is verified")
+	}
+	// A Server Admin of Alpha does not manage the account's domains.
+	if p := f.signedIn(f.serverAdmin).get(path); p.Status != http.StatusNotFound {
+		t.Errorf("a Member on the domain page: %d", p.Status)
+	}
+}
+
+func TestServerPages(t *testing.T) {
+	f := newFixture(t)
+	now := f.clock.Now()
+	first := enqueue(t, f, f.alpha.ID, "ann@example.net", now.Add(-time.Hour))
+	enqueue(t, f, f.alpha.ID, "bob@example.net", now)
+	admin, viewer := f.signedIn(f.serverAdmin), f.signedIn(f.viewer)
+	base := fmt.Sprintf("/servers/%d", f.alpha.ID)
+
+	// Activity, filtered by recipient.
+	p := viewer.get(base + "?recipient=ann@example.net")
+	rows := findAll(p.Doc, func(n *html.Node) bool { return attr(n, "data-message-id") != "" })
+	if p.Status != http.StatusOK || len(rows) != 1 || attr(rows[0], "data-message-id") != first {
+		t.Fatalf("activity for ann: %d, %d rows", p.Status, len(rows))
+	}
+	if p := viewer.get(base + "?from=yesterday"); p.Status != http.StatusUnprocessableEntity || !strings.Contains(text(p.Doc), "is not a date") {
+		t.Errorf("a bad date: %d", p.Status)
+	}
+	// A message: headers for both, the raw dump for the Server Admin only.
+	p = viewer.get(base + "/messages/" + first)
+	if !strings.Contains(text(byID(p.Doc, "headers")), "Subject Hello ann@example.net") || byID(p.Doc, "raw-link") != nil {
+		t.Errorf("the Viewer's message page: headers %q, raw link %v", text(byID(p.Doc, "headers")), byID(p.Doc, "raw-link") != nil)
+	}
+	if byID(admin.get(base+"/messages/"+first).Doc, "raw-link") == nil {
+		t.Error("no raw link for the Server Admin")
+	}
+	if p := admin.get(base + "/messages/" + first + "/raw"); p.Status != http.StatusOK || !strings.HasPrefix(p.Body, "From: App <app@example.com>") {
+		t.Errorf("raw: %d %q", p.Status, p.Body)
+	}
+	// A token: shown once, with the swaks line that uses it.
+	p = admin.post(base+"/tokens", nil)
+	token := text(byID(p.Doc, "token-value"))
+	if _, err := auth.NewAuthenticator(f.st).Lookup(token); err != nil || !strings.Contains(text(byID(p.Doc, "swaks-line")), "--auth-user "+token) {
+		t.Fatalf("new token %q (%v), swaks %q", token, err, text(byID(p.Doc, "swaks-line")))
+	}
+	if strings.Contains(admin.get(base+"/tokens").Body, token) {
+		t.Error("the token is shown again")
+	}
+	// Settings.
+	form := url.Values{"name": {"Alpha prod"}, "color": {"Turquoise"}, "rate": {"60"}, "quota": {""}, "retention": {"30"}, "smtp": {"on"}}
+	if p := admin.post(base+"/settings", form); p.Status != http.StatusSeeOther {
+		t.Fatalf("settings: %d %s", p.Status, text(p.Doc))
+	}
+	if srv, _ := f.st.Server(f.alpha.ID); srv.Name != "Alpha prod" || srv.Color != "Turquoise" || srv.RateLimitPerMinute != 60 || srv.RetentionDays != 30 || !srv.SmtpApiActivated {
+		t.Errorf("after settings: %+v", srv)
+	}
+	form.Set("name", "Gamma")
+	if p := admin.post(base+"/settings", form); p.Status != http.StatusUnprocessableEntity || !strings.Contains(text(p.Doc), "already exists") {
+		t.Errorf("a name taken: %d", p.Status)
+	}
+	// A bounce, reactivated.
+	b, err := f.st.RecordLateBounce(f.alpha.ID, first, store.Outcome{Recipient: "ann@example.net", Type: store.EventBounced,
+		Details: store.EventDetails{BounceType: "HardBounce", BounceTypeCode: 1, DeliveryMessage: "550 5.1.1 gone"}, Inactivate: true}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := admin.get(base + "/bounces"); !strings.Contains(text(p.Doc), "550 5.1.1 gone") {
+		t.Errorf("bounces page: %q", text(byID(p.Doc, "bounces")))
+	}
+	if p := admin.post(fmt.Sprintf("%s/bounces/%d/activate", base, b.ID), nil); p.Status != http.StatusSeeOther {
+		t.Fatalf("reactivate: %d", p.Status)
+	}
+	if _, inactive, _ := f.st.Suppressed(f.alpha.ID, "ann@example.net"); inactive {
+		t.Error("still inactive after reactivation")
+	}
+	// Stats: a bar per day, the totals.
+	p = viewer.get(base + "/stats")
+	if bars := findAll(p.Doc, func(n *html.Node) bool { return n.Data == "rect" && attr(n, "class") == "sent" }); len(bars) != 30 {
+		t.Errorf("%d bars of sends, want 30", len(bars))
+	}
+	if got := text(byID(p.Doc, "stats-totals")); !strings.Contains(got, "2 sent") {
+		t.Errorf("stats totals %q", got)
+	}
+}
+
+func TestUsersPage(t *testing.T) {
+	f := newFixture(t)
+	owner, admin := f.signedIn(f.owner), f.signedIn(f.admin)
+	form := url.Values{"email": {"new.client@example.com"}, "role": {"Member"}, fmt.Sprintf("access-%d", f.gamma.ID): {"Viewer"}}
+	p := admin.post("/users", form)
+	link := text(byID(p.Doc, "link-value"))
+	if p.Status != http.StatusOK || !strings.Contains(link, auth.SignInPath+"?token=") {
+		t.Fatalf("invite: %d, link %q", p.Status, link)
+	}
+	u, err := f.st.UserByEmail("new.client@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := f.st.Memberships(u.ID)
+	if len(ms) != 1 || ms[0].Role != store.UserMember || len(ms[0].Servers) != 1 || ms[0].Servers[0] != (store.ServerGrant{ServerID: f.gamma.ID, Access: store.AccessViewer}) {
+		t.Fatalf("membership %+v", ms)
+	}
+	// An Admin makes no Owner and changes none.
+	if p := admin.post("/users", url.Values{"email": {"boss@example.com"}, "role": {"Owner"}}); p.Status != http.StatusForbidden {
+		t.Errorf("an Admin making an Owner: %d", p.Status)
+	}
+	if p := admin.post(fmt.Sprintf("/users/%d", f.owner.ID), url.Values{"role": {"Member"}}); p.Status != http.StatusForbidden {
+		t.Errorf("an Admin demoting an Owner: %d", p.Status)
+	}
+	// Someone of another account is the same person, with a second
+	// membership and their password kept.
+	if p := owner.post("/users", url.Values{"email": {f.outsider.Email}, "role": {"Admin"}}); p.Status != http.StatusOK || byID(p.Doc, "link-value") != nil {
+		t.Fatalf("adding a person of another account: %d", p.Status)
+	}
+	if ms, _ := f.st.Memberships(f.outsider.ID); len(ms) != 2 {
+		t.Errorf("their memberships: %+v", ms)
+	}
+	// Removing them from this account leaves the other.
+	if p := owner.post(fmt.Sprintf("/users/%d/remove", f.outsider.ID), nil); p.Status != http.StatusSeeOther {
+		t.Fatalf("remove: %d", p.Status)
+	}
+	if ms, _ := f.st.Memberships(f.outsider.ID); len(ms) != 1 || ms[0].AccountID != f.accountB {
+		t.Errorf("after removal: %+v", ms)
+	}
+	rows := findAll(owner.get("/users").Doc, func(n *html.Node) bool { return attr(n, "data-user-id") != "" })
+	if len(rows) != 7 { // owner@localhost, the fixture's five of account A, the invited client
+		var got []string
+		for _, r := range rows {
+			got = append(got, text(r))
+		}
+		t.Errorf("%d people: %q", len(rows), got)
 	}
 }
