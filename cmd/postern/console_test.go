@@ -110,6 +110,9 @@ func rowsOf(t *testing.T, ctx context.Context) []string {
 	return read(t, ctx, "the servers page's rows", chromedp.Evaluate[[]string](serverRowsJS))
 }
 
+// signInLinkRe is the one-time link serve prints after the tokens.
+var signInLinkRe = regexp.MustCompile(`(?m)^  https?://\S+/signin/link\?token=\S+$`)
+
 // TestConsoleInChromium drives the real binary's console in headless
 // Chromium: the owner's first sign-in from the link serve prints, the
 // servers page's order, pinning from the list, a Server Viewer who sees
@@ -121,6 +124,7 @@ func TestConsoleInChromium(t *testing.T) {
 	apiURL := "http://" + p.listening(t, "api")
 	consoleURL := "http://" + p.listening(t, "console")
 	inst := p.summary(t)
+	p.stdout.waitFor(t, signInLinkRe, "the console's sign-in link")
 	out := p.stdout.String()
 	m := regexp.MustCompile(`The console is at (\S+)\. Sign in as owner@localhost`).FindStringSubmatch(out)
 	link := regexp.MustCompile(`(?m)^  (http://\S+/signin/link\?token=\S+)$`).FindStringSubmatch(out)
@@ -273,6 +277,7 @@ func TestConsoleTLS(t *testing.T) {
 	p := startPostern(t, dir, nil, "serve", "-smtp-addr", "127.0.0.1:0", "-console-tls")
 	addr := p.listening(t, "console")
 	p.summary(t)
+	p.stdout.waitFor(t, signInLinkRe, "the console's sign-in link")
 	if want := "https://" + addr + "/signin/link?token="; !strings.Contains(p.stdout.String(), want) {
 		t.Errorf("the printed sign-in link is not %s…:\n%s", want, p.stdout)
 	}
