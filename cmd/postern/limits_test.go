@@ -15,14 +15,7 @@ func TestServerLimitsOverSMTP(t *testing.T) {
 	dir := t.TempDir()
 	p, smtpAddr, apiURL, inst := serveWithAPI(t, dir)
 	env := []string{"POSTERN_URL=" + apiURL, "POSTERN_TOKEN=" + inst.AccountToken}
-	run := func(args ...string) string {
-		t.Helper()
-		stdout, stderr, code := runPostern(t, dir, env, args...)
-		if code != 0 {
-			t.Fatalf("postern %q: status %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
-		}
-		return stdout
-	}
+	run := cli(t, dir, env)
 	id := fmt.Sprint(inst.ServerID)
 	out := run("server", "edit", id, "-daily-quota", "2", "-retention-days", "30")
 	for _, re := range []string{`(?m)^DailyQuota:\s+2$`, `(?m)^RetentionDays:\s+30$`, `(?m)^RateLimitPerMinute:\s+0 \(no limit\)$`} {

@@ -29,6 +29,19 @@ func serveWithAPI(t *testing.T, dir string) (p *proc, smtpAddr, apiURL string, i
 	return p, smtpAddr, apiURL, p.summary(t)
 }
 
+// cli returns a function that runs postern in dir with env and returns
+// its output, failing the test unless it exits with 0.
+func cli(t *testing.T, dir string, env []string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		stdout, stderr, code := runPostern(t, dir, env, args...)
+		if code != 0 {
+			t.Fatalf("postern %q: status %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
+		}
+		return stdout
+	}
+}
+
 // authRefused reports whether SMTP AUTH with token is refused with 535.
 func authRefused(t *testing.T, addr, token string) bool {
 	t.Helper()
@@ -44,14 +57,7 @@ func TestServerCommands(t *testing.T) {
 	dir := t.TempDir()
 	p, smtpAddr, apiURL, inst := serveWithAPI(t, dir)
 	env := []string{"POSTERN_URL=" + apiURL, "POSTERN_TOKEN=" + inst.AccountToken}
-	run := func(args ...string) string {
-		t.Helper()
-		stdout, stderr, code := runPostern(t, dir, env, args...)
-		if code != 0 {
-			t.Fatalf("postern %q: status %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
-		}
-		return stdout
-	}
+	run := cli(t, dir, env)
 	fail := func(want string, extraEnv []string, args ...string) {
 		t.Helper()
 		_, stderr, code := runPostern(t, dir, append(append([]string{}, env...), extraEnv...), args...)
@@ -364,14 +370,7 @@ func TestServerTransferCommand(t *testing.T) {
 	dir := t.TempDir()
 	_, smtpAddr, apiURL, inst := serveWithAPI(t, dir)
 	env := []string{"POSTERN_URL=" + apiURL, "POSTERN_TOKEN=" + inst.AccountToken}
-	run := func(args ...string) string {
-		t.Helper()
-		stdout, stderr, code := runPostern(t, dir, env, args...)
-		if code != 0 {
-			t.Fatalf("postern %q: status %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
-		}
-		return stdout
-	}
+	run := cli(t, dir, env)
 	c, err := client.New(apiURL, client.AccountToken, inst.AccountToken)
 	if err != nil {
 		t.Fatal(err)
