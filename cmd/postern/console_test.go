@@ -145,6 +145,12 @@ func TestConsoleInChromium(t *testing.T) {
 	apiCall(t, apiURL, inst.AccountToken, "POST", "/servers", map[string]any{"Name": "Alpha", "Color": "Green"}, &alpha)
 	apiCall(t, apiURL, inst.AccountToken, "POST", "/servers", map[string]any{"Name": "beta", "Color": "Blue"}, &beta)
 
+	// Three messages to the Sandbox server over SMTP, which its row counts.
+	smtpAddr := p.listening(t, "smtp")
+	for i := range 3 {
+		send(t, smtpAddr, inst.ServerToken, fmt.Sprintf("customer%d@example.net", i), "Your receipt")
+	}
+
 	// The owner sets a password from the link and lands on the servers
 	// page; then signs out and in with the form.
 	owner := newContext()
@@ -171,6 +177,9 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	if strings.Join(rows, " ") != strings.Join(want, " ") {
 		t.Fatalf("servers page rows %q, want %q", rows, want)
+	}
+	if sent := read(t, owner, "Default's sent count", chromedp.Text(chromedp.CSS(fmt.Sprintf(`tr[data-server-id="%d"] td:nth-child(3)`, inst.ServerID)))); sent != "3" {
+		t.Errorf("Default's messages in 30 days: %q, want 3", sent)
 	}
 
 	// Pin beta from the list: it rises to just after zeta.
