@@ -91,6 +91,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "fill" {
+		return runFill(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o bench.Options

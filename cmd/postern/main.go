@@ -37,7 +37,7 @@ Commands:
   messages  a server's recent outbound messages, over the HTTP API
   backup    a consistent copy of the store of a running serve, over the HTTP API (operator's owner token)
   store     copy a whole store between bbolt and PostgreSQL (store copy -from … -to …)
-  bench     drive SMTP load at an address and report throughput and latency
+  bench     drive SMTP load at an address and report throughput and latency (bench fill: fill a store for scale tests)
   sink      an SMTP server that accepts and discards everything, counting it
   user      the account's people for the console: list, add, edit, remove, over the HTTP API
   dmarc     who sends as a domain, from its DMARC reports (dmarc sources|digest -domain D), over the HTTP API

@@ -46,7 +46,10 @@ func newServeMetrics() (*serveMetrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{
-		collectors.NewGoCollector(),
+		// With the scheduler's latencies (go_sched_latencies_seconds): how
+		// long runnable goroutines waited for a CPU, which is where intake
+		// loses time when the relay's signing takes both cores.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.commit, m.batch,
 	} {

@@ -85,6 +85,7 @@ type Store struct {
 
 	credentials atomic.Uint64 // see CredentialsGeneration
 	scan        scanSettings
+	openedAt    int // the file's transaction ID when opened: see Close
 }
 
 // write is one unit of work for the group committer.
@@ -187,11 +188,22 @@ func Open(path string, opts Options) (*Store, error) {
 		domains: decodedCache[store.Domain]{clone: cloneDomain},
 		scan:    scanSettings{chunk: scanChunk, limit: store.SearchScanLimit},
 	}
+	_ = db.View(func(tx *bbolt.Tx) error { s.openedAt = tx.ID(); return nil })
 	go s.commitLoop()
 	return s, nil
 }
 
-// Close waits for pending writes, then closes the file.
+// Close waits for pending writes, writes the freelist once, then closes
+// the file.
+//
+// With NoFreelistSync, bbolt rebuilds the freelist at open by walking
+// every page of the file: 4.5 s for a store of a million messages (3.3 GB)
+// in the page cache, 13 to 41 s from disk. Syncing it at every commit
+// instead made commits ten times slower after a purge had freed half of
+// that file (44 ms against 4.3 ms). So the freelist is written once here,
+// from memory, by one empty commit, and the next Open reads it; the first
+// commit after marks it stale again. After a crash, Open walks the file as
+// before.
 func (s *Store) Close() error {
 	var err error
 	s.once.Do(func() {
@@ -200,7 +212,17 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.closeMu.Unlock()
 		<-s.done
-		err = s.db.Close()
+		var ferr error
+		var now int
+		_ = s.db.View(func(tx *bbolt.Tx) error { now = tx.ID(); return nil })
+		if now != s.openedAt {
+			// The writer has stopped: no transaction reads the field now.
+			s.db.NoFreelistSync = false
+			if ferr = s.db.Update(func(*bbolt.Tx) error { return nil }); ferr != nil {
+				ferr = fmt.Errorf("store: writing the freelist: %w", ferr)
+			}
+		}
+		err = errors.Join(ferr, s.db.Close())
 	})
 	return err
 }

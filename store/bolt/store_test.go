@@ -1,7 +1,10 @@
 package bolt
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -136,5 +139,93 @@ func TestCheckFindsDanglingQueueEntry(t *testing.T) {
 		return tx.Bucket(bucketMail).Bucket(itob(srv.ID)).Bucket(bucketRaw).Put([]byte(msg.MessageID), []byte("x"))
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// syncedFreelist reads, from the newest of the file's two meta pages,
+// whether bbolt's freelist is written in the file (else Open rebuilds it
+// by walking every page).
+func syncedFreelist(t *testing.T, path string) bool {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// A meta page: a 16-byte page header, then magic, version, page
+	// size, flags (4 bytes each), the root bucket (16), the freelist's
+	// page id, the high-water page id and the transaction id (8 each).
+	meta := func(off int64) (freelist, txid uint64, pageSize int64) {
+		var b [80]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			t.Fatal(err)
+		}
+		return binary.LittleEndian.Uint64(b[48:]), binary.LittleEndian.Uint64(b[64:]), int64(binary.LittleEndian.Uint32(b[24:]))
+	}
+	fl0, tx0, pageSize := meta(0)
+	fl1, tx1, _ := meta(pageSize)
+	if tx1 > tx0 {
+		fl0 = fl1
+	}
+	return fl0 != ^uint64(0)
+}
+
+// A clean Close leaves the freelist written, so that the next Open reads
+// it instead of walking the whole file; commits do not write it.
+func TestCloseWritesFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, srv := storetest.Init(t, s)
+	enqueue := func() {
+		t.Helper()
+		for range 20 {
+			if err := storetest.Enqueue(s, storetest.NewMessage(srv.ID, time.Now()), []byte("Subject: x\r\n\r\nx")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	enqueue()
+	if syncedFreelist(t, path) {
+		t.Error("the freelist is written at commits")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !syncedFreelist(t, path) {
+		t.Fatal("no freelist written at Close")
+	}
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	enqueue()
+	if syncedFreelist(t, path) {
+		t.Error("the freelist is written at commits after a reopen")
+	}
+	if err := s.Check(); err != nil {
+		t.Error(err)
+	}
+	if err := s.Close(); err != nil || !syncedFreelist(t, path) {
+		t.Fatalf("second Close: %v, freelist written %v", err, syncedFreelist(t, path))
+	}
+
+	// Opened and closed with nothing written: the file is unchanged.
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Server(srv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("a store only read was changed at Close (%v)", err)
 	}
 }

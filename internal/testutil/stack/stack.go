@@ -48,6 +48,9 @@ type Options struct {
 	Hostname string
 	// SenderPolicy is the intake's sender policy.
 	SenderPolicy store.SenderPolicy
+	// MaxSessionsPerAddress is the intake's cap per client address
+	// (smtpd's default if 0): every session of a test is from 127.0.0.1.
+	MaxSessionsPerAddress int
 }
 
 // Stack is a running Postern for one test.
@@ -99,6 +102,8 @@ func New(t testing.TB, opts Options) *Stack {
 		Credentials:  auth.NewAuthenticator(st),
 		SenderPolicy: opts.SenderPolicy,
 		Accepted:     func(int64, string) { s.Notify() },
+
+		MaxSessionsPerAddress: opts.MaxSessionsPerAddress,
 	})
 	if err != nil {
 		t.Fatal(err)
