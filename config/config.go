@@ -41,6 +41,7 @@ type Config struct {
 	PublicURL string // where people reach the API (ServerLink); "" = derived from APIAddr
 
 	MetricsAddr string // /metrics, /healthz and /readyz; "" or "off" turns it off
+	PprofAddr   string // Go's profiler, /debug/pprof/; off unless set
 
 	ConsoleAddr string // the web console's listener; "" or "off" turns it off
 	ConsoleTLS  bool   // the console serves HTTPS with the SMTP certificate
@@ -165,6 +166,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.ConsoleAddr, "console-addr", "127.0.0.1:8081", `web console listener, where people sign in ("off" turns it off)`)
 	fs.BoolVar(&c.ConsoleTLS, "console-tls", false, "serve the console over HTTPS, with the certificate of tls-cert (or the self-signed one); its cookies are then Secure")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9090", `listener of Prometheus metrics (/metrics) and health checks (/healthz, /readyz); no token, keep it private ("off" turns it off)`)
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "off", `listener of Go's profiler (/debug/pprof/: CPU, heap, goroutines, execution traces), for finding where time goes; no token and it shows the process's memory, so bind it to loopback ("off", the default, turns it off)`)
 	fs.StringVar(&c.PublicURL, "public-url", "", "the API's URL as people reach it, for the ServerLink of servers (default: derived from api-addr)")
 	fs.Int64Var(&c.MaxMessageSize, "max-message-size", 10<<20, "largest message accepted, in bytes")
 	fs.IntVar(&c.MaxRecipients, "max-recipients", 50, "most recipients of one message")
@@ -201,7 +203,7 @@ func bind(fs *flag.FlagSet, c *Config) {
 	fs.DurationVar(&c.RetryMaxInterval, "retry-max-interval", 4*time.Hour, "the longest wait between two retries (at least retry-base)")
 	fs.IntVar(&c.RelayWorkers, "relay-workers", 64, "most deliveries in progress at once")
 	fs.IntVar(&c.RelayPerServer, "relay-per-server", 16, "most deliveries in progress at once for one server")
-	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 8, "most deliveries in progress at once to one recipient domain")
+	fs.IntVar(&c.RelayPerDomain, "relay-per-domain", 20, "most deliveries in progress at once to one recipient domain (Postfix's default_destination_concurrency_limit)")
 	fs.BoolVar(&c.AllowPrivateDestinations, "allow-private-destinations", false, "deliver to loopback, private and link-local addresses, named by an MX answer or an address literal (user@[10.0.0.5]); off, RCPT refuses such literals with 550 5.7.1 and such MX answers bounce; a smarthost is exempt")
 	fs.IntVar(&c.MTASTSPort, "mta-sts-port", 443, "HTTPS port MTA-STS policies are fetched from (https://mta-sts.<domain>/.well-known/mta-sts.txt); tests serve policies on a high port")
 	fs.StringVar(&c.InboundAddr, "inbound-addr", "off", `SMTP listener for mail to Postern itself: the DMARC reports receivers send to dmarc+<token>@<inbound-domain>; in production ":25", with the MX of inbound-domain pointing here ("off" turns it off)`)
@@ -455,7 +457,7 @@ func (c *Config) Validate() error {
 			bad(a.name, "must be host:port or \"off\", got %q", a.value)
 		}
 	}
-	for _, a := range []struct{ name, value string }{{"api-addr", c.APIAddr}, {"console-addr", c.ConsoleAddr}, {"metrics-addr", c.MetricsAddr}, {"inbound-addr", c.InboundAddr}} {
+	for _, a := range []struct{ name, value string }{{"api-addr", c.APIAddr}, {"console-addr", c.ConsoleAddr}, {"metrics-addr", c.MetricsAddr}, {"pprof-addr", c.PprofAddr}, {"inbound-addr", c.InboundAddr}} {
 		if Off(a.value) {
 			continue
 		}

@@ -57,9 +57,14 @@ type Upstream interface {
 
 // Defaults of WorkerConfig.
 const (
-	DefaultWorkers          = 64
-	DefaultPerServer        = 16
-	DefaultPerDomain        = 8
+	DefaultWorkers   = 64
+	DefaultPerServer = 16
+	// DefaultPerDomain is Postfix's default_destination_concurrency_limit:
+	// what receivers are used to from one sending MTA. At 8 the benchmark's
+	// single destination bounded end-to-end delivery (a slot is held while
+	// the message is signed as well as while it is sent): 20 delivered
+	// 15% more, signed or not.
+	DefaultPerDomain        = 20
 	DefaultLease            = 30 * time.Minute
 	DefaultRetryBase        = 5 * time.Minute
 	DefaultRetryMaxInterval = 4 * time.Hour

@@ -127,6 +127,7 @@ type App struct {
 	apiServer     *http.Server // nil when the API is off
 	consoleServer *http.Server // nil when the console is off
 	metricsServer *http.Server // nil when metrics are off
+	pprofServer   *http.Server // nil when pprof-addr is off
 
 	// Installation is set when New initialised a new store: the tokens,
 	// shown this once.
@@ -259,6 +260,12 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		if a.metricsServer, err = newMetricsServer(a.metrics, a.Store, a.worker, log); err != nil {
 			return nil, fmt.Errorf("metrics-addr: %w", err)
 		}
+	}
+	if err := a.listen("pprof", cfg.PprofAddr, func(ln net.Listener) error { return serveHTTP(a.pprofServer, ln) }); err != nil {
+		return nil, err
+	}
+	if a.Addr("pprof") != "" {
+		a.pprofServer = newPprofServer(log)
 	}
 	ok, err := a.Store.Initialized()
 	if err != nil || ok {
@@ -411,12 +418,15 @@ func (a *App) Run(ctx context.Context) error {
 	// what they leave unfinished is taken up at the next start.
 	stopRelay()
 	<-relayDone
-	if a.metricsServer != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := a.metricsServer.Shutdown(ctx); err != nil {
-			log.Warn("metrics shutdown", "err", err)
+	for name, hs := range map[string]*http.Server{"metrics": a.metricsServer, "pprof": a.pprofServer} {
+		if hs == nil {
+			continue
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := hs.Shutdown(ctx); err != nil {
+			log.Warn(name+" shutdown", "err", err)
+		}
+		cancel()
 	}
 	<-retentionDone
 	<-reverifyDone

@@ -275,3 +275,31 @@ func TestDatabaseDownGives451(t *testing.T) {
 		}
 	}
 }
+
+// pprof-addr serves Go's profiler on a listener of its own, with profiles
+// that outlast the metrics listener's write timeout; off by default.
+func TestPprofListener(t *testing.T) {
+	a, stop := startNode(t, "")
+	if addr := a.Addr("pprof"); addr != "" {
+		t.Fatalf("pprof listener on %s without pprof-addr", addr)
+	}
+	stop()
+
+	a, _ = startNode(t, "", "-pprof-addr", "127.0.0.1:0")
+	base := "http://" + a.Addr("pprof") + "/debug/pprof/"
+	if index, status := fetch(t, base); status != http.StatusOK || !strings.Contains(index, "goroutine") {
+		t.Fatalf("GET %s: %d\n%s", base, status, index)
+	}
+	resp, err := http.Get(base + "profile?seconds=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	profile, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || len(profile) < 2 || profile[0] != 0x1f || profile[1] != 0x8b {
+		t.Fatalf("CPU profile: status %d, %d bytes, err %v: want a gzipped profile", resp.StatusCode, len(profile), err)
+	}
+	if _, status := fetch(t, "http://"+a.Addr("metrics")+"/debug/pprof/"); status != http.StatusNotFound {
+		t.Fatalf("the metrics listener serves the profiler: %d", status)
+	}
+}
