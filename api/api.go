@@ -65,6 +65,10 @@ type Config struct {
 	AllowPrivateDestinations bool
 	Hostname                 string
 	Accepted                 func(serverID int64, messageID string)
+	// Foreground, when set, is told when a sending request starts and,
+	// by the function it returns, when it ends: the relay's signing waits
+	// while one is in progress (see package cpushare).
+	Foreground func() (done func())
 	// CheckWebhookURL, if set, refuses a webhook URL Postern must not
 	// call (one at a private address, unless the operator allows them).
 	CheckWebhookURL func(ctx context.Context, u *url.URL) error

@@ -86,6 +86,9 @@ type EmailResponse struct {
 
 // sendEmail serves POST /email.
 func (a *API) sendEmail(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	if a.cfg.Foreground != nil {
+		defer a.cfg.Foreground()()
+	}
 	var req EmailRequest
 	if err := a.decodeUpTo(r, &req, a.emailBodyLimit()); err != nil {
 		return err
@@ -102,6 +105,9 @@ func (a *API) sendEmail(w http.ResponseWriter, r *http.Request, srv store.Server
 // The messages are filed concurrently, so that the store commits them
 // together (group commit), not one sync each.
 func (a *API) sendBatch(w http.ResponseWriter, r *http.Request, srv store.Server) error {
+	if a.cfg.Foreground != nil {
+		defer a.cfg.Foreground()()
+	}
 	var reqs []EmailRequest
 	if err := a.decodeUpTo(r, &reqs, max(maxBatchBody, a.emailBodyLimit())); err != nil {
 		return err

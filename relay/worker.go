@@ -43,6 +43,15 @@ type Store interface {
 	QueueStats() ([]store.QueueStat, error)
 }
 
+// CPUShare admits the relay's CPU-heavy steps (signing) behind the work
+// clients wait on; *cpushare.Share is one.
+type CPUShare interface {
+	Background(ctx context.Context) (release func(), err error)
+	// Busy reports whether clients are waiting on work now: the relay
+	// then keeps at most busyInFlight deliveries going.
+	Busy() bool
+}
+
 // DomainDeliverer delivers to the mail exchangers of one domain;
 // *MXDeliverer is one.
 type DomainDeliverer interface {
@@ -81,6 +90,12 @@ const (
 	// destinations is at its PerDomain cap: the entry goes back to the
 	// queue rather than hold a worker while it waits for a session slot.
 	busyDefer = 250 * time.Millisecond
+
+	// busyInFlight is how many deliveries the relay keeps going while
+	// CPUShare says clients wait on the intake, and busyPoll how often it
+	// looks again whether they still do.
+	busyInFlight = 2
+	busyPoll     = 5 * time.Millisecond
 )
 
 // WorkerConfig configures a Worker. Zero values take the defaults.
@@ -142,6 +157,9 @@ type WorkerConfig struct {
 	Rand func() float64
 	// Metrics, when set, gets the relay's metrics (see metrics.go).
 	Metrics prometheus.Registerer
+	// CPU, when set, admits each signature: the intake's messages go
+	// first when both want the CPU. Nil: signatures run as they come.
+	CPU CPUShare
 }
 
 // Worker is the delivery side: it claims due queue entries fairly across
@@ -326,7 +344,12 @@ func (w *Worker) Run(ctx context.Context) {
 			}
 		}
 		var wait time.Duration // 0: until a delivery ends or a wake-up
-		if slots := w.cfg.Workers - inFlight; slots > 0 {
+		slots := w.cfg.Workers - inFlight
+		if w.cfg.CPU != nil && w.cfg.CPU.Busy() {
+			slots = min(slots, busyInFlight-inFlight)
+			wait = busyPoll
+		}
+		if slots > 0 {
 			claimed, err := w.claim(slots, perServer, after)
 			if err != nil {
 				w.log.Error("relay: claim", "err", err)
@@ -611,7 +634,10 @@ func (w *Worker) prepare(ctx context.Context, e store.QueueEntry, log *slog.Logg
 	if e.Signed {
 		signed = dkim.SigningDomain(signature)
 	} else {
-		signature, signed = w.sign(srv, raw, log)
+		signature, signed, err = w.sign(ctx, srv, raw, log)
+		if err != nil {
+			return store.Attempt{}, err
+		}
 		a.Signature, a.Signed = signature, true
 	}
 

@@ -81,6 +81,10 @@ type Config struct {
 	Store       Store
 	Credentials Credentials
 	Throttle    Throttle // nil: no throttling
+	// Foreground, when set, is told when a message's DATA starts, and
+	// the function it returns when its reply is decided: the relay's
+	// signing waits while messages are in between (see package cpushare).
+	Foreground func() (done func())
 	// TLSConfig enables STARTTLS on Serve and is required by ServeTLS.
 	TLSConfig *tls.Config
 

@@ -284,6 +284,9 @@ func (s *session) Data(r io.Reader) error {
 	if s.server == nil {
 		return s.refuse(errAuthRequired())
 	}
+	if s.cfg.Foreground != nil {
+		defer s.cfg.Foreground()()
+	}
 	// Reserve the message's bytes in the in-flight cap before reading
 	// it into memory: the declared SIZE, else the largest allowed.
 	want := s.cfg.MaxMessageBytes

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/postern/postern/internal/cpushare"
 	"log/slog"
 	"net"
 	"net/http"
@@ -124,10 +125,11 @@ type App struct {
 	ptr      *ptrCache       // the names of DMARC sources, for the API and the digests
 
 	listeners     []listener
-	apiServer     *http.Server // nil when the API is off
-	consoleServer *http.Server // nil when the console is off
-	metricsServer *http.Server // nil when metrics are off
-	pprofServer   *http.Server // nil when pprof-addr is off
+	apiServer     *http.Server    // nil when the API is off
+	consoleServer *http.Server    // nil when the console is off
+	metricsServer *http.Server    // nil when metrics are off
+	pprofServer   *http.Server    // nil when pprof-addr is off
+	cpu           *cpushare.Share // the intake before the relay's signing
 
 	// Installation is set when New initialised a new store: the tokens,
 	// shown this once.
@@ -176,7 +178,8 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	if a.worker, a.mx, err = newRelay(cfg, a.Store, log, a.metrics.reg); err != nil {
+	a.cpu = cpushare.New(0, 0)
+	if a.worker, a.mx, err = newRelay(cfg, a.Store, a.cpu, log, a.metrics.reg); err != nil {
 		return nil, err
 	}
 	if a.webhooks, err = newDispatcher(cfg, a.Store, log, a.metrics.reg); err != nil {
@@ -214,6 +217,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 		Store:                    a.Store,
 		Credentials:              auth.NewAuthenticator(a.Store),
 		Throttle:                 newThrottle(cfg, a.Store),
+		Foreground:               a.cpu.Foreground,
 		TLSConfig:                tlsConfig,
 		MaxMessageBytes:          cfg.MaxMessageSize,
 		MaxRecipients:            cfg.MaxRecipients,

@@ -47,6 +47,7 @@ func (app *App) newAPIServer(tlsConfig *tls.Config, addr string, policy store.Se
 		AllowPrivateDestinations: cfg.AllowPrivateDestinations,
 		Hostname:                 cfg.Hostname,
 		Accepted:                 func(int64, string) { app.worker.Notify() },
+		Foreground:               app.cpu.Foreground,
 		Unsubscribed:             app.webhooks.Notify,
 		Metrics:                  app.metrics.reg,
 		CheckWebhookURL:          checkWebhookURL(cfg),

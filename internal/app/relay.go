@@ -25,7 +25,7 @@ type relayStore interface {
 // through the configured resolver and port, under MTA-STS and DANE, and
 // the smarthost if one is set. Its metrics go on reg. The MX deliverer
 // is returned too: the TLS reports go out through it.
-func newRelay(cfg *config.Config, st relayStore, log *slog.Logger, reg prometheus.Registerer) (*relay.Worker, *relay.MXDeliverer, error) {
+func newRelay(cfg *config.Config, st relayStore, cpu relay.CPUShare, log *slog.Logger, reg prometheus.Registerer) (*relay.Worker, *relay.MXDeliverer, error) {
 	resolver := relay.NewResolver(cfg.DNS)
 	fetches := &privateaddr.Dialer{Resolve: resolver.LookupIP, AllowPrivate: cfg.AllowPrivateDestinations}
 	sts := relay.NewSTSPolicies(st, resolver,
@@ -74,6 +74,7 @@ func newRelay(cfg *config.Config, st relayStore, log *slog.Logger, reg prometheu
 		DrainTimeout:     cfg.ShutdownTimeout,
 		Logger:           log,
 		Metrics:          reg,
+		CPU:              cpu,
 	}
 	if cfg.Smarthost != "" {
 		sh, err := relay.NewSmarthost(relay.SmarthostConfig{
