@@ -12,7 +12,8 @@ import (
 // without a cap 1,000 sessions of 10 MiB messages would want 10 GiB. A
 // session reserves its share when DATA begins (the SIZE declared in MAIL
 // FROM, else max-message-size), waits up to Config.InflightWait for room,
-// and releases it once the message is stored or refused.
+// keeps what the message holds once it is read, and releases that once
+// the message is stored or refused.
 type inflight struct {
 	limit int64
 
@@ -90,6 +91,15 @@ type reservedReader struct {
 	max  int64 // max-message-size: go-smtp refuses beyond it anyway
 	held int64
 	read int64
+}
+
+// keep gives back all but n bytes of the reservation: once the message is
+// read, what it holds until its reply is known.
+func (rr *reservedReader) keep(n int64) {
+	if n < rr.held {
+		rr.f.release(rr.held - n)
+		rr.held = n
+	}
 }
 
 func (rr *reservedReader) Read(p []byte) (int, error) {

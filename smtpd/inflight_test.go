@@ -3,8 +3,11 @@ package smtpd
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/store/bolt"
 )
 
 // startStalled begins a message and sends part of its data, holding its
@@ -188,4 +191,51 @@ func maxInt64(a, b int64) int64 {
 		return a
 	}
 	return b
+}
+
+// Once a message is read, its session keeps of the cap only what the
+// message holds: clients that declared no SIZE (most libraries) do not
+// wait on each other's commits. Each such message reserves the whole
+// max-message-size while it is sent; under a cap of two, three are read
+// and wait for their commit together, and all three are accepted.
+func TestInflightKeepsWhatTheMessageHolds(t *testing.T) {
+	const max = 1 << 20
+	var hold atomic.Bool
+	release := make(chan struct{})
+	ts := newTestServer(t, testOptions{
+		mutate: func(c *Config) {
+			c.MaxMessageBytes = max
+			c.MaxInflightBytes = 2 * max
+			c.InflightWait = 300 * time.Millisecond
+		},
+		storeOptions: bolt.Options{BeforeCommit: func() error {
+			if hold.Load() {
+				<-release
+			}
+			return nil
+		}},
+	})
+	var clients []*rawClient
+	for range 3 {
+		clients = append(clients, authenticated(t, ts.Addr, ts.Inst.ServerToken))
+	}
+	hold.Store(true)
+	replies := make(chan string, 3)
+	for i, c := range clients {
+		go func() {
+			c.expect("250", "MAIL FROM:<app@example.com>")
+			c.expect("250", "RCPT TO:<k%d@example.net>", i)
+			replies <- c.sendData(fmt.Sprintf("From: app@example.com\r\nSubject: %d\r\n\r\n%s\r\n", i, body(1000)))
+		}()
+	}
+	// Longer than InflightWait: a session that found no room has its 451.
+	time.Sleep(time.Second)
+	if used := ts.srv.inflight.Used(); used > 3*(16<<10) {
+		t.Errorf("%d bytes in flight for three messages of about 1 KB waiting for their commit", used)
+	}
+	close(release)
+	for range 3 {
+		queuedID(t, <-replies)
+	}
+	waitUsed(t, ts, 0)
 }

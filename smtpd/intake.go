@@ -66,6 +66,11 @@ var (
 )
 
 // stamp is what the receiving side adds to a message.
+// stampRoom bounds what intake adds to a message besides line endings
+// (at most one CR per LF, so the copy is at most twice the message): the
+// Received field, a Message-ID and a Date.
+const stampRoom = 4 << 10
+
 type stamp struct {
 	received  string // a Received field, without its line ending
 	messageID string // the Message-ID to give, with its angle brackets

@@ -318,6 +318,12 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return s.refuse(&Error{Code: codeLocalError, Enhanced: smtp.EnhancedCode{4, 4, 2}, Message: "Error reading the message; try again", Cause: err, Reason: ReasonDataRead})
 	}
+	// Read: until its reply the message holds its buffer and the stamped
+	// copy the intake makes, not max-message-size. A client that declared
+	// no SIZE (most libraries) held 10 MiB through its commit, so 25
+	// such sessions filled the default cap and the rest waited on their
+	// commits.
+	rr.keep(int64(buf.Cap()) + 2*int64(buf.Len()) + stampRoom)
 	now := s.cfg.Now().UTC()
 	id := store.NewMessageID()
 	res, err := intake(buf.Bytes(), stamp{
