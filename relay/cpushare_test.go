@@ -12,7 +12,7 @@ import (
 	"github.com/postern/postern/store"
 )
 
-// While clients wait on the intake, the relay keeps two deliveries going
+// While clients wait on the intake, the relay keeps four deliveries going
 // and signs one message at a time; once they are done, it takes up its
 // full concurrency again, and every message is delivered, signed.
 func TestBusyIntakeHoldsTheRelayBack(t *testing.T) {
@@ -41,14 +41,14 @@ func TestBusyIntakeHoldsTheRelayBack(t *testing.T) {
 	cfg.Workers, cfg.PerServer, cfg.PerDomain, cfg.CPU = 16, 16, 16, share
 	_, stop := e.StartRelay(cfg)
 	defer stop()
-	stack.WaitFor(t, "two deliveries in DATA", func() bool { return inData.Load() == 2 })
+	stack.WaitFor(t, "four deliveries in DATA", func() bool { return inData.Load() == 4 })
 	time.Sleep(100 * time.Millisecond) // time for the relay to start more, were it to
-	if n := most.Load(); n != 2 {
-		t.Fatalf("%d deliveries at once while the intake was busy, want 2", n)
+	if n := most.Load(); n != 4 {
+		t.Fatalf("%d deliveries at once while the intake was busy, want 4", n)
 	}
 
 	intakeDone()
-	stack.WaitFor(t, "the other ten deliveries to start once the intake is idle", func() bool { return inData.Load() == 12 })
+	stack.WaitFor(t, "the other eight deliveries to start once the intake is idle", func() bool { return inData.Load() == 12 })
 	close(release)
 	for _, id := range ids {
 		if evs := e.WaitFinal(srv.ID, id); len(evs) != 1 || evs[0].Type != store.EventDelivered {

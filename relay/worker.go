@@ -93,8 +93,10 @@ const (
 
 	// busyInFlight is how many deliveries the relay keeps going while
 	// CPUShare says clients wait on the intake, and busyPoll how often it
-	// looks again whether they still do.
-	busyInFlight = 2
+	// looks again whether they still do. At 2 the intake's p99 at half
+	// its peak was 15% lower than at 4, and end to end 25% slower: the
+	// relay did almost nothing while a client sent.
+	busyInFlight = 4
 	busyPoll     = 5 * time.Millisecond
 )
 
