@@ -40,7 +40,9 @@ type Options struct {
 	Insecure bool
 	// Rate, if positive, is the open loop's offered load in messages/s
 	// over all sessions: message k is due at start + k/Rate whatever the
-	// replies, and its latency is measured from then.
+	// replies, and its latency is measured from then. Every session
+	// connects (and authenticates) before start: the loop measures a
+	// steady load, not the first connections' storm.
 	Rate     float64
 	From, To string // default app@example.com, rcpt@example.net
 	// SinkStats, if set, is a Sink's stats URL (http://host:port/stats):
@@ -82,6 +84,10 @@ type Result struct {
 	// end of DATA) in the open loop, so that queueing is not hidden.
 	LatencyFrom string
 	LatencyMs   Latency // of accepted and DATA-refused messages
+	// EndOfDataMs, in the open loop, is the latency from the end of DATA
+	// to its reply, as the closed loop measures it: the server's share of
+	// LatencyMs, without the time a message waited at the client.
+	EndOfDataMs *Latency `json:",omitempty"`
 
 	EndToEnd *EndToEnd `json:",omitempty"`
 }
@@ -102,6 +108,7 @@ type EndToEnd struct {
 
 type worker struct {
 	hist     histogram
+	dataHist histogram // the open loop's latency from the end of DATA
 	accepted int64
 	errors   int64
 	refused  map[string]int64
@@ -145,13 +152,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		notOK      atomic.Int64
 		pipelining atomic.Bool
 	)
-	start := time.Now()
-	var stopAt time.Time
-	if total == 0 {
-		stopAt = start.Add(o.Duration)
-	}
+	// The open loop's clock starts once every session has tried its first
+	// connection (connected below); the closed loop's at once.
+	var connected sync.WaitGroup
+	begin := make(chan struct{})
+	var start, stopAt time.Time
 	workers := make([]*worker, o.Sessions)
 	var wg sync.WaitGroup
+	if o.Rate > 0 {
+		connected.Add(len(workers))
+	}
 	for i := range workers {
 		w := &worker{refused: make(map[string]int64)}
 		workers[i] = w
@@ -172,6 +182,18 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return k, total == 0 || k < total
 			}
 			carried := int64(-1) // claimed, and its envelope maybe sent
+			if o.Rate > 0 {
+				// One that fails is tried again, and counted, for the
+				// session's first message.
+				if c, err := dial(o.Client, cfg, time.Now().Add(o.Timeout)); err == nil {
+					s = c
+					if rs, ok := s.(*rawSender); ok && rs.pipelining {
+						pipelining.Store(true)
+					}
+				}
+				connected.Done()
+			}
+			<-begin
 			for ctx.Err() == nil || carried >= 0 {
 				var k int64
 				if carried >= 0 {
@@ -244,11 +266,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				out := s.send(k, deadline, more)
 				onConn++
 				if !out.endData.IsZero() {
-					from := out.endData
 					if o.Rate > 0 {
-						from = due
+						w.hist.record(out.reply.Sub(due))
+						w.dataHist.record(out.reply.Sub(out.endData))
+					} else {
+						w.hist.record(out.reply.Sub(out.endData))
 					}
-					w.hist.record(out.reply.Sub(from))
 				}
 				if out.accepted {
 					w.accepted++
@@ -274,6 +297,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		})
 	}
+
+	connected.Wait()
+	start = time.Now()
+	if total == 0 {
+		stopAt = start.Add(o.Duration)
+	}
+	close(begin)
 
 	progressDone := make(chan struct{})
 	var progressWG sync.WaitGroup
@@ -316,10 +346,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Size += s
 	}
 	res.Size /= len(o.Sizes)
-	var hist histogram
+	var hist, dataHist histogram
 	firstAt := end
 	for _, w := range workers {
 		hist.merge(&w.hist)
+		dataHist.merge(&w.dataHist)
 		res.Accepted += w.accepted
 		res.Errors += w.errors
 		for k, v := range w.refused {
@@ -337,6 +368,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.MessagesPerSecond = float64(res.Accepted) / res.Seconds
 	}
 	res.LatencyMs = hist.latency()
+	if o.Rate > 0 {
+		l := dataHist.latency()
+		res.EndOfDataMs = &l
+	}
 
 	if o.SinkStats != "" {
 		e2e, err := waitForSink(o, run, baseline, res.Accepted, firstAt, workers)
@@ -583,6 +618,9 @@ func (r *Result) WriteTable(w io.Writer) {
 	row("msgs/s", "%.0f", r.MessagesPerSecond)
 	l := r.LatencyMs
 	row("latency ms, from "+r.LatencyFrom, "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", l.P50, l.P90, l.P99, l.Max)
+	if l := r.EndOfDataMs; l != nil {
+		row("  from end of DATA", "p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", l.P50, l.P90, l.P99, l.Max)
+	}
 	if e := r.EndToEnd; e != nil {
 		timedOut := ""
 		if e.TimedOut {

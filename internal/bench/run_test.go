@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -279,5 +280,50 @@ func TestRunRefusedAtEndOfData(t *testing.T) {
 				t.Errorf("peer received %d on %d connections", peer.Received(), peer.Connections())
 			}
 		})
+	}
+}
+
+// The open loop's clock starts once every session is connected: a server
+// slow to greet (here by a second) delays the start, not the messages,
+// whose latency from their scheduled send stays well under that second.
+// Beside it, the latency from the end of DATA.
+func TestRunOpenLoopConnectsFirst(t *testing.T) {
+	_, sinkAddr, _ := startSink(t, SinkOptions{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				time.Sleep(time.Second)
+				up, err := net.Dial("tcp", sinkAddr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	res, err := Run(context.Background(), Options{Addr: ln.Addr().String(), Sessions: 4, Messages: 40, Rate: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Accepted != 40 {
+		t.Fatalf("result %+v", res)
+	}
+	if res.LatencyMs.Max >= 1000 {
+		t.Errorf("latency from the scheduled send up to %.0f ms: the connections' setup was counted", res.LatencyMs.Max)
+	}
+	if d := res.EndOfDataMs; d == nil || d.Max <= 0 || d.P99 > res.LatencyMs.Max {
+		t.Errorf("latency from the end of DATA %+v, from the scheduled send %+v", d, res.LatencyMs)
 	}
 }
