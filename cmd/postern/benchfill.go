@@ -35,25 +35,30 @@ longest wait of an enqueue made meanwhile.
 
 `
 
+// QueryLatency is one search query's latencies.
+type QueryLatency struct{ P50Ms, P99Ms, MaxMs float64 }
+
 // FillResult is what postern bench fill -json prints.
 type FillResult struct {
-	Messages       int
-	Servers        int
-	FillSeconds    float64
-	FillPerSecond  float64
-	Token          string  `json:",omitempty"` // a token of fill-1, when this run created it
-	StoreBytes     int64   `json:",omitempty"` // the bbolt file
-	SearchP50Ms    float64 `json:",omitempty"`
-	SearchP99Ms    float64 `json:",omitempty"`
-	SearchMaxMs    float64 `json:",omitempty"`
-	StatsP50Ms     float64 `json:",omitempty"`
-	StatsP99Ms     float64 `json:",omitempty"`
-	Purged         int     `json:",omitempty"`
-	PurgeSeconds   float64 `json:",omitempty"`
-	PurgePerSecond float64 `json:",omitempty"`
-	ProbeP50Ms     float64 `json:",omitempty"`
-	ProbeP99Ms     float64 `json:",omitempty"`
-	ProbeMaxMs     float64 `json:",omitempty"`
+	Messages      int
+	Servers       int
+	FillSeconds   float64
+	FillPerSecond float64
+	Token         string  `json:",omitempty"` // a token of fill-1, when this run created it
+	StoreBytes    int64   `json:",omitempty"` // the bbolt file
+	SearchP50Ms   float64 `json:",omitempty"`
+	SearchP99Ms   float64 `json:",omitempty"`
+	SearchMaxMs   float64 `json:",omitempty"`
+	// SearchByQuery is the same by query (bench.SearchQueries' names).
+	SearchByQuery  map[string]QueryLatency `json:",omitempty"`
+	StatsP50Ms     float64                 `json:",omitempty"`
+	StatsP99Ms     float64                 `json:",omitempty"`
+	Purged         int                     `json:",omitempty"`
+	PurgeSeconds   float64                 `json:",omitempty"`
+	PurgePerSecond float64                 `json:",omitempty"`
+	ProbeP50Ms     float64                 `json:",omitempty"`
+	ProbeP99Ms     float64                 `json:",omitempty"`
+	ProbeMaxMs     float64                 `json:",omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -132,11 +137,15 @@ func runFill(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if *searches > 0 {
-		took, err := bench.SearchLatency(st, srvs, *searches, uint64(now.UnixNano()))
+		took, byQuery, err := bench.SearchLatency(st, srvs, *searches, uint64(now.UnixNano()))
 		if err != nil {
 			return fmt.Errorf("bench fill: %w", err)
 		}
 		res.SearchP50Ms, res.SearchP99Ms, res.SearchMaxMs = ms(took.Quantile(0.5)), ms(took.Quantile(0.99)), ms(took.Quantile(1))
+		res.SearchByQuery = make(map[string]QueryLatency, len(byQuery))
+		for name, l := range byQuery {
+			res.SearchByQuery[name] = QueryLatency{P50Ms: ms(l.Quantile(0.5)), P99Ms: ms(l.Quantile(0.99)), MaxMs: ms(l.Quantile(1))}
+		}
 		stats, err := bench.StatsLatency(st, srvs, now)
 		if err != nil {
 			return fmt.Errorf("bench fill: %w", err)
@@ -169,6 +178,10 @@ func runFill(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *searches > 0 {
 		fmt.Fprintf(stdout, "search: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d searches)\n", res.SearchP50Ms, res.SearchP99Ms, res.SearchMaxMs, *searches)
+		for _, q := range bench.SearchQueries {
+			l := res.SearchByQuery[q.Name]
+			fmt.Fprintf(stdout, "  %-10s p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", q.Name, l.P50Ms, l.P99Ms, l.MaxMs)
+		}
 		fmt.Fprintf(stdout, "stats of each server: p50 %.1f ms, p99 %.1f ms\n", res.StatsP50Ms, res.StatsP99Ms)
 	}
 	if *purgeOlder > 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/postern/postern/internal/bench"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,11 @@ func TestBenchFill(t *testing.T) {
 	res, _ = fillJSON(t, dir, "-data", data, "-messages", "0", "-servers", "10", "-search", "50", "-purge-older", "15")
 	if res.Token != "" || res.SearchP99Ms <= 0 || res.StatsP99Ms <= 0 || res.Purged != old || res.ProbeMaxMs <= 0 {
 		t.Errorf("second run %+v; want %d purged", res, old)
+	}
+	for _, q := range bench.SearchQueries {
+		if l, ok := res.SearchByQuery[q.Name]; !ok || l.P99Ms <= 0 || l.MaxMs < l.P50Ms {
+			t.Errorf("search %q: %+v", q.Name, l)
+		}
 	}
 	if all2, old2, _ := count(); old2 != 0 || all2 < all-old {
 		t.Errorf("after the purge: %d messages, %d older than 15 days", all2, old2)

@@ -156,30 +156,42 @@ func (l Latencies) Quantile(q float64) time.Duration {
 	return l[min(len(l)-1, int(q*float64(len(l))))]
 }
 
-// SearchLatency runs n searches as the API's outbound search does (a
-// page of 50, newest first, with no filter, a tag, a recipient's domain,
-// part of the subject or a status), each on one of servers drawn at
-// random, and times each.
-func SearchLatency(st FillStore, servers []store.Server, n int, seed uint64) (Latencies, error) {
-	queries := []store.MessageQuery{
-		{Count: 50},
-		{Count: 50, Tag: "invoice"},
-		{Count: 50, Recipient: "alice.123@customer-7.example"},
-		{Count: 50, Subject: "order 12"},
-		{Count: 50, Statuses: []string{store.StatusBounced}},
-	}
+// SearchQueries are the searches SearchLatency rotates over, by name: a
+// page of 50, newest first, as the API's outbound search asks, with no
+// filter, a tag, a recipient, part of the subject or a status.
+var SearchQueries = []struct {
+	Name  string
+	Query store.MessageQuery
+}{
+	{"no filter", store.MessageQuery{Count: 50}},
+	{"tag", store.MessageQuery{Count: 50, Tag: "invoice"}},
+	{"recipient", store.MessageQuery{Count: 50, Recipient: "alice.123@customer-7.example"}},
+	{"subject", store.MessageQuery{Count: 50, Subject: "order 12"}},
+	{"status", store.MessageQuery{Count: 50, Statuses: []string{store.StatusBounced}}},
+}
+
+// SearchLatency runs n searches, SearchQueries in turn, each on one of
+// servers drawn at random, and times each: all of them, and by query.
+func SearchLatency(st FillStore, servers []store.Server, n int, seed uint64) (all Latencies, byQuery map[string]Latencies, err error) {
 	rng := rand.New(rand.NewPCG(seed, 1))
-	took := make(Latencies, 0, n)
+	all = make(Latencies, 0, n)
+	byQuery = make(map[string]Latencies, len(SearchQueries))
 	for i := range n {
+		q := SearchQueries[i%len(SearchQueries)]
 		srv := servers[rng.IntN(len(servers))]
 		start := time.Now()
-		if _, err := st.SearchMessages(srv.ID, queries[i%len(queries)]); err != nil {
-			return nil, fmt.Errorf("search %+v on server %d: %w", queries[i%len(queries)], srv.ID, err)
+		if _, err := st.SearchMessages(srv.ID, q.Query); err != nil {
+			return nil, nil, fmt.Errorf("search %s on server %d: %w", q.Name, srv.ID, err)
 		}
-		took = append(took, time.Since(start))
+		took := time.Since(start)
+		all = append(all, took)
+		byQuery[q.Name] = append(byQuery[q.Name], took)
 	}
-	slices.Sort(took)
-	return took, nil
+	slices.Sort(all)
+	for _, l := range byQuery {
+		slices.Sort(l)
+	}
+	return all, byQuery, nil
 }
 
 // StatsLatency reads each server's last 30 days of stats (the
