@@ -5,12 +5,14 @@ import (
 	"runtime/debug"
 )
 
-// gcPercent is the collector's target when the operator sets none. With
-// Go's default (100) the intake's small heap was collected about 30 times
-// a second, each cycle taking a quarter of the CPU while it marks; at 400
-// the end-to-end benchmark (intake, RSA and Ed25519 signing, delivery)
-// ran 12% faster.
-const gcPercent = 400
+// gcPercent is the collector's target when the operator sets none, chosen
+// by measurement (docs/performance.md, "Choosing GOGC"): with Go's
+// default (100) the intake's small heap was collected about 30 times a
+// second and accepted 25% fewer messages; 200, 400 and 800 accepted as
+// many as each other within the runs' noise, end to end too, with peak
+// RSS growing from 130 to 138 and 153 MB. 200 is the least memory for
+// that speed.
+const gcPercent = 200
 
 // gcHeadroom is what the memory limit allows besides message data.
 const gcHeadroom = 64 << 20
