@@ -57,7 +57,7 @@ screenshots: build
 # Runs each fuzz target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 FUZZ_TARGETS := smtpd:FuzzIntake smtpd:FuzzSMTPSession smtpd:FuzzValidAddress smtpd:FuzzLineLength \
-	relay:FuzzClassifyReply relay:FuzzFitLines api:FuzzDecodeJSON api:FuzzPaging internal/dkim:FuzzDKIMRecord \
+	relay:FuzzClassifyReply relay:FuzzFitLines api:FuzzDecodeJSON api:FuzzPaging internal/dkim:FuzzDKIMRecord internal/dkim:FuzzSign \
 	internal/message:FuzzSplit internal/message:FuzzParseBody
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -8,16 +8,15 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"strconv"
 	"strings"
 	"time"
-
-	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/postern/postern/internal/message"
 	"github.com/postern/postern/store"
@@ -123,6 +122,7 @@ var signedHeaders = []string{
 type Signer struct {
 	domain string
 	keys   []signingKey // RSA first, see Sign
+	now    func() time.Time
 }
 
 type signingKey struct {
@@ -134,7 +134,7 @@ type signingKey struct {
 // the first Ed25519 and the first RSA key of keys that have a private key
 // (a domain may have only one); at least one is needed.
 func NewSigner(domain string, keys []store.DKIMKey) (*Signer, error) {
-	s := &Signer{domain: domain}
+	s := &Signer{domain: domain, now: time.Now}
 	var rsaKey, edKey *store.DKIMKey
 	for i, k := range keys {
 		switch {
@@ -192,7 +192,8 @@ func (s *Signer) Algorithms() []string {
 // The RSA signature comes first: verifiers that check only the topmost
 // signature tend to be those that know nothing of Ed25519.
 func (s *Signer) Sign(msg []byte) ([]byte, error) {
-	headerKeys := presentHeaders(msg)
+	h := message.Split(msg)
+	headerKeys := presentHeaders(h.Fields)
 	if len(headerKeys) == 0 || headerKeys[0] != "From" {
 		return nil, errors.New("dkim: the message has no From field")
 	}
@@ -200,51 +201,82 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	// break the signature (RFC 6376 §8.15).
 	headerKeys = append(headerKeys, "From")
 
-	signers := make([]*msgdkim.Signer, 0, len(s.keys))
-	writers := make([]io.Writer, 0, len(s.keys))
-	closeAll := func() {
-		for _, sg := range signers {
-			sg.Close()
+	// What every key signs: the body's hash, in the bh= tag, and the
+	// signed fields, to which each signature adds its own field.
+	bodyHash := sha256.New()
+	hashRelaxedBody(bodyHash, h.Body)
+	bh := base64.StdEncoding.EncodeToString(bodyHash.Sum(nil))
+	var signedFields []byte
+	for _, f := range pickFields(h.Fields, headerKeys) {
+		if f != nil {
+			signedFields = append(signedFields, relaxedHeader(f)...)
 		}
 	}
+	hList := strings.Join(headerKeys, ":")
+	stamp := strconv.FormatInt(s.now().Unix(), 10)
+
+	var out bytes.Buffer
 	for _, k := range s.keys {
-		sg, err := msgdkim.NewSigner(&msgdkim.SignOptions{
-			Domain:                 s.domain,
-			Selector:               k.selector,
-			Signer:                 k.signer,
-			Hash:                   crypto.SHA256,
-			HeaderCanonicalization: msgdkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   msgdkim.CanonicalizationRelaxed,
-			HeaderKeys:             headerKeys,
-		})
+		algorithm, opts := "rsa-sha256", crypto.Hash(crypto.SHA256)
+		if _, ok := k.signer.(ed25519.PrivateKey); ok {
+			// RFC 8463 §3: Ed25519 signs the SHA-256 digest as its
+			// message (PureEdDSA), so no hash is named to Sign.
+			algorithm, opts = "ed25519-sha256", crypto.Hash(0)
+		}
+		field := signatureField(algorithm, s.domain, k.selector, stamp, hList, bh)
+		digest := sha256.New()
+		digest.Write(signedFields)
+		digest.Write(bytes.TrimSuffix(relaxedHeader(field), crlf))
+		sig, err := k.signer.Sign(rand.Reader, digest.Sum(nil), opts)
 		if err != nil {
-			closeAll()
-			return nil, err
+			return nil, fmt.Errorf("dkim: %s signature: %w", algorithm, err)
 		}
-		signers = append(signers, sg)
-		writers = append(writers, sg)
+		out.Write(field)
+		writeFolded(&out, base64.StdEncoding.EncodeToString(sig))
+		out.Write(crlf)
 	}
-	if _, err := io.MultiWriter(writers...).Write(msg); err != nil {
-		closeAll()
-		return nil, fmt.Errorf("dkim: %w", err)
-	}
-	var fields bytes.Buffer
-	for _, sg := range signers {
-		if err := sg.Close(); err != nil {
-			closeAll()
-			return nil, fmt.Errorf("dkim: %w", err)
-		}
-		fields.WriteString(sg.Signature())
-	}
-	return fields.Bytes(), nil
+	return out.Bytes(), nil
 }
 
-// presentHeaders returns the names of signedHeaders in msg's header, in
+// signatureField is a DKIM-Signature field up to its empty b= tag, each
+// tag on a line of its own when the line would grow past 76 characters.
+func signatureField(algorithm, domain, selector, stamp, hList, bh string) []byte {
+	tags := []string{"v=1", "a=" + algorithm, "c=relaxed/relaxed", "d=" + domain, "s=" + selector, "t=" + stamp, "h=" + hList, "bh=" + bh}
+	var b bytes.Buffer
+	b.WriteString("DKIM-Signature:")
+	line := len("DKIM-Signature:")
+	for _, t := range tags {
+		if line+len(t)+2 > 76 {
+			b.WriteString("\r\n")
+			line = 0
+		}
+		b.WriteString(" " + t + ";")
+		line += len(t) + 2
+	}
+	b.WriteString("\r\n b=")
+	return b.Bytes()
+}
+
+// writeFolded writes the b= tag's base64 value in lines of at most 72
+// characters: folding whitespace is allowed inside it (RFC 6376 §3.5).
+func writeFolded(b *bytes.Buffer, v string) {
+	const width = 72
+	first := width - len(" b=")
+	for len(v) > first {
+		b.WriteString(v[:first])
+		b.WriteString("\r\n  ")
+		v = v[first:]
+		first = width - 2
+	}
+	b.WriteString(v)
+}
+
+// presentHeaders returns the names of signedHeaders among fields, in
 // the order of signedHeaders, each as many times as it occurs there so
 // that every occurrence is signed.
-func presentHeaders(msg []byte) []string {
+func presentHeaders(fields []message.Field) []string {
 	counts := make(map[string]int, len(signedHeaders))
-	for _, f := range message.Split(msg).Fields {
+	for _, f := range fields {
 		counts[strings.ToLower(f.Name)]++
 	}
 	var keys []string

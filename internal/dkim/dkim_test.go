@@ -3,6 +3,7 @@ package dkim_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	msgdkim "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/postern/postern/internal/testutil/dkimtest"
 
@@ -215,3 +218,70 @@ func BenchmarkSign(b *testing.B) {
 }
 
 func newSigner(k dkim.Keys) (*dkim.Signer, error) { return dkim.NewSigner(k.Domain, k.List()) }
+
+// Messages whose canonicalization has traps: folded and tab-filled
+// fields, a field named twice, whitespace at line ends, runs of blank
+// lines at the end, a body without a final line ending, bare LFs, and no
+// body at all. Each signature verifies with go-msgauth's verifier (what
+// receivers run is the RFC, and go-msgauth implements it independently of
+// this signer), and the body hash is the one go-msgauth's signer computes.
+func TestSignCanonicalization(t *testing.T) {
+	k := dkimtest.Keys(t)
+	head := "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\n"
+	for name, msg := range map[string]string{
+		"plain":              testMessage,
+		"folded subject":     head + "Subject: a long\r\n\tsubject  that\r\n   folds\r\n\r\nbody\r\n",
+		"tabs and spaces":    head + "Subject:\t \tspaced \t out\t\r\n\r\n  lead\t\tand  trail \t\r\n\tx\r\n",
+		"colon in value":     head + "Subject: re : a:b  :  c\r\n\r\nbody\r\n",
+		"two To fields":      head + "To: carol@example.net\r\nSubject: two\r\n\r\nbody\r\n",
+		"blank lines at end": head + "Subject: end\r\n\r\nbody\r\n\r\n\r\n \r\n\t\r\n",
+		"blank lines inside": head + "Subject: in\r\n\r\nfirst\r\n\r\n\r\nlast\r\n",
+		"no final CRLF":      head + "Subject: open\r\n\r\nno line ending",
+		"bare LF":            head + "Subject: lf\r\n\r\none\ntwo  \nthree\n\n",
+		"empty body":         head + "Subject: empty\r\n\r\n",
+		"only blank lines":   head + "Subject: blank\r\n\r\n\r\n\r\n",
+		"upper-case names":   "FROM: alice@example.com\r\nSUBJECT: shout\r\n\r\nBODY\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			fields := sign(t, msg)
+			for _, v := range dkimtest.Verify(t, append(bytes.Clone(fields), msg...), dkimtest.Records(k)) {
+				if v.Err != nil {
+					t.Errorf("signature of %s: %v\n%s", v.Domain, v.Err, fields)
+				}
+			}
+			if got, want := tag(t, fields, "bh"), goMsgauthBodyHash(t, k, msg); got != want {
+				t.Errorf("bh=%s, go-msgauth's signer computes %s", got, want)
+			}
+		})
+	}
+}
+
+// tag returns the value of a tag of the first DKIM-Signature field.
+func tag(t *testing.T, fields []byte, name string) string {
+	t.Helper()
+	for _, part := range strings.Split(string(unfold(fields)), ";") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == name {
+			return v
+		}
+	}
+	t.Fatalf("no %s= tag in\n%s", name, fields)
+	return ""
+}
+
+// goMsgauthBodyHash is the bh= go-msgauth's signer gives msg, relaxed.
+func goMsgauthBodyHash(t *testing.T, k dkim.Keys, msg string) string {
+	t.Helper()
+	key, err := x509.ParsePKCS8PrivateKey(k.Ed25519.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signed bytes.Buffer
+	if err := msgdkim.Sign(&signed, strings.NewReader(msg), &msgdkim.SignOptions{
+		Domain: "example.com", Selector: "x", Signer: key.(crypto.Signer),
+		HeaderCanonicalization: msgdkim.CanonicalizationRelaxed, BodyCanonicalization: msgdkim.CanonicalizationRelaxed,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	end := bytes.Index(signed.Bytes(), []byte(msg))
+	return tag(t, signed.Bytes()[:end], "bh")
+}
