@@ -13,7 +13,8 @@ import (
 // Share is told when foreground work starts and ends, and admits
 // background work: as many at once as there are CPUs while no foreground
 // work is in progress, one at a time while some is, and that one only
-// after the foreground has had the CPU to itself for up to MaxWait.
+// after the foreground has had the CPU to itself for up to the maximum
+// wait given to New.
 //
 // Go's scheduler has no priorities: a goroutine that becomes runnable
 // waits behind every runnable goroutine on its processor. With the
