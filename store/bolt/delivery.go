@@ -175,7 +175,7 @@ func (s *Store) NextDue() (time.Time, bool, error) {
 // changes, in one transaction.
 func (s *Store) RecordAttempt(a store.Attempt) error {
 	e := a.Entry
-	return s.update(func(tx *bbolt.Tx) error {
+	return s.updateBackground(func(tx *bbolt.Tx) error {
 		mail := tx.Bucket(bucketMail).Bucket(itob(e.ServerID))
 		queue := tx.Bucket(bucketQueue).Bucket(itob(e.ServerID))
 		if mail == nil || queue == nil {

@@ -111,6 +111,73 @@ func TestGroupCommitSharesCommits(t *testing.T) {
 	t.Logf("%d writes in %d commits", writes.Load(), commits.Load())
 }
 
+// A background write (the relay's record of an attempt) waits for
+// company: a write a client waits on, arriving within BackgroundDelay,
+// shares its commit and ends the wait. Alone, it is committed once the
+// delay is over. Either way it returns once it is on disk.
+func TestBackgroundWriteSharesTheNextCommit(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	s, _ := openTest(t, Options{BackgroundDelay: time.Hour, OnCommit: func(n int, _ time.Duration) {
+		mu.Lock()
+		batches = append(batches, n)
+		mu.Unlock()
+	}})
+	put := func(key string) func(*bbolt.Tx) error {
+		return func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte(key), []byte("v")) }
+	}
+	background := make(chan error, 1)
+	go func() { background <- s.updateBackground(put("background")) }()
+	select {
+	case err := <-background:
+		t.Fatalf("a background write returned (%v) with nothing to share its commit and an hour's delay", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := s.update(put("client")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-background; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := append([]int(nil), batches...)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != 2 {
+		t.Fatalf("commits of %v writes, want one of the two together", got)
+	}
+	if err := s.view(func(tx *bbolt.Tx) error {
+		for _, k := range []string{"background", "client"} {
+			if tx.Bucket(bucketMeta).Get([]byte(k)) == nil {
+				t.Errorf("%s write not in the store", k)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	alone, _ := openTest(t, Options{BackgroundDelay: 10 * time.Millisecond})
+	if err := alone.updateBackground(put("alone")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Close answers a background write still waiting for company.
+func TestCloseCommitsAWaitingBackgroundWrite(t *testing.T) {
+	s, _ := openTest(t, Options{BackgroundDelay: time.Hour})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.updateBackground(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("k"), []byte("v")) })
+	}()
+	time.Sleep(50 * time.Millisecond) // the committer holds it
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the waiting background write: %v", err)
+	}
+}
+
 func TestSecondOpenTimesOut(t *testing.T) {
 	_, path := openTest(t, Options{})
 	_, err := Open(path, Options{LockTimeout: 50 * time.Millisecond})
