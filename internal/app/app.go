@@ -32,6 +32,9 @@ type StoreOptions struct {
 	// OnCommit, if set, is told of each commit (for metrics; the bbolt
 	// backend's group commits).
 	OnCommit func(writes int, took time.Duration)
+	// Hurry, if set, says when the bbolt backend's background writes
+	// must not wait to share a commit: while clients are submitting.
+	Hurry func() bool
 	// Existing refuses to create a store: an operator command needs an
 	// initialised one.
 	Existing bool
@@ -71,7 +74,7 @@ func OpenStore(cfg *config.Config, opts StoreOptions) (store.Backend, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
-	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{OnCommit: opts.OnCommit, LockTimeout: opts.LockTimeout, Caps: caps})
+	return bolt.Open(bolt.Path(cfg.DataDir), bolt.Options{OnCommit: opts.OnCommit, Hurry: opts.Hurry, LockTimeout: opts.LockTimeout, Caps: caps})
 }
 
 // OpenLocation opens the store at loc, for postern store copy: a
@@ -157,7 +160,8 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if a.metrics, err = newServeMetrics(); err != nil {
 		return nil, err
 	}
-	if a.Store, err = OpenStore(cfg, StoreOptions{OnCommit: a.metrics.onCommit}); err != nil {
+	a.cpu = cpushare.New(0, 0)
+	if a.Store, err = OpenStore(cfg, StoreOptions{OnCommit: a.metrics.onCommit, Hurry: a.cpu.Busy}); err != nil {
 		return nil, err
 	}
 	if err := a.metrics.registerPoolMetrics(a.Store); err != nil {
@@ -178,7 +182,6 @@ func New(cfg *config.Config, log *slog.Logger, version string) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	a.cpu = cpushare.New(0, 0)
 	if a.worker, a.mx, err = newRelay(cfg, a.Store, a.cpu, log, a.metrics.reg); err != nil {
 		return nil, err
 	}

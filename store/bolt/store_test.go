@@ -162,6 +162,23 @@ func TestBackgroundWriteSharesTheNextCommit(t *testing.T) {
 	}
 }
 
+// While clients submit (Hurry), a background write does not wait.
+func TestBackgroundWriteHurries(t *testing.T) {
+	s, _ := openTest(t, Options{BackgroundDelay: time.Hour, Hurry: func() bool { return true }})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.updateBackground(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put([]byte("k"), []byte("v")) })
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a background write waited for company while clients were submitting")
+	}
+}
+
 // Close answers a background write still waiting for company.
 func TestCloseCommitsAWaitingBackgroundWrite(t *testing.T) {
 	s, _ := openTest(t, Options{BackgroundDelay: time.Hour})
