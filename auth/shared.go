@@ -54,7 +54,7 @@ func (t *SharedThrottle) Fail(addr string) bool {
 	if n < t.cfg.Failures && !blockedHere {
 		return false
 	}
-	if err := t.st.ShutOut(addr, now.Add(t.cfg.Window)); err != nil {
+	if err := t.st.ShutOut(addr, now, now.Add(t.cfg.Window)); err != nil {
 		return blockedHere
 	}
 	return true

@@ -224,8 +224,9 @@ type LoginFailures interface {
 	// LoginFailed records a failed login from addr at now and returns how
 	// many addr made since now less window, this one included.
 	LoginFailed(addr string, now time.Time, window time.Duration) (int, error)
-	// ShutOut refuses addr's logins until until, on every node.
-	ShutOut(addr string, until time.Time) error
+	// ShutOut refuses addr's logins until until, on every node; now is
+	// the caller's clock, against which ended shut-outs are forgotten.
+	ShutOut(addr string, now, until time.Time) error
 	// ShutOutUntil returns when addr's shut-out ends, zero when it is not
 	// shut out at now.
 	ShutOutUntil(addr string, now time.Time) (time.Time, error)

@@ -23,14 +23,17 @@ func (s *Store) LoginFailed(addr string, now time.Time, window time.Duration) (i
 	return n, err
 }
 
-// ShutOut refuses addr's logins until until, and forgets its failures.
-func (s *Store) ShutOut(addr string, until time.Time) error {
+// ShutOut refuses addr's logins until until, and forgets its failures
+// and the shut-outs that ended over an hour before now. now is the
+// caller's clock, not this machine's: the same clock that decides whether
+// a shut-out holds.
+func (s *Store) ShutOut(addr string, now, until time.Time) error {
 	return s.update(func(ctx context.Context, tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO login_shutouts (addr, until_ns) VALUES ($1, $2)
 			ON CONFLICT (addr) DO UPDATE SET until_ns = greatest(login_shutouts.until_ns, excluded.until_ns)`, addr, until.UnixNano())
 		b.Queue(`DELETE FROM login_failures WHERE addr = $1`, addr)
-		b.Queue(`DELETE FROM login_shutouts WHERE until_ns < $1`, time.Now().Add(-time.Hour).UnixNano())
+		b.Queue(`DELETE FROM login_shutouts WHERE until_ns < $1`, now.Add(-time.Hour).UnixNano())
 		return tx.SendBatch(ctx, b).Close()
 	})
 }
