@@ -246,23 +246,8 @@ func (s *Store) Close() error {
 // to disk. fn may run more than once (when another write in its batch
 // fails, the batch is retried without it), so it must not have effects
 // outside the transaction.
-func (s *Store) update(fn func(*bbolt.Tx) error) error {
-	w := &write{fn: fn, done: make(chan error, 1)}
-	// The read lock keeps Close from closing the committer between the
-	// check and the send, which would leave this write unanswered.
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		return store.ErrClosed
-	}
-	s.writes <- w
-	s.closeMu.RUnlock()
-	return <-w.done
-}
+func (s *Store) update(fn func(*bbolt.Tx) error) error { return s.send(s.writes, fn) }
 
-// updateCredentials is update for a change that can take away what a
-// token grants (a revoked token, a deleted or edited server or account):
-// once the change is on disk, it moves CredentialsGeneration on.
 // updateBackground is update for a write no client waits on, the relay's
 // record of a delivery attempt: it waits up to BackgroundDelay for other
 // writes, and any write of update ends the wait, so that it shares their
@@ -278,20 +263,30 @@ func (s *Store) update(fn func(*bbolt.Tx) error) error {
 // intake's p99 at 4,000 msgs/s offered rose by about a millisecond (13
 // pairs), so then (Options.Hurry) they do not wait.
 func (s *Store) updateBackground(fn func(*bbolt.Tx) error) error {
-	w := &write{fn: fn, done: make(chan error, 1)}
-	s.closeMu.RLock()
-	if s.closed {
-		s.closeMu.RUnlock()
-		return store.ErrClosed
-	}
-	s.background <- w
-	s.closeMu.RUnlock()
-	return <-w.done
+	return s.send(s.background, fn)
 }
 
 // defaultBackgroundDelay is Options.BackgroundDelay's default.
 const defaultBackgroundDelay = 2 * time.Millisecond
 
+// send hands fn to the committer on queue and waits for its commit.
+func (s *Store) send(queue chan *write, fn func(*bbolt.Tx) error) error {
+	w := &write{fn: fn, done: make(chan error, 1)}
+	// The read lock keeps Close from closing the committer between the
+	// check and the send, which would leave this write unanswered.
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
+		return store.ErrClosed
+	}
+	queue <- w
+	s.closeMu.RUnlock()
+	return <-w.done
+}
+
+// updateCredentials is update for a change that can take away what a
+// token grants (a revoked token, a deleted or edited server or account):
+// once the change is on disk, it moves CredentialsGeneration on.
 func (s *Store) updateCredentials(fn func(*bbolt.Tx) error) error {
 	err := s.update(fn)
 	if err == nil {
