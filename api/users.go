@@ -178,17 +178,27 @@ func (a *API) findMember(accountID, userID int64) (store.Membership, error) {
 	return store.Membership{}, notFound(codeUserNotFound, "User")
 }
 
-func (a *API) editUser(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+// memberToManage is the user of the path's id as a member of p's account,
+// when p may change them: only an owner token manages Owners.
+func (a *API) memberToManage(r *http.Request, p accountPrincipal) (int64, error) {
 	id, ok := pathID(r, "id")
 	if !ok {
-		return notFound(codeUserNotFound, "User")
+		return 0, notFound(codeUserNotFound, "User")
 	}
-	old, err := a.findMember(p.AccountID, id)
+	m, err := a.findMember(p.AccountID, id)
+	if err != nil {
+		return 0, err
+	}
+	if m.Role == store.UserOwner && p.Role != store.RoleOwner {
+		return 0, errorf(http.StatusForbidden, codeInvalidField, "Only an owner token manages Owners.")
+	}
+	return id, nil
+}
+
+func (a *API) editUser(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
+	id, err := a.memberToManage(r, p)
 	if err != nil {
 		return err
-	}
-	if old.Role == store.UserOwner && p.Role != store.RoleOwner {
-		return errorf(http.StatusForbidden, codeInvalidField, "Only an owner token manages Owners.")
 	}
 	var req userRequest
 	if err := a.decode(r, &req); err != nil {
@@ -199,7 +209,7 @@ func (a *API) editUser(w http.ResponseWriter, r *http.Request, p accountPrincipa
 		return err
 	}
 	if err := a.cfg.Store.SetMembership(m); errors.Is(err, store.ErrLastOwnerUser) {
-		return unprocessable(codeInvalidField, "This is the account's last Owner: make another person Owner first.")
+		return unprocessable(codeInvalidField, store.LastOwnerAdvice)
 	} else if err != nil {
 		return err
 	}
@@ -212,20 +222,13 @@ func (a *API) editUser(w http.ResponseWriter, r *http.Request, p accountPrincipa
 }
 
 func (a *API) removeUser(w http.ResponseWriter, r *http.Request, p accountPrincipal) error {
-	id, ok := pathID(r, "id")
-	if !ok {
-		return notFound(codeUserNotFound, "User")
-	}
-	old, err := a.findMember(p.AccountID, id)
+	id, err := a.memberToManage(r, p)
 	if err != nil {
 		return err
 	}
-	if old.Role == store.UserOwner && p.Role != store.RoleOwner {
-		return errorf(http.StatusForbidden, codeInvalidField, "Only an owner token manages Owners.")
-	}
 	switch err := a.cfg.Store.RemoveMembership(p.AccountID, id); {
 	case errors.Is(err, store.ErrLastOwnerUser):
-		return unprocessable(codeInvalidField, "This is the account's last Owner: make another person Owner first.")
+		return unprocessable(codeInvalidField, store.LastOwnerAdvice)
 	case errors.Is(err, store.ErrNotFound):
 		return notFound(codeUserNotFound, "User")
 	case err != nil:

@@ -190,7 +190,7 @@ func (c *Console) editUser(w http.ResponseWriter, r *http.Request, v *viewer) er
 		return err
 	}
 	if err := c.cfg.Store.SetMembership(m); errors.Is(err, store.ErrLastOwnerUser) {
-		return c.showUsers(w, v, http.StatusUnprocessableEntity, usersPage{Error: "This is the account's last Owner: make another person Owner first."})
+		return c.showUsers(w, v, http.StatusUnprocessableEntity, usersPage{Error: store.LastOwnerAdvice})
 	} else if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func (c *Console) removeUser(w http.ResponseWriter, r *http.Request, v *viewer) 
 	}
 	switch err := c.cfg.Store.RemoveMembership(v.Account.ID, old.UserID); {
 	case errors.Is(err, store.ErrLastOwnerUser):
-		return c.showUsers(w, v, http.StatusUnprocessableEntity, usersPage{Error: "This is the account's last Owner: make another person Owner first."})
+		return c.showUsers(w, v, http.StatusUnprocessableEntity, usersPage{Error: store.LastOwnerAdvice})
 	case errors.Is(err, store.ErrNotFound):
 		return errNotFound
 	case err != nil:

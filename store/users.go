@@ -49,6 +49,10 @@ var (
 	ErrLastOwnerUser = errors.New("the account's last Owner cannot be removed or demoted")
 )
 
+// LastOwnerAdvice is what people are told, over the API and in the
+// console, when ErrLastOwnerUser refuses a change.
+const LastOwnerAdvice = "This is the account's last Owner: make another person Owner first."
+
 // CheckMembership checks a membership's role and grants.
 func CheckMembership(m Membership) error {
 	switch m.Role {
