@@ -153,13 +153,7 @@ func (s *Store) UpdateAccount(a store.Account) error {
 
 // Accounts returns every account, in the order of their IDs.
 func (s *Store) Accounts() ([]store.Account, error) {
-	var out []store.Account
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.Account](ctx, tx, `SELECT doc FROM accounts ORDER BY id`)
-		return err
-	})
-	return out, err
+	return viewDocs[store.Account](s, `SELECT doc FROM accounts ORDER BY id`)
 }
 
 // DeleteAccount deletes an account and its tokens; not the operator's,
@@ -496,11 +490,5 @@ func addAccountEvent(ctx context.Context, tx pgx.Tx, accountID int64, e store.Ac
 
 // AccountEvents returns an account's log, oldest first.
 func (s *Store) AccountEvents(accountID int64) ([]store.AccountEvent, error) {
-	var out []store.AccountEvent
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.AccountEvent](ctx, tx, `SELECT doc FROM account_events WHERE account_id = $1 ORDER BY seq`, accountID)
-		return err
-	})
-	return out, err
+	return viewDocs[store.AccountEvent](s, `SELECT doc FROM account_events WHERE account_id = $1 ORDER BY seq`, accountID)
 }

@@ -44,13 +44,7 @@ func (s *Store) AddDMARCReport(r store.DMARCReport, received []byte) (store.DMAR
 
 // DMARCReports lists a domain's reports, newest first, without rows.
 func (s *Store) DMARCReports(domainID int64) ([]store.DMARCReport, error) {
-	var out []store.DMARCReport
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.DMARCReport](ctx, tx, `SELECT doc - 'Rows' FROM dmarc_reports WHERE domain_id = $1 ORDER BY id DESC`, domainID)
-		return err
-	})
-	return out, err
+	return viewDocs[store.DMARCReport](s, `SELECT doc - 'Rows' FROM dmarc_reports WHERE domain_id = $1 ORDER BY id DESC`, domainID)
 }
 
 // DMARCReport returns one report with its rows and what was received.
@@ -72,14 +66,8 @@ func (s *Store) DMARCReport(domainID, id int64) (store.DMARCReport, []byte, erro
 
 // DMARCParsedReports returns the parsed reports overlapping [from, to].
 func (s *Store) DMARCParsedReports(domainID int64, from, to time.Time) ([]store.DMARCReport, error) {
-	var out []store.DMARCReport
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.DMARCReport](ctx, tx, `SELECT doc FROM dmarc_reports WHERE domain_id = $1 AND status = 'parsed'
-			AND end_ns >= $2 AND begin_ns <= $3 ORDER BY id`, domainID, from.UnixNano(), to.UnixNano())
-		return err
-	})
-	return out, err
+	return viewDocs[store.DMARCReport](s, `SELECT doc FROM dmarc_reports WHERE domain_id = $1 AND status = 'parsed'
+		AND end_ns >= $2 AND begin_ns <= $3 ORDER BY id`, domainID, from.UnixNano(), to.UnixNano())
 }
 
 // SetDMARCSourceKnown marks a source address known, or not.

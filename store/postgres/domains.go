@@ -84,13 +84,7 @@ func (s *Store) CreateDomain(d store.Domain, now time.Time) (store.Domain, error
 
 // VerifiedDomains returns every held domain whose records were found.
 func (s *Store) VerifiedDomains() ([]store.Domain, error) {
-	var out []store.Domain
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.Domain](ctx, tx, `SELECT doc FROM domains WHERE NOT claim AND (doc->>'DKIMVerified')::boolean ORDER BY id`)
-		return err
-	})
-	return out, err
+	return viewDocs[store.Domain](s, `SELECT doc FROM domains WHERE NOT claim AND (doc->>'DKIMVerified')::boolean ORDER BY id`)
 }
 
 // Reverified records the daily check of a verified domain (store.Reverify).
@@ -160,13 +154,7 @@ func (s *Store) DomainByName(name string) (store.Domain, error) {
 
 // Domains returns the account's domains and claims, by name.
 func (s *Store) Domains(accountID int64) ([]store.Domain, error) {
-	var out []store.Domain
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.Domain](ctx, tx, `SELECT doc FROM domains WHERE account_id = $1 ORDER BY name, id`, accountID)
-		return err
-	})
-	return out, err
+	return viewDocs[store.Domain](s, `SELECT doc FROM domains WHERE account_id = $1 ORDER BY name, id`, accountID)
 }
 
 // Domain returns a domain.

@@ -276,6 +276,17 @@ func getDoc(ctx context.Context, tx querier, v any, sql string, args ...any) err
 	return json.Unmarshal(raw, v)
 }
 
+// viewDocs is docs in a read-only transaction of its own.
+func viewDocs[T any](s *Store, sql string, args ...any) ([]T, error) {
+	var out []T
+	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		out, err = docs[T](ctx, tx, sql, args...)
+		return err
+	})
+	return out, err
+}
+
 // docs reads the docs of every row into a slice.
 func docs[T any](ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]T, error) {
 	rows, err := tx.Query(ctx, sql, args...)

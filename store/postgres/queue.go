@@ -332,13 +332,7 @@ func (s *Store) NextDue() (time.Time, bool, error) {
 
 // Queue lists up to limit entries, earliest due first.
 func (s *Store) Queue(limit int) ([]store.QueueEntry, error) {
-	var out []store.QueueEntry
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.QueueEntry](ctx, tx, `SELECT doc FROM queue ORDER BY due_ns, server_id, message_id LIMIT $1`, limit)
-		return err
-	})
-	return out, err
+	return viewDocs[store.QueueEntry](s, `SELECT doc FROM queue ORDER BY due_ns, server_id, message_id LIMIT $1`, limit)
 }
 
 // QueueStats returns each server's queue depth and earliest due time.

@@ -125,24 +125,12 @@ func (s *Store) RemoveMembership(accountID, userID int64) error {
 
 // Memberships returns a user's memberships, by account.
 func (s *Store) Memberships(userID int64) ([]store.Membership, error) {
-	var out []store.Membership
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.Membership](ctx, tx, `SELECT doc FROM memberships WHERE user_id = $1 ORDER BY account_id`, userID)
-		return err
-	})
-	return out, err
+	return viewDocs[store.Membership](s, `SELECT doc FROM memberships WHERE user_id = $1 ORDER BY account_id`, userID)
 }
 
 // AccountMembers returns an account's memberships, by user.
 func (s *Store) AccountMembers(accountID int64) ([]store.Membership, error) {
-	var out []store.Membership
-	err := s.view(func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		out, err = docs[store.Membership](ctx, tx, `SELECT doc FROM memberships WHERE account_id = $1 ORDER BY user_id`, accountID)
-		return err
-	})
-	return out, err
+	return viewDocs[store.Membership](s, `SELECT doc FROM memberships WHERE account_id = $1 ORDER BY user_id`, accountID)
 }
 
 // AddSignInToken keeps a one-time sign-in token.
