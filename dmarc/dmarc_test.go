@@ -43,17 +43,25 @@ func TestToken(t *testing.T) {
 	}
 }
 
-func TestIngest(t *testing.T) {
+// domainStore is a new bbolt store with an account holding the domain
+// example.com, closed when the test ends.
+func domainStore(t *testing.T) (*bolt.Store, store.Account, store.Domain) {
+	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	acct, _ := storetest.Init(t, st)
 	d, err := st.CreateDomain(store.Domain{AccountID: acct.ID, Name: "example.com"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st, acct, d
+}
+
+func TestIngest(t *testing.T) {
+	st, _, d := domainStore(t)
 	now := time.Now()
 	r, err := dmarc.Ingest(st, d, sample(t, "rfc9990-sample.xml"), "upload", now)
 	if err != nil || r.Status != store.DMARCParsed || r.Messages != 123 || len(r.Rows) != 1 || r.Rows[0].DKIMPassSelectors[0] != "abc123" {

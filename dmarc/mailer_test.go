@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +13,13 @@ import (
 	"github.com/postern/postern/internal/testutil/smtptest"
 	"github.com/postern/postern/relay"
 	"github.com/postern/postern/store"
-	"github.com/postern/postern/store/bolt"
-	"github.com/postern/postern/store/storetest"
 )
 
 // TestDigestAndAlertMailed: the Owners of an account get last week's
 // digest of its domain once, and an alert about a new unknown source
 // sending over 100 messages a day, once; Members get neither.
 func TestDigestAndAlertMailed(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), bolt.FileName), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	acct, _ := storetest.Init(t, st)
-	d, err := st.CreateDomain(store.Domain{AccountID: acct.ID, Name: "example.com"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, acct, d := domainStore(t)
 	for email, role := range map[string]string{"owner@client.example": store.UserOwner, "member@client.example": store.UserMember} {
 		u, err := st.CreateUser(store.User{Email: email})
 		if err != nil {
